@@ -1,0 +1,143 @@
+# baton — build, test, demo.
+#
+# Configuration (override on the command line):
+#   SANITIZE=1   build with ASan + UBSan into build-san/ (tests use it too)
+#   RELEASE=1    optimised build without debug assertions into build-rel/
+#   CC           compiler (default cc)
+
+CC      ?= cc
+PKGS    := libzmq msgpack lmdb libmicrohttpd libcurl jansson libcrypto
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+OPT     := -O2 -g
+
+ifeq ($(SANITIZE),1)
+BUILD   := build-san
+OPT     := -O1 -g -fno-omit-frame-pointer
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else ifeq ($(RELEASE),1)
+BUILD   := build-rel
+OPT     := -O2 -DNDEBUG
+else
+BUILD   := build
+endif
+
+# Say clearly which library is missing instead of failing on a header.
+PKG_MISSING := $(strip $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p))))
+ifneq ($(PKG_MISSING),)
+ifeq ($(filter clean help,$(MAKECMDGOALS)),)
+$(error missing libraries (pkg-config): $(PKG_MISSING) — run scripts/install-deps)
+endif
+endif
+
+CFLAGS  += $(CSTD) $(WARN) $(OPT) $(SAN) -MMD -MP -Icommon $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS += $(SAN)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+
+BIN     := $(BUILD)/bin
+
+COMMON_SRC := \
+	common/xalloc.c \
+	common/clock.c \
+	common/log.c \
+	common/config.c \
+	common/envelope.c \
+	common/zmqx.c \
+	common/kv.c \
+	common/httpc.c \
+	common/form.c \
+	common/twsig.c \
+	common/utf8.c \
+	common/backoff.c
+
+INGRESS_SRC := \
+	ingress/webhook.c \
+	ingress/server.c
+
+ROUTER_SRC := \
+	router/store.c \
+	router/dispatch.c \
+	router/router.c
+
+AI_SRC := \
+	ai-worker/escalate.c \
+	ai-worker/llm.c \
+	ai-worker/aiwork.c
+
+EGRESS_SRC := \
+	egress/twilio.c \
+	egress/sender.c
+
+PROGS := ingress router ai-worker egress
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+COMMON_OBJ  := $(call obj,$(COMMON_SRC))
+INGRESS_OBJ := $(call obj,$(INGRESS_SRC))
+ROUTER_OBJ  := $(call obj,$(ROUTER_SRC))
+AI_OBJ      := $(call obj,$(AI_SRC))
+EGRESS_OBJ  := $(call obj,$(EGRESS_SRC))
+LIBCOMMON   := $(BUILD)/libcommon.a
+
+BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress
+
+UNIT_TESTS := envelope config form twsig llm escalate utf8 store httpc
+UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
+
+.PHONY: all test unit integration demo run clean deps help
+all: $(BINARIES)
+
+help:
+	@echo "targets: all test unit integration demo run clean deps (SANITIZE=1, RELEASE=1)"
+
+deps:
+	scripts/install-deps
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIBCOMMON): $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/baton-ingress: $(BUILD)/ingress/main.o $(INGRESS_OBJ) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/baton-router: $(BUILD)/router/main.o $(ROUTER_OBJ) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/baton-ai-worker: $(BUILD)/ai-worker/main.o $(AI_OBJ) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/baton-egress: $(BUILD)/egress/main.o $(EGRESS_OBJ) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests link the module under test plus libcommon and cmocka.
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(INGRESS_OBJ) $(ROUTER_OBJ) $(AI_OBJ) $(EGRESS_OBJ) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/unit/%.o: CFLAGS += -Iingress -Irouter -Iai-worker -Iegress
+
+unit: $(UNIT_BINS)
+
+# One line at the end: "N passed, N failed" (unit + integration).
+test: all $(UNIT_BINS)
+	@python3 tests/run.py --build $(BUILD) $(UNIT_BINS)
+
+demo:
+	@scripts/demo
+
+run: all
+	@scripts/run
+
+clean:
+	rm -rf build build-san build-rel
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,524 @@
+/*
+ * config — the settings table and its loaders.
+ *
+ * The table below is the single source of truth: parsing, validation,
+ * --help and the masked dump are all driven by it.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+/* A config line longer than this is an error, not silently cut. */
+#define CONFIG_LINE_MAX 8192
+/* A system prompt file bigger than this is almost certainly a mistake. */
+#define CONFIG_PROMPT_FILE_MAX (256 * 1024)
+
+enum config_type { CT_STR, CT_INT, CT_LONG, CT_BOOL, CT_ENUM, CT_URL };
+
+struct config_entry {
+	const char *key;
+	enum config_type type;
+	const char *def;
+	long min, max;       /* CT_INT / CT_LONG bounds */
+	const char *choices; /* CT_ENUM: "a|b|c" */
+	size_t offset;
+	bool secret;
+	const char *help;
+};
+
+#define F(field) offsetof(struct config, field)
+
+static const char DEFAULT_PROMPT[] =
+	"You are the WhatsApp assistant of Clinica Sol, a medical clinic. "
+	"Answer in the customer's language, briefly and kindly, only about the "
+	"clinic: address, specialties, opening hours and appointments. "
+	"If the customer asks for a human, complains, or asks something you cannot "
+	"answer from these facts, reply with one short sentence and append the tag "
+	"[ESCALAR] at the very end.";
+
+static const struct config_entry config_table[] = {
+	{ "state.dir", CT_STR, "var", 0, 0, NULL, F(state_dir), false,
+	  "directory for the LMDB environment and ipc sockets" },
+	{ "router.ingress_endpoint", CT_STR, "", 0, 0, NULL, F(router_ingress_endpoint), false,
+	  "ZeroMQ endpoint where the router takes webhooks from ingress (default ipc://STATE_DIR/ingress.ipc)" },
+	{ "router.work_endpoint", CT_STR, "", 0, 0, NULL, F(router_work_endpoint), false,
+	  "ZeroMQ endpoint where workers (ai, egress, flex) connect (default ipc://STATE_DIR/work.ipc)" },
+	{ "worker.heartbeat_ms", CT_INT, "1000", 50, 60000, NULL, F(worker_heartbeat_ms), false,
+	  "how often a worker tells the router it is alive and how many jobs it can hold" },
+	{ "worker.timeout_ms", CT_INT, "3000", 100, 600000, NULL, F(worker_timeout_ms), false,
+	  "a worker silent this long is presumed dead and its jobs are re-dispatched" },
+
+	{ "http.bind", CT_STR, "127.0.0.1", 0, 0, NULL, F(http_bind), false,
+	  "address ingress listens on" },
+	{ "http.port", CT_INT, "18080", 0, 65535, NULL, F(http_port), false,
+	  "port ingress listens on (0 = any free port, logged when ready)" },
+	{ "http.public_url", CT_URL, "http://127.0.0.1:18080", 0, 0, NULL, F(public_url), false,
+	  "base URL Twilio is configured to call (scheme://host[:port]); signatures are checked against it" },
+	{ "http.max_body", CT_LONG, "65536", 1024, 16 * 1024 * 1024, NULL, F(http_max_body), false,
+	  "largest webhook body accepted, bytes (larger: 413)" },
+	{ "http.ack_timeout_ms", CT_INT, "5000", 100, 14000, NULL, F(http_ack_timeout_ms), false,
+	  "how long ingress waits for the router to make a message durable before answering 503" },
+	{ "http.conn_timeout_s", CT_INT, "10", 1, 300, NULL, F(http_conn_timeout_s), false,
+	  "idle connection timeout, seconds (slow clients are cut off)" },
+	{ "http.max_params", CT_INT, "256", 16, 10000, NULL, F(http_max_params), false,
+	  "most form parameters accepted in one webhook (more: 400)" },
+
+	{ "twilio.account_sid", CT_STR, "AC00000000000000000000000000000000", 0, 0, NULL,
+	  F(twilio_account_sid), false, "Twilio Account SID (AC...)" },
+	{ "twilio.auth_token", CT_STR, "sandbox_token", 0, 0, NULL, F(twilio_auth_token), true,
+	  "Twilio auth token: signs webhooks and authenticates REST calls" },
+	{ "twilio.api_base", CT_URL, "http://127.0.0.1:18081", 0, 0, NULL, F(twilio_api_base), false,
+	  "Twilio REST API base (real: https://api.twilio.com)" },
+	{ "twilio.conversations_base", CT_URL, "http://127.0.0.1:18081", 0, 0, NULL,
+	  F(twilio_conversations_base), false,
+	  "Twilio Conversations API base (real: https://conversations.twilio.com)" },
+	{ "twilio.flex_base", CT_URL, "http://127.0.0.1:18081", 0, 0, NULL, F(twilio_flex_base), false,
+	  "Twilio Flex API base (real: https://flex-api.twilio.com)" },
+	{ "twilio.taskrouter_base", CT_URL, "http://127.0.0.1:18081", 0, 0, NULL,
+	  F(twilio_taskrouter_base), false, "Twilio TaskRouter API base (real: https://taskrouter.twilio.com)" },
+	{ "twilio.whatsapp_from", CT_STR, "", 0, 0, NULL, F(twilio_whatsapp_from), false,
+	  "our WhatsApp sender (whatsapp:+E164); empty = the number the customer wrote to" },
+	{ "twilio.validate_signature", CT_BOOL, "true", 0, 0, NULL, F(twilio_validate_signature), false,
+	  "check X-Twilio-Signature on every webhook (never turn off in production)" },
+
+	{ "llm.provider", CT_ENUM, "anthropic", 0, 0, "anthropic|openai", F(llm_provider), false,
+	  "LLM API flavour: anthropic (Messages API) or openai (chat completions, also Ollama/vLLM/llama.cpp)" },
+	{ "llm.base_url", CT_URL, "http://127.0.0.1:18082", 0, 0, NULL, F(llm_base_url), false,
+	  "LLM API base (real: https://api.anthropic.com or https://api.openai.com)" },
+	{ "llm.model", CT_STR, "claude-sonnet-4-5", 0, 0, NULL, F(llm_model), false, "model name" },
+	{ "llm.api_key", CT_STR, "sandbox-key", 0, 0, NULL, F(llm_api_key), true, "LLM API key" },
+	{ "llm.anthropic_version", CT_STR, "2023-06-01", 0, 0, NULL, F(llm_anthropic_version), false,
+	  "anthropic-version header" },
+	{ "llm.timeout_ms", CT_INT, "30000", 100, 600000, NULL, F(llm_timeout_ms), false,
+	  "timeout of one LLM call" },
+	{ "llm.max_tokens", CT_INT, "512", 1, 64000, NULL, F(llm_max_tokens), false,
+	  "max_tokens of each reply" },
+	{ "llm.retries", CT_INT, "2", 0, 10, NULL, F(llm_retries), false,
+	  "retries of a failed LLM call (429, 5xx, 529, timeouts) with backoff" },
+
+	{ "ai.system_prompt", CT_STR, DEFAULT_PROMPT, 0, 0, NULL, F(ai_system_prompt), false,
+	  "system prompt of the assistant" },
+	{ "ai.system_prompt_file", CT_STR, "", 0, 0, NULL, F(ai_system_prompt_file), false,
+	  "file holding the system prompt (overrides ai.system_prompt)" },
+	{ "ai.history", CT_INT, "20", 1, 1000, NULL, F(ai_history), false,
+	  "how many history turns each AI job carries" },
+	{ "ai.escalation_tag", CT_STR, "[ESCALAR]", 0, 0, NULL, F(ai_escalation_tag), false,
+	  "tag the model appends to ask for a human; always stripped before the customer sees the text" },
+	{ "ai.apology", CT_STR,
+	  "Sorry, I could not process your message right now. Please try again in a moment.", 0, 0,
+	  NULL, F(ai_apology), false, "sent when the AI gives a malformed answer or fails for good" },
+	{ "ai.worker_credit", CT_INT, "256", 1, 100000, NULL, F(ai_worker_credit), false,
+	  "LLM calls one ai-worker keeps in flight" },
+
+	{ "egress.credit", CT_INT, "64", 1, 100000, NULL, F(egress_credit), false,
+	  "Twilio sends one egress process keeps in flight" },
+	{ "egress.timeout_ms", CT_INT, "15000", 100, 120000, NULL, F(egress_timeout_ms), false,
+	  "timeout of one Twilio Messages call" },
+	{ "egress.retry_deadline_ms", CT_INT, "60000", 0, 3600000, NULL, F(egress_retry_deadline_ms),
+	  false, "how long egress retries 429/5xx before handing the job back to the router" },
+
+	{ "lmdb.map_size_mb", CT_LONG, "1024", 1, 1024L * 1024, NULL, F(lmdb_map_size_mb), false,
+	  "LMDB map size (the most state the router can hold), MiB" },
+	{ "lmdb.sync", CT_BOOL, "true", 0, 0, NULL, F(lmdb_sync), false,
+	  "fsync every commit (true) or leave flushing to the OS (false: a host crash can lose the last commits)" },
+	{ "router.batch", CT_INT, "256", 1, 100000, NULL, F(router_batch), false,
+	  "most messages the router applies in one LMDB transaction (group commit)" },
+
+	{ "log.level", CT_ENUM, "info", 0, 0, "debug|info|warn|error", F(log_level), false,
+	  "lowest level logged" },
+	{ "log.mask_phone", CT_BOOL, "true", 0, 0, NULL, F(log_mask_phone), false,
+	  "mask customer phone numbers in logs" },
+};
+
+#define CONFIG_N (sizeof(config_table) / sizeof(config_table[0]))
+
+static void *config_field(struct config *cfg, const struct config_entry *e)
+{
+	return (char *)cfg + e->offset;
+}
+
+static const void *config_cfield(const struct config *cfg, const struct config_entry *e)
+{
+	return (const char *)cfg + e->offset;
+}
+
+static void config_errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void config_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static void config_env_name(const char *key, char *buf, size_t len)
+{
+	size_t o = (size_t)snprintf(buf, len, "BATON_");
+	for (const char *p = key; *p && o + 1 < len; p++)
+		buf[o++] = (*p == '.') ? '_' : (char)toupper((unsigned char)*p);
+	buf[o] = '\0';
+}
+
+static int config_parse_bool(const char *v, bool *out)
+{
+	if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0")) {
+		*out = false;
+		return 0;
+	}
+	return -1;
+}
+
+static bool config_enum_ok(const char *choices, const char *v)
+{
+	size_t vl = strlen(v);
+	for (const char *p = choices; *p;) {
+		const char *bar = strchr(p, '|');
+		size_t n = bar ? (size_t)(bar - p) : strlen(p);
+		if (n == vl && strncmp(p, v, n) == 0)
+			return true;
+		p += n + (bar ? 1 : 0);
+	}
+	return false;
+}
+
+/* Sets one setting from its text; `origin` says where it came from for the message. */
+static int config_set(struct config *cfg, const struct config_entry *e, const char *v,
+		      const char *origin, char *err, size_t errlen)
+{
+	void *f = config_field(cfg, e);
+	char *end = NULL;
+	long n;
+
+	switch (e->type) {
+	case CT_INT:
+	case CT_LONG:
+		errno = 0;
+		n = strtol(v, &end, 10);
+		if (errno || end == v || *end != '\0') {
+			config_errf(err, errlen, "%s: '%s' is not a number (from %s)", e->key, v, origin);
+			return -1;
+		}
+		if (n < e->min || n > e->max) {
+			config_errf(err, errlen, "%s: %ld is out of range %ld..%ld (from %s)", e->key,
+				    n, e->min, e->max, origin);
+			return -1;
+		}
+		if (e->type == CT_INT)
+			*(int *)f = (int)n;
+		else
+			*(long *)f = n;
+		return 0;
+	case CT_BOOL:
+		if (config_parse_bool(v, (bool *)f) < 0) {
+			config_errf(err, errlen, "%s: '%s' is not a boolean (true/false) (from %s)",
+				    e->key, v, origin);
+			return -1;
+		}
+		return 0;
+	case CT_ENUM:
+		if (!config_enum_ok(e->choices, v)) {
+			config_errf(err, errlen, "%s: '%s' is not one of %s (from %s)", e->key, v,
+				    e->choices, origin);
+			return -1;
+		}
+		break;
+	case CT_URL:
+		if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8)) {
+			config_errf(err, errlen, "%s: '%s' is not an http(s) URL (from %s)", e->key, v,
+				    origin);
+			return -1;
+		}
+		break;
+	case CT_STR:
+		break;
+	}
+	char **s = f;
+	free(*s);
+	*s = xstrdup(v);
+	if (e->type == CT_URL) {
+		/* Bases are joined with paths that start with '/'. */
+		size_t l = strlen(*s);
+		while (l > 0 && (*s)[l - 1] == '/')
+			(*s)[--l] = '\0';
+	}
+	return 0;
+}
+
+static const struct config_entry *config_find(const char *key)
+{
+	for (size_t i = 0; i < CONFIG_N; i++)
+		if (strcmp(config_table[i].key, key) == 0)
+			return &config_table[i];
+	return NULL;
+}
+
+static char *config_trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+/* Unquotes "..." in place with \n, \" and \\ escapes. */
+static int config_unquote(char *v)
+{
+	size_t n = strlen(v), o = 0;
+	if (n < 2 || v[n - 1] != '"')
+		return -1;
+	for (size_t i = 1; i < n - 1; i++) {
+		if (v[i] == '\\' && i + 1 < n - 1) {
+			i++;
+			v[o++] = v[i] == 'n' ? '\n' : v[i];
+		} else {
+			v[o++] = v[i];
+		}
+	}
+	v[o] = '\0';
+	return 0;
+}
+
+static int config_load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	char line[CONFIG_LINE_MAX], origin[512];
+	int lineno = 0, rc = -1;
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		config_errf(err, errlen, "config file '%s': %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			config_errf(err, errlen, "%s:%d: line longer than %d bytes", path, lineno,
+				    CONFIG_LINE_MAX);
+			goto fail;
+		}
+		char *s = config_trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			config_errf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+			goto fail;
+		}
+		*eq = '\0';
+		char *key = config_trim(s), *val = config_trim(eq + 1);
+		const struct config_entry *e = config_find(key);
+		if (!e) {
+			config_errf(err, errlen, "%s:%d: unknown setting '%s'", path, lineno, key);
+			goto fail;
+		}
+		if (*val == '"' && config_unquote(val) < 0) {
+			config_errf(err, errlen, "%s:%d: %s: unterminated quoted value", path, lineno, key);
+			goto fail;
+		}
+		snprintf(origin, sizeof(origin), "%s:%d", path, lineno);
+		if (config_set(cfg, e, val, origin, err, errlen) < 0)
+			goto fail;
+	}
+	rc = 0;
+fail:
+	fclose(f);
+	return rc;
+}
+
+static int config_read_prompt(struct config *cfg, char *err, size_t errlen)
+{
+	FILE *f = fopen(cfg->ai_system_prompt_file, "r");
+	if (!f) {
+		config_errf(err, errlen, "ai.system_prompt_file: cannot open '%s': %s",
+			    cfg->ai_system_prompt_file, strerror(errno));
+		return -1;
+	}
+	char *buf = xmalloc(CONFIG_PROMPT_FILE_MAX + 1);
+	size_t n = fread(buf, 1, CONFIG_PROMPT_FILE_MAX + 1, f);
+	fclose(f);
+	if (n > CONFIG_PROMPT_FILE_MAX) {
+		free(buf);
+		config_errf(err, errlen, "ai.system_prompt_file: '%s' is larger than %d bytes",
+			    cfg->ai_system_prompt_file, CONFIG_PROMPT_FILE_MAX);
+		return -1;
+	}
+	buf[n] = '\0';
+	free(cfg->ai_system_prompt);
+	cfg->ai_system_prompt = buf;
+	return 0;
+}
+
+/* Cross-field checks and derived defaults, after every source is applied. */
+static int config_finish(struct config *cfg, char *err, size_t errlen)
+{
+	if (cfg->router_ingress_endpoint[0] == '\0') {
+		free(cfg->router_ingress_endpoint);
+		cfg->router_ingress_endpoint = xasprintf("ipc://%s/ingress.ipc", cfg->state_dir);
+	}
+	if (cfg->router_work_endpoint[0] == '\0') {
+		free(cfg->router_work_endpoint);
+		cfg->router_work_endpoint = xasprintf("ipc://%s/work.ipc", cfg->state_dir);
+	}
+	if (cfg->ai_system_prompt_file[0] && config_read_prompt(cfg, err, errlen) < 0)
+		return -1;
+	if (cfg->worker_timeout_ms <= cfg->worker_heartbeat_ms) {
+		config_errf(err, errlen, "worker.timeout_ms (%d) must be larger than worker.heartbeat_ms (%d)",
+			    cfg->worker_timeout_ms, cfg->worker_heartbeat_ms);
+		return -1;
+	}
+	if (cfg->twilio_auth_token[0] == '\0' && cfg->twilio_validate_signature) {
+		config_errf(err, errlen, "twilio.auth_token: empty, but twilio.validate_signature is on");
+		return -1;
+	}
+	if (cfg->ai_escalation_tag[0] == '\0') {
+		config_errf(err, errlen, "ai.escalation_tag: must not be empty");
+		return -1;
+	}
+	if (strncmp(cfg->twilio_account_sid, "AC", 2) != 0) {
+		config_errf(err, errlen, "twilio.account_sid: '%s' does not start with AC",
+			    cfg->twilio_account_sid);
+		return -1;
+	}
+	return 0;
+}
+
+int config_load(struct config *cfg, const char *file, char *err, size_t errlen)
+{
+	char env[128], origin[160];
+
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < CONFIG_N; i++)
+		if (config_set(cfg, &config_table[i], config_table[i].def, "default", err, errlen) < 0)
+			goto fail;
+	if (!file)
+		file = getenv("BATON_CONFIG");
+	if (file && *file && config_load_file(cfg, file, err, errlen) < 0)
+		goto fail;
+	for (size_t i = 0; i < CONFIG_N; i++) {
+		config_env_name(config_table[i].key, env, sizeof(env));
+		const char *v = getenv(env);
+		if (!v)
+			continue;
+		snprintf(origin, sizeof(origin), "environment %s", env);
+		if (config_set(cfg, &config_table[i], v, origin, err, errlen) < 0)
+			goto fail;
+	}
+	if (config_finish(cfg, err, errlen) < 0)
+		goto fail;
+	return 0;
+fail:
+	config_release(cfg);
+	return -1;
+}
+
+void config_release(struct config *cfg)
+{
+	for (size_t i = 0; i < CONFIG_N; i++) {
+		const struct config_entry *e = &config_table[i];
+		if (e->type == CT_STR || e->type == CT_ENUM || e->type == CT_URL) {
+			char **s = config_field(cfg, e);
+			free(*s);
+			*s = NULL;
+		}
+	}
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+void config_dump(const struct config *cfg, FILE *out)
+{
+	for (size_t i = 0; i < CONFIG_N; i++) {
+		const struct config_entry *e = &config_table[i];
+		const void *f = config_cfield(cfg, e);
+		fprintf(out, "%s = ", e->key);
+		switch (e->type) {
+		case CT_INT:
+			fprintf(out, "%d\n", *(const int *)f);
+			break;
+		case CT_LONG:
+			fprintf(out, "%ld\n", *(const long *)f);
+			break;
+		case CT_BOOL:
+			fprintf(out, "%s\n", *(const bool *)f ? "true" : "false");
+			break;
+		default: {
+			const char *s = *(char *const *)f;
+			if (e->secret)
+				fprintf(out, "\"%s\"\n", s[0] ? "********" : "");
+			else {
+				fputc('"', out);
+				for (const char *p = s; *p; p++) {
+					if (*p == '\n')
+						fputs("\\n", out);
+					else if (*p == '"' || *p == '\\')
+						fprintf(out, "\\%c", *p);
+					else
+						fputc(*p, out);
+				}
+				fputs("\"\n", out);
+			}
+		}
+		}
+	}
+}
+
+void config_help(FILE *out)
+{
+	char env[128];
+	fprintf(out, "Settings (file key, environment variable, default):\n");
+	for (size_t i = 0; i < CONFIG_N; i++) {
+		const struct config_entry *e = &config_table[i];
+		config_env_name(e->key, env, sizeof(env));
+		const char *def = e->def;
+		fprintf(out, "  %-28s %-34s default: %.40s%s\n      %s\n", e->key, env,
+			e->secret ? "(secret)" : (def[0] ? def : "(empty)"),
+			strlen(def) > 40 && !e->secret ? "..." : "", e->help);
+	}
+}
+
+int config_from_args(struct config *cfg, int argc, char **argv, const char *proc,
+		     const char *usage)
+{
+	const char *file = NULL;
+	bool check = false;
+	char err[1024];
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+			file = argv[++i];
+		} else if (!strcmp(argv[i], "--check-config")) {
+			check = true;
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fprintf(stdout, "usage: %s [--config FILE] [--check-config] [--help]\n%s\n\n",
+				proc, usage);
+			config_help(stdout);
+			return 1;
+		} else {
+			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", proc, argv[i]);
+			exit(CONFIG_EXIT);
+		}
+	}
+	if (config_load(cfg, file, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: config error: %s\n", proc, err);
+		exit(CONFIG_EXIT);
+	}
+	if (check) {
+		config_dump(cfg, stdout);
+		config_release(cfg);
+		return 1;
+	}
+	return 0;
+}

@@ -1,0 +1,101 @@
+/*
+ * config — every setting of every baton process, in one table.
+ *
+ * Sources, later wins: built-in defaults (which run the sandbox of
+ * `make demo`), the config file (`--config FILE` or BATON_CONFIG), then
+ * environment variables (BATON_<KEY> with dots as underscores, e.g.
+ * http.port -> BATON_HTTP_PORT).
+ *
+ * File format: one `key = value` per line, `#` starts a comment line,
+ * values may be double-quoted with \n, \" and \\ escapes.
+ *
+ * config_load() fills a struct config whose strings it owns until
+ * config_release(). On any error it writes a message naming the setting
+ * into err and returns -1; processes then exit with CONFIG_EXIT (2).
+ */
+#ifndef BATON_CONFIG_H
+#define BATON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONFIG_EXIT 2
+
+struct config {
+	/* paths and sockets */
+	char *state_dir;
+	char *router_ingress_endpoint;
+	char *router_work_endpoint;
+	int worker_heartbeat_ms;
+	int worker_timeout_ms;
+
+	/* ingress */
+	char *http_bind;
+	int http_port;
+	char *public_url;
+	long http_max_body;
+	int http_ack_timeout_ms;
+	int http_conn_timeout_s;
+	int http_max_params;
+
+	/* Twilio */
+	char *twilio_account_sid;
+	char *twilio_auth_token;
+	char *twilio_api_base;
+	char *twilio_conversations_base;
+	char *twilio_flex_base;
+	char *twilio_taskrouter_base;
+	char *twilio_whatsapp_from;
+	bool twilio_validate_signature;
+
+	/* LLM */
+	char *llm_provider; /* "anthropic" or "openai" */
+	char *llm_base_url;
+	char *llm_model;
+	char *llm_api_key;
+	char *llm_anthropic_version;
+	int llm_timeout_ms;
+	int llm_max_tokens;
+	int llm_retries;
+
+	/* AI behaviour */
+	char *ai_system_prompt;
+	char *ai_system_prompt_file;
+	int ai_history;
+	char *ai_escalation_tag;
+	char *ai_apology;
+	int ai_worker_credit;
+
+	/* egress */
+	int egress_credit;
+	int egress_timeout_ms;
+	int egress_retry_deadline_ms;
+
+	/* router state */
+	long lmdb_map_size_mb;
+	bool lmdb_sync;
+	int router_batch;
+
+	/* logging */
+	char *log_level;
+	bool log_mask_phone;
+};
+
+/** Load defaults, then file, then environment. argv may hold --config FILE. */
+int config_load(struct config *cfg, const char *file, char *err, size_t errlen);
+/** Free every string; cfg is zeroed. */
+void config_release(struct config *cfg);
+/** Print the effective settings, secrets masked, one `key = value` a line. */
+void config_dump(const struct config *cfg, FILE *out);
+/** Print every setting with its env var, default and meaning. */
+void config_help(FILE *out);
+/**
+ * Common option handling for every process: --config FILE, --check-config,
+ * --help. Loads the config or exits(2) with a clear message. Returns 0 to
+ * continue, or 1 when an informational option was handled (caller exits 0).
+ */
+int config_from_args(struct config *cfg, int argc, char **argv, const char *proc,
+		     const char *usage);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * httpc — many HTTP requests in flight in one thread, on curl multi.
+ *
+ * A worker's loop calls httpc_poll() with its ZeroMQ socket's fd: it
+ * sleeps until a transfer progresses, the fd wakes, a delayed request is
+ * due or the timeout passes, then runs the completion callbacks of the
+ * transfers that finished. Requests can start after a delay (retries
+ * with backoff) without a timer of the caller's own.
+ *
+ * httpc_start() copies everything it needs from the request; the
+ * response passed to the callback is borrowed for the callback only.
+ * Secrets given as headers or basic-auth are never logged here.
+ */
+#ifndef BATON_HTTPC_H
+#define BATON_HTTPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Default bound on a response body: an LLM or Twilio answer larger than
+ * this is an error, not something to buffer. */
+#define HTTPC_RESPONSE_MAX (2u * 1024 * 1024)
+
+struct httpc_req {
+	const char *method;       /* "GET" or "POST" (default POST when body is set) */
+	const char *url;
+	const char *body;         /* may be NULL */
+	size_t body_len;
+	const char *content_type; /* e.g. "application/json" */
+	const char *const *headers; /* NULL-terminated "Name: value" list, may be NULL */
+	const char *user, *pass;  /* HTTP basic auth when user != NULL */
+	long timeout_ms;
+	size_t max_response;      /* 0 = HTTPC_RESPONSE_MAX */
+};
+
+struct httpc_resp {
+	long status;          /* HTTP status; 0 when the transfer failed */
+	int curl_code;        /* CURLcode, 0 on a completed transfer */
+	const char *error;    /* curl's description when curl_code != 0 */
+	const char *body;     /* NUL-terminated; "" when empty */
+	size_t body_len;
+	long retry_after_ms;  /* Retry-After / retry-after-ms header, -1 when absent */
+	double total_ms;
+	bool too_big;         /* body exceeded max_response; transfer aborted */
+};
+
+typedef void httpc_done_fn(const struct httpc_resp *resp, void *arg);
+
+struct httpc;
+
+struct httpc *httpc_new(void);
+/** Abort every transfer without calling callbacks; *h = NULL. Accepts NULL. */
+void httpc_destroy(struct httpc **h);
+/** Queue req to start after delay_ms (0 = now). done(arg) runs exactly once. 0 or -1. */
+int httpc_start(struct httpc *h, const struct httpc_req *req, uint64_t delay_ms,
+		httpc_done_fn *done, void *arg);
+/** Wait up to timeout_ms (or until extra_fd >= 0 is readable), progress transfers, run callbacks. */
+int httpc_poll(struct httpc *h, int extra_fd, int timeout_ms);
+/** Requests started or waiting to start. */
+size_t httpc_pending(const struct httpc *h);
+
+#endif

@@ -1,0 +1,157 @@
+/* zmqx — ZeroMQ helpers carrying envelopes; see zmqx.h. */
+#include "zmqx.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "log.h"
+
+/* Bounded queues: past this the sender sees EAGAIN and applies backpressure
+ * instead of the process growing without limit. */
+#define ZMQX_HWM 100000
+
+static void zmqx_common_opts(void *s)
+{
+	int hwm = ZMQX_HWM, linger = 0;
+	zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+	/* A peer's frame larger than any envelope is cut off by libzmq itself. */
+	int64_t maxmsg = (int64_t)ENV_FRAME_MAX + 1024;
+	zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+}
+
+void *zmqx_router_bind(void *ctx, const char *endpoint)
+{
+	void *s = zmq_socket(ctx, ZMQ_ROUTER);
+	if (!s) {
+		log_err("cannot create ROUTER socket: %s", zmq_strerror(errno));
+		return NULL;
+	}
+	zmqx_common_opts(s);
+	int one = 1;
+	zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+	if (strncmp(endpoint, "ipc://", 6) == 0)
+		unlink(endpoint + 6); /* a stale socket file from a killed router */
+	if (zmq_bind(s, endpoint) != 0) {
+		log_err("cannot bind %s: %s", endpoint, zmq_strerror(errno));
+		zmq_close(s);
+		return NULL;
+	}
+	return s;
+}
+
+void *zmqx_dealer_connect(void *ctx, const char *endpoint)
+{
+	void *s = zmq_socket(ctx, ZMQ_DEALER);
+	if (!s) {
+		log_err("cannot create DEALER socket: %s", zmq_strerror(errno));
+		return NULL;
+	}
+	zmqx_common_opts(s);
+	int ivl = 100, max = 1000;
+	zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
+	zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &max, sizeof(max));
+	if (zmq_connect(s, endpoint) != 0) {
+		log_err("cannot connect %s: %s", endpoint, zmq_strerror(errno));
+		zmq_close(s);
+		return NULL;
+	}
+	return s;
+}
+
+void zmqx_close(void **sock, int linger_ms)
+{
+	if (!sock || !*sock)
+		return;
+	zmq_setsockopt(*sock, ZMQ_LINGER, &linger_ms, sizeof(linger_ms));
+	zmq_close(*sock);
+	*sock = NULL;
+}
+
+int zmqx_send_env(void *sock, const struct zmqx_peer *peer, const struct envelope *env)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = env_encode(env, &buf, &len);
+	if (rc != ENV_EOK) {
+		errno = EINVAL;
+		return log_err("cannot encode %s envelope id=%llu: %s", env_type_name(env->type),
+			       (unsigned long long)env->id, env_strerror(rc));
+	}
+	if (peer && zmq_send(sock, peer->id, peer->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+		goto fail;
+	if (zmq_send(sock, buf, len, ZMQ_DONTWAIT) < 0)
+		goto fail;
+	free(buf);
+	return 0;
+fail:
+	free(buf);
+	return -1;
+}
+
+/* Drops whatever frames remain of a multipart message. */
+static void zmqx_drain_more(void *sock)
+{
+	int more = 0;
+	size_t ml = sizeof(more);
+	while (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &ml) == 0 && more) {
+		zmq_msg_t m;
+		zmq_msg_init(&m);
+		zmq_msg_recv(&m, sock, ZMQ_DONTWAIT);
+		zmq_msg_close(&m);
+	}
+}
+
+int zmqx_recv_env(void *sock, struct zmqx_peer *peer, struct envelope *env)
+{
+	zmq_msg_t m;
+	int more = 0;
+	size_t ml = sizeof(more);
+
+	memset(env, 0, sizeof(*env));
+	if (peer) {
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&m);
+			return 0;
+		}
+		peer->len = zmq_msg_size(&m);
+		if (peer->len > sizeof(peer->id))
+			peer->len = sizeof(peer->id);
+		memcpy(peer->id, zmq_msg_data(&m), peer->len);
+		zmq_msg_close(&m);
+		zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &ml);
+		if (!more) {
+			log_warn("dropped a message without payload frame");
+			return -1;
+		}
+	}
+	zmq_msg_init(&m);
+	if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
+		zmq_msg_close(&m);
+		return peer ? -1 : 0;
+	}
+	int rc = env_decode(zmq_msg_data(&m), zmq_msg_size(&m), env);
+	size_t sz = zmq_msg_size(&m);
+	zmq_msg_close(&m);
+	zmqx_drain_more(sock);
+	if (rc != ENV_EOK) {
+		log_warn("dropped a malformed envelope (%zu bytes): %s", sz, env_strerror(rc));
+		return -1;
+	}
+	return 1;
+}
+
+int zmqx_readable(void *sock)
+{
+	int ev = 0;
+	size_t len = sizeof(ev);
+	if (zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &len) != 0)
+		return 0;
+	return (ev & ZMQ_POLLIN) != 0;
+}

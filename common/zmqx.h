@@ -1,0 +1,48 @@
+/*
+ * zmqx — the few ZeroMQ patterns baton uses, with envelopes on the wire.
+ *
+ * Topology: the router binds two ROUTER sockets (ingress, work); ingress
+ * and workers connect DEALER sockets. A ROUTER frame set is
+ * [peer id][envelope]; a DEALER sees just [envelope].
+ *
+ * Sends never block: a full queue or an unknown peer is an error the
+ * caller handles (503, re-dispatch). Receives are non-blocking after a
+ * poll said the socket is readable.
+ */
+#ifndef BATON_ZMQX_H
+#define BATON_ZMQX_H
+
+#include <stddef.h>
+
+#include "envelope.h"
+
+/* A ZeroMQ routing id is at most 255 bytes. */
+#define ZMQX_PEER_MAX 256
+
+struct zmqx_peer {
+	unsigned char id[ZMQX_PEER_MAX];
+	size_t len;
+};
+
+/** Bound ROUTER socket (mandatory routing, so a vanished peer is an error). NULL on error (logged). */
+void *zmqx_router_bind(void *ctx, const char *endpoint);
+/** Connected DEALER socket. NULL on error (logged). */
+void *zmqx_dealer_connect(void *ctx, const char *endpoint);
+/** Close with a linger of linger_ms and set *sock to NULL. Accepts NULL. */
+void zmqx_close(void **sock, int linger_ms);
+
+/** Encode and send env (to peer when sock is a ROUTER, else peer is NULL). 0 or -1 (errno). */
+int zmqx_send_env(void *sock, const struct zmqx_peer *peer, const struct envelope *env);
+
+/**
+ * Receive one message without blocking. For a ROUTER, peer gets the
+ * sender's id. Returns 1 with env filled (caller releases), 0 when no
+ * message is waiting, or -1 when a frame was malformed: it is logged and
+ * dropped, and the caller should just try again.
+ */
+int zmqx_recv_env(void *sock, struct zmqx_peer *peer, struct envelope *env);
+
+/** Whether the socket has a message waiting (ZMQ_EVENTS), for edge-triggered ZMQ_FD users. */
+int zmqx_readable(void *sock);
+
+#endif

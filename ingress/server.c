@@ -1,0 +1,397 @@
+/*
+ * server — libmicrohttpd in the zmq_poll loop; see server.h.
+ *
+ * A request lives in a struct request (MHD's con_cls) from its first
+ * header to its completion. While it waits for the router it is also in
+ * a hash by request id (to match the ACK) and a list in deadline order
+ * (to answer 503 on time): the ack timeout is the same for all, so
+ * insertion order is deadline order.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uthash.h>
+#include <utlist.h>
+#include <zmq.h>
+
+#include "clock.h"
+#include "envelope.h"
+#include "log.h"
+#include "webhook.h"
+#include "xalloc.h"
+#include "zmqx.h"
+
+#define PATH_MESSAGES "/twilio/messages"
+#define PATH_HEALTH "/healthz"
+/* Most connections served at once; past this MHD refuses new ones. */
+#define SERVER_CONN_LIMIT 4096
+/* Per-connection memory (headers included): a header block larger than
+ * this gets 431 from MHD itself. */
+#define SERVER_CONN_MEMORY (64 * 1024)
+
+enum req_state { REQ_READING, REQ_WAITING, REQ_ANSWER };
+
+struct request {
+	struct MHD_Connection *conn;
+	char *body;
+	size_t len;
+	bool too_big;
+	enum req_state state;
+	int status; /* set when REQ_ANSWER */
+	uint64_t rid;
+	uint64_t deadline;
+	char *sid; /* for log lines */
+	UT_hash_handle hh;
+	struct request *prev, *next; /* waiting list, deadline order */
+};
+
+struct server {
+	const struct config *cfg;
+	struct MHD_Daemon *mhd;
+	void *zctx;
+	void *router;
+	struct request *waiting_by_rid;
+	struct request *waiting; /* utlist DL, oldest first */
+	uint64_t next_rid;
+	char *messages_url;
+	struct MHD_Response *r_twiml, *r_health, *r_404, *r_405_post, *r_405_get,
+		*r_400, *r_403, *r_413, *r_415, *r_503;
+};
+
+static const char TWIML_EMPTY[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
+
+static struct MHD_Response *server_text(const char *text, const char *ctype)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)text,
+								 MHD_RESPMEM_PERSISTENT);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	return r;
+}
+
+static void server_make_responses(struct server *s)
+{
+	s->r_twiml = server_text(TWIML_EMPTY, "text/xml");
+	s->r_health = server_text("{\"status\":\"ok\"}\n", "application/json");
+	s->r_404 = server_text("not found\n", "text/plain");
+	s->r_405_post = server_text("method not allowed\n", "text/plain");
+	MHD_add_response_header(s->r_405_post, MHD_HTTP_HEADER_ALLOW, "POST");
+	s->r_405_get = server_text("method not allowed\n", "text/plain");
+	MHD_add_response_header(s->r_405_get, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	s->r_400 = server_text("bad request\n", "text/plain");
+	s->r_403 = server_text("forbidden\n", "text/plain");
+	s->r_413 = server_text("payload too large\n", "text/plain");
+	s->r_415 = server_text("unsupported media type\n", "text/plain");
+	s->r_503 = server_text("service unavailable\n", "text/plain");
+}
+
+static void server_free_responses(struct server *s)
+{
+	struct MHD_Response **all[] = { &s->r_twiml, &s->r_health, &s->r_404, &s->r_405_post,
+					&s->r_405_get, &s->r_400, &s->r_403, &s->r_413,
+					&s->r_415, &s->r_503 };
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (*all[i]) {
+			MHD_destroy_response(*all[i]);
+			*all[i] = NULL;
+		}
+}
+
+static enum MHD_Result server_reply(struct server *s, struct MHD_Connection *c, int status)
+{
+	struct MHD_Response *r;
+	switch (status) {
+	case 200: r = s->r_twiml; break;
+	case 400: r = s->r_400; break;
+	case 403: r = s->r_403; break;
+	case 413: r = s->r_413; break;
+	case 415: r = s->r_415; break;
+	default: r = s->r_503; status = 503; break;
+	}
+	return MHD_queue_response(c, (unsigned)status, r);
+}
+
+static void request_free(struct request *r)
+{
+	if (!r)
+		return;
+	free(r->body);
+	free(r->sid);
+	free(r);
+}
+
+static void server_unwait(struct server *s, struct request *r)
+{
+	HASH_DEL(s->waiting_by_rid, r);
+	DL_DELETE(s->waiting, r);
+}
+
+/* Answers a suspended request: MHD calls the handler again after resume. */
+static void server_finish(struct server *s, struct request *r, int status)
+{
+	server_unwait(s, r);
+	r->state = REQ_ANSWER;
+	r->status = status;
+	MHD_resume_connection(r->conn);
+}
+
+static bool server_is_form(struct MHD_Connection *c)
+{
+	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	return ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
+}
+
+/* Parses, checks and forwards a complete webhook; suspends on success. */
+static enum MHD_Result server_forward(struct server *s, struct request *r)
+{
+	struct webhook_cfg wc = { .auth_token = s->cfg->twilio_auth_token,
+				  .url = s->messages_url,
+				  .check_signature = s->cfg->twilio_validate_signature,
+				  .max_params = (size_t)s->cfg->http_max_params };
+	struct envelope env;
+	const char *why = NULL;
+
+	if (r->too_big) {
+		log_warn("rejected webhook: body over %ld bytes", s->cfg->http_max_body);
+		return server_reply(s, r->conn, 413);
+	}
+	if (!server_is_form(r->conn)) {
+		log_warn("rejected webhook: content type is not form-urlencoded");
+		return server_reply(s, r->conn, 415);
+	}
+	const char *sig = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Twilio-Signature");
+	int status = webhook_inbound(&wc, sig, r->body ? r->body : "", r->len, &env, &why);
+	if (status) {
+		log_warn("rejected webhook (%d): %s", status, why);
+		return server_reply(s, r->conn, status);
+	}
+	const char *idem = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+						       "I-Twilio-Idempotency-Token");
+	if (idem)
+		env.idem = xstrdup(idem);
+	env.id = r->rid = ++s->next_rid;
+	r->sid = xstrdup(env.sid);
+	struct log_ids ids = { .sid = env.sid };
+	if (zmqx_send_env(s->router, NULL, &env) < 0) {
+		log_emit(LOG_ERROR, &ids, "cannot hand webhook to router: %s", zmq_strerror(errno));
+		env_release(&env);
+		return server_reply(s, r->conn, 503);
+	}
+	env_release(&env);
+	r->state = REQ_WAITING;
+	r->deadline = clock_mono_ms() + (uint64_t)s->cfg->http_ack_timeout_ms;
+	HASH_ADD(hh, s->waiting_by_rid, rid, sizeof(r->rid), r);
+	DL_APPEND(s->waiting, r);
+	MHD_suspend_connection(r->conn);
+	return MHD_YES;
+}
+
+static enum MHD_Result server_handle(void *cls, struct MHD_Connection *c, const char *url,
+				     const char *method, const char *version,
+				     const char *upload_data, size_t *upload_size, void **con_cls)
+{
+	struct server *s = cls;
+	struct request *r = *con_cls;
+
+	if (!r) {
+		bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+		if (!strcmp(url, PATH_HEALTH))
+			return get ? MHD_queue_response(c, 200, s->r_health)
+				   : MHD_queue_response(c, 405, s->r_405_get);
+		if (strcmp(url, PATH_MESSAGES) != 0)
+			return MHD_queue_response(c, 404, s->r_404);
+		if (strcmp(method, "POST") != 0)
+			return MHD_queue_response(c, 405, s->r_405_post);
+		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl && strtoll(cl, NULL, 10) > s->cfg->http_max_body) {
+			log_warn("rejected webhook: Content-Length %s over %ld", cl, s->cfg->http_max_body);
+			return MHD_queue_response(c, 413, s->r_413);
+		}
+		r = xcalloc(1, sizeof(*r));
+		r->conn = c;
+		*con_cls = r;
+		return MHD_YES;
+	}
+	if (r->state == REQ_ANSWER)
+		return server_reply(s, c, r->status);
+	if (*upload_size) {
+		/* A chunked body has no Content-Length: the bound is enforced here too. */
+		if (!r->too_big && r->len + *upload_size <= (size_t)s->cfg->http_max_body) {
+			r->body = xrealloc(r->body, r->len + *upload_size + 1);
+			memcpy(r->body + r->len, upload_data, *upload_size);
+			r->len += *upload_size;
+			r->body[r->len] = '\0';
+		} else {
+			r->too_big = true;
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	return server_forward(s, r);
+}
+
+static void server_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			     enum MHD_RequestTerminationCode toe)
+{
+	struct server *s = cls;
+	struct request *r = *con_cls;
+	if (!r)
+		return;
+	if (r->state == REQ_WAITING)
+		server_unwait(s, r);
+	request_free(r);
+	*con_cls = NULL;
+}
+
+static void server_on_ack(struct server *s, const struct envelope *env)
+{
+	struct request *r = NULL;
+	uint64_t rid = env->id;
+	HASH_FIND(hh, s->waiting_by_rid, &rid, sizeof(rid), r);
+	if (!r) {
+		log_debug("ack for request %llu that already timed out", (unsigned long long)rid);
+		return;
+	}
+	struct log_ids ids = { .sid = r->sid };
+	int status;
+	switch (env->status) {
+	case ST_OK:
+	case ST_DUPLICATE:
+		status = 200;
+		break;
+	case ST_FAILED:
+		log_emit(LOG_WARN, &ids, "router refused the message: %s", env->err ? env->err : "");
+		status = 400;
+		break;
+	default:
+		log_emit(LOG_WARN, &ids, "router could not store the message: %s",
+			 env->err ? env->err : "busy");
+		status = 503;
+		break;
+	}
+	server_finish(s, r, status);
+}
+
+static void server_drain_router(struct server *s)
+{
+	struct envelope env;
+	int rc;
+	while ((rc = zmqx_recv_env(s->router, NULL, &env)) != 0) {
+		if (rc < 0)
+			continue;
+		if (env.type == ENV_ACK)
+			server_on_ack(s, &env);
+		else
+			log_warn("ignored a %s envelope from the router", env_type_name(env.type));
+		env_release(&env);
+	}
+}
+
+static void server_expire(struct server *s)
+{
+	uint64_t now = clock_mono_ms();
+	while (s->waiting && s->waiting->deadline <= now) {
+		struct request *r = s->waiting;
+		struct log_ids ids = { .sid = r->sid };
+		log_emit(LOG_WARN, &ids, "router did not acknowledge within %d ms: answering 503",
+			 s->cfg->http_ack_timeout_ms);
+		server_finish(s, r, 503);
+	}
+}
+
+static int server_timeout(struct server *s)
+{
+	MHD_UNSIGNED_LONG_LONG mhd_ms = 0;
+	long t = 1000;
+	if (MHD_get_timeout(s->mhd, &mhd_ms) == MHD_YES && (long long)mhd_ms < t)
+		t = (long)mhd_ms;
+	if (s->waiting) {
+		uint64_t now = clock_mono_ms();
+		long w = s->waiting->deadline > now ? (long)(s->waiting->deadline - now) : 0;
+		if (w < t)
+			t = w;
+	}
+	return (int)t;
+}
+
+static int server_start(struct server *s)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)s->cfg->http_port) };
+	if (inet_pton(AF_INET, s->cfg->http_bind, &sa.sin_addr) != 1)
+		return log_err("http.bind: '%s' is not an IPv4 address", s->cfg->http_bind);
+	s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+				  0, NULL, NULL, server_handle, s,
+				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+				  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->cfg->http_conn_timeout_s,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SERVER_CONN_LIMIT,
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_CONN_MEMORY,
+				  MHD_OPTION_NOTIFY_COMPLETED, server_completed, s,
+				  MHD_OPTION_END);
+	if (!s->mhd)
+		return log_err("cannot start HTTP server on %s:%d: %s", s->cfg->http_bind,
+			       s->cfg->http_port, strerror(errno));
+	return 0;
+}
+
+int server_run(const struct config *cfg, volatile sig_atomic_t *stop)
+{
+	struct server s = { .cfg = cfg };
+	int rc = -1;
+
+	server_make_responses(&s);
+	s.messages_url = xasprintf("%s%s", cfg->public_url, PATH_MESSAGES);
+	s.zctx = zmq_ctx_new();
+	if (!s.zctx) {
+		log_err("cannot create ZeroMQ context");
+		goto fail;
+	}
+	if (!(s.router = zmqx_dealer_connect(s.zctx, cfg->router_ingress_endpoint)))
+		goto fail;
+	if (server_start(&s) < 0)
+		goto fail;
+	const union MHD_DaemonInfo *pi = MHD_get_daemon_info(s.mhd, MHD_DAEMON_INFO_BIND_PORT);
+	const union MHD_DaemonInfo *ei = MHD_get_daemon_info(s.mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!pi || !ei) {
+		log_err("cannot read the HTTP server's port or epoll fd");
+		goto fail;
+	}
+	log_info("ready: listening on http://%s:%u, router %s", cfg->http_bind,
+		 (unsigned)pi->port, cfg->router_ingress_endpoint);
+
+	while (!*stop) {
+		zmq_pollitem_t items[2] = {
+			{ .socket = s.router, .events = ZMQ_POLLIN },
+			{ .fd = ei->epoll_fd, .events = ZMQ_POLLIN },
+		};
+		if (zmq_poll(items, 2, server_timeout(&s)) < 0 && errno != EINTR) {
+			log_err("zmq_poll: %s", zmq_strerror(errno));
+			break;
+		}
+		server_drain_router(&s);
+		server_expire(&s);
+		MHD_run(s.mhd);
+	}
+	log_info("stopping: %u requests waiting for the router get 503", HASH_COUNT(s.waiting_by_rid));
+	rc = 0;
+fail:
+	/* MHD refuses to stop with suspended connections: answer them first. */
+	while (s.waiting)
+		server_finish(&s, s.waiting, 503);
+	if (s.mhd) {
+		MHD_run(s.mhd);
+		MHD_stop_daemon(s.mhd);
+	}
+	zmqx_close(&s.router, 0);
+	if (s.zctx)
+		zmq_ctx_term(s.zctx);
+	server_free_responses(&s);
+	free(s.messages_url);
+	return rc;
+}
