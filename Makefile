@@ -49,7 +49,8 @@ COMMON_SRC := \
 	common/form.c \
 	common/twsig.c \
 	common/utf8.c \
-	common/backoff.c
+	common/backoff.c \
+	common/worker.c
 
 INGRESS_SRC := \
 	ingress/webhook.c \

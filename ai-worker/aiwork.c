@@ -1,0 +1,159 @@
+/* aiwork — LLM calls for AI jobs; see aiwork.h. */
+#include "aiwork.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "clock.h"
+#include "escalate.h"
+#include "log.h"
+#include "xalloc.h"
+
+/* Backoff between LLM retries, as the Anthropic SDK does it: 0.5 s doubling to 8 s. */
+#define AIWORK_BACKOFF_BASE_MS 500
+#define AIWORK_BACKOFF_CAP_MS 8000
+
+struct aicall {
+	struct aiwork *a;
+	struct worker *w;
+	uint64_t job;
+	char *conv;
+	unsigned attempt;
+	uint64_t started;
+	struct llm_request req;
+};
+
+static void aicall_free(struct aicall *c)
+{
+	llm_request_release(&c->req);
+	free(c->conv);
+	free(c);
+}
+
+void aiwork_init(struct aiwork *a, const struct config *cfg)
+{
+	memset(a, 0, sizeof(*a));
+	a->cfg = cfg;
+	a->llm.provider = strcmp(cfg->llm_provider, "openai") == 0 ? LLM_OPENAI : LLM_ANTHROPIC;
+	a->llm.base_url = cfg->llm_base_url;
+	a->llm.model = cfg->llm_model;
+	a->llm.api_key = cfg->llm_api_key;
+	a->llm.anthropic_version = cfg->llm_anthropic_version;
+	a->llm.max_tokens = cfg->llm_max_tokens;
+}
+
+static void aiwork_done(const struct httpc_resp *resp, void *arg);
+
+static int aiwork_start(struct aicall *c, uint64_t delay)
+{
+	struct httpc_req hr = { .url = c->req.url, .body = c->req.body,
+				.body_len = c->req.body_len,
+				.content_type = "application/json",
+				.headers = (const char *const *)c->req.headers,
+				.timeout_ms = c->a->cfg->llm_timeout_ms };
+	return httpc_start(worker_http(c->w), &hr, delay, aiwork_done, c);
+}
+
+static void aiwork_result(struct aicall *c, int status, const struct llm_reply *rep)
+{
+	struct envelope r = { .type = ENV_RESULT_AI, .id = c->job, .ts = clock_wall_ms(),
+			      .conv = c->conv, .status = status };
+	char *text = NULL;
+	if (status == ST_OK) {
+		text = xstrdup(rep->text);
+		bool tagged = esc_strip(text, c->a->cfg->ai_escalation_tag);
+		r.text = text;
+		r.escalate = tagged || rep->tool_escalate;
+		r.reason = rep->reason;
+		r.summary = rep->summary;
+	} else {
+		r.err = rep->error;
+	}
+	worker_reply(c->w, &r);
+	free(text);
+}
+
+static void aiwork_done(const struct httpc_resp *resp, void *arg)
+{
+	struct aicall *c = arg;
+	struct aiwork *a = c->a;
+	struct llm_reply rep;
+	struct log_ids ids = { .conv = c->conv, .job = c->job };
+	enum llm_outcome oc;
+
+	if (resp->too_big) {
+		memset(&rep, 0, sizeof(rep));
+		rep.error = xstrdup("response too large");
+		oc = LLM_MALFORMED;
+	} else if (resp->curl_code) {
+		memset(&rep, 0, sizeof(rep));
+		rep.error = xasprintf("transfer failed: %s", resp->error);
+		oc = LLM_RETRY;
+	} else {
+		oc = llm_parse(a->llm.provider, resp->status, resp->body, resp->body_len, &rep);
+	}
+
+	if (oc == LLM_RETRY && c->attempt < (unsigned)a->cfg->llm_retries) {
+		c->attempt++;
+		a->retries++;
+		uint64_t d = backoff_ms(c->attempt, AIWORK_BACKOFF_BASE_MS, AIWORK_BACKOFF_CAP_MS,
+					resp->retry_after_ms);
+		log_emit(LOG_WARN, &ids, "LLM call failed (%s): retry %u in %llu ms", rep.error,
+			 c->attempt, (unsigned long long)d);
+		llm_reply_release(&rep);
+		if (aiwork_start(c, d) == 0)
+			return;
+		memset(&rep, 0, sizeof(rep));
+		rep.error = xstrdup("cannot restart the call");
+		oc = LLM_RETRY;
+	}
+
+	int status = ST_OK;
+	switch (oc) {
+	case LLM_OK:
+		log_emit(LOG_INFO, &ids, "LLM replied in %llu ms (%zu chars%s)",
+			 (unsigned long long)(clock_mono_ms() - c->started), strlen(rep.text),
+			 rep.tool_escalate ? ", escalation tool" : "");
+		break;
+	case LLM_MALFORMED:
+		status = ST_MALFORMED;
+		log_emit(LOG_ERROR, &ids, "malformed LLM response: %s", rep.error);
+		break;
+	case LLM_FATAL:
+		status = ST_FAILED;
+		log_emit(LOG_ERROR, &ids, "LLM call refused: %s", rep.error);
+		break;
+	case LLM_RETRY:
+		status = ST_RETRY;
+		log_emit(LOG_ERROR, &ids, "LLM call failed after %u attempts: %s", c->attempt + 1,
+			 rep.error);
+		break;
+	}
+	if (status != ST_OK)
+		a->failures++;
+	aiwork_result(c, status, &rep);
+	llm_reply_release(&rep);
+	aicall_free(c);
+}
+
+void aiwork_job(struct worker *w, const struct envelope *job, void *arg)
+{
+	struct aiwork *a = arg;
+	struct aicall *c = xcalloc(1, sizeof(*c));
+	struct log_ids ids = { .conv = job->conv, .job = job->id };
+
+	c->a = a;
+	c->w = w;
+	c->job = job->id;
+	c->conv = xstrdup(job->conv);
+	c->started = clock_mono_ms();
+	llm_build(&a->llm, job, &c->req);
+	a->calls++;
+	log_emit(LOG_DEBUG, &ids, "calling the LLM with %zu turns", job->nturns);
+	if (aiwork_start(c, 0) < 0) {
+		struct llm_reply rep = { .error = (char *)"cannot start the call" };
+		aiwork_result(c, ST_RETRY, &rep);
+		aicall_free(c);
+	}
+}

@@ -1,0 +1,246 @@
+/*
+ * llm — JSON for the Anthropic and OpenAI-compatible APIs; see llm.h.
+ *
+ * Parsing is defensive: a response is data from the network, so every
+ * field is checked for its type before use and a surprise becomes
+ * LLM_MALFORMED with a reason, never a crash.
+ */
+#include "llm.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+/* Reply bodies are bounded by max_tokens, error messages are not: cut them. */
+#define LLM_ERROR_MAX 300
+
+static const char *llm_role(enum env_role r)
+{
+	return (r == ROLE_AI || r == ROLE_AGENT) ? "assistant" : "user";
+}
+
+static char *llm_turn_text(const struct env_turn *t)
+{
+	switch (t->role) {
+	case ROLE_AGENT: return xasprintf("(human agent) %s", t->text);
+	case ROLE_SYSTEM: return xasprintf("[note] %s", t->text);
+	default: return xstrdup(t->text);
+	}
+}
+
+/* Appends the history as {role, content} messages, merging runs of one role. */
+static void llm_messages(json_t *arr, const struct envelope *job, bool skip_leading_assistant)
+{
+	json_t *last = NULL;
+	const char *last_role = NULL;
+	for (size_t i = 0; i < job->nturns; i++) {
+		const char *role = llm_role(job->turns[i].role);
+		if (!last && skip_leading_assistant && !strcmp(role, "assistant"))
+			continue;
+		char *text = llm_turn_text(&job->turns[i]);
+		if (last && !strcmp(last_role, role)) {
+			const char *prev = json_string_value(json_object_get(last, "content"));
+			char *joined = xasprintf("%s\n%s", prev, text);
+			json_object_set_new(last, "content", json_string(joined));
+			free(joined);
+		} else {
+			last = json_object();
+			json_object_set_new(last, "role", json_string(role));
+			json_object_set_new(last, "content", json_string(text));
+			json_array_append_new(arr, last);
+			last_role = role;
+		}
+		free(text);
+	}
+	if (json_array_size(arr) == 0) {
+		/* Never send an empty conversation: the APIs reject it. */
+		json_t *m = json_object();
+		json_object_set_new(m, "role", json_string("user"));
+		json_object_set_new(m, "content", json_string("(no message)"));
+		json_array_append_new(arr, m);
+	}
+}
+
+void llm_build(const struct llm_cfg *cfg, const struct envelope *job, struct llm_request *out)
+{
+	json_t *root = json_object(), *msgs = json_array();
+
+	memset(out, 0, sizeof(*out));
+	json_object_set_new(root, "model", json_string(cfg->model));
+	json_object_set_new(root, "max_tokens", json_integer(cfg->max_tokens));
+	if (cfg->provider == LLM_ANTHROPIC) {
+		json_object_set_new(root, "system", json_string(job->prompt ? job->prompt : ""));
+		llm_messages(msgs, job, true);
+		out->url = xasprintf("%s/v1/messages", cfg->base_url);
+		out->headers[0] = xasprintf("x-api-key: %s", cfg->api_key);
+		out->headers[1] = xasprintf("anthropic-version: %s", cfg->anthropic_version);
+	} else {
+		json_t *sys = json_object();
+		json_object_set_new(sys, "role", json_string("system"));
+		json_object_set_new(sys, "content", json_string(job->prompt ? job->prompt : ""));
+		json_array_append_new(msgs, sys);
+		llm_messages(msgs, job, false);
+		out->url = xasprintf("%s/v1/chat/completions", cfg->base_url);
+		out->headers[0] = xasprintf("Authorization: Bearer %s", cfg->api_key);
+	}
+	json_object_set_new(root, "messages", msgs);
+	out->body = json_dumps(root, JSON_COMPACT);
+	out->body_len = strlen(out->body);
+	json_decref(root);
+}
+
+void llm_request_release(struct llm_request *r)
+{
+	free(r->url);
+	free(r->body);
+	for (size_t i = 0; i < sizeof(r->headers) / sizeof(r->headers[0]); i++)
+		free(r->headers[i]);
+	memset(r, 0, sizeof(*r));
+}
+
+void llm_reply_release(struct llm_reply *r)
+{
+	free(r->text);
+	free(r->reason);
+	free(r->summary);
+	free(r->error);
+	memset(r, 0, sizeof(*r));
+}
+
+static char *llm_cut(const char *s)
+{
+	size_t n = strlen(s);
+	return n > LLM_ERROR_MAX ? xasprintf("%.*s...", LLM_ERROR_MAX, s) : xstrdup(s);
+}
+
+/* error.message / error.type of either API's error body, if it has one. */
+static char *llm_error_text(long status, const char *body, size_t len)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	json_t *err = root ? json_object_get(root, "error") : NULL;
+	const char *type = NULL, *msg = NULL;
+	if (json_is_object(err)) {
+		type = json_string_value(json_object_get(err, "type"));
+		msg = json_string_value(json_object_get(err, "message"));
+	} else if (root) {
+		msg = json_string_value(json_object_get(root, "message"));
+	}
+	char *cut = llm_cut(msg ? msg : "");
+	char *out = xasprintf("HTTP %ld%s%s%s%s", status, type ? " " : "", type ? type : "",
+			      msg ? ": " : "", cut);
+	free(cut);
+	json_decref(root);
+	return out;
+}
+
+static void llm_tool_input(json_t *input, struct llm_reply *out)
+{
+	const char *reason = json_string_value(json_object_get(input, "reason"));
+	const char *summary = json_string_value(json_object_get(input, "summary"));
+	out->tool_escalate = true;
+	if (reason && !out->reason)
+		out->reason = xstrdup(reason);
+	if (summary && !out->summary)
+		out->summary = xstrdup(summary);
+}
+
+static enum llm_outcome llm_parse_anthropic(json_t *root, struct llm_reply *out)
+{
+	json_t *content = json_object_get(root, "content");
+	if (!json_is_array(content)) {
+		out->error = xstrdup("response has no content array");
+		return LLM_MALFORMED;
+	}
+	char *text = xstrdup("");
+	size_t i;
+	json_t *block;
+	json_array_foreach(content, i, block) {
+		const char *type = json_string_value(json_object_get(block, "type"));
+		if (!type)
+			continue;
+		if (!strcmp(type, "text")) {
+			const char *t = json_string_value(json_object_get(block, "text"));
+			if (t) {
+				char *j = xasprintf("%s%s%s", text, *text ? "\n" : "", t);
+				free(text);
+				text = j;
+			}
+		} else if (!strcmp(type, "tool_use")) {
+			const char *name = json_string_value(json_object_get(block, "name"));
+			json_t *input = json_object_get(block, "input");
+			if (name && !strcmp(name, "escalate_to_human") && json_is_object(input))
+				llm_tool_input(input, out);
+		}
+	}
+	out->text = text;
+	return LLM_OK;
+}
+
+static enum llm_outcome llm_parse_openai(json_t *root, struct llm_reply *out)
+{
+	json_t *choices = json_object_get(root, "choices");
+	json_t *msg = json_object_get(json_array_get(choices, 0), "message");
+	if (!json_is_object(msg)) {
+		out->error = xstrdup("response has no choices[0].message");
+		return LLM_MALFORMED;
+	}
+	json_t *content = json_object_get(msg, "content");
+	if (!json_is_string(content) && !json_is_null(content) && content) {
+		out->error = xstrdup("message.content is neither string nor null");
+		return LLM_MALFORMED;
+	}
+	out->text = xstrdup(json_is_string(content) ? json_string_value(content) : "");
+	json_t *calls = json_object_get(msg, "tool_calls");
+	size_t i;
+	json_t *call;
+	json_array_foreach(calls, i, call) {
+		json_t *fn = json_object_get(call, "function");
+		const char *name = json_string_value(json_object_get(fn, "name"));
+		const char *args = json_string_value(json_object_get(fn, "arguments"));
+		if (!name || strcmp(name, "escalate_to_human"))
+			continue;
+		/* arguments is a JSON string the model wrote: it may be invalid. */
+		json_t *input = args ? json_loads(args, 0, NULL) : NULL;
+		if (json_is_object(input))
+			llm_tool_input(input, out);
+		else
+			out->tool_escalate = true;
+		json_decref(input);
+	}
+	return LLM_OK;
+}
+
+enum llm_outcome llm_parse(enum llm_provider p, long status, const char *body, size_t len,
+			   struct llm_reply *out)
+{
+	json_error_t jerr;
+	enum llm_outcome oc;
+
+	memset(out, 0, sizeof(*out));
+	if (status == 0) {
+		out->error = xstrdup("no HTTP response");
+		return LLM_RETRY;
+	}
+	if (status != 200) {
+		out->error = llm_error_text(status, body, len);
+		if (status == 408 || status == 409 || status == 429 || status >= 500)
+			return LLM_RETRY;
+		return LLM_FATAL;
+	}
+	json_t *root = json_loadb(body, len, 0, &jerr);
+	if (!json_is_object(root)) {
+		out->error = xasprintf("response is not a JSON object: %s",
+				       root ? "other JSON" : jerr.text);
+		json_decref(root);
+		return LLM_MALFORMED;
+	}
+	oc = p == LLM_ANTHROPIC ? llm_parse_anthropic(root, out) : llm_parse_openai(root, out);
+	json_decref(root);
+	if (oc == LLM_OK && !out->text[0] && !out->tool_escalate) {
+		out->error = xstrdup("reply has no text");
+		oc = LLM_MALFORMED;
+	}
+	return oc;
+}

@@ -1,0 +1,63 @@
+/*
+ * llm — request building and response parsing for the two LLM APIs.
+ *
+ * Anthropic Messages API (POST {base}/v1/messages, x-api-key,
+ * anthropic-version) and OpenAI-compatible chat completions (POST
+ * {base}/v1/chat/completions, Bearer key; also Ollama, vLLM, llama.cpp).
+ * History turns map to roles: customer -> user, ai -> assistant, agent ->
+ * assistant marked as the human agent, system -> user marked as a note;
+ * consecutive turns of one role are merged, as Anthropic requires.
+ *
+ * No I/O here. Strings in results are owned by the caller (*_release).
+ */
+#ifndef BATON_LLM_H
+#define BATON_LLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "envelope.h"
+
+enum llm_provider { LLM_ANTHROPIC, LLM_OPENAI };
+
+struct llm_cfg {
+	enum llm_provider provider;
+	const char *base_url;
+	const char *model;
+	const char *api_key;
+	const char *anthropic_version;
+	int max_tokens;
+};
+
+struct llm_request {
+	char *url;
+	char *body;
+	size_t body_len;
+	char *headers[4]; /* NULL-terminated "Name: value"; holds the key: never log */
+};
+
+enum llm_outcome {
+	LLM_OK,        /* reply parsed */
+	LLM_RETRY,     /* transient: 408, 409, 429, 5xx, 529, network; retry with backoff */
+	LLM_FATAL,     /* 4xx that a retry will not fix (auth, bad request, billing) */
+	LLM_MALFORMED, /* 200 we cannot read: bad JSON, wrong shape, no text */
+};
+
+struct llm_reply {
+	char *text;     /* concatenated text blocks; may be "" with a tool call */
+	bool tool_escalate;
+	char *reason;
+	char *summary;
+	char *error;    /* what went wrong, for logs (never contains the key) */
+};
+
+/** Build the HTTP request for a job (ENV_JOB_AI). */
+void llm_build(const struct llm_cfg *cfg, const struct envelope *job, struct llm_request *out);
+void llm_request_release(struct llm_request *r);
+
+/** Classify and parse an HTTP outcome (status 0 = transfer failed). */
+enum llm_outcome llm_parse(enum llm_provider p, long status, const char *body, size_t len,
+			   struct llm_reply *out);
+void llm_reply_release(struct llm_reply *r);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * worker — the loop every worker process shares (ai-worker, egress, flex-worker).
+ *
+ * A worker connects a DEALER socket to the router's work endpoint, says
+ * HELLO (its kind and how many jobs it can hold) at start and then every
+ * heartbeat, and runs jobs whose HTTP calls go through one httpc. The
+ * job handler starts requests and later calls worker_reply() with the
+ * result envelope; the loop never blocks on a single call.
+ *
+ * Stop: when *stop is set the worker says HELLO with no credit (the
+ * router sends nothing more), lets the calls in flight finish for up to
+ * the grace period, then returns. Jobs it did not finish are
+ * re-dispatched by the router after worker.timeout_ms.
+ */
+#ifndef BATON_WORKER_H
+#define BATON_WORKER_H
+
+#include <signal.h>
+
+#include "config.h"
+#include "envelope.h"
+#include "httpc.h"
+
+/* How long a stopping worker waits for its calls in flight. */
+#define WORKER_GRACE_MS 5000
+
+struct worker;
+
+/** Called for each job received; job is borrowed for the call. */
+typedef void worker_job_fn(struct worker *w, const struct envelope *job, void *arg);
+
+struct worker *worker_new(const struct config *cfg, const char *kind, int capacity);
+void worker_destroy(struct worker **w);
+struct httpc *worker_http(struct worker *w);
+/** Send a result envelope to the router. 0 or -1 (logged). */
+int worker_reply(struct worker *w, const struct envelope *result);
+/** Run until *stop. 0 on a clean stop, -1 on error (logged). */
+int worker_run(struct worker *w, int job_type, worker_job_fn *fn, void *arg,
+	       volatile sig_atomic_t *stop);
+
+#endif

@@ -1,0 +1,150 @@
+/* sender — Twilio sends for send jobs; see sender.h. */
+#include "sender.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "clock.h"
+#include "log.h"
+#include "twilio.h"
+#include "xalloc.h"
+
+#define SENDER_BACKOFF_BASE_MS 250
+#define SENDER_BACKOFF_CAP_MS 10000
+
+struct sendcall {
+	struct sender *s;
+	struct worker *w;
+	uint64_t job;
+	char *conv;
+	char *form;
+	unsigned attempt;
+	uint64_t deadline;
+};
+
+static const char *const sender_headers[] = { "Accept: application/json", NULL };
+
+void sender_init(struct sender *s, const struct config *cfg)
+{
+	memset(s, 0, sizeof(*s));
+	s->cfg = cfg;
+	s->url = twilio_messages_url(cfg->twilio_api_base, cfg->twilio_account_sid);
+}
+
+void sender_release(struct sender *s)
+{
+	free(s->url);
+	s->url = NULL;
+}
+
+static void sendcall_free(struct sendcall *c)
+{
+	free(c->conv);
+	free(c->form);
+	free(c);
+}
+
+static void sender_done(const struct httpc_resp *resp, void *arg);
+
+static int sender_start(struct sendcall *c, uint64_t delay)
+{
+	const struct config *cfg = c->s->cfg;
+	struct httpc_req hr = { .url = c->s->url, .body = c->form, .body_len = strlen(c->form),
+				.content_type = "application/x-www-form-urlencoded",
+				.headers = sender_headers, .user = cfg->twilio_account_sid,
+				.pass = cfg->twilio_auth_token, .timeout_ms = cfg->egress_timeout_ms };
+	return httpc_start(worker_http(c->w), &hr, delay, sender_done, c);
+}
+
+static void sender_result(struct sendcall *c, int status, const struct tw_result *tr)
+{
+	struct envelope r = { .type = ENV_RESULT_SEND, .id = c->job, .ts = clock_wall_ms(),
+			      .conv = c->conv, .status = status, .sid = tr->sid,
+			      .code = tr->code, .err = tr->message };
+	worker_reply(c->w, &r);
+}
+
+static void sender_done(const struct httpc_resp *resp, void *arg)
+{
+	struct sendcall *c = arg;
+	struct sender *s = c->s;
+	struct tw_result tr;
+	struct log_ids ids = { .conv = c->conv, .job = c->job };
+	enum tw_outcome oc;
+
+	if (resp->curl_code && !resp->too_big) {
+		memset(&tr, 0, sizeof(tr));
+		tr.message = xasprintf("transfer failed: %s", resp->error);
+		oc = TW_RETRY;
+	} else if (resp->too_big) {
+		memset(&tr, 0, sizeof(tr));
+		tr.message = xstrdup("response too large");
+		oc = TW_MALFORMED;
+	} else {
+		oc = twilio_parse(resp->status, resp->body, resp->body_len, &tr);
+	}
+
+	if (oc == TW_RETRY) {
+		uint64_t d = backoff_ms(c->attempt + 1, SENDER_BACKOFF_BASE_MS, SENDER_BACKOFF_CAP_MS,
+					resp->retry_after_ms);
+		if (clock_mono_ms() + d < c->deadline) {
+			c->attempt++;
+			s->retries++;
+			log_emit(LOG_WARN, &ids, "Twilio send failed (%ld %s): retry %u in %llu ms",
+				 tr.code, tr.message, c->attempt, (unsigned long long)d);
+			tw_result_release(&tr);
+			if (sender_start(c, d) == 0)
+				return;
+			tr.message = xstrdup("cannot restart the call");
+		}
+	}
+
+	int status;
+	switch (oc) {
+	case TW_OK:
+		status = ST_OK;
+		s->sent++;
+		ids.sid = tr.sid;
+		log_emit(LOG_INFO, &ids, "sent to Twilio in %.1f ms", resp->total_ms);
+		break;
+	case TW_RETRY:
+		status = ST_RETRY;
+		s->failures++;
+		log_emit(LOG_WARN, &ids, "Twilio still failing after %u attempts (%ld %s): back to the outbox",
+			 c->attempt + 1, tr.code, tr.message);
+		break;
+	case TW_MALFORMED:
+		/* Twilio may have sent it: retrying could double it, so this is final. */
+		status = ST_FAILED;
+		s->failures++;
+		log_emit(LOG_ERROR, &ids, "unreadable Twilio answer: %s", tr.message);
+		break;
+	default:
+		status = ST_FAILED;
+		s->failures++;
+		log_emit(LOG_ERROR, &ids, "Twilio refused the message: error %ld: %s", tr.code,
+			 tr.message);
+		break;
+	}
+	sender_result(c, status, &tr);
+	tw_result_release(&tr);
+	sendcall_free(c);
+}
+
+void sender_job(struct worker *w, const struct envelope *job, void *arg)
+{
+	struct sender *s = arg;
+	struct sendcall *c = xcalloc(1, sizeof(*c));
+	c->s = s;
+	c->w = w;
+	c->job = job->id;
+	c->conv = xstrdup(job->conv);
+	c->form = twilio_message_form(job->to, job->from, job->body);
+	c->deadline = clock_mono_ms() + (uint64_t)s->cfg->egress_retry_deadline_ms;
+	if (sender_start(c, 0) < 0) {
+		struct tw_result tr = { .message = (char *)"cannot start the call" };
+		sender_result(c, ST_RETRY, &tr);
+		sendcall_free(c);
+	}
+}

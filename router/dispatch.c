@@ -1,0 +1,319 @@
+/*
+ * dispatch — lanes, workers and credit; see dispatch.h.
+ *
+ * A lane is in its kind's ready list exactly when it has jobs and its
+ * head is not in flight. Lists are utlist doubly-linked lists, indexes
+ * are uthash tables.
+ */
+#include "dispatch.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+#include <utlist.h>
+
+#include "log.h"
+#include "xalloc.h"
+
+struct lane;
+struct worker;
+
+struct djob {
+	uint64_t id;
+	struct lane *lane;
+	struct worker *worker; /* set while in flight */
+	uint64_t not_before;
+	UT_hash_handle hh;
+	struct djob *prev, *next;   /* lane FIFO */
+	struct djob *wprev, *wnext; /* worker's in-flight list */
+};
+
+struct lane {
+	char *key; /* kind digit + conversation key */
+	enum job_kind kind;
+	struct djob *jobs;
+	bool ready;
+	UT_hash_handle hh;
+	struct lane *rprev, *rnext;
+};
+
+struct worker {
+	unsigned char id[ZMQX_PEER_MAX];
+	size_t idlen;
+	enum job_kind kind;
+	int capacity;
+	int inflight;
+	uint64_t last_seen;
+	struct djob *jobs;
+	UT_hash_handle hh;
+};
+
+struct dispatch {
+	struct djob *jobs;
+	struct lane *lanes;
+	struct lane *ready[JOB_KINDS];
+	struct worker *workers;
+	size_t queued[JOB_KINDS];
+	size_t inflight;
+};
+
+struct dispatch *dispatch_new(void)
+{
+	return xcalloc(1, sizeof(struct dispatch));
+}
+
+static void lane_free(struct dispatch *d, struct lane *l)
+{
+	if (l->ready)
+		DL_DELETE2(d->ready[l->kind], l, rprev, rnext);
+	HASH_DEL(d->lanes, l);
+	free(l->key);
+	free(l);
+}
+
+void dispatch_destroy(struct dispatch **dp)
+{
+	if (!dp || !*dp)
+		return;
+	struct dispatch *d = *dp;
+	struct djob *j, *jt;
+	HASH_ITER(hh, d->jobs, j, jt) {
+		HASH_DEL(d->jobs, j);
+		free(j);
+	}
+	struct lane *l, *lt;
+	HASH_ITER(hh, d->lanes, l, lt)
+		lane_free(d, l);
+	struct worker *w, *wt;
+	HASH_ITER(hh, d->workers, w, wt) {
+		HASH_DEL(d->workers, w);
+		free(w);
+	}
+	free(d);
+	*dp = NULL;
+}
+
+/* Puts the lane in (or takes it out of) the ready list to match its head. */
+static void lane_update(struct dispatch *d, struct lane *l, bool to_front)
+{
+	bool should = l->jobs && !l->jobs->worker;
+	if (should && !l->ready) {
+		if (to_front)
+			DL_PREPEND2(d->ready[l->kind], l, rprev, rnext);
+		else
+			DL_APPEND2(d->ready[l->kind], l, rprev, rnext);
+		l->ready = true;
+	} else if (!should && l->ready) {
+		DL_DELETE2(d->ready[l->kind], l, rprev, rnext);
+		l->ready = false;
+	}
+	if (!l->jobs)
+		lane_free(d, l);
+}
+
+void dispatch_add(struct dispatch *d, uint64_t id, enum job_kind kind, const char *conv,
+		  uint64_t not_before)
+{
+	struct djob *j = NULL;
+	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
+	if (j)
+		return; /* already known: adding twice must not run it twice */
+	char *key = xasprintf("%d%s", (int)kind, conv);
+	struct lane *l = NULL;
+	HASH_FIND_STR(d->lanes, key, l);
+	if (!l) {
+		l = xcalloc(1, sizeof(*l));
+		l->key = key;
+		l->kind = kind;
+		HASH_ADD_KEYPTR(hh, d->lanes, l->key, strlen(l->key), l);
+	} else {
+		free(key);
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->id = id;
+	j->lane = l;
+	j->not_before = not_before;
+	HASH_ADD(hh, d->jobs, id, sizeof(j->id), j);
+	DL_APPEND(l->jobs, j);
+	d->queued[kind]++;
+	lane_update(d, l, false);
+}
+
+static void worker_unlink(struct dispatch *d, struct djob *j)
+{
+	struct worker *w = j->worker;
+	if (!w)
+		return;
+	DL_DELETE2(w->jobs, j, wprev, wnext);
+	w->inflight--;
+	d->inflight--;
+	j->worker = NULL;
+}
+
+void dispatch_done(struct dispatch *d, uint64_t id)
+{
+	struct djob *j = NULL;
+	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
+	if (!j)
+		return;
+	struct lane *l = j->lane;
+	if (j->worker)
+		worker_unlink(d, j);
+	else
+		d->queued[l->kind]--;
+	DL_DELETE(l->jobs, j);
+	HASH_DEL(d->jobs, j);
+	free(j);
+	lane_update(d, l, false);
+}
+
+void dispatch_retry(struct dispatch *d, uint64_t id, uint64_t not_before)
+{
+	struct djob *j = NULL;
+	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
+	if (!j)
+		return;
+	if (j->worker) {
+		worker_unlink(d, j);
+		d->queued[j->lane->kind]++;
+	}
+	j->not_before = not_before;
+	lane_update(d, j->lane, true);
+}
+
+bool dispatch_known(const struct dispatch *d, uint64_t id)
+{
+	struct djob *j = NULL;
+	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
+	return j != NULL;
+}
+
+void dispatch_hello(struct dispatch *d, const struct zmqx_peer *peer, enum job_kind kind,
+		    int capacity, uint64_t now)
+{
+	struct worker *w = NULL;
+	HASH_FIND(hh, d->workers, peer->id, peer->len, w);
+	if (!w) {
+		w = xcalloc(1, sizeof(*w));
+		memcpy(w->id, peer->id, peer->len);
+		w->idlen = peer->len;
+		w->kind = kind;
+		HASH_ADD_KEYPTR(hh, d->workers, w->id, w->idlen, w);
+		log_info("%s worker joined with capacity %d", job_kind_name(kind), capacity);
+	}
+	w->capacity = capacity;
+	w->last_seen = now;
+}
+
+static void worker_drop(struct dispatch *d, struct worker *w)
+{
+	struct djob *j, *jt;
+	DL_FOREACH_SAFE2(w->jobs, j, jt, wnext) {
+		struct lane *l = j->lane;
+		worker_unlink(d, j);
+		d->queued[l->kind]++;
+		lane_update(d, l, true);
+	}
+	HASH_DEL(d->workers, w);
+	free(w);
+}
+
+void dispatch_worker_lost(struct dispatch *d, const struct zmqx_peer *peer)
+{
+	struct worker *w = NULL;
+	HASH_FIND(hh, d->workers, peer->id, peer->len, w);
+	if (w) {
+		log_warn("%s worker unreachable: re-dispatching its %d jobs", job_kind_name(w->kind),
+			 w->inflight);
+		worker_drop(d, w);
+	}
+}
+
+int dispatch_expire(struct dispatch *d, uint64_t now, uint64_t timeout_ms)
+{
+	struct worker *w, *wt;
+	int n = 0;
+	HASH_ITER(hh, d->workers, w, wt) {
+		if (w->last_seen + timeout_ms < now) {
+			log_warn("%s worker silent for %llu ms: re-dispatching its %d jobs",
+				 job_kind_name(w->kind), (unsigned long long)(now - w->last_seen),
+				 w->inflight);
+			worker_drop(d, w);
+			n++;
+		}
+	}
+	return n;
+}
+
+static struct worker *dispatch_pick_worker(struct dispatch *d, enum job_kind kind)
+{
+	struct worker *w, *wt, *best = NULL;
+	HASH_ITER(hh, d->workers, w, wt) {
+		if (w->kind != kind || w->inflight >= w->capacity)
+			continue;
+		if (!best || w->capacity - w->inflight > best->capacity - best->inflight)
+			best = w;
+	}
+	return best;
+}
+
+bool dispatch_next(struct dispatch *d, uint64_t now, uint64_t *id, struct zmqx_peer *peer)
+{
+	for (int k = 0; k < JOB_KINDS; k++) {
+		if (!d->ready[k])
+			continue;
+		struct worker *w = dispatch_pick_worker(d, (enum job_kind)k);
+		if (!w)
+			continue;
+		struct lane *l;
+		DL_FOREACH2(d->ready[k], l, rnext) {
+			struct djob *j = l->jobs;
+			if (j->not_before > now)
+				continue;
+			DL_DELETE2(d->ready[k], l, rprev, rnext);
+			l->ready = false;
+			j->worker = w;
+			DL_APPEND2(w->jobs, j, wprev, wnext);
+			w->inflight++;
+			d->inflight++;
+			d->queued[k]--;
+			*id = j->id;
+			memcpy(peer->id, w->id, w->idlen);
+			peer->len = w->idlen;
+			return true;
+		}
+	}
+	return false;
+}
+
+uint64_t dispatch_next_due(const struct dispatch *d)
+{
+	uint64_t due = 0;
+	for (int k = 0; k < JOB_KINDS; k++) {
+		const struct lane *l;
+		DL_FOREACH2(d->ready[k], l, rnext)
+			if (l->jobs->not_before && (!due || l->jobs->not_before < due))
+				due = l->jobs->not_before;
+	}
+	return due;
+}
+
+size_t dispatch_queued(const struct dispatch *d, enum job_kind kind)
+{
+	return d->queued[kind];
+}
+
+size_t dispatch_inflight(const struct dispatch *d)
+{
+	return d->inflight;
+}
+
+size_t dispatch_workers(const struct dispatch *d, enum job_kind kind)
+{
+	size_t n = 0;
+	struct worker *w, *wt;
+	HASH_ITER(hh, d->workers, w, wt)
+		if (w->kind == kind)
+			n++;
+	return n;
+}

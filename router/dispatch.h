@@ -1,0 +1,62 @@
+/*
+ * dispatch — which job goes to which worker, and when. Memory only.
+ *
+ * Jobs live in LMDB; this module knows just their ids, kinds and
+ * conversations. Jobs of one kind for one conversation form a lane and
+ * leave it one at a time, in id order (DESIGN invariant 4); different
+ * lanes run in parallel. Workers announce their kind and capacity
+ * (HELLO, also their heartbeat); a job goes to the live worker of its
+ * kind with the most free credit. A worker silent past the timeout, or
+ * one a send to fails, is dropped and its jobs go back to the head of
+ * their lanes.
+ *
+ * After a router restart the store's jobs are added back in id order:
+ * lane order survives, and results of jobs dispatched by the previous
+ * router are still accepted (matched by job id).
+ */
+#ifndef BATON_DISPATCH_H
+#define BATON_DISPATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+#include "zmqx.h"
+
+struct dispatch;
+
+struct dispatch *dispatch_new(void);
+void dispatch_destroy(struct dispatch **d);
+
+/** A new job at the tail of its lane, not to start before not_before (mono ms, 0 = now). */
+void dispatch_add(struct dispatch *d, uint64_t id, enum job_kind kind, const char *conv,
+		  uint64_t not_before);
+/** The job is finished (its result committed): forget it, free its lane. */
+void dispatch_done(struct dispatch *d, uint64_t id);
+/** Put an in-flight job back at the head of its lane, to retry after not_before. */
+void dispatch_retry(struct dispatch *d, uint64_t id, uint64_t not_before);
+bool dispatch_known(const struct dispatch *d, uint64_t id);
+
+/** A worker said hello (or heartbeat). kind is "ai", "egress" or "flex". */
+void dispatch_hello(struct dispatch *d, const struct zmqx_peer *peer, enum job_kind kind,
+		    int capacity, uint64_t now);
+/** Drop a worker; its jobs go back to their lanes. */
+void dispatch_worker_lost(struct dispatch *d, const struct zmqx_peer *peer);
+/** Drop workers silent since before now - timeout_ms. Returns how many. */
+int dispatch_expire(struct dispatch *d, uint64_t now, uint64_t timeout_ms);
+
+/**
+ * Pick the next job to send and its worker, and mark it in flight.
+ * Returns true with *id and *peer set, false when nothing can go now.
+ */
+bool dispatch_next(struct dispatch *d, uint64_t now, uint64_t *id, struct zmqx_peer *peer);
+/** Mono ms when a delayed job becomes ready, 0 if none waits. */
+uint64_t dispatch_next_due(const struct dispatch *d);
+
+/** Counters for logs and tests. */
+size_t dispatch_queued(const struct dispatch *d, enum job_kind kind);
+size_t dispatch_inflight(const struct dispatch *d);
+size_t dispatch_workers(const struct dispatch *d, enum job_kind kind);
+
+#endif

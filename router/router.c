@@ -1,0 +1,656 @@
+/*
+ * router — apply envelopes to LMDB, acknowledge, dispatch; see router.h.
+ *
+ * Effects that must wait for the commit (acks, new jobs for dispatch,
+ * finished jobs) are collected in r->fx while the transaction runs and
+ * carried out after it commits — or turned into 503s and re-dispatches
+ * when it does not.
+ */
+#include "router.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "backoff.h"
+#include "clock.h"
+#include "dispatch.h"
+#include "kv.h"
+#include "envelope.h"
+#include "log.h"
+#include "store.h"
+#include "xalloc.h"
+#include "zmqx.h"
+
+/* WhatsApp via Twilio takes at most 1600 characters per message. */
+#define ROUTER_BODY_CHARS 1600
+/* Bounds on ids that become LMDB keys. */
+#define ROUTER_SID_MAX 64
+#define ROUTER_ADDR_MAX 128
+/* Backoff of a send the egress gave up on (Twilio down): up to 5 min apart. */
+#define ROUTER_RETRY_BASE_MS 1000
+#define ROUTER_RETRY_CAP_MS (5 * 60 * 1000)
+
+enum fx_type { FX_ACK, FX_ADD, FX_DONE, FX_RETRY };
+
+struct effect {
+	enum fx_type type;
+	struct zmqx_peer peer; /* FX_ACK */
+	uint64_t id;           /* request id (ACK) or job id */
+	int status;            /* FX_ACK */
+	enum job_kind kind;    /* FX_ADD */
+	char *conv;            /* FX_ADD, owned */
+	uint64_t not_before;   /* FX_RETRY */
+};
+
+struct item {
+	bool from_ingress;
+	struct zmqx_peer peer;
+	struct envelope env;
+};
+
+struct router {
+	const struct config *cfg;
+	struct store st;
+	struct dispatch *disp;
+	void *zctx, *ingress, *work;
+	struct item *items;
+	size_t nitems;
+	struct effect *fx;
+	size_t nfx, capfx;
+	uint64_t stat_msgs, stat_dups, stat_commits;
+};
+
+static struct effect *fx_push(struct router *r, enum fx_type type)
+{
+	if (r->nfx == r->capfx) {
+		r->capfx = r->capfx ? r->capfx * 2 : 64;
+		r->fx = xrealloc(r->fx, r->capfx * sizeof(*r->fx));
+	}
+	struct effect *e = &r->fx[r->nfx++];
+	memset(e, 0, sizeof(*e));
+	e->type = type;
+	return e;
+}
+
+static void fx_ack(struct router *r, const struct item *it, int status)
+{
+	struct effect *e = fx_push(r, FX_ACK);
+	e->peer = it->peer;
+	e->id = it->env.id;
+	e->status = status;
+}
+
+static int router_job_add(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id)
+{
+	int rc = store_job_add(&r->st, txn, j, id);
+	if (rc)
+		return rc;
+	struct effect *e = fx_push(r, FX_ADD);
+	e->id = *id;
+	e->kind = j->kind;
+	e->conv = xstrdup(j->conv);
+	return 0;
+}
+
+/* Starts the AI turn for the customer message at c->seq. */
+static int router_start_ai(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c)
+{
+	struct job_rec j = { .kind = JOB_AI, .conv = (char *)key, .created = clock_wall_ms(),
+			     .upto = c->seq };
+	return router_job_add(r, txn, &j, &c->ai_job);
+}
+
+/* Byte length of the longest prefix of s with at most max code points,
+ * cut after the last whitespace in it when there is one. */
+static size_t router_cut(const char *s, size_t max)
+{
+	size_t i = 0, chars = 0, last_space = 0;
+	while (s[i] && chars < max) {
+		unsigned char c = (unsigned char)s[i];
+		size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+		if (c == ' ' || c == '\n')
+			last_space = i + 1;
+		for (size_t k = 0; k < n && s[i]; k++)
+			i++;
+		chars++;
+	}
+	if (!s[i])
+		return i;
+	return last_space ? last_space : i;
+}
+
+/* Queues text for the customer, split into WhatsApp-sized messages. */
+static int router_queue_send(struct router *r, MDB_txn *txn, const char *key,
+			     const struct conv_rec *c, const char *text, uint64_t hseq)
+{
+	const char *from = r->cfg->twilio_whatsapp_from[0] ? r->cfg->twilio_whatsapp_from : c->business;
+	const char *p = text;
+	while (*p) {
+		size_t n = router_cut(p, ROUTER_BODY_CHARS);
+		char *part = xstrndup(p, n);
+		struct job_rec j = { .kind = JOB_SEND, .conv = (char *)key, .created = clock_wall_ms(),
+				     .hseq = hseq, .to = c->customer, .from = (char *)from,
+				     .body = part };
+		uint64_t id;
+		int rc = router_job_add(r, txn, &j, &id);
+		free(part);
+		if (rc)
+			return rc;
+		p += n;
+	}
+	return 0;
+}
+
+static int router_inbound(struct router *r, MDB_txn *txn, struct item *it)
+{
+	struct envelope *env = &it->env;
+	struct log_ids ids = { .sid = env->sid };
+	struct conv_rec c;
+	char *key = NULL;
+	int rc;
+
+	if (strlen(env->sid) > ROUTER_SID_MAX || strlen(env->from) > ROUTER_ADDR_MAX ||
+	    strlen(env->to) > ROUTER_ADDR_MAX) {
+		log_emit(LOG_WARN, &ids, "refused inbound message: id or address too long");
+		fx_ack(r, it, ST_FAILED);
+		return 0;
+	}
+	rc = store_seen_get(&r->st, txn, env->sid);
+	if (rc == 0) {
+		log_emit(LOG_INFO, &ids, "duplicate delivery acknowledged, not processed again");
+		r->stat_dups++;
+		fx_ack(r, it, ST_DUPLICATE);
+		return 0;
+	}
+	if (rc != MDB_NOTFOUND)
+		return rc;
+
+	key = store_conv_key(env->from, env->to);
+	ids.conv = key;
+	rc = store_conv_get(&r->st, txn, key, &c);
+	if (rc == MDB_NOTFOUND) {
+		memset(&c, 0, sizeof(c));
+		c.mode = MODE_AI;
+		c.created = clock_wall_ms();
+		c.customer = xstrdup(env->from);
+		c.business = xstrdup(env->to);
+	} else if (rc) {
+		goto out;
+	}
+	if (env->name && *env->name) {
+		free(c.name);
+		c.name = xstrdup(env->name);
+	}
+	struct hist_rec h = { .role = ROLE_CUSTOMER, .text = env->body, .ts = env->ts,
+			      .sid = env->sid, .nmedia = env->nmedia };
+	if (c.mode == MODE_AI && c.ai_job) {
+		/* A reply is being written: this message waits its turn. */
+		rc = store_pend_push(&r->st, txn, key, &c, &h);
+	} else {
+		rc = store_hist_append(&r->st, txn, key, &c, &h);
+		if (rc == 0 && c.mode == MODE_AI)
+			rc = router_start_ai(r, txn, key, &c);
+	}
+	if (rc)
+		goto out;
+	c.turns++;
+	c.last_in = env->ts;
+	c.updated = clock_wall_ms();
+	if ((rc = store_conv_put(&r->st, txn, key, &c)) ||
+	    (rc = store_seen_put(&r->st, txn, env->sid, env->ts)))
+		goto out;
+	r->stat_msgs++;
+	log_emit(LOG_INFO, &ids, "customer message stored (mode %s)", conv_mode_name(c.mode));
+	fx_ack(r, it, ST_OK);
+out:
+	conv_rec_release(&c);
+	free(key);
+	return rc;
+}
+
+/* After an AI turn ends: the next waiting customer message gets its turn. */
+static int router_next_turn(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c)
+{
+	struct hist_rec h;
+	int rc = store_pend_pop(&r->st, txn, key, c, &h);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	rc = store_hist_append(&r->st, txn, key, c, &h);
+	hist_rec_release(&h);
+	if (rc == 0 && c->mode == MODE_AI)
+		rc = router_start_ai(r, txn, key, c);
+	return rc;
+}
+
+static int router_result_ai(struct router *r, MDB_txn *txn, struct item *it)
+{
+	struct envelope *env = &it->env;
+	struct job_rec j;
+	struct conv_rec c;
+	struct log_ids ids = { .job = env->id };
+	int rc = store_job_get(&r->st, txn, env->id, &j);
+
+	if (rc == MDB_NOTFOUND || (rc == 0 && j.kind != JOB_AI)) {
+		log_emit(LOG_INFO, &ids, "dropped a stale AI result (job already finished)");
+		if (rc == 0)
+			job_rec_release(&j);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	ids.conv = j.conv;
+	if ((rc = store_conv_get(&r->st, txn, j.conv, &c))) {
+		log_emit(LOG_ERROR, &ids, "AI job without conversation: %s", mdb_strerror(rc));
+		job_rec_release(&j);
+		return rc == MDB_NOTFOUND ? store_job_del(&r->st, txn, env->id) : rc;
+	}
+	if ((rc = store_job_del(&r->st, txn, env->id)))
+		goto out;
+	fx_push(r, FX_DONE)->id = env->id;
+	if (c.ai_job == env->id)
+		c.ai_job = 0;
+
+	const char *text = env->text;
+	if (env->status != ST_OK) {
+		log_emit(LOG_WARN, &ids, "AI failed (%s): sending the apology",
+			 env->err ? env->err : "no detail");
+		text = r->cfg->ai_apology;
+	}
+	if (env->escalate)
+		log_emit(LOG_INFO, &ids, "model asked to escalate (reason: %s)",
+			 env->reason ? env->reason : "none given");
+	if (c.mode != MODE_AI) {
+		log_emit(LOG_INFO, &ids, "dropped AI reply: conversation is in %s mode",
+			 conv_mode_name(c.mode));
+	} else if (text && *text) {
+		struct hist_rec h = { .role = ROLE_AI, .text = (char *)text, .ts = clock_wall_ms(),
+				      .escalate = env->escalate };
+		if ((rc = store_hist_append(&r->st, txn, j.conv, &c, &h)) ||
+		    (rc = router_queue_send(r, txn, j.conv, &c, text, c.seq)))
+			goto out;
+		log_emit(LOG_INFO, &ids, "AI reply recorded and queued for sending");
+	}
+	if ((rc = router_next_turn(r, txn, j.conv, &c)))
+		goto out;
+	c.updated = clock_wall_ms();
+	rc = store_conv_put(&r->st, txn, j.conv, &c);
+out:
+	conv_rec_release(&c);
+	job_rec_release(&j);
+	return rc;
+}
+
+static int router_result_send(struct router *r, MDB_txn *txn, struct item *it)
+{
+	struct envelope *env = &it->env;
+	struct job_rec j;
+	struct log_ids ids = { .job = env->id, .sid = env->sid };
+	int rc = store_job_get(&r->st, txn, env->id, &j);
+
+	if (rc == MDB_NOTFOUND || (rc == 0 && j.kind != JOB_SEND)) {
+		log_emit(LOG_INFO, &ids, "dropped a stale send result (job already finished)");
+		if (rc == 0)
+			job_rec_release(&j);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	ids.conv = j.conv;
+	if (env->status == ST_OK) {
+		struct hist_rec h;
+		rc = store_hist_get(&r->st, txn, j.conv, j.hseq, &h);
+		if (rc == 0) {
+			char *m = h.msid ? xasprintf("%s,%s", h.msid, env->sid ? env->sid : "")
+					 : xstrdup(env->sid ? env->sid : "");
+			free(h.msid);
+			h.msid = m;
+			rc = store_hist_put(&r->st, txn, j.conv, j.hseq, &h);
+			hist_rec_release(&h);
+		} else if (rc == MDB_NOTFOUND) {
+			rc = 0;
+		}
+		if (rc == 0 && (rc = store_job_del(&r->st, txn, env->id)) == 0) {
+			fx_push(r, FX_DONE)->id = env->id;
+			log_emit(LOG_INFO, &ids, "message sent");
+		}
+	} else if (env->status == ST_RETRY) {
+		j.attempts++;
+		if ((rc = store_job_put(&r->st, txn, env->id, &j)) == 0) {
+			uint64_t delay = backoff_ms((unsigned)j.attempts, ROUTER_RETRY_BASE_MS,
+						    ROUTER_RETRY_CAP_MS, -1);
+			struct effect *e = fx_push(r, FX_RETRY);
+			e->id = env->id;
+			e->not_before = clock_mono_ms() + delay;
+			log_emit(LOG_WARN, &ids, "send failed for now (%s): retry %lld in %llu ms",
+				 env->err ? env->err : "", (long long)j.attempts,
+				 (unsigned long long)delay);
+		}
+	} else {
+		struct conv_rec c;
+		log_emit(LOG_ERROR, &ids, "send failed for good: Twilio error %lld: %s",
+			 (long long)env->code, env->err ? env->err : "");
+		rc = store_conv_get(&r->st, txn, j.conv, &c);
+		if (rc == 0) {
+			c.err_code = env->code;
+			free(c.err);
+			c.err = xstrdup(env->err ? env->err : "send failed");
+			rc = store_conv_put(&r->st, txn, j.conv, &c);
+			conv_rec_release(&c);
+		} else if (rc == MDB_NOTFOUND) {
+			rc = 0;
+		}
+		if (rc == 0 && (rc = store_job_del(&r->st, txn, env->id)) == 0)
+			fx_push(r, FX_DONE)->id = env->id;
+	}
+	job_rec_release(&j);
+	return rc;
+}
+
+static int router_apply(struct router *r, MDB_txn *txn, struct item *it)
+{
+	switch (it->env.type) {
+	case ENV_INBOUND:
+		if (!it->from_ingress)
+			break;
+		return router_inbound(r, txn, it);
+	case ENV_RESULT_AI:
+		if (it->from_ingress)
+			break;
+		return router_result_ai(r, txn, it);
+	case ENV_RESULT_SEND:
+		if (it->from_ingress)
+			break;
+		return router_result_send(r, txn, it);
+	default:
+		break;
+	}
+	log_warn("dropped a %s envelope on the %s socket", env_type_name(it->env.type),
+		 it->from_ingress ? "ingress" : "work");
+	return 0;
+}
+
+static void router_send_ack(struct router *r, const struct effect *e, int status)
+{
+	struct envelope a = { .type = ENV_ACK, .id = e->id, .ts = clock_wall_ms(), .status = status };
+	if (zmqx_send_env(r->ingress, &e->peer, &a) < 0)
+		log_warn("cannot acknowledge request %llu (ingress gone?): %s",
+			 (unsigned long long)e->id, zmq_strerror(errno));
+}
+
+/* Carries out (committed) or unwinds (!committed) the batch's effects. */
+static void router_effects(struct router *r, bool committed)
+{
+	uint64_t now = clock_mono_ms();
+	for (size_t i = 0; i < r->nfx; i++) {
+		struct effect *e = &r->fx[i];
+		switch (e->type) {
+		case FX_ACK:
+			router_send_ack(r, e, committed ? e->status : ST_BUSY);
+			break;
+		case FX_ADD:
+			if (committed)
+				dispatch_add(r->disp, e->id, e->kind, e->conv, 0);
+			break;
+		case FX_DONE:
+			if (committed)
+				dispatch_done(r->disp, e->id);
+			else
+				dispatch_retry(r->disp, e->id, now + 1000);
+			break;
+		case FX_RETRY:
+			dispatch_retry(r->disp, e->id, committed ? e->not_before : now + 1000);
+			break;
+		}
+		free(e->conv);
+	}
+	r->nfx = 0;
+}
+
+static void router_apply_batch(struct router *r)
+{
+	MDB_txn *txn = NULL;
+	int rc = mdb_txn_begin(r->st.env, NULL, 0, &txn);
+	bool committed = false;
+
+	for (size_t i = 0; rc == 0 && i < r->nitems; i++)
+		rc = router_apply(r, txn, &r->items[i]);
+	if (rc == 0) {
+		rc = mdb_txn_commit(txn);
+		txn = NULL;
+		committed = rc == 0;
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+	if (!committed)
+		log_err("cannot commit a batch of %zu messages: %s (webhooks get 503, jobs retry)",
+			r->nitems, mdb_strerror(rc));
+	else
+		r->stat_commits++;
+	router_effects(r, committed);
+	for (size_t i = 0; i < r->nitems; i++)
+		env_release(&r->items[i].env);
+	r->nitems = 0;
+}
+
+static void router_hello(struct router *r, const struct item *it)
+{
+	const char *k = it->env.kind;
+	enum job_kind kind;
+	if (!strcmp(k, "ai"))
+		kind = JOB_AI;
+	else if (!strcmp(k, "egress"))
+		kind = JOB_SEND;
+	else {
+		log_warn("hello from a worker of unknown kind '%s'", k);
+		return;
+	}
+	int cap = it->env.credit < 0 ? 0 : it->env.credit > 1000000 ? 1000000 : (int)it->env.credit;
+	dispatch_hello(r->disp, &it->peer, kind, cap, clock_mono_ms());
+}
+
+/* Reads what is waiting on both sockets, up to one batch. */
+static void router_collect(struct router *r)
+{
+	size_t max = (size_t)r->cfg->router_batch;
+	bool more = true;
+	while (more && r->nitems < max) {
+		more = false;
+		void *socks[2] = { r->ingress, r->work };
+		for (int s = 0; s < 2 && r->nitems < max; s++) {
+			struct item *it = &r->items[r->nitems];
+			int rc = zmqx_recv_env(socks[s], &it->peer, &it->env);
+			if (rc == 0)
+				continue;
+			more = true;
+			if (rc < 0)
+				continue;
+			it->from_ingress = s == 0;
+			if (it->env.type == ENV_HELLO && !it->from_ingress) {
+				router_hello(r, it);
+				env_release(&it->env);
+				continue;
+			}
+			r->nitems++;
+		}
+	}
+}
+
+static void router_turns(struct router *r, MDB_txn *txn, const struct job_rec *j,
+			 struct envelope *env)
+{
+	struct conv_rec c;
+	if (store_conv_get(&r->st, txn, j->conv, &c))
+		return;
+	uint64_t n = (uint64_t)r->cfg->ai_history;
+	uint64_t first = j->upto > n ? j->upto - n + 1 : 1;
+	for (uint64_t s = first; s <= j->upto; s++) {
+		struct hist_rec h;
+		if (store_hist_get(&r->st, txn, j->conv, s, &h))
+			continue;
+		if (h.nmedia > 0) {
+			char *t = xasprintf("%s%s[sent %lld attachment(s)]", h.text ? h.text : "",
+					    h.text && *h.text ? " " : "", (long long)h.nmedia);
+			env_add_turn(env, h.role, t, h.ts);
+			free(t);
+		} else {
+			env_add_turn(env, h.role, h.text ? h.text : "", h.ts);
+		}
+		hist_rec_release(&h);
+	}
+	conv_rec_release(&c);
+}
+
+/* Builds the job's envelope from LMDB. -1 when the job is gone. */
+static int router_job_env(struct router *r, MDB_txn *txn, uint64_t id, struct envelope *env)
+{
+	struct job_rec j;
+	memset(env, 0, sizeof(*env));
+	if (store_job_get(&r->st, txn, id, &j))
+		return -1;
+	env->id = id;
+	env->ts = clock_wall_ms();
+	env->conv = xstrdup(j.conv);
+	if (j.kind == JOB_AI) {
+		env->type = ENV_JOB_AI;
+		env->prompt = xstrdup(r->cfg->ai_system_prompt);
+		router_turns(r, txn, &j, env);
+	} else {
+		env->type = ENV_JOB_SEND;
+		env->to = xstrdup(j.to);
+		env->from = xstrdup(j.from);
+		env->body = xstrdup(j.body);
+	}
+	job_rec_release(&j);
+	return 0;
+}
+
+static void router_dispatch(struct router *r)
+{
+	MDB_txn *txn = NULL;
+	uint64_t id, now = clock_mono_ms();
+	struct zmqx_peer peer;
+
+	while (dispatch_next(r->disp, now, &id, &peer)) {
+		struct envelope env;
+		struct log_ids ids = { .job = id };
+		if (!txn && mdb_txn_begin(r->st.env, NULL, MDB_RDONLY, &txn)) {
+			dispatch_retry(r->disp, id, now + 1000);
+			break;
+		}
+		if (router_job_env(r, txn, id, &env) < 0) {
+			log_emit(LOG_WARN, &ids, "job vanished from the store; forgetting it");
+			dispatch_done(r->disp, id);
+			continue;
+		}
+		ids.conv = env.conv;
+		if (zmqx_send_env(r->work, &peer, &env) < 0) {
+			log_emit(LOG_WARN, &ids, "cannot send %s to worker: %s", env_type_name(env.type),
+				 zmq_strerror(errno));
+			dispatch_worker_lost(r->disp, &peer);
+		} else {
+			log_emit(LOG_DEBUG, &ids, "dispatched %s", env_type_name(env.type));
+		}
+		env_release(&env);
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+}
+
+/* Puts every unfinished job of a previous run back into its lane. */
+static int router_recover(struct router *r)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	size_t n = 0;
+	int rc = mdb_txn_begin(r->st.env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		goto fail;
+	if ((rc = mdb_cursor_open(txn, r->st.jobs, &cur)))
+		goto fail;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct job_rec j;
+		uint64_t id = kv_from_be64(k.mv_data);
+		if (k.mv_size != 8 || store_job_get(&r->st, txn, id, &j))
+			continue;
+		dispatch_add(r->disp, id, j.kind, j.conv, 0);
+		job_rec_release(&j);
+		n++;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	log_info("recovered %zu unfinished jobs from the store", n);
+	return 0;
+fail:
+	if (txn)
+		mdb_txn_abort(txn);
+	return log_err("cannot read jobs: %s", mdb_strerror(rc));
+}
+
+static int router_timeout(struct router *r)
+{
+	uint64_t due = dispatch_next_due(r->disp), now = clock_mono_ms();
+	int t = r->cfg->worker_heartbeat_ms;
+	if (due && due > now && due - now < (uint64_t)t)
+		t = (int)(due - now);
+	else if (due && due <= now)
+		t = 0;
+	return t;
+}
+
+int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
+{
+	struct router r = { .cfg = cfg };
+	int rc = -1;
+
+	r.items = xcalloc((size_t)cfg->router_batch, sizeof(*r.items));
+	r.disp = dispatch_new();
+	if (store_open(&r.st, cfg->state_dir, cfg->lmdb_map_size_mb, cfg->lmdb_sync) < 0)
+		goto fail;
+	if (router_recover(&r) < 0)
+		goto fail;
+	if (!(r.zctx = zmq_ctx_new()))
+		goto fail;
+	if (!(r.ingress = zmqx_router_bind(r.zctx, cfg->router_ingress_endpoint)) ||
+	    !(r.work = zmqx_router_bind(r.zctx, cfg->router_work_endpoint)))
+		goto fail;
+	log_info("ready: state in %s, ingress on %s, workers on %s (sync=%s)", cfg->state_dir,
+		 cfg->router_ingress_endpoint, cfg->router_work_endpoint,
+		 cfg->lmdb_sync ? "true" : "false");
+
+	while (!*stop) {
+		zmq_pollitem_t items[2] = {
+			{ .socket = r.ingress, .events = ZMQ_POLLIN },
+			{ .socket = r.work, .events = ZMQ_POLLIN },
+		};
+		if (zmq_poll(items, 2, router_timeout(&r)) < 0 && errno != EINTR) {
+			log_err("zmq_poll: %s", zmq_strerror(errno));
+			break;
+		}
+		router_collect(&r);
+		if (r.nitems)
+			router_apply_batch(&r);
+		dispatch_expire(r.disp, clock_mono_ms(), (uint64_t)cfg->worker_timeout_ms);
+		router_dispatch(&r);
+	}
+	log_info("stopping: %llu messages stored, %llu duplicates, %llu commits; "
+		 "unfinished jobs stay in the store",
+		 (unsigned long long)r.stat_msgs, (unsigned long long)r.stat_dups,
+		 (unsigned long long)r.stat_commits);
+	rc = 0;
+fail:
+	zmqx_close(&r.ingress, 0);
+	zmqx_close(&r.work, 0);
+	if (r.zctx)
+		zmq_ctx_term(r.zctx);
+	store_close(&r.st);
+	dispatch_destroy(&r.disp);
+	free(r.items);
+	free(r.fx);
+	return rc;
+}

@@ -1,0 +1,427 @@
+/*
+ * store — LMDB schema of the router; see store.h.
+ *
+ * Records are msgpack maps described by small field tables (rec_field),
+ * so that each record type is declared once and encode/decode cannot
+ * drift apart.
+ */
+#include "store.h"
+
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv.h"
+#include "log.h"
+#include "xalloc.h"
+
+enum rec_kind { RK_STR, RK_U64, RK_I64, RK_BOOL, RK_ENUM };
+
+struct rec_field {
+	const char *key;
+	enum rec_kind kind;
+	size_t offset;
+};
+
+#define RF(k, kind, type, field) { k, kind, offsetof(type, field) }
+
+static const struct rec_field conv_fields[] = {
+	RF("mode", RK_ENUM, struct conv_rec, mode),
+	RF("seq", RK_U64, struct conv_rec, seq),
+	RF("pin", RK_U64, struct conv_rec, pend_in),
+	RF("pout", RK_U64, struct conv_rec, pend_out),
+	RF("aijob", RK_U64, struct conv_rec, ai_job),
+	RF("created", RK_U64, struct conv_rec, created),
+	RF("updated", RK_U64, struct conv_rec, updated),
+	RF("lastin", RK_U64, struct conv_rec, last_in),
+	RF("turns", RK_U64, struct conv_rec, turns),
+	RF("errcode", RK_I64, struct conv_rec, err_code),
+	RF("cust", RK_STR, struct conv_rec, customer),
+	RF("biz", RK_STR, struct conv_rec, business),
+	RF("name", RK_STR, struct conv_rec, name),
+	RF("err", RK_STR, struct conv_rec, err),
+};
+
+static const struct rec_field hist_fields[] = {
+	RF("r", RK_ENUM, struct hist_rec, role),
+	RF("x", RK_STR, struct hist_rec, text),
+	RF("ts", RK_U64, struct hist_rec, ts),
+	RF("sid", RK_STR, struct hist_rec, sid),
+	RF("msid", RK_STR, struct hist_rec, msid),
+	RF("nmedia", RK_I64, struct hist_rec, nmedia),
+	RF("esc", RK_BOOL, struct hist_rec, escalate),
+};
+
+static const struct rec_field job_fields[] = {
+	RF("k", RK_ENUM, struct job_rec, kind),
+	RF("conv", RK_STR, struct job_rec, conv),
+	RF("created", RK_U64, struct job_rec, created),
+	RF("upto", RK_U64, struct job_rec, upto),
+	RF("hseq", RK_U64, struct job_rec, hseq),
+	RF("to", RK_STR, struct job_rec, to),
+	RF("from", RK_STR, struct job_rec, from),
+	RF("body", RK_STR, struct job_rec, body),
+	RF("att", RK_I64, struct job_rec, attempts),
+};
+
+#define NF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Encodes rec into a malloc'd buffer (caller frees). Absent strings are not written. */
+static char *rec_encode(const struct rec_field *fs, size_t n, const void *rec, size_t *len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	size_t count = 1;
+
+	for (size_t i = 0; i < n; i++)
+		if (fs[i].kind != RK_STR || *(char *const *)((const char *)rec + fs[i].offset))
+			count++;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, count);
+	msgpack_pack_str(&pk, 1);
+	msgpack_pack_str_body(&pk, "v", 1);
+	msgpack_pack_unsigned_int(&pk, STORE_VERSION);
+	for (size_t i = 0; i < n; i++) {
+		const void *p = (const char *)rec + fs[i].offset;
+		const char *s = NULL;
+		if (fs[i].kind == RK_STR && !(s = *(char *const *)p))
+			continue;
+		size_t kl = strlen(fs[i].key);
+		msgpack_pack_str(&pk, kl);
+		msgpack_pack_str_body(&pk, fs[i].key, kl);
+		switch (fs[i].kind) {
+		case RK_STR:
+			msgpack_pack_str(&pk, strlen(s));
+			msgpack_pack_str_body(&pk, s, strlen(s));
+			break;
+		case RK_U64: msgpack_pack_uint64(&pk, *(const uint64_t *)p); break;
+		case RK_I64: msgpack_pack_int64(&pk, *(const int64_t *)p); break;
+		case RK_BOOL:
+			if (*(const bool *)p)
+				msgpack_pack_true(&pk);
+			else
+				msgpack_pack_false(&pk);
+			break;
+		case RK_ENUM: msgpack_pack_int(&pk, *(const int *)p); break;
+		}
+	}
+	*len = sb.size;
+	return sb.data;
+}
+
+static void rec_release(const struct rec_field *fs, size_t n, void *rec)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fs[i].kind == RK_STR) {
+			char **s = (char **)((char *)rec + fs[i].offset);
+			free(*s);
+			*s = NULL;
+		}
+}
+
+/* Decodes into a zeroed rec. Returns 0 or MDB_CORRUPTED (logged by the caller). */
+static int rec_decode(const struct rec_field *fs, size_t n, const MDB_val *val, void *rec,
+		      size_t recsize)
+{
+	msgpack_unpacked up;
+	size_t off = 0;
+	int rc = 0;
+
+	memset(rec, 0, recsize);
+	msgpack_unpacked_init(&up);
+	if (msgpack_unpack_next(&up, val->mv_data, val->mv_size, &off) != MSGPACK_UNPACK_SUCCESS ||
+	    up.data.type != MSGPACK_OBJECT_MAP) {
+		msgpack_unpacked_destroy(&up);
+		return MDB_CORRUPTED;
+	}
+	const msgpack_object_map *m = &up.data.via.map;
+	for (uint32_t i = 0; i < m->size && rc == 0; i++) {
+		const msgpack_object *k = &m->ptr[i].key, *v = &m->ptr[i].val;
+		if (k->type != MSGPACK_OBJECT_STR)
+			continue;
+		for (size_t f = 0; f < n; f++) {
+			if (strlen(fs[f].key) != k->via.str.size ||
+			    memcmp(fs[f].key, k->via.str.ptr, k->via.str.size) != 0)
+				continue;
+			void *p = (char *)rec + fs[f].offset;
+			switch (fs[f].kind) {
+			case RK_STR:
+				if (v->type != MSGPACK_OBJECT_STR) {
+					rc = MDB_CORRUPTED;
+					break;
+				}
+				free(*(char **)p);
+				*(char **)p = xstrndup(v->via.str.ptr, v->via.str.size);
+				break;
+			case RK_U64:
+				if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+					rc = MDB_CORRUPTED;
+				else
+					*(uint64_t *)p = v->via.u64;
+				break;
+			case RK_I64:
+			case RK_ENUM: {
+				int64_t x;
+				if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+					x = (int64_t)v->via.u64;
+				else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+					x = v->via.i64;
+				else {
+					rc = MDB_CORRUPTED;
+					break;
+				}
+				if (fs[f].kind == RK_ENUM)
+					*(int *)p = (int)x;
+				else
+					*(int64_t *)p = x;
+				break;
+			}
+			case RK_BOOL:
+				if (v->type != MSGPACK_OBJECT_BOOLEAN)
+					rc = MDB_CORRUPTED;
+				else
+					*(bool *)p = v->via.boolean;
+				break;
+			}
+			break;
+		}
+	}
+	msgpack_unpacked_destroy(&up);
+	if (rc)
+		rec_release(fs, n, rec);
+	return rc;
+}
+
+static int rec_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, const struct rec_field *fs,
+		   size_t n, const void *rec)
+{
+	size_t len = 0;
+	char *buf = rec_encode(fs, n, rec, &len);
+	MDB_val v = { .mv_size = len, .mv_data = buf };
+	int rc = mdb_put(txn, dbi, key, &v, 0);
+	free(buf);
+	return rc;
+}
+
+static int rec_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, const struct rec_field *fs,
+		   size_t n, void *rec, size_t recsize)
+{
+	MDB_val v;
+	memset(rec, 0, recsize);
+	int rc = mdb_get(txn, dbi, key, &v);
+	if (rc)
+		return rc;
+	rc = rec_decode(fs, n, &v, rec, recsize);
+	if (rc)
+		log_err("corrupted record in LMDB (%zu bytes)", v.mv_size);
+	return rc;
+}
+
+/* --- public --- */
+
+const char *job_kind_name(enum job_kind k)
+{
+	switch (k) {
+	case JOB_AI: return "ai";
+	case JOB_SEND: return "send";
+	default: return "unknown";
+	}
+}
+
+const char *conv_mode_name(enum conv_mode m)
+{
+	switch (m) {
+	case MODE_AI: return "ai";
+	case MODE_ESCALATING: return "escalating";
+	case MODE_HUMAN: return "human";
+	}
+	return "unknown";
+}
+
+void conv_rec_release(struct conv_rec *c) { rec_release(conv_fields, NF(conv_fields), c); }
+void hist_rec_release(struct hist_rec *h) { rec_release(hist_fields, NF(hist_fields), h); }
+void job_rec_release(struct job_rec *j) { rec_release(job_fields, NF(job_fields), j); }
+
+char *store_conv_key(const char *customer, const char *business)
+{
+	return xasprintf("%s|%s", customer, business);
+}
+
+int store_open(struct store *st, const char *dir, long map_mb, bool sync)
+{
+	MDB_txn *txn = NULL;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	if (kv_open(&st->env, dir, (size_t)map_mb, sync, 16) < 0)
+		return -1;
+	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)))
+		goto fail;
+	if ((rc = kv_dbi(txn, "conv", &st->conv)) || (rc = kv_dbi(txn, "hist", &st->hist)) ||
+	    (rc = kv_dbi(txn, "pend", &st->pend)) || (rc = kv_dbi(txn, "seen", &st->seen)) ||
+	    (rc = kv_dbi(txn, "jobs", &st->jobs)) || (rc = kv_dbi(txn, "meta", &st->meta)))
+		goto fail;
+	if ((rc = mdb_txn_commit(txn))) {
+		txn = NULL;
+		goto fail;
+	}
+	return 0;
+fail:
+	if (txn)
+		mdb_txn_abort(txn);
+	kv_close(&st->env);
+	return log_err("cannot open databases in '%s': %s", dir, mdb_strerror(rc));
+}
+
+void store_close(struct store *st)
+{
+	kv_close(&st->env);
+}
+
+static MDB_val store_strkey(const char *s)
+{
+	MDB_val k = { .mv_size = strlen(s), .mv_data = (void *)s };
+	return k;
+}
+
+int store_conv_get(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *out)
+{
+	MDB_val k = store_strkey(key);
+	return rec_get(txn, st->conv, &k, conv_fields, NF(conv_fields), out, sizeof(*out));
+}
+
+int store_conv_put(struct store *st, MDB_txn *txn, const char *key, const struct conv_rec *c)
+{
+	MDB_val k = store_strkey(key);
+	return rec_put(txn, st->conv, &k, conv_fields, NF(conv_fields), c);
+}
+
+/* key \0 be64(seq) into buf (STORE_KEY_MAX + 9 bytes). */
+static MDB_val store_seqkey(char *buf, const char *key, uint64_t seq)
+{
+	size_t n = strlen(key);
+	if (n > STORE_KEY_MAX)
+		n = STORE_KEY_MAX; /* callers reject longer keys; never overflow buf */
+	memcpy(buf, key, n);
+	buf[n] = '\0';
+	kv_be64((unsigned char *)buf + n + 1, seq);
+	MDB_val k = { .mv_size = n + 9, .mv_data = buf };
+	return k;
+}
+
+int store_hist_get(struct store *st, MDB_txn *txn, const char *key, uint64_t seq,
+		   struct hist_rec *out)
+{
+	char buf[STORE_KEY_MAX + 9];
+	MDB_val k = store_seqkey(buf, key, seq);
+	return rec_get(txn, st->hist, &k, hist_fields, NF(hist_fields), out, sizeof(*out));
+}
+
+int store_hist_put(struct store *st, MDB_txn *txn, const char *key, uint64_t seq,
+		   const struct hist_rec *h)
+{
+	char buf[STORE_KEY_MAX + 9];
+	MDB_val k = store_seqkey(buf, key, seq);
+	return rec_put(txn, st->hist, &k, hist_fields, NF(hist_fields), h);
+}
+
+int store_hist_append(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *c,
+		      const struct hist_rec *h)
+{
+	int rc = store_hist_put(st, txn, key, c->seq + 1, h);
+	if (rc == 0)
+		c->seq++;
+	return rc;
+}
+
+int store_pend_push(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *c,
+		    const struct hist_rec *h)
+{
+	char buf[STORE_KEY_MAX + 9];
+	MDB_val k = store_seqkey(buf, key, c->pend_in + 1);
+	int rc = rec_put(txn, st->pend, &k, hist_fields, NF(hist_fields), h);
+	if (rc == 0)
+		c->pend_in++;
+	return rc;
+}
+
+int store_pend_pop(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *c,
+		   struct hist_rec *out)
+{
+	char buf[STORE_KEY_MAX + 9];
+	memset(out, 0, sizeof(*out));
+	if (c->pend_out >= c->pend_in)
+		return MDB_NOTFOUND;
+	MDB_val k = store_seqkey(buf, key, c->pend_out + 1);
+	int rc = rec_get(txn, st->pend, &k, hist_fields, NF(hist_fields), out, sizeof(*out));
+	if (rc)
+		return rc;
+	if ((rc = mdb_del(txn, st->pend, &k, NULL))) {
+		hist_rec_release(out);
+		return rc;
+	}
+	c->pend_out++;
+	return 0;
+}
+
+int store_seen_get(struct store *st, MDB_txn *txn, const char *sid)
+{
+	MDB_val k = store_strkey(sid), v;
+	return mdb_get(txn, st->seen, &k, &v);
+}
+
+int store_seen_put(struct store *st, MDB_txn *txn, const char *sid, uint64_t ts)
+{
+	unsigned char b[8];
+	kv_be64(b, ts);
+	MDB_val k = store_strkey(sid), v = { .mv_size = 8, .mv_data = b };
+	return mdb_put(txn, st->seen, &k, &v, 0);
+}
+
+static MDB_val store_idkey(unsigned char b[8], uint64_t id)
+{
+	kv_be64(b, id);
+	MDB_val k = { .mv_size = 8, .mv_data = b };
+	return k;
+}
+
+int store_job_add(struct store *st, MDB_txn *txn, const struct job_rec *j, uint64_t *id)
+{
+	MDB_val mk = store_strkey("next_job"), mv;
+	unsigned char b[8];
+	uint64_t next = 1;
+	int rc = mdb_get(txn, st->meta, &mk, &mv);
+	if (rc == 0 && mv.mv_size == 8)
+		next = kv_from_be64(mv.mv_data);
+	else if (rc != MDB_NOTFOUND && rc != 0)
+		return rc;
+	*id = next;
+	kv_be64(b, next + 1);
+	mv.mv_size = 8;
+	mv.mv_data = b;
+	if ((rc = mdb_put(txn, st->meta, &mk, &mv, 0)))
+		return rc;
+	return store_job_put(st, txn, next, j);
+}
+
+int store_job_put(struct store *st, MDB_txn *txn, uint64_t id, const struct job_rec *j)
+{
+	unsigned char b[8];
+	MDB_val k = store_idkey(b, id);
+	return rec_put(txn, st->jobs, &k, job_fields, NF(job_fields), j);
+}
+
+int store_job_get(struct store *st, MDB_txn *txn, uint64_t id, struct job_rec *out)
+{
+	unsigned char b[8];
+	MDB_val k = store_idkey(b, id);
+	return rec_get(txn, st->jobs, &k, job_fields, NF(job_fields), out, sizeof(*out));
+}
+
+int store_job_del(struct store *st, MDB_txn *txn, uint64_t id)
+{
+	unsigned char b[8];
+	MDB_val k = store_idkey(b, id);
+	return mdb_del(txn, st->jobs, &k, NULL);
+}
