@@ -83,7 +83,7 @@ LIBCOMMON   := $(BUILD)/libcommon.a
 
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress
 
-UNIT_TESTS := envelope config form twsig llm escalate utf8 store httpc
+UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 .PHONY: all test unit integration demo run clean deps help

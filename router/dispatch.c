@@ -57,6 +57,12 @@ struct dispatch {
 	size_t inflight;
 };
 
+/* Workers are named by process kind, jobs by what they do. */
+static const char *worker_kind_name(enum job_kind k)
+{
+	return k == JOB_SEND ? "egress" : job_kind_name(k);
+}
+
 struct dispatch *dispatch_new(void)
 {
 	return xcalloc(1, sizeof(struct dispatch));
@@ -199,7 +205,7 @@ void dispatch_hello(struct dispatch *d, const struct zmqx_peer *peer, enum job_k
 		w->idlen = peer->len;
 		w->kind = kind;
 		HASH_ADD_KEYPTR(hh, d->workers, w->id, w->idlen, w);
-		log_info("%s worker joined with capacity %d", job_kind_name(kind), capacity);
+		log_info("%s worker joined with capacity %d", worker_kind_name(kind), capacity);
 	}
 	w->capacity = capacity;
 	w->last_seen = now;
@@ -223,7 +229,7 @@ void dispatch_worker_lost(struct dispatch *d, const struct zmqx_peer *peer)
 	struct worker *w = NULL;
 	HASH_FIND(hh, d->workers, peer->id, peer->len, w);
 	if (w) {
-		log_warn("%s worker unreachable: re-dispatching its %d jobs", job_kind_name(w->kind),
+		log_warn("%s worker unreachable: re-dispatching its %d jobs", worker_kind_name(w->kind),
 			 w->inflight);
 		worker_drop(d, w);
 	}
@@ -236,7 +242,7 @@ int dispatch_expire(struct dispatch *d, uint64_t now, uint64_t timeout_ms)
 	HASH_ITER(hh, d->workers, w, wt) {
 		if (w->last_seen + timeout_ms < now) {
 			log_warn("%s worker silent for %llu ms: re-dispatching its %d jobs",
-				 job_kind_name(w->kind), (unsigned long long)(now - w->last_seen),
+				 worker_kind_name(w->kind), (unsigned long long)(now - w->last_seen),
 				 w->inflight);
 			worker_drop(d, w);
 			n++;

@@ -1,0 +1,288 @@
+"""Starts baton's real processes and the fakes on loopback, for tests and the demo.
+
+A Pipeline owns one temp state directory, the fake Twilio and fake LLM
+servers, and any of ingress/router/ai-worker/egress. Every process logs to
+its own file under the state directory; readiness is the process's own
+"ready" log line, never a sleep. Everything started is killed on close().
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FAKES = os.path.join(ROOT, "tests", "fakes")
+
+ACCOUNT_SID = "AC" + "0" * 32
+AUTH_TOKEN = "test_token_5f2b9c"
+LLM_KEY = "sk-test-key-8d1e"
+PUBLIC_URL = "https://bot.example.com"
+BUSINESS = "whatsapp:+14155238886"
+
+PROCS = {
+    "ingress": "baton-ingress",
+    "router": "baton-router",
+    "ai-worker": "baton-ai-worker",
+    "egress": "baton-egress",
+}
+
+
+def twilio_signature(token, url, params):
+    """X-Twilio-Signature: base64(HMAC-SHA1(token, url + sorted name+value))."""
+    data = url
+    for name in sorted(set(k for k, _ in params)):
+        for value in sorted(set(v for k, v in params if k == name)):
+            data += name + value
+    mac = hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()
+    return base64.b64encode(mac).decode()
+
+
+def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+def http(method, url, body=None, headers=None, timeout=10):
+    """Returns (status, body text, headers). Never raises for HTTP errors."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace"), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace"), dict(e.headers)
+
+
+class Pipeline:
+    def __init__(self, bindir=None, env=None, script=None, provider="anthropic",
+                 llm_latency_ms=0, keep=False):
+        self.bindir = bindir or os.environ.get("BATON_BIN", os.path.join(ROOT, "build", "bin"))
+        self.dir = tempfile.mkdtemp(prefix="baton-")
+        self.keep = keep
+        self.procs = {}
+        self.logs = {}
+        self.fakes = {}
+        self.extra_env = dict(env or {})
+        self.script = script or os.path.join(FAKES, "clinic_script.json")
+        self.provider = provider
+        self.llm_latency_ms = llm_latency_ms
+        self.ingress_port = None
+        self.sid_counter = 0
+
+    # --- fakes ---
+    def _start_fake(self, name, args):
+        log = open(os.path.join(self.dir, name + ".log"), "w")
+        p = subprocess.Popen(["python3", os.path.join(FAKES, name + ".py")] + args,
+                             stdout=subprocess.PIPE, stderr=log, text=True)
+        line = p.stdout.readline()
+        if not line:
+            raise RuntimeError(name + " did not start; see " + log.name)
+        port = json.loads(line)["port"]
+        self.fakes[name] = (p, port)
+        return port
+
+    def start_fakes(self):
+        self.twilio_port = self._start_fake("fake_twilio", [
+            "--port", "0", "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN])
+        self.llm_port = self._start_fake("fake_llm", [
+            "--port", "0", "--script", self.script, "--api-key", LLM_KEY,
+            "--latency-ms", str(self.llm_latency_ms)])
+
+    @property
+    def twilio_url(self):
+        return "http://127.0.0.1:%d" % self.twilio_port
+
+    @property
+    def llm_url(self):
+        return "http://127.0.0.1:%d" % self.llm_port
+
+    # --- baton processes ---
+    def env(self):
+        e = dict(os.environ)
+        for k in list(e):
+            if k.startswith("BATON_"):
+                del e[k]
+        e.update({
+            "BATON_STATE_DIR": os.path.join(self.dir, "state"),
+            "BATON_HTTP_PORT": "0",
+            "BATON_HTTP_PUBLIC_URL": PUBLIC_URL,
+            "BATON_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "BATON_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "BATON_TWILIO_API_BASE": self.twilio_url,
+            "BATON_LLM_PROVIDER": self.provider,
+            "BATON_LLM_BASE_URL": self.llm_url,
+            "BATON_LLM_API_KEY": LLM_KEY,
+            "BATON_LLM_RETRIES": "1",
+            "BATON_WORKER_HEARTBEAT_MS": "200",
+            "BATON_WORKER_TIMEOUT_MS": "1000",
+            "BATON_LMDB_SYNC": "false",
+            "BATON_LOG_LEVEL": "debug",
+        })
+        e.update(self.extra_env)
+        return e
+
+    def start(self, name, wait=True):
+        os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
+        path = os.path.join(self.dir, name + ".log")
+        log = open(path, "a")
+        start_at = os.path.getsize(path)
+        p = subprocess.Popen([os.path.join(self.bindir, PROCS[name])], env=self.env(),
+                             stdout=log, stderr=log)
+        self.procs[name] = p
+        self.logs[name] = path
+        if wait:
+            line = wait_for(lambda: self._ready_line(path, start_at, p), 10,
+                            what=name + " ready")
+            m = re.search(r"listening on http://[^:]+:(\d+)", line)
+            if m:
+                self.ingress_port = int(m.group(1))
+        return p
+
+    def _ready_line(self, path, start_at, p):
+        if p.poll() is not None:
+            raise AssertionError("process exited with %s; log:\n%s" % (p.returncode, self.log_text(path)))
+        with open(path) as f:
+            f.seek(start_at)
+            for line in f:
+                if '"msg":"ready:' in line:
+                    return line
+        return None
+
+    def start_all(self):
+        self.start_fakes()
+        for name in ("router", "ai-worker", "egress", "ingress"):
+            self.start(name)
+        # Workers join the router on their first heartbeat.
+        wait_for(lambda: self.log_contains("router", "egress worker joined") and
+                 self.log_contains("router", "ai worker joined"), 10, what="workers joined")
+        return self
+
+    def stop(self, name, sig=signal.SIGTERM, timeout=10):
+        p = self.procs.pop(name, None)
+        if not p:
+            return None
+        if p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return p.returncode
+
+    def log_text(self, path_or_name):
+        path = self.logs.get(path_or_name, path_or_name)
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def log_contains(self, name, text):
+        return text in self.log_text(name)
+
+    def log_lines(self, name):
+        out = []
+        for line in self.log_text(name).splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"raw": line})
+        return out
+
+    def close(self):
+        for name in list(self.procs):
+            self.stop(name, signal.SIGKILL, 5)
+        for p, _ in self.fakes.values():
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        self.fakes = {}
+        if not self.keep and not os.environ.get("BATON_KEEP"):
+            subprocess.call(["rm", "-rf", self.dir])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- traffic ---
+    def webhook_params(self, customer, body, sid=None, to=BUSINESS, name="Ana", extra=None):
+        if sid is None:
+            self.sid_counter += 1
+            sid = "SM%032x" % (int(time.time() * 1000) * 1000 + self.sid_counter)
+        params = [
+            ("SmsMessageSid", sid), ("NumMedia", "0"), ("ProfileName", name),
+            ("MessageType", "text"), ("SmsSid", sid), ("WaId", customer.split("+")[-1]),
+            ("SmsStatus", "received"), ("Body", body), ("To", to), ("NumSegments", "1"),
+            ("ReferralNumMedia", "0"), ("MessageSid", sid), ("AccountSid", ACCOUNT_SID),
+            ("From", customer), ("ApiVersion", "2010-04-01"),
+        ]
+        if extra:
+            params += list(extra)
+        return params
+
+    def post_webhook(self, params, signature=True, token=AUTH_TOKEN, url=None, path="/twilio/messages",
+                     headers=None, raw_body=None):
+        body = raw_body if raw_body is not None else urllib.parse.urlencode(params).encode()
+        h = {"Content-Type": "application/x-www-form-urlencoded"}
+        if signature is True:
+            h["X-Twilio-Signature"] = twilio_signature(token, (url or PUBLIC_URL) + path, params)
+        elif signature:
+            h["X-Twilio-Signature"] = signature
+        h.update(headers or {})
+        return http("POST", "http://127.0.0.1:%d%s" % (self.ingress_port, path), body, h)
+
+    def send(self, customer, body, **kw):
+        """Signed inbound WhatsApp message; returns (status, body, params)."""
+        params = self.webhook_params(customer, body, **kw)
+        st, text, _ = self.post_webhook(params)
+        return st, text, params
+
+    def fake_get(self, fake, path):
+        port = self.twilio_port if fake == "twilio" else self.llm_port
+        st, text, _ = http("GET", "http://127.0.0.1:%d%s" % (port, path))
+        assert st == 200, (st, text)
+        return json.loads(text)
+
+    def fake_post(self, fake, path, obj):
+        port = self.twilio_port if fake == "twilio" else self.llm_port
+        st, text, _ = http("POST", "http://127.0.0.1:%d%s" % (port, path),
+                           json.dumps(obj).encode(), {"Content-Type": "application/json"})
+        assert st == 200, (st, text)
+        return json.loads(text) if text else None
+
+    def sent_messages(self, to=None):
+        """Messages the fake Twilio accepted (201), in arrival order."""
+        out = []
+        for r in self.fake_get("twilio", "/_fake/requests?path_contains=Messages.json"):
+            if r.get("status") != 201:
+                continue
+            form = r.get("form") or {}
+            rec = {k: v[0] for k, v in form.items()}
+            rec["sid"] = (r.get("response") or {}).get("sid")
+            if to is None or rec.get("To") == to:
+                out.append(rec)
+        return out
+
+    def llm_requests(self):
+        return self.fake_get("llm", "/_fake/requests")
