@@ -206,8 +206,14 @@ class Pipeline:
         return out
 
     def close(self):
-        for name in list(self.procs):
-            self.stop(name, signal.SIGKILL, 5)
+        """Stops everything. A baton process that does not exit 0 on SIGTERM
+        (crash, sanitizer report, leak) fails the test that owned it."""
+        unclean = []
+        # Router last: a worker stopping after it would linger on its goodbye.
+        for name in sorted(self.procs, key=lambda n: n == "router"):
+            rc = self.stop(name, signal.SIGTERM, 10)
+            if rc != 0:
+                unclean.append("%s exited %s:\n%s" % (name, rc, self.log_text(name)[-3000:]))
         for p, _ in self.fakes.values():
             if p.poll() is None:
                 p.terminate()
@@ -216,8 +222,12 @@ class Pipeline:
                 except subprocess.TimeoutExpired:
                     p.kill()
         self.fakes = {}
+        if unclean:
+            self.keep = True
         if not self.keep and not os.environ.get("BATON_KEEP"):
             subprocess.call(["rm", "-rf", self.dir])
+        if unclean:
+            raise AssertionError("unclean exit (state kept in %s): %s" % (self.dir, "\n".join(unclean)))
 
     def __enter__(self):
         return self
