@@ -33,7 +33,13 @@ endif
 
 CFLAGS  += $(CSTD) $(WARN) $(OPT) $(SAN) -MMD -MP -Icommon $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += $(SAN)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+# libunistring ships no pkg-config file on Debian 12.
+ifeq ($(wildcard /usr/include/uninorm.h),)
+ifeq ($(filter clean help,$(MAKECMDGOALS)),)
+$(error missing library: libunistring (uninorm.h) — run scripts/install-deps)
+endif
+endif
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lunistring -lm
 
 BIN     := $(BUILD)/bin
 
@@ -58,6 +64,7 @@ INGRESS_SRC := \
 
 ROUTER_SRC := \
 	router/store.c \
+	router/rules.c \
 	router/dispatch.c \
 	router/router.c
 
@@ -70,6 +77,10 @@ EGRESS_SRC := \
 	egress/twilio.c \
 	egress/sender.c
 
+FLEX_SRC := \
+	flex-worker/flexapi.c \
+	flex-worker/pipeline.c
+
 PROGS := ingress router ai-worker egress
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
@@ -79,11 +90,13 @@ INGRESS_OBJ := $(call obj,$(INGRESS_SRC))
 ROUTER_OBJ  := $(call obj,$(ROUTER_SRC))
 AI_OBJ      := $(call obj,$(AI_SRC))
 EGRESS_OBJ  := $(call obj,$(EGRESS_SRC))
+FLEX_OBJ    := $(call obj,$(FLEX_SRC))
 LIBCOMMON   := $(BUILD)/libcommon.a
 
-BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress
+BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
+            $(BIN)/baton-flex-worker
 
-UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff
+UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 .PHONY: all test unit integration demo run clean deps help
@@ -95,9 +108,13 @@ help:
 deps:
 	scripts/install-deps
 
+# V=1 shows the full commands.
+Q := $(if $(V),,@)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
@@ -119,12 +136,16 @@ $(BIN)/baton-egress: $(BUILD)/egress/main.o $(EGRESS_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BIN)/baton-flex-worker: $(BUILD)/flex-worker/main.o $(FLEX_OBJ) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # Unit tests link the module under test plus libcommon and cmocka.
-$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(INGRESS_OBJ) $(ROUTER_OBJ) $(AI_OBJ) $(EGRESS_OBJ) $(LIBCOMMON)
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(INGRESS_OBJ) $(ROUTER_OBJ) $(AI_OBJ) $(EGRESS_OBJ) $(FLEX_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-$(BUILD)/tests/unit/%.o: CFLAGS += -Iingress -Irouter -Iai-worker -Iegress
+$(BUILD)/tests/unit/%.o: CFLAGS += -Iingress -Irouter -Iai-worker -Iegress -Iflex-worker
 
 unit: $(UNIT_BINS)
 

@@ -36,6 +36,8 @@ void aiwork_init(struct aiwork *a, const struct config *cfg)
 	memset(a, 0, sizeof(*a));
 	a->cfg = cfg;
 	a->llm.provider = strcmp(cfg->llm_provider, "openai") == 0 ? LLM_OPENAI : LLM_ANTHROPIC;
+	a->llm.esc_mode = strcmp(cfg->ai_escalation_mode, "tag") == 0 ? LLM_ESC_TAG : LLM_ESC_STRUCTURED;
+	a->llm.tag = cfg->ai_escalation_tag;
 	a->llm.base_url = cfg->llm_base_url;
 	a->llm.model = cfg->llm_model;
 	a->llm.api_key = cfg->llm_api_key;
@@ -62,9 +64,12 @@ static void aiwork_result(struct aicall *c, int status, const struct llm_reply *
 	char *text = NULL;
 	if (status == ST_OK) {
 		text = xstrdup(rep->text);
+		/* The tag is stripped in every mode: a model may drift into it. */
 		bool tagged = esc_strip(text, c->a->cfg->ai_escalation_tag);
 		r.text = text;
 		r.escalate = tagged || rep->tool_escalate;
+		if (r.escalate)
+			r.trigger = rep->tool_escalate ? (char *)"tool" : (char *)"tag";
 		r.reason = rep->reason;
 		r.summary = rep->summary;
 	} else {
@@ -91,7 +96,7 @@ static void aiwork_done(const struct httpc_resp *resp, void *arg)
 		rep.error = xasprintf("transfer failed: %s", resp->error);
 		oc = LLM_RETRY;
 	} else {
-		oc = llm_parse(a->llm.provider, resp->status, resp->body, resp->body_len, &rep);
+		oc = llm_parse(&a->llm, resp->status, resp->body, resp->body_len, &rep);
 	}
 
 	if (oc == LLM_RETRY && c->attempt < (unsigned)a->cfg->llm_retries) {

@@ -63,25 +63,75 @@ static void llm_messages(json_t *arr, const struct envelope *job, bool skip_lead
 	}
 }
 
+/* The operator's prompt says when to escalate; this says how, per mode. */
+static char *llm_system(const struct llm_cfg *cfg, const char *prompt)
+{
+	const char *how;
+	if (cfg->esc_mode == LLM_ESC_TAG)
+		return xasprintf("%s\n\nTo hand the conversation to a person, reply with one short "
+				 "sentence and append the tag %s at the very end.", prompt, cfg->tag);
+	if (cfg->provider == LLM_ANTHROPIC)
+		how = "call the escalate_to_human tool with the reason and a one-line summary of "
+		      "the conversation, together with one short sentence for the customer.";
+	else
+		how = "set escalate to true, give the reason and a one-line summary, and put one "
+		      "short sentence for the customer in reply. Otherwise escalate is false.";
+	return xasprintf("%s\n\nTo hand the conversation to a person, %s", prompt, how);
+}
+
+static json_t *llm_esc_schema(bool with_reply)
+{
+	json_t *props = json_object();
+	if (with_reply) {
+		json_object_set_new(props, "reply", json_pack("{s:s}", "type", "string"));
+		json_object_set_new(props, "escalate", json_pack("{s:s}", "type", "boolean"));
+	}
+	json_object_set_new(props, "reason", json_pack("{s:s, s:s}", "type", "string",
+							"description", "why a person is needed"));
+	json_object_set_new(props, "summary", json_pack("{s:s, s:s}", "type", "string",
+							 "description", "one-line summary for the agent"));
+	json_t *req = with_reply ? json_pack("[s,s,s,s]", "reply", "escalate", "reason", "summary")
+				 : json_pack("[s]", "reason");
+	json_t *schema = json_pack("{s:s, s:o, s:o}", "type", "object", "properties", props,
+				   "required", req);
+	if (with_reply)
+		json_object_set_new(schema, "additionalProperties", json_false());
+	return schema;
+}
+
 void llm_build(const struct llm_cfg *cfg, const struct envelope *job, struct llm_request *out)
 {
 	json_t *root = json_object(), *msgs = json_array();
+	char *system = llm_system(cfg, job->prompt ? job->prompt : "");
 
 	memset(out, 0, sizeof(*out));
 	json_object_set_new(root, "model", json_string(cfg->model));
 	json_object_set_new(root, "max_tokens", json_integer(cfg->max_tokens));
 	if (cfg->provider == LLM_ANTHROPIC) {
-		json_object_set_new(root, "system", json_string(job->prompt ? job->prompt : ""));
+		json_object_set_new(root, "system", json_string(system));
 		llm_messages(msgs, job, true);
+		if (cfg->esc_mode == LLM_ESC_STRUCTURED) {
+			json_t *tool = json_pack("{s:s, s:s, s:o}", "name", LLM_ESC_TOOL, "description",
+						 "Hand the conversation to a human agent of the team.",
+						 "input_schema", llm_esc_schema(false));
+			json_object_set_new(root, "tools", json_pack("[o]", tool));
+			json_object_set_new(root, "tool_choice", json_pack("{s:s}", "type", "auto"));
+		}
 		out->url = xasprintf("%s/v1/messages", cfg->base_url);
 		out->headers[0] = xasprintf("x-api-key: %s", cfg->api_key);
 		out->headers[1] = xasprintf("anthropic-version: %s", cfg->anthropic_version);
 	} else {
 		json_t *sys = json_object();
 		json_object_set_new(sys, "role", json_string("system"));
-		json_object_set_new(sys, "content", json_string(job->prompt ? job->prompt : ""));
+		json_object_set_new(sys, "content", json_string(system));
 		json_array_append_new(msgs, sys);
 		llm_messages(msgs, job, false);
+		if (cfg->esc_mode == LLM_ESC_STRUCTURED) {
+			json_t *js = json_pack("{s:s, s:b, s:o}", "name", "reply", "strict", 1, "schema",
+					       llm_esc_schema(true));
+			json_object_set_new(root, "response_format",
+					    json_pack("{s:s, s:o}", "type", "json_schema", "json_schema", js));
+		}
 		out->url = xasprintf("%s/v1/chat/completions", cfg->base_url);
 		out->headers[0] = xasprintf("Authorization: Bearer %s", cfg->api_key);
 	}
@@ -89,6 +139,7 @@ void llm_build(const struct llm_cfg *cfg, const struct envelope *job, struct llm
 	out->body = json_dumps(root, JSON_COMPACT);
 	out->body_len = strlen(out->body);
 	json_decref(root);
+	free(system);
 }
 
 void llm_request_release(struct llm_request *r)
@@ -170,11 +221,51 @@ static enum llm_outcome llm_parse_anthropic(json_t *root, struct llm_reply *out)
 		} else if (!strcmp(type, "tool_use")) {
 			const char *name = json_string_value(json_object_get(block, "name"));
 			json_t *input = json_object_get(block, "input");
-			if (name && !strcmp(name, "escalate_to_human") && json_is_object(input))
+			if (name && !strcmp(name, LLM_ESC_TOOL) && json_is_object(input))
 				llm_tool_input(input, out);
 		}
 	}
 	out->text = text;
+	return LLM_OK;
+}
+
+/*
+ * A JSON-schema reply: {"reply", "escalate", "reason", "summary"}. Content
+ * that is not JSON is a model ignoring the format: its text is the reply.
+ * JSON without a "reply" string is refused, so that no raw JSON ever
+ * reaches the customer.
+ */
+static enum llm_outcome llm_parse_structured(struct llm_reply *out)
+{
+	const char *t = out->text;
+	while (*t == ' ' || *t == '\n' || *t == '\t' || *t == '\r')
+		t++;
+	if (*t != '{' && *t != '[')
+		return LLM_OK;
+	json_t *obj = json_loads(t, 0, NULL);
+	if (!obj) {
+		out->error = xstrdup("reply looks like JSON but does not parse (truncated?)");
+		return LLM_MALFORMED;
+	}
+	const char *reply = json_string_value(json_object_get(obj, "reply"));
+	if (!json_is_object(obj) || !reply) {
+		json_decref(obj);
+		out->error = xstrdup("JSON reply without a \"reply\" string");
+		return LLM_MALFORMED;
+	}
+	char *r = xstrdup(reply);
+	free(out->text);
+	out->text = r;
+	if (json_is_true(json_object_get(obj, "escalate"))) {
+		const char *reason = json_string_value(json_object_get(obj, "reason"));
+		const char *summary = json_string_value(json_object_get(obj, "summary"));
+		out->tool_escalate = true;
+		if (reason && *reason && !out->reason)
+			out->reason = xstrdup(reason);
+		if (summary && *summary && !out->summary)
+			out->summary = xstrdup(summary);
+	}
+	json_decref(obj);
 	return LLM_OK;
 }
 
@@ -199,7 +290,7 @@ static enum llm_outcome llm_parse_openai(json_t *root, struct llm_reply *out)
 		json_t *fn = json_object_get(call, "function");
 		const char *name = json_string_value(json_object_get(fn, "name"));
 		const char *args = json_string_value(json_object_get(fn, "arguments"));
-		if (!name || strcmp(name, "escalate_to_human"))
+		if (!name || strcmp(name, LLM_ESC_TOOL))
 			continue;
 		/* arguments is a JSON string the model wrote: it may be invalid. */
 		json_t *input = args ? json_loads(args, 0, NULL) : NULL;
@@ -212,7 +303,7 @@ static enum llm_outcome llm_parse_openai(json_t *root, struct llm_reply *out)
 	return LLM_OK;
 }
 
-enum llm_outcome llm_parse(enum llm_provider p, long status, const char *body, size_t len,
+enum llm_outcome llm_parse(const struct llm_cfg *cfg, long status, const char *body, size_t len,
 			   struct llm_reply *out)
 {
 	json_error_t jerr;
@@ -236,7 +327,13 @@ enum llm_outcome llm_parse(enum llm_provider p, long status, const char *body, s
 		json_decref(root);
 		return LLM_MALFORMED;
 	}
-	oc = p == LLM_ANTHROPIC ? llm_parse_anthropic(root, out) : llm_parse_openai(root, out);
+	if (cfg->provider == LLM_ANTHROPIC) {
+		oc = llm_parse_anthropic(root, out);
+	} else {
+		oc = llm_parse_openai(root, out);
+		if (oc == LLM_OK && cfg->esc_mode == LLM_ESC_STRUCTURED)
+			oc = llm_parse_structured(out);
+	}
 	json_decref(root);
 	if (oc == LLM_OK && !out->text[0] && !out->tool_escalate) {
 		out->error = xstrdup("reply has no text");

@@ -20,8 +20,21 @@
 
 enum llm_provider { LLM_ANTHROPIC, LLM_OPENAI };
 
+/*
+ * How the model asks for a human. LLM_ESC_TAG: the prompt asks for the tag
+ * at the end of the text. LLM_ESC_STRUCTURED: Anthropic gets the tool
+ * escalate_to_human{reason, summary}; OpenAI-compatible endpoints get a
+ * JSON-schema reply {reply, escalate, reason, summary}. A reply that
+ * ignores the structure is still delivered as text, never as raw JSON.
+ */
+enum llm_esc_mode { LLM_ESC_STRUCTURED, LLM_ESC_TAG };
+
+#define LLM_ESC_TOOL "escalate_to_human"
+
 struct llm_cfg {
 	enum llm_provider provider;
+	enum llm_esc_mode esc_mode;
+	const char *tag;
 	const char *base_url;
 	const char *model;
 	const char *api_key;
@@ -45,7 +58,7 @@ enum llm_outcome {
 
 struct llm_reply {
 	char *text;     /* concatenated text blocks; may be "" with a tool call */
-	bool tool_escalate;
+	bool tool_escalate; /* tool call or JSON field escalate=true */
 	char *reason;
 	char *summary;
 	char *error;    /* what went wrong, for logs (never contains the key) */
@@ -56,7 +69,7 @@ void llm_build(const struct llm_cfg *cfg, const struct envelope *job, struct llm
 void llm_request_release(struct llm_request *r);
 
 /** Classify and parse an HTTP outcome (status 0 = transfer failed). */
-enum llm_outcome llm_parse(enum llm_provider p, long status, const char *body, size_t len,
+enum llm_outcome llm_parse(const struct llm_cfg *cfg, long status, const char *body, size_t len,
 			   struct llm_reply *out);
 void llm_reply_release(struct llm_reply *r);
 

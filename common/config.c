@@ -35,13 +35,14 @@ struct config_entry {
 
 #define F(field) offsetof(struct config, field)
 
+/* The escalation instruction itself is added by the ai-worker, worded for
+ * the configured ai.escalation_mode (tag or tool/JSON field). */
 static const char DEFAULT_PROMPT[] =
 	"You are the WhatsApp assistant of Clinica Sol, a medical clinic. "
 	"Answer in the customer's language, briefly and kindly, only about the "
 	"clinic: address, specialties, opening hours and appointments. "
-	"If the customer asks for a human, complains, or asks something you cannot "
-	"answer from these facts, reply with one short sentence and append the tag "
-	"[ESCALAR] at the very end.";
+	"Hand the conversation to a person when the customer asks for a human, "
+	"complains, or asks something you cannot answer from these facts.";
 
 static const struct config_entry config_table[] = {
 	{ "state.dir", CT_STR, "var", 0, 0, NULL, F(state_dir), false,
@@ -116,6 +117,45 @@ static const struct config_entry config_table[] = {
 	  NULL, F(ai_apology), false, "sent when the AI gives a malformed answer or fails for good" },
 	{ "ai.worker_credit", CT_INT, "256", 1, 100000, NULL, F(ai_worker_credit), false,
 	  "LLM calls one ai-worker keeps in flight" },
+
+	{ "ai.escalation_mode", CT_ENUM, "structured", 0, 0, "structured|tag", F(ai_escalation_mode),
+	  false, "how the model asks for a human: structured (Anthropic tool escalate_to_human / "
+		 "OpenAI JSON schema {reply, escalate, reason}) or tag (ai.escalation_tag in the text)" },
+	{ "ai.on_failure", CT_ENUM, "escalate", 0, 0, "escalate|apologize", F(ai_on_failure), false,
+	  "when the LLM fails for good (timeouts, 5xx after retries, refused): escalate with reason "
+	  "ai_unavailable, or send ai.apology" },
+	{ "escalation.phrases", CT_STR,
+	  "human,humano,humana,agent,agente,atendente,persona,pessoa,operator,operador,representative",
+	  0, 0, NULL, F(escalation_phrases), false,
+	  "comma-separated words or phrases that escalate at once, before the AI (whole words, case "
+	  "and accents ignored); empty = none" },
+
+	{ "handoff.holding_message", CT_STR, "Your conversation is being transferred to our team.", 0,
+	  0, NULL, F(handoff_holding_message), false, "sent to the customer when the handoff starts" },
+	{ "handoff.failure_message", CT_STR,
+	  "Sorry, we could not reach our team right now. I am still here to help.", 0, 0, NULL,
+	  F(handoff_failure_message), false,
+	  "sent when the Flex handoff fails for good and the conversation returns to the AI" },
+	{ "handoff.history", CT_ENUM, "10", 0, 0, "10|15|20|all", F(handoff_history), false,
+	  "how many history messages the agent sees in Flex" },
+	{ "handoff.inject", CT_ENUM, "messages", 0, 0, "messages|transcript", F(handoff_inject), false,
+	  "history into Flex as one message per turn with its author, or one transcript message" },
+	{ "handoff.max_attempts", CT_INT, "3", 1, 100, NULL, F(handoff_max_attempts), false,
+	  "Flex pipeline attempts before giving up (customer told, conversation back to ai)" },
+	{ "flex.workspace_sid", CT_STR, "WS00000000000000000000000000000000", 0, 0, NULL,
+	  F(flex_workspace_sid), false, "TaskRouter workspace of Flex (WS...)" },
+	{ "flex.workflow_sid", CT_STR, "WW00000000000000000000000000000000", 0, 0, NULL,
+	  F(flex_workflow_sid), false, "TaskRouter workflow that routes handoff tasks (WW...)" },
+	{ "flex.task_channel", CT_STR, "chat", 0, 0, NULL, F(flex_task_channel), false,
+	  "task channel unique name of handoff tasks" },
+	{ "flex.bot_author", CT_STR, "baton", 0, 0, NULL, F(flex_bot_author), false,
+	  "author of the AI's messages injected into Flex (agents see it)" },
+	{ "flex.credit", CT_INT, "32", 1, 100000, NULL, F(flex_credit), false,
+	  "Flex jobs one flex-worker keeps in flight" },
+	{ "flex.timeout_ms", CT_INT, "15000", 100, 120000, NULL, F(flex_timeout_ms), false,
+	  "timeout of one Conversations/Flex call" },
+	{ "flex.retry_deadline_ms", CT_INT, "30000", 0, 3600000, NULL, F(flex_retry_deadline_ms),
+	  false, "how long one pipeline attempt retries 429/5xx before reporting failure" },
 
 	{ "egress.credit", CT_INT, "64", 1, 100000, NULL, F(egress_credit), false,
 	  "Twilio sends one egress process keeps in flight" },

@@ -66,6 +66,23 @@ struct config {
 	char *ai_escalation_tag;
 	char *ai_apology;
 	int ai_worker_credit;
+	char *ai_escalation_mode; /* "structured" or "tag" */
+	char *ai_on_failure;      /* "escalate" or "apologize" */
+	char *escalation_phrases;
+
+	/* handoff and Flex */
+	char *handoff_holding_message;
+	char *handoff_failure_message;
+	char *handoff_history;    /* "10", "15", "20" or "all" */
+	char *handoff_inject;     /* "messages" or "transcript" */
+	int handoff_max_attempts;
+	char *flex_workspace_sid;
+	char *flex_workflow_sid;
+	char *flex_task_channel;
+	char *flex_bot_author;
+	int flex_credit;
+	int flex_timeout_ms;
+	int flex_retry_deadline_ms;
 
 	/* egress */
 	int egress_credit;

@@ -46,6 +46,14 @@ static const struct env_field env_fields[] = {
 	EF("code", FK_INT, code),       /* 16 */
 	EF("esc", FK_BOOL, escalate),   /* 17 */
 	EF("turns", FK_TURNS, turns),   /* 18 */
+	EF("op", FK_STR, op),           /* 19 */
+	EF("trigger", FK_STR, trigger), /* 20 */
+	EF("ch", FK_STR, ch),           /* 21 */
+	EF("mb", FK_STR, mb),           /* 22 */
+	EF("kd", FK_STR, kd),           /* 23 */
+	EF("uo", FK_STR, uo),           /* 24 */
+	EF("wt", FK_STR, wt),           /* 25 */
+	EF("seq", FK_INT, seq),         /* 26 */
 };
 
 #define NFIELDS (sizeof(env_fields) / sizeof(env_fields[0]))
@@ -69,6 +77,15 @@ static const struct env_field env_fields[] = {
 #define F_CODE B(16)
 #define F_ESC B(17)
 #define F_TURNS B(18)
+#define F_OP B(19)
+#define F_TRIGGER B(20)
+#define F_CH B(21)
+#define F_MB B(22)
+#define F_KD B(23)
+#define F_UO B(24)
+#define F_WT B(25)
+#define F_SEQ B(26)
+#define F_FLEX_SIDS (F_CH | F_MB | F_KD | F_UO | F_WT)
 
 struct env_type_def {
 	const char *name;
@@ -83,11 +100,17 @@ static const struct env_type_def env_types[ENV_TYPE_MAX] = {
 	[ENV_HELLO] = { "hello", F_KIND | F_CREDIT, F_KIND | F_CREDIT | F_NAME },
 	[ENV_JOB_AI] = { "job_ai", F_CONV | F_PROMPT | F_TURNS, F_CONV | F_PROMPT | F_TURNS },
 	[ENV_RESULT_AI] = { "result_ai", F_CONV | F_STATUS,
-			    F_CONV | F_STATUS | F_TEXT | F_ESC | F_REASON | F_SUMMARY | F_ERR | F_CODE },
+			    F_CONV | F_STATUS | F_TEXT | F_ESC | F_REASON | F_SUMMARY | F_ERR | F_CODE |
+				    F_TRIGGER },
 	[ENV_JOB_SEND] = { "job_send", F_CONV | F_TO | F_FROM | F_BODY,
 			   F_CONV | F_TO | F_FROM | F_BODY },
 	[ENV_RESULT_SEND] = { "result_send", F_CONV | F_STATUS,
 			      F_CONV | F_STATUS | F_SID | F_CODE | F_ERR },
+	[ENV_JOB_FLEX] = { "job_flex", F_CONV | F_OP | F_FROM | F_TO,
+			   F_CONV | F_OP | F_FROM | F_TO | F_NAME | F_TRIGGER | F_REASON | F_SUMMARY |
+				   F_TURNS | F_BODY | F_SEQ | F_CH },
+	[ENV_RESULT_FLEX] = { "result_flex", F_CONV | F_OP | F_STATUS,
+			      F_CONV | F_OP | F_STATUS | F_FLEX_SIDS | F_CODE | F_ERR },
 };
 
 static const char *const env_role_names[] = { "customer", "ai", "agent", "system" };

@@ -36,7 +36,9 @@ enum env_type {
 	ENV_RESULT_AI = 5,   /* ai-worker -> router */
 	ENV_JOB_SEND = 6,    /* router -> egress: send one WhatsApp message */
 	ENV_RESULT_SEND = 7, /* egress -> router */
-	ENV_TYPE_MAX = 8
+	ENV_JOB_FLEX = 8,    /* router -> flex-worker: a handoff or a forward */
+	ENV_RESULT_FLEX = 9, /* flex-worker -> router */
+	ENV_TYPE_MAX = 10
 };
 
 enum env_role { ROLE_CUSTOMER = 0, ROLE_AI = 1, ROLE_AGENT = 2, ROLE_SYSTEM = 3 };
@@ -77,6 +79,14 @@ struct envelope {
 	char *reason;  /* escalation reason */
 	char *summary; /* escalation summary */
 	char *err;     /* error description (never a secret) */
+	char *op;      /* flex job operation: "handoff" or "forward" */
+	char *trigger; /* escalation trigger: tag, tool, rule, ai_failure, operator */
+	char *ch;      /* Conversations SID (CH...) */
+	char *mb;      /* Conversations participant SID (MB...) */
+	char *kd;      /* Flex Interaction SID (KD...) */
+	char *uo;      /* Flex Interaction channel SID (UO...) */
+	char *wt;      /* TaskRouter task SID (WT...) */
+	int64_t seq;   /* history sequence number the job concerns */
 	int64_t status;
 	int64_t credit;
 	int64_t nmedia;

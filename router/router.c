@@ -19,6 +19,7 @@
 #include "kv.h"
 #include "envelope.h"
 #include "log.h"
+#include "rules.h"
 #include "store.h"
 #include "xalloc.h"
 #include "zmqx.h"
@@ -31,6 +32,13 @@
 /* Backoff of a send the egress gave up on (Twilio down): up to 5 min apart. */
 #define ROUTER_RETRY_BASE_MS 1000
 #define ROUTER_RETRY_CAP_MS (5 * 60 * 1000)
+/* Backoff between attempts of the Flex pipeline: the worker already
+ * retried 429/5xx inside each attempt. */
+#define ROUTER_FLEX_RETRY_BASE_MS 1000
+#define ROUTER_FLEX_RETRY_CAP_MS 30000
+
+#define OP_HANDOFF "handoff"
+#define OP_FORWARD "forward"
 
 enum fx_type { FX_ACK, FX_ADD, FX_DONE, FX_RETRY };
 
@@ -52,6 +60,7 @@ struct item {
 
 struct router {
 	const struct config *cfg;
+	struct rules *rules;
 	struct store st;
 	struct dispatch *disp;
 	void *zctx, *ingress, *work;
@@ -59,7 +68,7 @@ struct router {
 	size_t nitems;
 	struct effect *fx;
 	size_t nfx, capfx;
-	uint64_t stat_msgs, stat_dups, stat_commits;
+	uint64_t stat_msgs, stat_dups, stat_commits, stat_escalations;
 };
 
 static struct effect *fx_push(struct router *r, enum fx_type type)
@@ -143,6 +152,77 @@ static int router_queue_send(struct router *r, MDB_txn *txn, const char *key,
 	return 0;
 }
 
+/* Queues a customer turn for the agent's Flex conversation. It waits in the
+ * conversation's flex lane behind the handoff, so it arrives after the
+ * history and in order. */
+static int router_forward(struct router *r, MDB_txn *txn, const char *key, uint64_t seq)
+{
+	struct job_rec j = { .kind = JOB_FLEX, .conv = (char *)key, .created = clock_wall_ms(),
+			     .op = OP_FORWARD, .hseq = seq };
+	uint64_t id;
+	return router_job_add(r, txn, &j, &id);
+}
+
+static uint64_t router_handoff_first(const struct router *r, uint64_t last)
+{
+	if (!strcmp(r->cfg->handoff_history, "all"))
+		return 1;
+	uint64_t n = strtoull(r->cfg->handoff_history, NULL, 10);
+	return last > n ? last - n + 1 : 1;
+}
+
+/*
+ * The atomic handoff (DESIGN invariant 3), inside the caller's transaction:
+ * mode escalating, waiting customer turns moved into history, the holding
+ * message queued, and the Flex job recorded with the history range the
+ * agent will see. A conversation already escalating or human is left alone.
+ */
+static int router_escalate(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+			   const char *trigger, const char *reason, const char *summary)
+{
+	struct log_ids ids = { .conv = key };
+	struct hist_rec h;
+	int rc;
+
+	if (c->mode != MODE_AI)
+		return 0;
+	while ((rc = store_pend_pop(&r->st, txn, key, c, &h)) == 0) {
+		rc = store_hist_append(&r->st, txn, key, c, &h);
+		hist_rec_release(&h);
+		if (rc)
+			return rc;
+	}
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	uint64_t last = c->seq;
+	struct job_rec j = { .kind = JOB_FLEX, .conv = (char *)key, .created = clock_wall_ms(),
+			     .op = OP_HANDOFF, .hfrom = router_handoff_first(r, last), .upto = last,
+			     .trigger = (char *)trigger, .reason = (char *)reason,
+			     .summary = (char *)summary };
+	if ((rc = router_job_add(r, txn, &j, &c->handoff_job)))
+		return rc;
+	const char *hold = r->cfg->handoff_holding_message;
+	if (*hold) {
+		struct hist_rec hm = { .role = ROLE_AI, .text = (char *)hold, .ts = clock_wall_ms() };
+		if ((rc = store_hist_append(&r->st, txn, key, c, &hm)) ||
+		    (rc = router_queue_send(r, txn, key, c, hold, c->seq)))
+			return rc;
+	}
+	c->mode = MODE_ESCALATING;
+	c->escalations++;
+	c->esc_at = clock_wall_ms();
+	free(c->esc_trigger);
+	free(c->esc_reason);
+	c->esc_trigger = xstrdup(trigger);
+	c->esc_reason = xstrdup(reason ? reason : "");
+	r->stat_escalations++;
+	ids.job = c->handoff_job;
+	log_emit(LOG_INFO, &ids, "escalating: trigger %s, reason '%s'; handoff job recorded with "
+		 "history %llu..%llu", trigger, reason ? reason : "",
+		 (unsigned long long)j.hfrom, (unsigned long long)last);
+	return 0;
+}
+
 static int router_inbound(struct router *r, MDB_txn *txn, struct item *it)
 {
 	struct envelope *env = &it->env;
@@ -185,13 +265,22 @@ static int router_inbound(struct router *r, MDB_txn *txn, struct item *it)
 	}
 	struct hist_rec h = { .role = ROLE_CUSTOMER, .text = env->body, .ts = env->ts,
 			      .sid = env->sid, .nmedia = env->nmedia };
+	const char *phrase = NULL;
+	bool rule = c.mode == MODE_AI && rules_match(r->rules, env->body, &phrase);
 	if (c.mode == MODE_AI && c.ai_job) {
 		/* A reply is being written: this message waits its turn. */
 		rc = store_pend_push(&r->st, txn, key, &c, &h);
 	} else {
 		rc = store_hist_append(&r->st, txn, key, &c, &h);
-		if (rc == 0 && c.mode == MODE_AI)
+		if (rc == 0 && c.mode != MODE_AI)
+			rc = router_forward(r, txn, key, c.seq);
+		else if (rc == 0 && !rule)
 			rc = router_start_ai(r, txn, key, &c);
+	}
+	if (rc == 0 && rule) {
+		char *why = xasprintf("customer wrote '%s'", phrase);
+		rc = router_escalate(r, txn, key, &c, "rule", why, NULL);
+		free(why);
 	}
 	if (rc)
 		goto out;
@@ -255,15 +344,29 @@ static int router_result_ai(struct router *r, MDB_txn *txn, struct item *it)
 		c.ai_job = 0;
 
 	const char *text = env->text;
-	if (env->status != ST_OK) {
+	bool failed_for_good = env->status == ST_RETRY || env->status == ST_FAILED;
+	if (c.mode == MODE_AI && env->status == ST_OK && env->escalate) {
+		log_emit(LOG_INFO, &ids, "model asked to escalate (%s, reason: %s)",
+			 env->trigger ? env->trigger : "tag", env->reason ? env->reason : "none given");
+		rc = router_escalate(r, txn, j.conv, &c, env->trigger ? env->trigger : "tag",
+				     env->reason && *env->reason ? env->reason : "model asked for a human",
+				     env->summary);
+		if (rc)
+			goto out;
+		text = NULL; /* the holding message speaks for the handoff */
+	} else if (c.mode == MODE_AI && failed_for_good &&
+		   !strcmp(r->cfg->ai_on_failure, "escalate")) {
+		log_emit(LOG_WARN, &ids, "AI unavailable (%s): escalating",
+			 env->err ? env->err : "no detail");
+		if ((rc = router_escalate(r, txn, j.conv, &c, "ai_failure", "ai_unavailable", NULL)))
+			goto out;
+		text = NULL;
+	} else if (env->status != ST_OK) {
 		log_emit(LOG_WARN, &ids, "AI failed (%s): sending the apology",
 			 env->err ? env->err : "no detail");
 		text = r->cfg->ai_apology;
 	}
-	if (env->escalate)
-		log_emit(LOG_INFO, &ids, "model asked to escalate (reason: %s)",
-			 env->reason ? env->reason : "none given");
-	if (c.mode != MODE_AI) {
+	if (c.mode != MODE_AI && text) {
 		log_emit(LOG_INFO, &ids, "dropped AI reply: conversation is in %s mode",
 			 conv_mode_name(c.mode));
 	} else if (text && *text) {
@@ -274,11 +377,125 @@ static int router_result_ai(struct router *r, MDB_txn *txn, struct item *it)
 			goto out;
 		log_emit(LOG_INFO, &ids, "AI reply recorded and queued for sending");
 	}
-	if ((rc = router_next_turn(r, txn, j.conv, &c)))
+	if (c.mode == MODE_AI && (rc = router_next_turn(r, txn, j.conv, &c)))
 		goto out;
 	c.updated = clock_wall_ms();
 	rc = store_conv_put(&r->st, txn, j.conv, &c);
 out:
+	conv_rec_release(&c);
+	job_rec_release(&j);
+	return rc;
+}
+
+static void router_set(char **dst, const char *v)
+{
+	if (v && *v) {
+		free(*dst);
+		*dst = xstrdup(v);
+	}
+}
+
+/* A handoff attempt failed: retry the (idempotent) pipeline, or give up
+ * after handoff.max_attempts and give the conversation back to the AI. */
+static int router_handoff_failed(struct router *r, MDB_txn *txn, const struct envelope *env,
+				 struct job_rec *j, struct conv_rec *c, const struct log_ids *ids)
+{
+	int rc;
+	j->attempts++;
+	if (j->attempts < r->cfg->handoff_max_attempts) {
+		if ((rc = store_job_put(&r->st, txn, env->id, j)))
+			return rc;
+		uint64_t d = backoff_ms((unsigned)j->attempts, ROUTER_FLEX_RETRY_BASE_MS,
+					ROUTER_FLEX_RETRY_CAP_MS, -1);
+		struct effect *e = fx_push(r, FX_RETRY);
+		e->id = env->id;
+		e->not_before = clock_mono_ms() + d;
+		log_emit(LOG_WARN, ids, "handoff attempt %lld failed (Twilio %lld: %s): retry in %llu ms",
+			 (long long)j->attempts, (long long)env->code, env->err ? env->err : "",
+			 (unsigned long long)d);
+		return 0;
+	}
+	log_emit(LOG_ERROR, ids, "handoff failed for good after %lld attempts (Twilio %lld: %s): "
+		 "conversation back to ai", (long long)j->attempts, (long long)env->code,
+		 env->err ? env->err : "");
+	if ((rc = store_job_del(&r->st, txn, env->id)))
+		return rc;
+	fx_push(r, FX_DONE)->id = env->id;
+	c->handoff_job = 0;
+	c->handoff_failures++;
+	c->err_code = env->code;
+	router_set(&c->err, env->err ? env->err : "handoff failed");
+	if (c->mode == MODE_ESCALATING)
+		c->mode = MODE_AI;
+	const char *msg = r->cfg->handoff_failure_message;
+	if (*msg) {
+		struct hist_rec h = { .role = ROLE_AI, .text = (char *)msg, .ts = clock_wall_ms() };
+		if ((rc = store_hist_append(&r->st, txn, j->conv, c, &h)) ||
+		    (rc = router_queue_send(r, txn, j->conv, c, msg, c->seq)))
+			return rc;
+	}
+	return 0;
+}
+
+static int router_result_flex(struct router *r, MDB_txn *txn, struct item *it)
+{
+	struct envelope *env = &it->env;
+	struct job_rec j;
+	struct conv_rec c;
+	struct log_ids ids = { .job = env->id };
+	int rc = store_job_get(&r->st, txn, env->id, &j);
+
+	if (rc == MDB_NOTFOUND || (rc == 0 && j.kind != JOB_FLEX)) {
+		log_emit(LOG_INFO, &ids, "dropped a stale flex result (job already finished)");
+		if (rc == 0)
+			job_rec_release(&j);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	ids.conv = j.conv;
+	if ((rc = store_conv_get(&r->st, txn, j.conv, &c))) {
+		job_rec_release(&j);
+		return rc == MDB_NOTFOUND ? store_job_del(&r->st, txn, env->id) : rc;
+	}
+	bool handoff = j.op && !strcmp(j.op, OP_HANDOFF);
+	if (handoff && env->status != ST_OK) {
+		rc = router_handoff_failed(r, txn, env, &j, &c, &ids);
+	} else if (handoff) {
+		router_set(&c.flex_ch, env->ch);
+		router_set(&c.flex_mb, env->mb);
+		router_set(&c.flex_kd, env->kd);
+		router_set(&c.flex_uo, env->uo);
+		router_set(&c.flex_wt, env->wt);
+		c.handoff_job = 0;
+		if (c.mode == MODE_ESCALATING)
+			c.mode = MODE_HUMAN;
+		if ((rc = store_job_del(&r->st, txn, env->id)) == 0) {
+			fx_push(r, FX_DONE)->id = env->id;
+			log_emit(LOG_INFO, &ids, "handoff done: conversation %s, interaction %s, task %s; "
+				 "mode human", env->ch ? env->ch : "?", env->kd ? env->kd : "?",
+				 env->wt ? env->wt : "?");
+		}
+	} else if (env->status != ST_OK && ++j.attempts < r->cfg->handoff_max_attempts &&
+		   env->status == ST_RETRY) {
+		if ((rc = store_job_put(&r->st, txn, env->id, &j)) == 0) {
+			struct effect *e = fx_push(r, FX_RETRY);
+			e->id = env->id;
+			e->not_before = clock_mono_ms() + backoff_ms((unsigned)j.attempts,
+								     ROUTER_FLEX_RETRY_BASE_MS,
+								     ROUTER_FLEX_RETRY_CAP_MS, -1);
+		}
+	} else {
+		if (env->status != ST_OK)
+			log_emit(LOG_ERROR, &ids, "could not forward a customer message to Flex "
+				 "(Twilio %lld: %s)", (long long)env->code, env->err ? env->err : "");
+		if ((rc = store_job_del(&r->st, txn, env->id)) == 0)
+			fx_push(r, FX_DONE)->id = env->id;
+	}
+	if (rc == 0) {
+		c.updated = clock_wall_ms();
+		rc = store_conv_put(&r->st, txn, j.conv, &c);
+	}
 	conv_rec_release(&c);
 	job_rec_release(&j);
 	return rc;
@@ -365,6 +582,10 @@ static int router_apply(struct router *r, MDB_txn *txn, struct item *it)
 		if (it->from_ingress)
 			break;
 		return router_result_send(r, txn, it);
+	case ENV_RESULT_FLEX:
+		if (it->from_ingress)
+			break;
+		return router_result_flex(r, txn, it);
 	default:
 		break;
 	}
@@ -444,6 +665,8 @@ static void router_hello(struct router *r, const struct item *it)
 		kind = JOB_AI;
 	else if (!strcmp(k, "egress"))
 		kind = JOB_SEND;
+	else if (!strcmp(k, "flex"))
+		kind = JOB_FLEX;
 	else {
 		log_warn("hello from a worker of unknown kind '%s'", k);
 		return;
@@ -479,17 +702,13 @@ static void router_collect(struct router *r)
 	}
 }
 
-static void router_turns(struct router *r, MDB_txn *txn, const struct job_rec *j,
-			 struct envelope *env)
+/* History turns first..last of conv into env->turns. */
+static void router_turns(struct router *r, MDB_txn *txn, const char *conv, uint64_t first,
+			 uint64_t last, struct envelope *env)
 {
-	struct conv_rec c;
-	if (store_conv_get(&r->st, txn, j->conv, &c))
-		return;
-	uint64_t n = (uint64_t)r->cfg->ai_history;
-	uint64_t first = j->upto > n ? j->upto - n + 1 : 1;
-	for (uint64_t s = first; s <= j->upto; s++) {
+	for (uint64_t s = first; s <= last; s++) {
 		struct hist_rec h;
-		if (store_hist_get(&r->st, txn, j->conv, s, &h))
+		if (store_hist_get(&r->st, txn, conv, s, &h))
 			continue;
 		if (h.nmedia > 0) {
 			char *t = xasprintf("%s%s[sent %lld attachment(s)]", h.text ? h.text : "",
@@ -501,7 +720,39 @@ static void router_turns(struct router *r, MDB_txn *txn, const struct job_rec *j
 		}
 		hist_rec_release(&h);
 	}
-	conv_rec_release(&c);
+}
+
+static void router_flex_env(struct router *r, MDB_txn *txn, const struct job_rec *j,
+			    struct envelope *env)
+{
+	struct conv_rec c;
+	env->type = ENV_JOB_FLEX;
+	env->op = xstrdup(j->op ? j->op : OP_HANDOFF);
+	if (store_conv_get(&r->st, txn, j->conv, &c) == 0) {
+		env->from = xstrdup(c.customer);
+		env->to = xstrdup(c.business);
+		env->name = c.name ? xstrdup(c.name) : NULL;
+		env->ch = c.flex_ch ? xstrdup(c.flex_ch) : NULL;
+		conv_rec_release(&c);
+	} else {
+		env->from = xstrdup("");
+		env->to = xstrdup("");
+	}
+	if (!strcmp(env->op, OP_HANDOFF)) {
+		env->trigger = xstrdup(j->trigger ? j->trigger : "");
+		env->reason = xstrdup(j->reason ? j->reason : "");
+		env->summary = j->summary ? xstrdup(j->summary) : NULL;
+		router_turns(r, txn, j->conv, j->hfrom, j->upto, env);
+	} else {
+		struct hist_rec h;
+		env->seq = (int64_t)j->hseq;
+		if (store_hist_get(&r->st, txn, j->conv, j->hseq, &h) == 0) {
+			env->body = xstrdup(h.text ? h.text : "");
+			hist_rec_release(&h);
+		} else {
+			env->body = xstrdup("");
+		}
+	}
 }
 
 /* Builds the job's envelope from LMDB. -1 when the job is gone. */
@@ -515,9 +766,12 @@ static int router_job_env(struct router *r, MDB_txn *txn, uint64_t id, struct en
 	env->ts = clock_wall_ms();
 	env->conv = xstrdup(j.conv);
 	if (j.kind == JOB_AI) {
+		uint64_t n = (uint64_t)r->cfg->ai_history;
 		env->type = ENV_JOB_AI;
 		env->prompt = xstrdup(r->cfg->ai_system_prompt);
-		router_turns(r, txn, &j, env);
+		router_turns(r, txn, j.conv, j.upto > n ? j.upto - n + 1 : 1, j.upto, env);
+	} else if (j.kind == JOB_FLEX) {
+		router_flex_env(r, txn, &j, env);
 	} else {
 		env->type = ENV_JOB_SEND;
 		env->to = xstrdup(j.to);
@@ -609,6 +863,7 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	int rc = -1;
 
 	r.items = xcalloc((size_t)cfg->router_batch, sizeof(*r.items));
+	r.rules = rules_new(cfg->escalation_phrases);
 	r.disp = dispatch_new();
 	if (store_open(&r.st, cfg->state_dir, cfg->lmdb_map_size_mb, cfg->lmdb_sync) < 0)
 		goto fail;
@@ -638,10 +893,10 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		dispatch_expire(r.disp, clock_mono_ms(), (uint64_t)cfg->worker_timeout_ms);
 		router_dispatch(&r);
 	}
-	log_info("stopping: %llu messages stored, %llu duplicates, %llu commits; "
+	log_info("stopping: %llu messages stored, %llu duplicates, %llu escalations, %llu commits; "
 		 "unfinished jobs stay in the store",
 		 (unsigned long long)r.stat_msgs, (unsigned long long)r.stat_dups,
-		 (unsigned long long)r.stat_commits);
+		 (unsigned long long)r.stat_escalations, (unsigned long long)r.stat_commits);
 	rc = 0;
 fail:
 	zmqx_close(&r.ingress, 0);
@@ -650,6 +905,7 @@ fail:
 		zmq_ctx_term(r.zctx);
 	store_close(&r.st);
 	dispatch_destroy(&r.disp);
+	rules_destroy(&r.rules);
 	free(r.items);
 	free(r.fx);
 	return rc;

@@ -40,6 +40,17 @@ static const struct rec_field conv_fields[] = {
 	RF("biz", RK_STR, struct conv_rec, business),
 	RF("name", RK_STR, struct conv_rec, name),
 	RF("err", RK_STR, struct conv_rec, err),
+	RF("hjob", RK_U64, struct conv_rec, handoff_job),
+	RF("escs", RK_U64, struct conv_rec, escalations),
+	RF("hfail", RK_U64, struct conv_rec, handoff_failures),
+	RF("escat", RK_U64, struct conv_rec, esc_at),
+	RF("esctrig", RK_STR, struct conv_rec, esc_trigger),
+	RF("escwhy", RK_STR, struct conv_rec, esc_reason),
+	RF("ch", RK_STR, struct conv_rec, flex_ch),
+	RF("mb", RK_STR, struct conv_rec, flex_mb),
+	RF("kd", RK_STR, struct conv_rec, flex_kd),
+	RF("uo", RK_STR, struct conv_rec, flex_uo),
+	RF("wt", RK_STR, struct conv_rec, flex_wt),
 };
 
 static const struct rec_field hist_fields[] = {
@@ -62,6 +73,11 @@ static const struct rec_field job_fields[] = {
 	RF("from", RK_STR, struct job_rec, from),
 	RF("body", RK_STR, struct job_rec, body),
 	RF("att", RK_I64, struct job_rec, attempts),
+	RF("hfrom", RK_U64, struct job_rec, hfrom),
+	RF("op", RK_STR, struct job_rec, op),
+	RF("trig", RK_STR, struct job_rec, trigger),
+	RF("why", RK_STR, struct job_rec, reason),
+	RF("sum", RK_STR, struct job_rec, summary),
 };
 
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
@@ -225,6 +241,7 @@ const char *job_kind_name(enum job_kind k)
 	switch (k) {
 	case JOB_AI: return "ai";
 	case JOB_SEND: return "send";
+	case JOB_FLEX: return "flex";
 	default: return "unknown";
 	}
 }

@@ -43,6 +43,13 @@ struct conv_rec {
 	uint64_t turns;    /* customer turns received */
 	int64_t err_code;  /* last Twilio error code seen, 0 = none */
 	char *customer, *business, *name, *err;
+	/* escalation and Flex */
+	uint64_t handoff_job;   /* Flex handoff job in flight, 0 = none */
+	uint64_t escalations;   /* times escalated */
+	uint64_t handoff_failures;
+	uint64_t esc_at;        /* wall ms of the last escalation */
+	char *esc_trigger, *esc_reason;
+	char *flex_ch, *flex_mb, *flex_kd, *flex_uo, *flex_wt;
 };
 
 struct hist_rec {
@@ -55,15 +62,18 @@ struct hist_rec {
 	bool escalate;
 };
 
-enum job_kind { JOB_AI = 0, JOB_SEND = 1, JOB_KINDS = 2 };
+enum job_kind { JOB_AI = 0, JOB_SEND = 1, JOB_FLEX = 2, JOB_KINDS = 3 };
 
 struct job_rec {
 	enum job_kind kind;
 	char *conv;
 	uint64_t created;
-	uint64_t upto;   /* AI: hist seq of the customer turn to answer */
-	uint64_t hseq;   /* SEND: hist seq of the turn this sends */
+	uint64_t upto;   /* AI: hist seq of the customer turn to answer; FLEX handoff: last seq */
+	uint64_t hfrom;  /* FLEX handoff: first hist seq the agent sees */
+	uint64_t hseq;   /* SEND: hist seq of the turn this sends; FLEX forward: turn to forward */
 	char *to, *from, *body; /* SEND */
+	char *op;        /* FLEX: "handoff" or "forward" */
+	char *trigger, *reason, *summary; /* FLEX handoff */
 	int64_t attempts;
 };
 

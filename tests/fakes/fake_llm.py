@@ -474,7 +474,8 @@ class LLMHandler(BaseHTTPRequestHandler):
             self.rfile.readline(1024)  # CRLF after each chunk
 
     def _send(self, resp):
-        self.send_response(resp.status)
+        # The stdlib leaves the reason phrase empty for codes it does not know (529).
+        self.send_response(resp.status, status_phrase(resp.status))
         self.send_header("Content-Type", resp.content_type)
         self.send_header("Content-Length", str(len(resp.raw)))
         for name, value in resp.headers.items():

@@ -67,6 +67,13 @@ GSM_BASIC = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"
 GSM_EXT = set("^{}\\[~]|€")
 
 
+def status_phrase(status):
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
 def twilio_error(status, code, message):
     return {"code": code, "message": message,
             "more_info": f"https://www.twilio.com/docs/errors/{code}",
@@ -271,7 +278,8 @@ class TwilioHandler(BaseHTTPRequestHandler):
             self.rfile.readline(1024)  # CRLF after each chunk
 
     def _send(self, resp):
-        self.send_response(resp.status)
+        # The stdlib leaves the reason phrase empty for codes it does not know.
+        self.send_response(resp.status, status_phrase(resp.status))
         self.send_header("Content-Type", resp.content_type)
         self.send_header("Content-Length", str(len(resp.raw)))
         for name, value in resp.headers.items():
@@ -369,8 +377,7 @@ class TwilioHandler(BaseHTTPRequestHandler):
         if status is None:
             return None
         code = rule.get("code", STATUS_TO_CODE.get(status, status))
-        message = rule.get("message", HTTPStatus(status).phrase
-                           if status in HTTPStatus._value2member_map_ else "Error")
+        message = rule.get("message") or status_phrase(status)
         return Response(status, twilio_error(status, code, message), headers=headers)
 
     def _route(self, path, ctype, form):

@@ -1,0 +1,76 @@
+/*
+ * flexapi — the Twilio Conversations and Flex Interactions requests of a
+ * handoff, and the parsing of their answers. No I/O.
+ *
+ * Requests are form-encoded (Conversations and Flex both take forms; the
+ * Interaction's Channel and Routing are JSON strings inside the form).
+ * Every parser checks types and returns -1 on a shape it does not know;
+ * strings returned are owned by the caller.
+ */
+#ifndef BATON_FLEXAPI_H
+#define BATON_FLEXAPI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "envelope.h"
+
+struct flex_interaction_req {
+	const char *ch;          /* media channel: the new Conversation */
+	const char *workspace;   /* WS... */
+	const char *workflow;    /* WW... */
+	const char *task_channel;
+	const char *customer;    /* whatsapp:+... */
+	const char *name;        /* ProfileName, may be NULL */
+	const char *conv_key;
+	const char *trigger;
+	const char *reason;
+	const char *summary;     /* may be NULL */
+	size_t turns;
+};
+
+struct flex_sids {
+	char *kd; /* interaction */
+	char *uo; /* interaction channel */
+	char *wt; /* task */
+};
+
+/** Form of POST /v1/Interactions. Caller frees. */
+char *flexapi_interaction_form(const struct flex_interaction_req *r);
+/** KD, UO and WT from the Interaction response. 0 or -1. */
+int flexapi_parse_interaction(const char *body, size_t len, struct flex_sids *out);
+void flexapi_sids_release(struct flex_sids *s);
+
+/**
+ * From GET /v1/ParticipantConversations: the SIDs of conversations not
+ * closed, other than the one named own_unique (NULL-terminated array, caller
+ * frees with flexapi_strv_free), and in *own the SID of the one named
+ * own_unique if it is not closed. *next gets meta.next_page_url or NULL.
+ */
+int flexapi_parse_participant_conversations(const char *body, size_t len, const char *own_unique,
+					    char ***open, char **own, char **next);
+/** "sid" of a created or fetched resource; also "state" when asked. 0 or -1. */
+int flexapi_parse_sid(const char *body, size_t len, char **sid, char **state);
+/** From GET .../Participants: the SID of the participant bound to address, or NULL. */
+int flexapi_parse_participant(const char *body, size_t len, const char *address, char **mb,
+			      char **next);
+/** From GET .../Messages: marks done[i] for each message whose Attributes carry
+ *  {"baton_job": job, "baton_turn": i} (i < n). */
+int flexapi_parse_injected(const char *body, size_t len, unsigned long long job, bool *done,
+			   size_t n, char **next);
+/** From a Conversation: the interaction SIDs baton stored in its Attributes, if any. */
+int flexapi_parse_marked(const char *body, size_t len, struct flex_sids *out);
+
+/** Attributes JSON of an injected turn. Caller frees. */
+char *flexapi_turn_attributes(unsigned long long job, size_t turn);
+/** Attributes JSON marking the conversation with the handoff and its interaction. */
+char *flexapi_mark_attributes(const char *conv_key, unsigned long long job,
+			      const struct flex_sids *sids);
+/** The readable transcript of turns (one line per turn, author and time). Caller frees. */
+char *flexapi_transcript(const struct env_turn *turns, size_t n, const char *customer_label);
+/** How a turn's role is shown to the agent ("Customer (Ana)", "Assistant", ...). Caller frees. */
+char *flexapi_author_label(enum env_role role, const char *name);
+
+void flexapi_strv_free(char **v);
+
+#endif

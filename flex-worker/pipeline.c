@@ -1,0 +1,557 @@
+/*
+ * pipeline — the handoff state machine; see pipeline.h for the steps.
+ *
+ * One struct fjob per job. fjob_next() issues the request of the current
+ * step; fjob_done() classifies the answer, retries, or hands the body to
+ * the step's handler, which moves to the next step.
+ */
+#include "pipeline.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "clock.h"
+#include "flexapi.h"
+#include "form.h"
+#include "log.h"
+#include "xalloc.h"
+
+#define FLEX_BACKOFF_BASE_MS 250
+#define FLEX_BACKOFF_CAP_MS 8000
+/* Pages followed per list: history is bounded, so more means a loop. */
+#define FLEX_PAGES_MAX 50
+
+enum fstep {
+	FS_LIST,
+	FS_CLOSE,
+	FS_CREATE,
+	FS_FETCH_OWN,
+	FS_LIST_MESSAGES,
+	FS_INJECT,
+	FS_LIST_PARTICIPANTS,
+	FS_ADD_PARTICIPANT,
+	FS_CHECK_MARK,
+	FS_INTERACTION,
+	FS_MARK,
+	FS_FORWARD,
+};
+
+static const char *const fstep_names[] = {
+	"list conversations", "close conversation", "create conversation",
+	"fetch conversation", "list messages", "inject history", "list participants",
+	"add participant", "check interaction", "create interaction", "mark conversation",
+	"forward message",
+};
+
+struct fjob {
+	struct flexwork *fw;
+	struct worker *w;
+	uint64_t job;
+	bool handoff;
+	char *conv, *customer, *business, *name, *trigger, *reason, *summary, *body;
+	int64_t seq;
+	struct env_turn *turns;
+	size_t nturns;
+	bool transcript;
+	size_t ninject; /* messages to inject: nturns, or 1 transcript */
+	bool *injected;
+	char *unique;
+	char **close;
+	size_t nclose, iclose;
+	char *ch, *mb;
+	struct flex_sids sids;
+	char *page; /* next page URL of the list being read */
+	unsigned pages;
+	enum fstep step;
+	unsigned attempt;
+	uint64_t deadline;
+	/* the request in flight, kept for retries */
+	const char *method;
+	char *url;
+	char *form;
+};
+
+static const char *const flex_headers[] = { "Accept: application/json", NULL };
+
+void flexwork_init(struct flexwork *fw, const struct config *cfg)
+{
+	memset(fw, 0, sizeof(*fw));
+	fw->cfg = cfg;
+}
+
+static void fjob_free(struct fjob *f)
+{
+	free(f->conv);
+	free(f->customer);
+	free(f->business);
+	free(f->name);
+	free(f->trigger);
+	free(f->reason);
+	free(f->summary);
+	free(f->body);
+	for (size_t i = 0; i < f->nturns; i++)
+		free(f->turns[i].text);
+	free(f->turns);
+	free(f->injected);
+	free(f->unique);
+	for (size_t i = 0; i < f->nclose; i++)
+		free(f->close[i]);
+	free(f->close);
+	free(f->ch);
+	free(f->mb);
+	flexapi_sids_release(&f->sids);
+	free(f->page);
+	free(f->url);
+	free(f->form);
+	free(f);
+}
+
+static void fjob_result(struct fjob *f, int status, long code, const char *err)
+{
+	struct envelope r = { .type = ENV_RESULT_FLEX, .id = f->job, .ts = clock_wall_ms(),
+			      .conv = f->conv, .op = f->handoff ? "handoff" : "forward",
+			      .status = status, .code = code, .err = (char *)err };
+	if (status == ST_OK) {
+		r.ch = f->ch;
+		r.mb = f->mb;
+		r.kd = f->sids.kd;
+		r.uo = f->sids.uo;
+		r.wt = f->sids.wt;
+	}
+	worker_reply(f->w, &r);
+	fjob_free(f);
+}
+
+static void fjob_fail(struct fjob *f, int status, long code, const char *err)
+{
+	struct log_ids ids = { .conv = f->conv, .job = f->job };
+	log_emit(LOG_ERROR, &ids, "flex %s failed at '%s': Twilio %ld: %s",
+		 f->handoff ? "handoff" : "forward", fstep_names[f->step], code, err);
+	f->fw->failures++;
+	fjob_result(f, status, code, err);
+}
+
+static void fjob_done(const struct httpc_resp *resp, void *arg);
+
+static void fjob_send(struct fjob *f, uint64_t delay)
+{
+	const struct config *cfg = f->fw->cfg;
+	struct httpc_req hr = { .method = f->method, .url = f->url, .body = f->form,
+				.body_len = f->form ? strlen(f->form) : 0,
+				.content_type = f->form ? "application/x-www-form-urlencoded" : NULL,
+				.headers = flex_headers, .user = cfg->twilio_account_sid,
+				.pass = cfg->twilio_auth_token, .timeout_ms = cfg->flex_timeout_ms };
+	if (httpc_start(worker_http(f->w), &hr, delay, fjob_done, f) < 0)
+		fjob_fail(f, ST_RETRY, 0, "cannot start the call");
+}
+
+/* Issues a request for the current step (takes ownership of url and form). */
+static void fjob_call(struct fjob *f, const char *method, char *url, char *form)
+{
+	free(f->url);
+	free(f->form);
+	f->method = method;
+	f->url = url;
+	f->form = form;
+	fjob_send(f, 0);
+}
+
+static char *fjob_conv_url(const struct fjob *f, const char *suffix)
+{
+	return xasprintf("%s/v1/Conversations/%s%s", f->fw->cfg->twilio_conversations_base, f->ch,
+			 suffix);
+}
+
+static void fjob_step(struct fjob *f, enum fstep s);
+
+static void fjob_finish(struct fjob *f)
+{
+	struct log_ids ids = { .conv = f->conv, .job = f->job };
+	if (f->handoff) {
+		f->fw->handoffs++;
+		log_emit(LOG_INFO, &ids, "handoff done: conversation %s, participant %s, interaction %s, "
+			 "task %s", f->ch, f->mb ? f->mb : "?", f->sids.kd, f->sids.wt ? f->sids.wt : "?");
+	} else {
+		f->fw->forwards++;
+		log_emit(LOG_INFO, &ids, "customer message forwarded to Flex conversation %s", f->ch);
+	}
+	fjob_result(f, ST_OK, 0, NULL);
+}
+
+/* Next turn to inject, or ninject when all are in. */
+static size_t fjob_next_inject(const struct fjob *f)
+{
+	size_t i = 0;
+	while (i < f->ninject && f->injected[i])
+		i++;
+	return i;
+}
+
+static void fjob_inject(struct fjob *f, size_t i)
+{
+	const struct config *cfg = f->fw->cfg;
+	char *form = NULL, *attrs = flexapi_turn_attributes((unsigned long long)f->job, i);
+	char *body;
+	const char *author;
+	if (f->transcript) {
+		char *label = flexapi_author_label(ROLE_CUSTOMER, f->name);
+		body = flexapi_transcript(f->turns, f->nturns, label);
+		free(label);
+		author = cfg->flex_bot_author;
+	} else {
+		body = xstrdup(f->turns[i].text);
+		switch (f->turns[i].role) {
+		case ROLE_CUSTOMER: author = f->customer; break;
+		case ROLE_AGENT: author = "agent"; break;
+		case ROLE_SYSTEM: author = "system"; break;
+		default: author = cfg->flex_bot_author; break;
+		}
+	}
+	form_append(&form, "Author", author);
+	form_append(&form, "Body", *body ? body : "(empty message)");
+	form_append(&form, "Attributes", attrs);
+	free(body);
+	free(attrs);
+	fjob_call(f, "POST", fjob_conv_url(f, "/Messages"), form);
+}
+
+static void fjob_step(struct fjob *f, enum fstep s)
+{
+	const struct config *cfg = f->fw->cfg;
+	char *form = NULL;
+	f->step = s;
+	switch (s) {
+	case FS_LIST: {
+		char *addr = curl_easy_escape(NULL, f->customer, 0);
+		char *url = xasprintf("%s/v1/ParticipantConversations?Address=%s&PageSize=50",
+				      cfg->twilio_conversations_base, addr);
+		curl_free(addr);
+		fjob_call(f, "GET", url, NULL);
+		return;
+	}
+	case FS_CLOSE:
+		if (f->iclose >= f->nclose) {
+			fjob_step(f, f->ch ? FS_LIST_MESSAGES : FS_CREATE);
+			return;
+		}
+		form_append(&form, "State", "closed");
+		fjob_call(f, "POST", xasprintf("%s/v1/Conversations/%s", cfg->twilio_conversations_base,
+					       f->close[f->iclose]), form);
+		return;
+	case FS_CREATE: {
+		char *friendly = xasprintf("WhatsApp %s%s%s%s", f->name ? f->name : "",
+					   f->name ? " (" : "", f->customer, f->name ? ")" : "");
+		json_t *a = json_pack("{s:s, s:I}", "baton_conversation", f->conv, "baton_job",
+				      (json_int_t)f->job);
+		char *attrs = json_dumps(a, JSON_COMPACT);
+		json_decref(a);
+		form_append(&form, "FriendlyName", friendly);
+		form_append(&form, "UniqueName", f->unique);
+		form_append(&form, "Attributes", attrs);
+		free(friendly);
+		free(attrs);
+		fjob_call(f, "POST", xasprintf("%s/v1/Conversations", cfg->twilio_conversations_base),
+			  form);
+		return;
+	}
+	case FS_FETCH_OWN:
+		fjob_call(f, "GET", xasprintf("%s/v1/Conversations/%s", cfg->twilio_conversations_base,
+					      f->unique), NULL);
+		return;
+	case FS_LIST_MESSAGES:
+		f->pages = 0;
+		fjob_call(f, "GET", fjob_conv_url(f, "/Messages?PageSize=100"), NULL);
+		return;
+	case FS_INJECT: {
+		size_t i = fjob_next_inject(f);
+		if (i >= f->ninject) {
+			fjob_step(f, FS_LIST_PARTICIPANTS);
+			return;
+		}
+		fjob_inject(f, i);
+		return;
+	}
+	case FS_LIST_PARTICIPANTS:
+		f->pages = 0;
+		fjob_call(f, "GET", fjob_conv_url(f, "/Participants?PageSize=100"), NULL);
+		return;
+	case FS_ADD_PARTICIPANT:
+		form_append(&form, "MessagingBinding.Address", f->customer);
+		form_append(&form, "MessagingBinding.ProxyAddress", f->business);
+		fjob_call(f, "POST", fjob_conv_url(f, "/Participants"), form);
+		return;
+	case FS_CHECK_MARK:
+		fjob_call(f, "GET", fjob_conv_url(f, ""), NULL);
+		return;
+	case FS_INTERACTION: {
+		struct flex_interaction_req ir = {
+			.ch = f->ch, .workspace = cfg->flex_workspace_sid,
+			.workflow = cfg->flex_workflow_sid, .task_channel = cfg->flex_task_channel,
+			.customer = f->customer, .name = f->name, .conv_key = f->conv,
+			.trigger = f->trigger, .reason = f->reason, .summary = f->summary,
+			.turns = f->nturns };
+		fjob_call(f, "POST", xasprintf("%s/v1/Interactions", cfg->twilio_flex_base),
+			  flexapi_interaction_form(&ir));
+		return;
+	}
+	case FS_MARK: {
+		char *attrs = flexapi_mark_attributes(f->conv, (unsigned long long)f->job, &f->sids);
+		form_append(&form, "Attributes", attrs);
+		free(attrs);
+		fjob_call(f, "POST", fjob_conv_url(f, ""), form);
+		return;
+	}
+	case FS_FORWARD: {
+		char *attrs = xasprintf("{\"baton_seq\":%lld}", (long long)f->seq);
+		form_append(&form, "Author", f->customer);
+		form_append(&form, "Body", f->body && *f->body ? f->body : "(empty message)");
+		form_append(&form, "Attributes", attrs);
+		free(attrs);
+		fjob_call(f, "POST", fjob_conv_url(f, "/Messages"), form);
+		return;
+	}
+	}
+}
+
+/* Follows meta.next_page_url of a list; returns true when a page was requested. */
+static bool fjob_follow(struct fjob *f, char *next)
+{
+	if (!next)
+		return false;
+	if (++f->pages > FLEX_PAGES_MAX || strncmp(next, "http", 4) != 0) {
+		free(next);
+		return false;
+	}
+	fjob_call(f, "GET", next, NULL);
+	return true;
+}
+
+/* Handles a 2xx answer of the current step. */
+static void fjob_advance(struct fjob *f, const char *body, size_t len)
+{
+	char *next = NULL, *sid = NULL, *state = NULL;
+	switch (f->step) {
+	case FS_LIST: {
+		char **open = NULL;
+		if (flexapi_parse_participant_conversations(body, len, f->unique, &open, &f->ch,
+							    &next) < 0) {
+			fjob_fail(f, ST_FAILED, 0, "unreadable participant conversations list");
+			return;
+		}
+		for (size_t i = 0; open[i]; i++) {
+			f->close = xrealloc(f->close, (f->nclose + 1) * sizeof(char *));
+			f->close[f->nclose++] = open[i];
+		}
+		free(open);
+		if (fjob_follow(f, next))
+			return;
+		fjob_step(f, FS_CLOSE);
+		return;
+	}
+	case FS_CLOSE:
+		f->iclose++;
+		fjob_step(f, FS_CLOSE);
+		return;
+	case FS_CREATE:
+	case FS_FETCH_OWN:
+		if (flexapi_parse_sid(body, len, &sid, &state) < 0) {
+			fjob_fail(f, ST_FAILED, 0, "conversation answer without sid");
+			free(state);
+			return;
+		}
+		if (state && !strcmp(state, "closed")) {
+			free(sid);
+			free(state);
+			fjob_fail(f, ST_FAILED, 0, "our conversation from an earlier attempt is closed");
+			return;
+		}
+		free(state);
+		free(f->ch);
+		f->ch = sid;
+		fjob_step(f, FS_LIST_MESSAGES);
+		return;
+	case FS_LIST_MESSAGES:
+		if (flexapi_parse_injected(body, len, (unsigned long long)f->job, f->injected,
+					   f->ninject, &next) < 0) {
+			fjob_fail(f, ST_FAILED, 0, "unreadable message list");
+			return;
+		}
+		if (fjob_follow(f, next))
+			return;
+		fjob_step(f, FS_INJECT);
+		return;
+	case FS_INJECT:
+		f->injected[fjob_next_inject(f)] = true;
+		fjob_step(f, FS_INJECT);
+		return;
+	case FS_LIST_PARTICIPANTS:
+		if (flexapi_parse_participant(body, len, f->customer, &f->mb, &next) < 0) {
+			fjob_fail(f, ST_FAILED, 0, "unreadable participant list");
+			return;
+		}
+		if (f->mb) {
+			free(next);
+			fjob_step(f, FS_CHECK_MARK);
+			return;
+		}
+		if (fjob_follow(f, next))
+			return;
+		fjob_step(f, FS_ADD_PARTICIPANT);
+		return;
+	case FS_ADD_PARTICIPANT:
+		if (flexapi_parse_sid(body, len, &f->mb, NULL) < 0) {
+			fjob_fail(f, ST_FAILED, 0, "participant answer without sid");
+			return;
+		}
+		fjob_step(f, FS_CHECK_MARK);
+		return;
+	case FS_CHECK_MARK:
+		if (flexapi_parse_marked(body, len, &f->sids) == 0) {
+			fjob_finish(f); /* an earlier attempt created the interaction */
+			return;
+		}
+		fjob_step(f, FS_INTERACTION);
+		return;
+	case FS_INTERACTION:
+		if (flexapi_parse_interaction(body, len, &f->sids) < 0) {
+			fjob_fail(f, ST_FAILED, 0, "interaction answer without sid/channel");
+			return;
+		}
+		fjob_step(f, FS_MARK);
+		return;
+	case FS_MARK:
+	case FS_FORWARD:
+		fjob_finish(f);
+		return;
+	}
+}
+
+static long fjob_twilio_code(const char *body, size_t len, long status)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	json_t *code = json_object_get(root, "code");
+	long c = json_is_integer(code) ? (long)json_integer_value(code) : status;
+	json_decref(root);
+	return c;
+}
+
+static char *fjob_twilio_message(const char *body, size_t len, long status)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	const char *m = json_string_value(json_object_get(root, "message"));
+	char *out = m ? xasprintf("%.200s", m) : xasprintf("HTTP %ld", status);
+	json_decref(root);
+	return out;
+}
+
+static void fjob_done(const struct httpc_resp *resp, void *arg)
+{
+	struct fjob *f = arg;
+	struct log_ids ids = { .conv = f->conv, .job = f->job };
+	long st = resp->status;
+
+	if (!resp->curl_code && st >= 200 && st < 300) {
+		f->attempt = 0;
+		fjob_advance(f, resp->body, resp->body_len);
+		return;
+	}
+	long code = resp->curl_code ? 0 : fjob_twilio_code(resp->body, resp->body_len, st);
+	char *msg = resp->curl_code ? xasprintf("transfer failed: %s", resp->error)
+				    : fjob_twilio_message(resp->body, resp->body_len, st);
+	if (resp->curl_code || st == 429 || st >= 500) {
+		uint64_t d = backoff_ms(f->attempt + 1, FLEX_BACKOFF_BASE_MS, FLEX_BACKOFF_CAP_MS,
+					resp->retry_after_ms);
+		if (clock_mono_ms() + d < f->deadline) {
+			f->attempt++;
+			f->fw->retries++;
+			log_emit(LOG_WARN, &ids, "'%s' failed (%ld %s): retry %u in %llu ms",
+				 fstep_names[f->step], code, msg, f->attempt, (unsigned long long)d);
+			free(msg);
+			fjob_send(f, d);
+			return;
+		}
+		fjob_fail(f, ST_RETRY, code, msg);
+		free(msg);
+		return;
+	}
+	/* 4xx that are expected on a resumed attempt. */
+	if (f->step == FS_CREATE && (st == 409 || code == 50353)) {
+		free(msg);
+		fjob_step(f, FS_FETCH_OWN); /* created by an earlier attempt */
+		return;
+	}
+	if (f->step == FS_CLOSE && st == 404) {
+		free(msg);
+		f->iclose++;
+		fjob_step(f, FS_CLOSE);
+		return;
+	}
+	if (f->step == FS_MARK) {
+		/* The interaction exists; only the resume hint is missing. */
+		log_emit(LOG_WARN, &ids, "could not mark conversation %s (%ld %s)", f->ch, code, msg);
+		free(msg);
+		fjob_finish(f);
+		return;
+	}
+	fjob_fail(f, ST_FAILED, code, msg);
+	free(msg);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
+{
+	struct flexwork *fw = arg;
+	struct fjob *f = xcalloc(1, sizeof(*f));
+	f->fw = fw;
+	f->w = w;
+	f->job = job->id;
+	f->handoff = strcmp(job->op, "forward") != 0;
+	f->conv = xstrdup(job->conv);
+	f->customer = xstrdup(job->from);
+	f->business = xstrdup(job->to);
+	f->name = job->name && *job->name ? xstrdup(job->name) : NULL;
+	f->trigger = dup_or_null(job->trigger);
+	f->reason = dup_or_null(job->reason);
+	f->summary = job->summary && *job->summary ? xstrdup(job->summary) : NULL;
+	f->body = dup_or_null(job->body);
+	f->ch = job->ch && *job->ch ? xstrdup(job->ch) : NULL;
+	f->seq = job->seq;
+	f->deadline = clock_mono_ms() + (uint64_t)fw->cfg->flex_retry_deadline_ms;
+	if (!*f->customer || !*f->business) {
+		fjob_fail(f, ST_FAILED, 0, "job without customer or business address");
+		return;
+	}
+	if (!f->handoff) {
+		if (!f->ch) {
+			fjob_fail(f, ST_FAILED, 0, "no Flex conversation to forward to");
+			return;
+		}
+		fjob_step(f, FS_FORWARD);
+		return;
+	}
+	/* The router may send an empty history (a brand-new conversation). */
+	f->turns = xcalloc(job->nturns ? job->nturns : 1, sizeof(*f->turns));
+	for (size_t i = 0; i < job->nturns; i++) {
+		f->turns[i].role = job->turns[i].role;
+		f->turns[i].text = xstrdup(job->turns[i].text);
+		f->turns[i].ts = job->turns[i].ts;
+	}
+	f->nturns = job->nturns;
+	f->transcript = !strcmp(fw->cfg->handoff_inject, "transcript");
+	f->ninject = f->transcript ? (f->nturns ? 1 : 0) : f->nturns;
+	f->injected = xcalloc(f->ninject + 1, sizeof(bool));
+	f->unique = xasprintf("baton-%llu-%llu", (unsigned long long)job->id,
+			      (unsigned long long)job->ts);
+	struct log_ids ids = { .conv = f->conv, .job = f->job };
+	log_emit(LOG_INFO, &ids, "handoff started (%s: %s), %zu history turns",
+		 f->trigger ? f->trigger : "?", f->reason ? f->reason : "", f->nturns);
+	f->ch = NULL; /* a handoff always makes its own conversation */
+	fjob_step(f, FS_LIST);
+}

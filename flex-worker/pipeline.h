@@ -1,0 +1,44 @@
+/*
+ * pipeline — flex-worker's job handler: the Twilio Flex handoff and the
+ * forwarding of customer messages into the agent's conversation.
+ *
+ * Handoff, each step resumable and idempotent, so that a retry (by this or
+ * another worker, after a crash too) creates nothing twice:
+ *   1. list the customer's conversations and close every one not closed
+ *      (Flex takes only a new conversation), except our own from an
+ *      earlier attempt, recognised by its UniqueName;
+ *   2. create the conversation, UniqueName "baton-<job>-<created>" (an
+ *      earlier attempt's one is fetched instead);
+ *   3. inject the history, skipping turns already there (each injected
+ *      message carries {"baton_job","baton_turn"} in its Attributes);
+ *      this runs BEFORE the customer joins, so old turns are not
+ *      delivered to the customer's WhatsApp again;
+ *   4. add the customer (messaging binding address = customer, proxy =
+ *      our number) unless already a participant;
+ *   5. create the Flex Interaction (whatsapp, initiated by customer, media
+ *      channel = the conversation) unless the conversation's Attributes
+ *      already name one, then write its SIDs into those Attributes.
+ * The one window left: a crash between the Interaction's creation and
+ * step 5's mark can create a second task on retry.
+ *
+ * Within one attempt 429/5xx/network errors are retried with backoff
+ * until flex.retry_deadline_ms; the result is then ST_RETRY. Other 4xx
+ * end the attempt with ST_FAILED and Twilio's error code. The router
+ * decides about further attempts.
+ */
+#ifndef BATON_PIPELINE_H
+#define BATON_PIPELINE_H
+
+#include "config.h"
+#include "worker.h"
+
+struct flexwork {
+	const struct config *cfg;
+	unsigned long handoffs, forwards, retries, failures;
+};
+
+void flexwork_init(struct flexwork *fw, const struct config *cfg);
+/** worker_job_fn for ENV_JOB_FLEX. */
+void flexwork_job(struct worker *w, const struct envelope *job, void *arg);
+
+#endif

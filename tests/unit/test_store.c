@@ -1,0 +1,554 @@
+/*
+ * test_store — router/store: the LMDB schema. Conversation, history,
+ * pending-turn, seen-SID and job records round-trip with every field;
+ * pending turns pop in FIFO order; job ids increase; absent records give
+ * MDB_NOTFOUND; everything survives closing and reopening the store.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+#define KEY "whatsapp:+14155550100|whatsapp:+14155238886"
+
+struct fixture {
+	char dir[64];
+	struct store st;
+	bool open;
+};
+
+static void fx_open(struct fixture *fx)
+{
+	assert_int_equal(store_open(&fx->st, fx->dir, 16, false), 0);
+	assert_non_null(fx->st.env);
+	fx->open = true;
+}
+
+static void fx_close(struct fixture *fx)
+{
+	store_close(&fx->st);
+	assert_null(fx->st.env);
+	fx->open = false;
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+	if (!fx)
+		return -1;
+	strcpy(fx->dir, "/tmp/baton-test-store-XXXXXX");
+	if (!mkdtemp(fx->dir)) {
+		free(fx);
+		return -1;
+	}
+	fx_open(fx);
+	*state = fx;
+	return 0;
+}
+
+/* Removes the files LMDB created and the directory itself. */
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+	if (fx->open)
+		store_close(&fx->st);
+	DIR *d = opendir(fx->dir);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			char p[512];
+			snprintf(p, sizeof(p), "%s/%s", fx->dir, e->d_name);
+			unlink(p);
+		}
+		closedir(d);
+	}
+	int rc = rmdir(fx->dir);
+	free(fx);
+	return rc;
+}
+
+static MDB_txn *begin(struct fixture *fx, bool rdonly)
+{
+	MDB_txn *txn = NULL;
+	assert_int_equal(mdb_txn_begin(fx->st.env, NULL, rdonly ? MDB_RDONLY : 0, &txn), 0);
+	return txn;
+}
+
+static void commit(MDB_txn *txn)
+{
+	assert_int_equal(mdb_txn_commit(txn), 0);
+}
+
+static void fill_conv(struct conv_rec *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->mode = MODE_HUMAN;
+	c->seq = 17;
+	c->pend_in = 5;
+	c->pend_out = 3;
+	c->ai_job = 99;
+	c->created = 1700000000000ull;
+	c->updated = 1700000000500ull;
+	c->last_in = 1700000000400ull;
+	c->turns = 12;
+	c->err_code = -63016;
+	c->customer = "whatsapp:+14155550100";
+	c->business = "whatsapp:+14155238886";
+	c->name = "Jos\xc3\xa9";
+	c->err = "Failed to send freeform message";
+}
+
+static void assert_conv(const struct conv_rec *c)
+{
+	assert_int_equal(c->mode, MODE_HUMAN);
+	assert_true(c->seq == 17);
+	assert_true(c->pend_in == 5);
+	assert_true(c->pend_out == 3);
+	assert_true(c->ai_job == 99);
+	assert_true(c->created == 1700000000000ull);
+	assert_true(c->updated == 1700000000500ull);
+	assert_true(c->last_in == 1700000000400ull);
+	assert_true(c->turns == 12);
+	assert_true(c->err_code == -63016);
+	assert_non_null(c->customer);
+	assert_string_equal(c->customer, "whatsapp:+14155550100");
+	assert_string_equal(c->business, "whatsapp:+14155238886");
+	assert_string_equal(c->name, "Jos\xc3\xa9");
+	assert_string_equal(c->err, "Failed to send freeform message");
+}
+
+static void make_hist(struct hist_rec *h, enum env_role role, const char *text, uint64_t ts)
+{
+	memset(h, 0, sizeof(*h));
+	h->role = role;
+	h->text = (char *)text;
+	h->ts = ts;
+}
+
+static void fill_job_send(struct job_rec *j)
+{
+	memset(j, 0, sizeof(*j));
+	j->kind = JOB_SEND;
+	j->conv = KEY;
+	j->created = 1700000001000ull;
+	j->hseq = 4;
+	j->to = "whatsapp:+14155550100";
+	j->from = "whatsapp:+14155238886";
+	j->body = "Ol\xc3\xa1! \xf0\x9f\x91\x8b";
+	j->attempts = 3;
+}
+
+static void assert_job_send(const struct job_rec *j)
+{
+	assert_int_equal(j->kind, JOB_SEND);
+	assert_non_null(j->conv);
+	assert_string_equal(j->conv, KEY);
+	assert_true(j->created == 1700000001000ull);
+	assert_true(j->hseq == 4);
+	assert_true(j->upto == 0);
+	assert_string_equal(j->to, "whatsapp:+14155550100");
+	assert_string_equal(j->from, "whatsapp:+14155238886");
+	assert_string_equal(j->body, "Ol\xc3\xa1! \xf0\x9f\x91\x8b");
+	assert_true(j->attempts == 3);
+}
+
+/* --- tests --- */
+
+static void test_conv_key(void **state)
+{
+	(void)state;
+	char *k = store_conv_key("whatsapp:+14155550100", "whatsapp:+14155238886");
+	assert_string_equal(k, KEY);
+	free(k);
+	assert_string_equal(job_kind_name(JOB_AI), "ai");
+	assert_string_equal(job_kind_name(JOB_SEND), "send");
+	assert_string_equal(conv_mode_name(MODE_ESCALATING), "escalating");
+	assert_string_equal(conv_mode_name(MODE_HUMAN), "human");
+}
+
+static void test_conv_roundtrip(void **state)
+{
+	struct fixture *fx = *state;
+	struct conv_rec c, got;
+	fill_conv(&c);
+	MDB_txn *txn = begin(fx, false);
+	assert_int_equal(store_conv_put(&fx->st, txn, KEY, &c), 0);
+	/* visible inside the same transaction */
+	assert_int_equal(store_conv_get(&fx->st, txn, KEY, &got), 0);
+	assert_conv(&got);
+	conv_rec_release(&got);
+	assert_null(got.customer);
+	commit(txn);
+
+	txn = begin(fx, true);
+	assert_int_equal(store_conv_get(&fx->st, txn, KEY, &got), 0);
+	assert_conv(&got);
+	conv_rec_release(&got);
+	mdb_txn_abort(txn);
+}
+
+static void test_conv_absent_strings_and_overwrite(void **state)
+{
+	struct fixture *fx = *state;
+	struct conv_rec c, got;
+	memset(&c, 0, sizeof(c));
+	c.mode = MODE_ESCALATING;
+	c.seq = 1;
+	MDB_txn *txn = begin(fx, false);
+	assert_int_equal(store_conv_put(&fx->st, txn, "k2", &c), 0);
+	assert_int_equal(store_conv_get(&fx->st, txn, "k2", &got), 0);
+	assert_int_equal(got.mode, MODE_ESCALATING);
+	assert_true(got.seq == 1);
+	assert_null(got.customer);
+	assert_null(got.err);
+	conv_rec_release(&got);
+	/* a second put replaces the record */
+	fill_conv(&c);
+	assert_int_equal(store_conv_put(&fx->st, txn, "k2", &c), 0);
+	assert_int_equal(store_conv_get(&fx->st, txn, "k2", &got), 0);
+	assert_conv(&got);
+	conv_rec_release(&got);
+	commit(txn);
+}
+
+static void test_conv_missing(void **state)
+{
+	struct fixture *fx = *state;
+	struct conv_rec got;
+	memset(&got, 0x5a, sizeof(got));
+	MDB_txn *txn = begin(fx, true);
+	assert_int_equal(store_conv_get(&fx->st, txn, "nobody|nowhere", &got), MDB_NOTFOUND);
+	/* the output is zeroed, so releasing it is safe */
+	assert_null(got.customer);
+	assert_true(got.seq == 0);
+	conv_rec_release(&got);
+	mdb_txn_abort(txn);
+}
+
+static void test_hist_append_and_get(void **state)
+{
+	struct fixture *fx = *state;
+	struct conv_rec c;
+	struct hist_rec h, got;
+	memset(&c, 0, sizeof(c));
+	MDB_txn *txn = begin(fx, false);
+
+	make_hist(&h, ROLE_CUSTOMER, "Hola \xc2\xbfqu\xc3\xa9 tal?", 1000);
+	h.sid = "SM111";
+	h.nmedia = 2;
+	assert_int_equal(store_hist_append(&fx->st, txn, KEY, &c, &h), 0);
+	assert_true(c.seq == 1);
+	make_hist(&h, ROLE_AI, "Bien, gracias.", 2000);
+	h.msid = "SMa,SMb";
+	h.escalate = true;
+	assert_int_equal(store_hist_append(&fx->st, txn, KEY, &c, &h), 0);
+	assert_true(c.seq == 2);
+	make_hist(&h, ROLE_AGENT, "", 3000);
+	assert_int_equal(store_hist_append(&fx->st, txn, KEY, &c, &h), 0);
+	assert_true(c.seq == 3);
+	assert_int_equal(store_conv_put(&fx->st, txn, KEY, &c), 0);
+	commit(txn);
+
+	txn = begin(fx, true);
+	assert_int_equal(store_hist_get(&fx->st, txn, KEY, 1, &got), 0);
+	assert_int_equal(got.role, ROLE_CUSTOMER);
+	assert_string_equal(got.text, "Hola \xc2\xbfqu\xc3\xa9 tal?");
+	assert_true(got.ts == 1000);
+	assert_string_equal(got.sid, "SM111");
+	assert_null(got.msid);
+	assert_true(got.nmedia == 2);
+	assert_false(got.escalate);
+	hist_rec_release(&got);
+
+	assert_int_equal(store_hist_get(&fx->st, txn, KEY, 2, &got), 0);
+	assert_int_equal(got.role, ROLE_AI);
+	assert_string_equal(got.text, "Bien, gracias.");
+	assert_true(got.ts == 2000);
+	assert_null(got.sid);
+	assert_string_equal(got.msid, "SMa,SMb");
+	assert_true(got.escalate);
+	hist_rec_release(&got);
+
+	assert_int_equal(store_hist_get(&fx->st, txn, KEY, 3, &got), 0);
+	assert_int_equal(got.role, ROLE_AGENT);
+	assert_string_equal(got.text, "");
+	assert_true(got.ts == 3000);
+	hist_rec_release(&got);
+
+	assert_int_equal(store_hist_get(&fx->st, txn, KEY, 4, &got), MDB_NOTFOUND);
+	assert_int_equal(store_hist_get(&fx->st, txn, KEY, 0, &got), MDB_NOTFOUND);
+	/* another conversation's history is separate */
+	assert_int_equal(store_hist_get(&fx->st, txn, "other|key", 1, &got), MDB_NOTFOUND);
+	mdb_txn_abort(txn);
+}
+
+static void test_hist_keys_do_not_collide(void **state)
+{
+	struct fixture *fx = *state;
+	struct hist_rec h, got;
+	MDB_txn *txn = begin(fx, false);
+	/* "a" seq 256 and "a\x01" must not alias (key \0 be64(seq)) */
+	make_hist(&h, ROLE_CUSTOMER, "first", 1);
+	assert_int_equal(store_hist_put(&fx->st, txn, "a", 256, &h), 0);
+	make_hist(&h, ROLE_CUSTOMER, "second", 2);
+	assert_int_equal(store_hist_put(&fx->st, txn, "a\x01", 0, &h), 0);
+	assert_int_equal(store_hist_get(&fx->st, txn, "a", 256, &got), 0);
+	assert_string_equal(got.text, "first");
+	hist_rec_release(&got);
+	assert_int_equal(store_hist_get(&fx->st, txn, "a\x01", 0, &got), 0);
+	assert_string_equal(got.text, "second");
+	hist_rec_release(&got);
+	mdb_txn_abort(txn);
+}
+
+static void test_pend_fifo(void **state)
+{
+	struct fixture *fx = *state;
+	struct conv_rec c;
+	struct hist_rec h, got;
+	memset(&c, 0, sizeof(c));
+	MDB_txn *txn = begin(fx, false);
+
+	assert_int_equal(store_pend_pop(&fx->st, txn, KEY, &c, &got), MDB_NOTFOUND);
+	assert_null(got.text);
+
+	static const char *const texts[] = { "one", "two", "three" };
+	for (int i = 0; i < 3; i++) {
+		make_hist(&h, ROLE_CUSTOMER, texts[i], 100 + (uint64_t)i);
+		h.sid = "SMx";
+		assert_int_equal(store_pend_push(&fx->st, txn, KEY, &c, &h), 0);
+		assert_true(c.pend_in == (uint64_t)i + 1);
+	}
+	assert_int_equal(store_conv_put(&fx->st, txn, KEY, &c), 0);
+	commit(txn);
+
+	/* pop across transactions with the conv record carried in LMDB */
+	txn = begin(fx, false);
+	assert_int_equal(store_conv_get(&fx->st, txn, KEY, &c), 0);
+	assert_int_equal(store_pend_pop(&fx->st, txn, KEY, &c, &got), 0);
+	assert_string_equal(got.text, "one");
+	assert_true(got.ts == 100);
+	assert_string_equal(got.sid, "SMx");
+	assert_true(c.pend_out == 1);
+	hist_rec_release(&got);
+	/* a push between pops goes to the back */
+	make_hist(&h, ROLE_CUSTOMER, "four", 103);
+	assert_int_equal(store_pend_push(&fx->st, txn, KEY, &c, &h), 0);
+	for (int i = 1; i < 4; i++) {
+		assert_int_equal(store_pend_pop(&fx->st, txn, KEY, &c, &got), 0);
+		assert_string_equal(got.text, i == 3 ? "four" : texts[i]);
+		hist_rec_release(&got);
+	}
+	assert_true(c.pend_out == 4);
+	assert_true(c.pend_in == 4);
+	assert_int_equal(store_pend_pop(&fx->st, txn, KEY, &c, &got), MDB_NOTFOUND);
+	assert_true(c.pend_out == 4);
+	conv_rec_release(&c);
+	commit(txn);
+}
+
+static void test_pend_pop_deletes(void **state)
+{
+	struct fixture *fx = *state;
+	struct conv_rec c, stale;
+	struct hist_rec h, got;
+	memset(&c, 0, sizeof(c));
+	MDB_txn *txn = begin(fx, false);
+	make_hist(&h, ROLE_CUSTOMER, "only", 1);
+	assert_int_equal(store_pend_push(&fx->st, txn, KEY, &c, &h), 0);
+	stale = c; /* a copy that did not see the pop */
+	assert_int_equal(store_pend_pop(&fx->st, txn, KEY, &c, &got), 0);
+	hist_rec_release(&got);
+	/* the record is gone: popping with the stale counters finds nothing */
+	assert_int_equal(store_pend_pop(&fx->st, txn, KEY, &stale, &got), MDB_NOTFOUND);
+	assert_true(stale.pend_out == 0);
+	mdb_txn_abort(txn);
+}
+
+static void test_seen(void **state)
+{
+	struct fixture *fx = *state;
+	MDB_txn *txn = begin(fx, false);
+	assert_int_equal(store_seen_get(&fx->st, txn, "SM0001"), MDB_NOTFOUND);
+	assert_int_equal(store_seen_put(&fx->st, txn, "SM0001", 1700000000000ull), 0);
+	assert_int_equal(store_seen_get(&fx->st, txn, "SM0001"), 0);
+	assert_int_equal(store_seen_get(&fx->st, txn, "SM0002"), MDB_NOTFOUND);
+	assert_int_equal(store_seen_get(&fx->st, txn, "SM000"), MDB_NOTFOUND);
+	/* putting again is fine */
+	assert_int_equal(store_seen_put(&fx->st, txn, "SM0001", 1700000000001ull), 0);
+	commit(txn);
+	txn = begin(fx, true);
+	assert_int_equal(store_seen_get(&fx->st, txn, "SM0001"), 0);
+	mdb_txn_abort(txn);
+}
+
+static void test_seen_aborted_txn(void **state)
+{
+	struct fixture *fx = *state;
+	MDB_txn *txn = begin(fx, false);
+	assert_int_equal(store_seen_put(&fx->st, txn, "SMabort", 1), 0);
+	mdb_txn_abort(txn);
+	txn = begin(fx, true);
+	assert_int_equal(store_seen_get(&fx->st, txn, "SMabort"), MDB_NOTFOUND);
+	mdb_txn_abort(txn);
+}
+
+static void test_jobs(void **state)
+{
+	struct fixture *fx = *state;
+	struct job_rec j, got;
+	uint64_t id1 = 0, id2 = 0, id3 = 0;
+
+	MDB_txn *txn = begin(fx, false);
+	memset(&j, 0, sizeof(j));
+	j.kind = JOB_AI;
+	j.conv = KEY;
+	j.created = 5;
+	j.upto = 7;
+	assert_int_equal(store_job_add(&fx->st, txn, &j, &id1), 0);
+	fill_job_send(&j);
+	assert_int_equal(store_job_add(&fx->st, txn, &j, &id2), 0);
+	commit(txn);
+
+	txn = begin(fx, false);
+	assert_int_equal(store_job_add(&fx->st, txn, &j, &id3), 0);
+	assert_true(id1 >= 1);
+	assert_true(id2 > id1);
+	assert_true(id3 > id2);
+
+	assert_int_equal(store_job_get(&fx->st, txn, id1, &got), 0);
+	assert_int_equal(got.kind, JOB_AI);
+	assert_string_equal(got.conv, KEY);
+	assert_true(got.created == 5);
+	assert_true(got.upto == 7);
+	assert_null(got.to);
+	assert_null(got.body);
+	assert_true(got.attempts == 0);
+	job_rec_release(&got);
+
+	assert_int_equal(store_job_get(&fx->st, txn, id2, &got), 0);
+	assert_job_send(&got);
+	job_rec_release(&got);
+
+	/* put replaces */
+	fill_job_send(&j);
+	j.attempts = 4;
+	assert_int_equal(store_job_put(&fx->st, txn, id2, &j), 0);
+	assert_int_equal(store_job_get(&fx->st, txn, id2, &got), 0);
+	assert_true(got.attempts == 4);
+	job_rec_release(&got);
+
+	/* del */
+	assert_int_equal(store_job_del(&fx->st, txn, id1), 0);
+	assert_int_equal(store_job_get(&fx->st, txn, id1, &got), MDB_NOTFOUND);
+	assert_null(got.conv);
+	assert_int_equal(store_job_del(&fx->st, txn, id1), MDB_NOTFOUND);
+	assert_int_equal(store_job_get(&fx->st, txn, 123456, &got), MDB_NOTFOUND);
+	commit(txn);
+
+	/* ids keep increasing after a delete: never reused */
+	txn = begin(fx, false);
+	uint64_t id4 = 0;
+	assert_int_equal(store_job_add(&fx->st, txn, &j, &id4), 0);
+	assert_true(id4 > id3);
+	commit(txn);
+}
+
+static void test_persistence(void **state)
+{
+	struct fixture *fx = *state;
+	struct conv_rec c, gotc;
+	struct hist_rec h, goth;
+	struct job_rec j, gotj;
+	uint64_t id = 0, id_after = 0;
+
+	MDB_txn *txn = begin(fx, false);
+	fill_conv(&c);
+	c.seq = 0;
+	make_hist(&h, ROLE_CUSTOMER, "persist me", 42);
+	assert_int_equal(store_hist_append(&fx->st, txn, KEY, &c, &h), 0);
+	c.seq = 17; /* back to what assert_conv expects */
+	assert_int_equal(store_conv_put(&fx->st, txn, KEY, &c), 0);
+	assert_int_equal(store_seen_put(&fx->st, txn, "SMpersist", 9), 0);
+	fill_job_send(&j);
+	assert_int_equal(store_job_add(&fx->st, txn, &j, &id), 0);
+	commit(txn);
+
+	fx_close(fx);
+	fx_open(fx);
+
+	txn = begin(fx, false);
+	assert_int_equal(store_conv_get(&fx->st, txn, KEY, &gotc), 0);
+	assert_conv(&gotc);
+	conv_rec_release(&gotc);
+	assert_int_equal(store_hist_get(&fx->st, txn, KEY, 1, &goth), 0);
+	assert_string_equal(goth.text, "persist me");
+	assert_true(goth.ts == 42);
+	hist_rec_release(&goth);
+	assert_int_equal(store_seen_get(&fx->st, txn, "SMpersist"), 0);
+	assert_int_equal(store_job_get(&fx->st, txn, id, &gotj), 0);
+	assert_job_send(&gotj);
+	job_rec_release(&gotj);
+	/* the job id counter persists too */
+	assert_int_equal(store_job_add(&fx->st, txn, &j, &id_after), 0);
+	assert_true(id_after > id);
+	commit(txn);
+}
+
+static void test_uncommitted_not_persisted(void **state)
+{
+	struct fixture *fx = *state;
+	struct conv_rec c, got;
+	fill_conv(&c);
+	MDB_txn *txn = begin(fx, false);
+	assert_int_equal(store_conv_put(&fx->st, txn, "ghost", &c), 0);
+	mdb_txn_abort(txn);
+	fx_close(fx);
+	fx_open(fx);
+	txn = begin(fx, true);
+	assert_int_equal(store_conv_get(&fx->st, txn, "ghost", &got), MDB_NOTFOUND);
+	mdb_txn_abort(txn);
+}
+
+static void test_open_bad_dir(void **state)
+{
+	(void)state;
+	struct store st;
+	/* parent does not exist: kv_open cannot create the directory */
+	assert_int_equal(store_open(&st, "/nonexistent-baton-dir/sub/state", 16, false), -1);
+	assert_null(st.env);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_conv_key),
+		T(test_conv_roundtrip),
+		T(test_conv_absent_strings_and_overwrite),
+		T(test_conv_missing),
+		T(test_hist_append_and_get),
+		T(test_hist_keys_do_not_collide),
+		T(test_pend_fifo),
+		T(test_pend_pop_deletes),
+		T(test_seen),
+		T(test_seen_aborted_txn),
+		T(test_jobs),
+		T(test_persistence),
+		T(test_uncommitted_not_persisted),
+		cmocka_unit_test(test_open_bad_dir),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
