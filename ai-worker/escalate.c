@@ -26,6 +26,16 @@ bool esc_strip(char *text, const char *tag)
 						      ispunct((unsigned char)*after) || *after == '\n'))
 			p--;
 		memmove(p, after, strlen(after) + 1);
+		/* Punctuation the tag leaves orphaned: "Sure, [TAG], yes" -> "Sure, yes",
+		 * "[TAG]. Hi" -> "Hi", and a line that held only the tag goes away. */
+		bool at_start = p == text || p[-1] == '\n' || (p[-1] == ' ' && (p - 1 == text ||
+								      ispunct((unsigned char)p[-2])));
+		if (strchr(".,;:!?", *p) && *p && (at_start || (p > text && *p == p[-1])))
+			memmove(p, p + 1, strlen(p + 1) + 1);
+		if (p > text && p[-1] == '\n' && *p == '\n')
+			memmove(p, p + 1, strlen(p + 1) + 1);
+		if ((p == text || p[-1] == ' ' || p[-1] == '\n') && *p == ' ')
+			memmove(p, p + 1, strlen(p + 1) + 1);
 	}
 	if (!found)
 		return false;

@@ -166,6 +166,20 @@ static char *llm_cut(const char *s)
 	return n > LLM_ERROR_MAX ? xasprintf("%.*s...", LLM_ERROR_MAX, s) : xstrdup(s);
 }
 
+/* Replaces every occurrence of secret in s (a self-hosted server may echo
+ * the key it refused) so that error text can be logged. */
+static void llm_mask(char *s, const char *secret)
+{
+	size_t n = secret ? strlen(secret) : 0;
+	char *p;
+	if (n < 4)
+		return;
+	while ((p = strstr(s, secret))) {
+		memset(p, '*', 8 < n ? 8 : n);
+		memmove(p + (8 < n ? 8 : n), p + n, strlen(p + n) + 1);
+	}
+}
+
 /* error.message / error.type of either API's error body, if it has one. */
 static char *llm_error_text(long status, const char *body, size_t len)
 {
@@ -316,6 +330,7 @@ enum llm_outcome llm_parse(const struct llm_cfg *cfg, long status, const char *b
 	}
 	if (status != 200) {
 		out->error = llm_error_text(status, body, len);
+		llm_mask(out->error, cfg->api_key);
 		if (status == 408 || status == 409 || status == 429 || status >= 500)
 			return LLM_RETRY;
 		return LLM_FATAL;
@@ -339,5 +354,7 @@ enum llm_outcome llm_parse(const struct llm_cfg *cfg, long status, const char *b
 		out->error = xstrdup("reply has no text");
 		oc = LLM_MALFORMED;
 	}
+	if (out->error)
+		llm_mask(out->error, cfg->api_key);
 	return oc;
 }

@@ -25,7 +25,7 @@ uint64_t backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms, long re
 		attempt = 1;
 	uint64_t d = base_ms;
 	for (unsigned i = 1; i < attempt && d < cap_ms; i++)
-		d *= 2;
+		d = d > cap_ms / 2 ? cap_ms : d * 2; /* no overflow with a huge cap */
 	if (d > cap_ms)
 		d = cap_ms;
 	uint64_t half = d / 2;

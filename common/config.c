@@ -142,6 +142,8 @@ static const struct config_entry config_table[] = {
 	  "history into Flex as one message per turn with its author, or one transcript message" },
 	{ "handoff.max_attempts", CT_INT, "3", 1, 100, NULL, F(handoff_max_attempts), false,
 	  "Flex pipeline attempts before giving up (customer told, conversation back to ai)" },
+	{ "handoff.retry_base_ms", CT_INT, "1000", 10, 600000, NULL, F(handoff_retry_base_ms), false,
+	  "first delay between Flex pipeline attempts; doubles per attempt up to 30 s" },
 	{ "flex.workspace_sid", CT_STR, "WS00000000000000000000000000000000", 0, 0, NULL,
 	  F(flex_workspace_sid), false, "TaskRouter workspace of Flex (WS...)" },
 	{ "flex.workflow_sid", CT_STR, "WW00000000000000000000000000000000", 0, 0, NULL,
@@ -315,20 +317,21 @@ static char *config_trim(char *s)
 	return s;
 }
 
-/* Unquotes "..." in place with \n, \" and \\ escapes. */
+/* Unquotes "..." in place with \n, \" and \\ escapes; the closing quote
+ * must be the last character and not escaped. */
 static int config_unquote(char *v)
 {
-	size_t n = strlen(v), o = 0;
-	if (n < 2 || v[n - 1] != '"')
-		return -1;
-	for (size_t i = 1; i < n - 1; i++) {
-		if (v[i] == '\\' && i + 1 < n - 1) {
+	size_t o = 0, i = 1;
+	for (; v[i] && v[i] != '"'; i++) {
+		if (v[i] == '\\' && v[i + 1]) {
 			i++;
 			v[o++] = v[i] == 'n' ? '\n' : v[i];
 		} else {
 			v[o++] = v[i];
 		}
 	}
+	if (v[i] != '"' || v[i + 1] != '\0')
+		return -1;
 	v[o] = '\0';
 	return 0;
 }

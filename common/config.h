@@ -76,6 +76,7 @@ struct config {
 	char *handoff_history;    /* "10", "15", "20" or "all" */
 	char *handoff_inject;     /* "messages" or "transcript" */
 	int handoff_max_attempts;
+	int handoff_retry_base_ms;
 	char *flex_workspace_sid;
 	char *flex_workflow_sid;
 	char *flex_task_channel;

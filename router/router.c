@@ -32,9 +32,8 @@
 /* Backoff of a send the egress gave up on (Twilio down): up to 5 min apart. */
 #define ROUTER_RETRY_BASE_MS 1000
 #define ROUTER_RETRY_CAP_MS (5 * 60 * 1000)
-/* Backoff between attempts of the Flex pipeline: the worker already
- * retried 429/5xx inside each attempt. */
-#define ROUTER_FLEX_RETRY_BASE_MS 1000
+/* Backoff cap between attempts of the Flex pipeline (the first delay is
+ * handoff.retry_base_ms); the worker already retried 429/5xx inside each. */
 #define ROUTER_FLEX_RETRY_CAP_MS 30000
 
 #define OP_HANDOFF "handoff"
@@ -405,7 +404,7 @@ static int router_handoff_failed(struct router *r, MDB_txn *txn, const struct en
 	if (j->attempts < r->cfg->handoff_max_attempts) {
 		if ((rc = store_job_put(&r->st, txn, env->id, j)))
 			return rc;
-		uint64_t d = backoff_ms((unsigned)j->attempts, ROUTER_FLEX_RETRY_BASE_MS,
+		uint64_t d = backoff_ms((unsigned)j->attempts, (uint64_t)r->cfg->handoff_retry_base_ms,
 					ROUTER_FLEX_RETRY_CAP_MS, -1);
 		struct effect *e = fx_push(r, FX_RETRY);
 		e->id = env->id;
@@ -482,7 +481,7 @@ static int router_result_flex(struct router *r, MDB_txn *txn, struct item *it)
 			struct effect *e = fx_push(r, FX_RETRY);
 			e->id = env->id;
 			e->not_before = clock_mono_ms() + backoff_ms((unsigned)j.attempts,
-								     ROUTER_FLEX_RETRY_BASE_MS,
+								     (uint64_t)r->cfg->handoff_retry_base_ms,
 								     ROUTER_FLEX_RETRY_CAP_MS, -1);
 		}
 	} else {

@@ -66,7 +66,10 @@ struct rules *rules_new(const char *phrases)
 	const char *p = phrases;
 	while (p && *p && r->n < RULES_MAX) {
 		size_t n = strcspn(p, ",");
-		char *one = xstrndup(p, n);
+		size_t lead = strspn(p, " \t"), len = n > lead ? n - lead : 0;
+		while (len > 0 && (p[lead + len - 1] == ' ' || p[lead + len - 1] == '\t'))
+			len--;
+		char *one = xstrndup(p + lead, len);
 		char *f = rules_fold(one);
 		if (*f) {
 			r->original[r->n] = one;
@@ -103,13 +106,8 @@ bool rules_match(const struct rules *r, const char *text, const char **matched)
 	for (size_t i = 0; i < r->n && !hit; i++) {
 		if (strstr(padded, r->folded[i])) {
 			hit = true;
-			if (matched) {
-				/* Trim the configured phrase's own spaces for the reason text. */
-				const char *o = r->original[i];
-				while (*o == ' ')
-					o++;
-				*matched = o;
-			}
+			if (matched)
+				*matched = r->original[i];
 		}
 	}
 	free(padded);

@@ -47,14 +47,67 @@ def turn(p, text):
              % (m["sid"], (time.monotonic() - t0) * 1000))
 
 
+def router_lines(p, since, words):
+    out = []
+    for line in p.log_lines("router")[since:]:
+        msg = line.get("msg", "")
+        if any(w in msg for w in words):
+            out.append(msg)
+    return out
+
+
+def handoff(p, text):
+    """The escalation: rule match, atomic handoff, Flex pipeline, mode human."""
+    say("customer", CYAN, "(%s) %s" % (NAME, text))
+    mark = len(p.log_lines("router"))
+    llm_before = len(p.llm_requests())
+    before = len(p.sent_messages(CUSTOMER))
+    st, _, _ = p.send(CUSTOMER, text, name=NAME)
+    if st != 200:
+        raise SystemExit("ingress answered %d" % st)
+    msgs = wait_for(lambda: len(p.sent_messages(CUSTOMER)) > before and p.sent_messages(CUSTOMER),
+                    15, what="the holding message")
+    for line in router_lines(p, mark, ["escalating"]):
+        note("router: " + line)
+    note("mode: ai -> escalating (holding message, Flex job and mode in one LMDB commit)")
+    for m in msgs[before:]:
+        say("baton", GREEN, m["Body"])
+    wait_for(lambda: p.log_contains("router", "handoff done"), 20, what="the Flex task")
+    calls = p.fake_get("twilio", "/_fake/requests")
+    for r in calls:
+        if r["path"].startswith("/v1/"):
+            note("flex-worker -> Twilio %s %s -> %s" % (r["method"], r["path"], r["status"]))
+    state = p.fake_get("twilio", "/_fake/state")
+    inter = state["interactions"]
+    inter = list(inter.values()) if isinstance(inter, dict) else inter
+    convs = state["conversations"]
+    convs = list(convs.values()) if isinstance(convs, dict) else convs
+    ours = [c for c in convs if (c.get("unique_name") or "").startswith("baton-")]
+    if ours:
+        note("the agent's thread in Flex (%s):" % ours[0]["sid"])
+        for m in ours[0].get("messages", []):
+            who = "customer" if m["author"] == CUSTOMER else m["author"]
+            note("    %-9s %s" % (who + ":", m["body"][:90]))
+    req = [r for r in calls if r["path"] == "/v1/Interactions"][-1]
+    import json
+    attrs = json.loads(req["form"]["Routing"][0])["properties"]["attributes"]
+    note("task attributes: " + json.dumps(attrs, ensure_ascii=False))
+    for line in router_lines(p, mark, ["handoff done"]):
+        note("router: " + line)
+    say("operator", YELLOW, "mode is now human: the AI stays silent (%d LLM calls since)"
+        % (len(p.llm_requests()) - llm_before))
+    if not inter:
+        raise SystemExit("no interaction was created")
+
+
 def main():
     p = Pipeline()
     try:
         p.start_all()
         print("%sbaton demo%s — Clínica Sol on WhatsApp (sandbox: fake Twilio + fake LLM on loopback)"
               % (BOLD, RESET))
-        for name in ("ingress", "router", "ai-worker", "egress"):
-            note("%-9s pid %d" % (name, p.procs[name].pid))
+        for name in ("ingress", "router", "ai-worker", "egress", "flex-worker"):
+            note("%-11s pid %d" % (name, p.procs[name].pid))
         note("state: %s" % os.path.join(p.dir, "state"))
         print()
         turn(p, "Hi! Where is the clinic located?")
@@ -63,16 +116,17 @@ def main():
         say("operator", YELLOW, "kill -9 router  (state lives in LMDB)")
         p.stop("router", signal.SIGKILL)
         p.start("router")
-        wait_for(lambda: p.log_text("router").count("egress worker joined") >= 2 and
-                 p.log_text("router").count("ai worker joined") >= 2, 10, what="workers rejoined")
+        p.wait_workers(2)
         note("router restarted, pid %d; workers reconnected" % p.procs["router"].pid)
         print()
-        turn(p, "Thanks! Is the dermatology team there on Tuesdays?")
+        turn(p, "Do you see children too?")
         last = p.llm_requests()[-1]["json"]["messages"]
         note("the last LLM call carried %d turns of history: nothing was lost" % len(last))
         print()
-        print("%sdone%s: %d messages in, %d replies out through 4 processes"
-              % (BOLD, RESET, 3, len(p.sent_messages(CUSTOMER))))
+        handoff(p, "I want to speak with a human")
+        print()
+        print("%sdone%s: %d customer messages, %d WhatsApp messages out, 1 Flex task, "
+              "5 processes" % (BOLD, RESET, 4, len(p.sent_messages(CUSTOMER))))
         return 0
     except (AssertionError, SystemExit) as e:
         print("demo failed: %s (logs kept in %s)" % (e, p.dir), file=sys.stderr)

@@ -39,8 +39,9 @@ Control API (no auth, never recorded):
 Failure rule keys (all optional): path_contains (""), method (any),
 count (1; negative = until reset), delay_ms, status, message, error_type,
 code, retry_after (-> retry-after), headers ({name: value}),
-body (raw text; status defaults to 200), malformed (200 with truncated JSON),
-wrong_shape (200 with {"foo": 1}), disconnect (close without answering).
+body (raw text; status defaults to 200; content_type sets its Content-Type),
+malformed (200 with truncated JSON), wrong_shape (200 with {"foo": 1}),
+disconnect (close without answering).
 Status-only rules answer in the provider's error shape. A rule with only
 delay_ms delays the request and then processes it normally.
 
@@ -743,7 +744,8 @@ def main():
         print(f"fake_llm: {e}", file=sys.stderr)
         return 2
     server.script = script
-    server.latency_ms = args.latency_ms
+    # Keep "500" rather than "500.0" in /_fake/config answers.
+    server.latency_ms = int(args.latency_ms) if args.latency_ms.is_integer() else args.latency_ms
     server.api_key = args.api_key
     server.recorder = recorder
     server.rules = FailureRules()

@@ -9,7 +9,11 @@ records every request it receives, and exposes a small control API under
 Usage:
     fake_twilio.py --port 0 --bind 127.0.0.1 \
         --account-sid AC00000000000000000000000000000000 \
-        --auth-token sandbox_token [--record FILE]
+        --auth-token sandbox_token [--record FILE] [--specs DIR]
+
+Requests under /v1/ (Conversations v1 and Flex Interactions, wire-contracts
+§4/§5) are served by twilio_conversations.py; --specs DIR also checks them
+against Twilio's OpenAPI specs (see that module).
 
 After binding it prints one line, {"ready": true, "port": N}, to stdout; tests
 wait for that line instead of sleeping. SIGTERM or SIGINT stops it (exit 0).
@@ -18,7 +22,10 @@ Control API (no auth, never recorded):
     GET  /_fake/healthz                   200 {"ok": true}
     GET  /_fake/requests[?path_contains=S][&since=SEQ]
                                           200 [records...]
-    POST /_fake/reset                     clears records, seq and rules; 200 {}
+    POST /_fake/reset                     clears records, seq, rules, conversations,
+                                          interactions and spec violations; 200 {}
+    GET  /_fake/state                     200 {"conversations": [...], "interactions": [...]}
+    GET  /_fake/spec_violations           200 [{"method", "path", "problem"}...]
     POST /_fake/fail   {rule}             adds a failure rule; 200 {"rules": [...]}
     GET  /_fake/fail                      200 {"rules": [...]}
 
@@ -26,9 +33,10 @@ Failure rule keys (all optional): path_contains (""), method (any),
 count (1; negative = until reset), delay_ms (sleep first), status, code,
 message, retry_after (-> Retry-After), headers ({name: value}),
 malformed (201 with truncated JSON), wrong_shape (201 with {"foo": 1}),
-body (raw response text, status defaults to 201), disconnect (close the
-connection without answering). A rule with only delay_ms delays the request
-and then lets it be processed normally. First matching rule wins.
+body (raw response text, status defaults to 201; content_type sets its
+Content-Type), disconnect (close the connection without answering).
+A rule with only delay_ms delays the request and then lets it be processed
+normally. First matching rule wins.
 """
 
 import argparse
@@ -47,6 +55,8 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from twilio_conversations import ConversationsState
 
 API_VERSION = "2010-04-01"
 MESSAGES_RE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
@@ -381,6 +391,13 @@ class TwilioHandler(BaseHTTPRequestHandler):
         return Response(status, twilio_error(status, code, message), headers=headers)
 
     def _route(self, path, ctype, form):
+        if path.startswith("/v1/"):
+            user, password = self._basic_auth()
+            auth_ok = user == self.server.account_sid and password == self.server.auth_token
+            status, payload, headers = self.server.conversations.handle(
+                self.command, path, urllib.parse.urlsplit(self.path).query, ctype, form,
+                auth_ok, self.headers.get("Host"))
+            return Response(status, payload, headers=headers)
         m = MESSAGES_RE.match(path)
         if not m:
             return Response(404, twilio_error(
@@ -455,7 +472,12 @@ class TwilioHandler(BaseHTTPRequestHandler):
         if path == "/_fake/reset" and method == "POST":
             srv.recorder.reset()
             srv.rules.reset()
+            srv.conversations.reset()
             return Response(200, {})
+        if path == "/_fake/state" and method == "GET":
+            return Response(200, srv.conversations.dump(f"http://{self.headers.get('Host', '')}"))
+        if path == "/_fake/spec_violations" and method == "GET":
+            return Response(200, srv.conversations.violations())
         if path == "/_fake/fail" and method == "GET":
             return Response(200, {"rules": srv.rules.list()})
         if path == "/_fake/fail" and method == "POST":
@@ -464,7 +486,8 @@ class TwilioHandler(BaseHTTPRequestHandler):
             except ValueError as e:
                 return Response(400, {"error": f"bad rule: {e}"})
             return Response(200, {"rules": srv.rules.add(rule)})
-        if path in ("/_fake/healthz", "/_fake/requests", "/_fake/reset", "/_fake/fail"):
+        if path in ("/_fake/healthz", "/_fake/requests", "/_fake/reset", "/_fake/fail",
+                    "/_fake/state", "/_fake/spec_violations"):
             return Response(405, {"error": f"{method} not allowed on {path}"})
         return Response(404, {"error": f"unknown control path {path}"})
 
@@ -504,6 +527,8 @@ def main():
     ap.add_argument("--account-sid", default="AC00000000000000000000000000000000")
     ap.add_argument("--auth-token", default="sandbox_token")
     ap.add_argument("--record", metavar="FILE", help="append each record as a JSON line")
+    ap.add_argument("--specs", metavar="DIR",
+                    help="check /v1/ requests against the Twilio OpenAPI specs in DIR")
     args = ap.parse_args()
 
     if ":" in args.bind:
@@ -518,6 +543,13 @@ def main():
     server.auth_token = args.auth_token
     server.recorder = recorder
     server.rules = FailureRules()
+    try:
+        server.conversations = ConversationsState(args.account_sid, args.specs)
+    except (OSError, ValueError) as e:
+        print(f"fake_twilio: cannot load specs: {e}", file=sys.stderr)
+        server.server_close()
+        recorder.close()
+        return 2
     try:
         serve(server)
     finally:

@@ -28,12 +28,16 @@ AUTH_TOKEN = "test_token_5f2b9c"
 LLM_KEY = "sk-test-key-8d1e"
 PUBLIC_URL = "https://bot.example.com"
 BUSINESS = "whatsapp:+14155238886"
+WORKSPACE_SID = "WS" + "1" * 32
+WORKFLOW_SID = "WW" + "2" * 32
+SPECS = os.path.join(ROOT, "..", "shared", "specs", "twilio")
 
 PROCS = {
     "ingress": "baton-ingress",
     "router": "baton-router",
     "ai-worker": "baton-ai-worker",
     "egress": "baton-egress",
+    "flex-worker": "baton-flex-worker",
 }
 
 
@@ -124,6 +128,11 @@ class Pipeline:
             "BATON_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
             "BATON_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "BATON_TWILIO_API_BASE": self.twilio_url,
+            "BATON_TWILIO_CONVERSATIONS_BASE": self.twilio_url,
+            "BATON_TWILIO_FLEX_BASE": self.twilio_url,
+            "BATON_TWILIO_TASKROUTER_BASE": self.twilio_url,
+            "BATON_FLEX_WORKSPACE_SID": WORKSPACE_SID,
+            "BATON_FLEX_WORKFLOW_SID": WORKFLOW_SID,
             "BATON_LLM_PROVIDER": self.provider,
             "BATON_LLM_BASE_URL": self.llm_url,
             "BATON_LLM_API_KEY": LLM_KEY,
@@ -165,12 +174,18 @@ class Pipeline:
 
     def start_all(self):
         self.start_fakes()
-        for name in ("router", "ai-worker", "egress", "ingress"):
+        for name in ("router", "ai-worker", "egress", "flex-worker", "ingress"):
             self.start(name)
         # Workers join the router on their first heartbeat.
-        wait_for(lambda: self.log_contains("router", "egress worker joined") and
-                 self.log_contains("router", "ai worker joined"), 10, what="workers joined")
+        self.wait_workers(1)
         return self
+
+    def wait_workers(self, n):
+        """Until each worker kind has joined the router n times (restarts count)."""
+        def joined():
+            t = self.log_text("router")
+            return all(t.count(k + " worker joined") >= n for k in ("ai", "egress", "flex"))
+        wait_for(joined, 10, what="workers joined")
 
     def stop(self, name, sig=signal.SIGTERM, timeout=10):
         p = self.procs.pop(name, None)

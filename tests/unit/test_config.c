@@ -144,8 +144,17 @@ static void test_defaults(void **state)
 	assert_string_equal(c->llm_anthropic_version, "2023-06-01");
 	assert_int_equal(c->llm_max_tokens, 512);
 	assert_int_equal(c->llm_retries, 2);
-	assert_non_null(strstr(c->ai_system_prompt, "[ESCALAR]"));
+	assert_non_null(strstr(c->ai_system_prompt, "Clinica Sol"));
+	assert_string_equal(c->ai_system_prompt_file, "");
 	assert_string_equal(c->ai_escalation_tag, "[ESCALAR]");
+	assert_string_equal(c->ai_escalation_mode, "structured");
+	assert_string_equal(c->ai_on_failure, "escalate");
+	assert_non_null(strstr(c->escalation_phrases, "humano"));
+	assert_string_equal(c->handoff_history, "10");
+	assert_string_equal(c->handoff_inject, "messages");
+	assert_int_equal(c->handoff_max_attempts, 3);
+	assert_string_equal(c->flex_task_channel, "chat");
+	assert_int_equal(c->flex_credit, 32);
 	assert_int_equal(c->ai_history, 20);
 	assert_int_equal(c->egress_credit, 64);
 	assert_int_equal(c->lmdb_map_size_mb, 1024);
@@ -281,6 +290,16 @@ static void test_file_bad_enum(void **state)
 	assert_err_has(fx, "llm.provider", NULL);
 	assert_int_equal(load_text(fx, "log.level = INFO\n"), -1);
 	assert_err_has(fx, "log.level", NULL);
+	assert_int_equal(load_text(fx, "ai.escalation_mode = tool\n"), -1);
+	assert_err_has(fx, "ai.escalation_mode", "structured|tag");
+	assert_int_equal(load_text(fx, "handoff.history = 12\n"), -1);
+	assert_err_has(fx, "handoff.history", NULL);
+	/* every choice of an enum is accepted */
+	assert_int_equal(load_text(fx, "ai.escalation_mode = tag\nhandoff.history = all\n"
+				       "ai.on_failure = apologize\n"), 0);
+	assert_string_equal(fx->cfg.ai_escalation_mode, "tag");
+	assert_string_equal(fx->cfg.handoff_history, "all");
+	assert_string_equal(fx->cfg.ai_on_failure, "apologize");
 }
 
 static void test_file_bad_bool(void **state)

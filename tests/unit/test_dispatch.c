@@ -299,6 +299,37 @@ static void test_kinds_do_not_mix(void **state)
 	assert_int_equal(dispatch_inflight(d), 2);
 }
 
+static void test_flex_kind(void **state)
+{
+	struct dispatch *d = *state;
+	hello(d, "ai1", JOB_AI, 4, 0);
+	hello(d, "eg1", JOB_SEND, 4, 0);
+	dispatch_add(d, 1, JOB_FLEX, "A", 0);
+	expect_none(d, 0);
+	assert_int_equal(dispatch_queued(d, JOB_FLEX), 1);
+	hello(d, "fx1", JOB_FLEX, 1, 0);
+	assert_int_equal(dispatch_workers(d, JOB_FLEX), 1);
+	dispatch_add(d, 2, JOB_SEND, "A", 0);
+	dispatch_add(d, 3, JOB_FLEX, "B", 0);
+	char p1[16], p2[16];
+	uint64_t a = next_any(d, 0, p1, sizeof(p1));
+	uint64_t b = next_any(d, 0, p2, sizeof(p2));
+	/* one send to egress, one flex job to the flex worker (capacity 1) */
+	if (a == 2) {
+		assert_string_equal(p1, "eg1");
+		assert_true(b == 1);
+		assert_string_equal(p2, "fx1");
+	} else {
+		assert_true(a == 1);
+		assert_string_equal(p1, "fx1");
+		assert_true(b == 2);
+		assert_string_equal(p2, "eg1");
+	}
+	expect_none(d, 0);
+	dispatch_done(d, 1);
+	expect_next(d, 0, 3, "fx1");
+}
+
 static void test_add_existing_ignored(void **state)
 {
 	struct dispatch *d = *state;
@@ -393,6 +424,7 @@ int main(void)
 		T(test_worker_lost),
 		T(test_most_free_credit),
 		T(test_kinds_do_not_mix),
+		T(test_flex_kind),
 		T(test_add_existing_ignored),
 		T(test_done_queued_and_unknown),
 		T(test_hello_updates_capacity),

@@ -73,7 +73,9 @@ static void test_adjacent_punctuation(void **state)
 	(void)state;
 	check("Sure [ESCALAR].", "Sure.", true);
 	check("Sure [ESCALAR]!", "Sure!", true);
-	check("Sure, [ESCALAR], yes", "Sure,, yes", true);
+	check("Sure, [ESCALAR], yes", "Sure, yes", true);
+	check("[ESCALAR]. Hello", "Hello", true);
+	check("Hi\n[ESCALAR]\nBye", "Hi\nBye", true);
 }
 
 static void test_only_tag(void **state)

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,8 +20,24 @@
 
 #define API_KEY "sk-test-SECRET-0123456789"
 
+#define TAG "[ESCALAR]"
+#define PROMPT "Be kind. \"Quoted\"\nSecond line."
+
 static const struct llm_cfg ANTHROPIC = {
 	.provider = LLM_ANTHROPIC,
+	.esc_mode = LLM_ESC_STRUCTURED,
+	.tag = TAG,
+	.base_url = "https://api.anthropic.com",
+	.model = "claude-sonnet-4-5",
+	.api_key = API_KEY,
+	.anthropic_version = "2023-06-01",
+	.max_tokens = 300,
+};
+
+static const struct llm_cfg ANTHROPIC_TAG = {
+	.provider = LLM_ANTHROPIC,
+	.esc_mode = LLM_ESC_TAG,
+	.tag = TAG,
 	.base_url = "https://api.anthropic.com",
 	.model = "claude-sonnet-4-5",
 	.api_key = API_KEY,
@@ -30,6 +47,19 @@ static const struct llm_cfg ANTHROPIC = {
 
 static const struct llm_cfg OPENAI = {
 	.provider = LLM_OPENAI,
+	.esc_mode = LLM_ESC_STRUCTURED,
+	.tag = TAG,
+	.base_url = "http://127.0.0.1:11434",
+	.model = "llama3",
+	.api_key = API_KEY,
+	.anthropic_version = "2023-06-01",
+	.max_tokens = 128,
+};
+
+static const struct llm_cfg OPENAI_TAG = {
+	.provider = LLM_OPENAI,
+	.esc_mode = LLM_ESC_TAG,
+	.tag = TAG,
 	.base_url = "http://127.0.0.1:11434",
 	.model = "llama3",
 	.api_key = API_KEY,
@@ -43,7 +73,7 @@ static void make_job(struct envelope *job)
 	memset(job, 0, sizeof(*job));
 	job->type = ENV_JOB_AI;
 	job->conv = strdup("whatsapp:+1|whatsapp:+2");
-	job->prompt = strdup("Be kind. \"Quoted\"\nSecond line.");
+	job->prompt = strdup(PROMPT);
 	env_add_turn(job, ROLE_AI, "Welcome!", 1);
 	env_add_turn(job, ROLE_CUSTOMER, "Hola", 2);
 	env_add_turn(job, ROLE_CUSTOMER, "\xc2\xbfHorario?", 3);
@@ -75,6 +105,17 @@ static void assert_msg(json_t *msgs, size_t i, const char *role, const char *con
 	assert_string_equal(c, content);
 }
 
+/* The system prompt is the job's prompt followed by how to escalate. */
+static void assert_system(const char *sys, const char *prompt, const char *must_have)
+{
+	assert_non_null(sys);
+	if (strncmp(sys, prompt, strlen(prompt)) != 0)
+		fail_msg("system prompt '%s' does not start with '%s'", sys, prompt);
+	assert_true(strlen(sys) > strlen(prompt));
+	if (!strstr(sys + strlen(prompt), must_have))
+		fail_msg("system prompt '%s' lacks '%s'", sys, must_have);
+}
+
 static void assert_no_key(const struct llm_reply *r)
 {
 	if (r->error)
@@ -84,24 +125,24 @@ static void assert_no_key(const struct llm_reply *r)
 }
 
 /* Runs llm_parse on a NUL-terminated body from an exactly sized heap copy. */
-static enum llm_outcome parse(enum llm_provider p, long status, const char *body,
+static enum llm_outcome parse(const struct llm_cfg *cfg, long status, const char *body,
 			      struct llm_reply *out)
 {
 	size_t n = strlen(body);
 	char *copy = malloc(n ? n : 1);
 	assert_non_null(copy);
 	memcpy(copy, body, n);
-	enum llm_outcome oc = llm_parse(p, status, copy, n, out);
+	enum llm_outcome oc = llm_parse(cfg, status, copy, n, out);
 	free(copy);
 	assert_no_key(out);
 	return oc;
 }
 
-static void expect_outcome(enum llm_provider p, long status, const char *body,
+static void expect_outcome(const struct llm_cfg *cfg, long status, const char *body,
 			   enum llm_outcome want)
 {
 	struct llm_reply r;
-	enum llm_outcome oc = parse(p, status, body, &r);
+	enum llm_outcome oc = parse(cfg, status, body, &r);
 	if (oc != want)
 		fail_msg("status %ld body '%s': outcome %d, want %d", status, body, oc, want);
 	if (want != LLM_OK) {
@@ -134,8 +175,23 @@ static void test_build_anthropic(void **state)
 	json_t *root = load_json(req.body);
 	assert_string_equal(json_string_value(json_object_get(root, "model")), "claude-sonnet-4-5");
 	assert_int_equal(json_integer_value(json_object_get(root, "max_tokens")), 300);
-	assert_string_equal(json_string_value(json_object_get(root, "system")),
-			    "Be kind. \"Quoted\"\nSecond line.");
+	assert_system(json_string_value(json_object_get(root, "system")), PROMPT, LLM_ESC_TOOL);
+	/* structured mode offers the escalation tool */
+	json_t *tools = json_object_get(root, "tools");
+	assert_true(json_is_array(tools));
+	assert_int_equal(json_array_size(tools), 1);
+	json_t *tool = json_array_get(tools, 0);
+	assert_string_equal(json_string_value(json_object_get(tool, "name")), "escalate_to_human");
+	json_t *schema = json_object_get(tool, "input_schema");
+	assert_string_equal(json_string_value(json_object_get(schema, "type")), "object");
+	assert_true(json_is_object(json_object_get(json_object_get(schema, "properties"), "reason")));
+	assert_true(json_is_object(json_object_get(json_object_get(schema, "properties"), "summary")));
+	json_t *req_fields = json_object_get(schema, "required");
+	assert_int_equal(json_array_size(req_fields), 1);
+	assert_string_equal(json_string_value(json_array_get(req_fields, 0)), "reason");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(root, "tool_choice"), "type")),
+			    "auto");
+	assert_null(json_object_get(root, "response_format"));
 	json_t *msgs = json_object_get(root, "messages");
 	assert_true(json_is_array(msgs));
 	/* leading assistant greeting dropped; runs merged; agent/system marked */
@@ -161,8 +217,8 @@ static void test_build_anthropic_only_assistant(void **state)
 	env_add_turn(&job, ROLE_AGENT, "b", 2);
 	llm_build(&ANTHROPIC, &job, &req);
 	json_t *root = load_json(req.body);
-	/* no prompt: system is "" */
-	assert_string_equal(json_string_value(json_object_get(root, "system")), "");
+	/* no prompt: the system prompt is only the escalation instruction */
+	assert_system(json_string_value(json_object_get(root, "system")), "", "escalate_to_human");
 	json_t *msgs = json_object_get(root, "messages");
 	/* never an empty conversation */
 	assert_int_equal(json_array_size(msgs), 1);
@@ -198,6 +254,26 @@ static void test_build_anthropic_alternates(void **state)
 	env_release(&job);
 }
 
+static void test_build_anthropic_tag_mode(void **state)
+{
+	(void)state;
+	struct envelope job;
+	struct llm_request req;
+	make_job(&job);
+	llm_build(&ANTHROPIC_TAG, &job, &req);
+	assert_string_equal(req.url, "https://api.anthropic.com/v1/messages");
+	json_t *root = load_json(req.body);
+	const char *sys = json_string_value(json_object_get(root, "system"));
+	assert_system(sys, PROMPT, "append the tag " TAG " at the very end");
+	assert_null(strstr(sys, "escalate_to_human"));
+	assert_null(json_object_get(root, "tools"));
+	assert_null(json_object_get(root, "tool_choice"));
+	assert_int_equal(json_array_size(json_object_get(root, "messages")), 3);
+	json_decref(root);
+	llm_request_release(&req);
+	env_release(&job);
+}
+
 static void test_build_openai(void **state)
 {
 	(void)state;
@@ -219,12 +295,48 @@ static void test_build_openai(void **state)
 	assert_null(json_object_get(root, "system"));
 	json_t *msgs = json_object_get(root, "messages");
 	assert_int_equal(json_array_size(msgs), 5);
-	assert_msg(msgs, 0, "system", "Be kind. \"Quoted\"\nSecond line.");
+	json_t *sys = json_array_get(msgs, 0);
+	assert_string_equal(json_string_value(json_object_get(sys, "role")), "system");
+	assert_system(json_string_value(json_object_get(sys, "content")), PROMPT, "escalate to true");
 	/* the leading assistant turn is kept for OpenAI */
 	assert_msg(msgs, 1, "assistant", "Welcome!");
 	assert_msg(msgs, 2, "user", "Hola\n\xc2\xbfHorario?");
 	assert_msg(msgs, 3, "assistant", "9-18\n(human agent) I'm Ana");
 	assert_msg(msgs, 4, "user", "[note] customer is VIP\ngracias");
+	/* structured mode asks for a JSON-schema reply */
+	json_t *rf = json_object_get(root, "response_format");
+	assert_string_equal(json_string_value(json_object_get(rf, "type")), "json_schema");
+	json_t *js = json_object_get(rf, "json_schema");
+	assert_string_equal(json_string_value(json_object_get(js, "name")), "reply");
+	assert_true(json_is_true(json_object_get(js, "strict")));
+	json_t *schema = json_object_get(js, "schema");
+	assert_true(json_is_false(json_object_get(schema, "additionalProperties")));
+	json_t *props = json_object_get(schema, "properties");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(props, "reply"), "type")),
+			    "string");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(props, "escalate"), "type")),
+			    "boolean");
+	assert_int_equal(json_array_size(json_object_get(schema, "required")), 4);
+	assert_null(json_object_get(root, "tools"));
+	json_decref(root);
+	llm_request_release(&req);
+	env_release(&job);
+}
+
+static void test_build_openai_tag_mode(void **state)
+{
+	(void)state;
+	struct envelope job;
+	struct llm_request req;
+	make_job(&job);
+	llm_build(&OPENAI_TAG, &job, &req);
+	json_t *root = load_json(req.body);
+	json_t *msgs = json_object_get(root, "messages");
+	assert_int_equal(json_array_size(msgs), 5);
+	json_t *sys = json_array_get(msgs, 0);
+	assert_string_equal(json_string_value(json_object_get(sys, "role")), "system");
+	assert_system(json_string_value(json_object_get(sys, "content")), PROMPT, TAG);
+	assert_null(json_object_get(root, "response_format"));
 	json_decref(root);
 	llm_request_release(&req);
 	env_release(&job);
@@ -236,7 +348,7 @@ static void test_parse_anthropic_text(void **state)
 {
 	(void)state;
 	struct llm_reply r;
-	assert_int_equal(parse(LLM_ANTHROPIC, 200,
+	assert_int_equal(parse(&ANTHROPIC, 200,
 			       "{\"id\":\"msg_01\",\"type\":\"message\",\"role\":\"assistant\","
 			       "\"content\":[{\"type\":\"text\",\"text\":\"Ol\\u00e1! Abrimos \\u00e0s 9h.\"}],"
 			       "\"stop_reason\":\"end_turn\"}",
@@ -256,7 +368,7 @@ static void test_parse_anthropic_multiple_blocks(void **state)
 {
 	(void)state;
 	struct llm_reply r;
-	assert_int_equal(parse(LLM_ANTHROPIC, 200,
+	assert_int_equal(parse(&ANTHROPIC, 200,
 			       "{\"content\":[{\"type\":\"text\",\"text\":\"First.\"},"
 			       "{\"type\":\"thinking\",\"thinking\":\"hmm\"},"
 			       "{\"text\":\"no type: skipped\"},"
@@ -273,7 +385,7 @@ static void test_parse_anthropic_tool_use(void **state)
 {
 	(void)state;
 	struct llm_reply r;
-	assert_int_equal(parse(LLM_ANTHROPIC, 200,
+	assert_int_equal(parse(&ANTHROPIC, 200,
 			       "{\"content\":[{\"type\":\"text\",\"text\":\"One moment.\"},"
 			       "{\"type\":\"tool_use\",\"id\":\"toolu_01\",\"name\":\"escalate_to_human\","
 			       "\"input\":{\"reason\":\"asks for a person\",\"summary\":\"wants to book\"}}],"
@@ -289,7 +401,7 @@ static void test_parse_anthropic_tool_use(void **state)
 	llm_reply_release(&r);
 
 	/* a tool call alone (no text) is a valid answer */
-	assert_int_equal(parse(LLM_ANTHROPIC, 200,
+	assert_int_equal(parse(&ANTHROPIC, 200,
 			       "{\"content\":[{\"type\":\"tool_use\",\"name\":\"escalate_to_human\","
 			       "\"input\":{}}]}",
 			       &r),
@@ -305,7 +417,7 @@ static void test_parse_anthropic_other_tool_ignored(void **state)
 {
 	(void)state;
 	struct llm_reply r;
-	assert_int_equal(parse(LLM_ANTHROPIC, 200,
+	assert_int_equal(parse(&ANTHROPIC, 200,
 			       "{\"content\":[{\"type\":\"text\",\"text\":\"Hi\"},"
 			       "{\"type\":\"tool_use\",\"name\":\"get_weather\",\"input\":{\"reason\":\"x\"}}]}",
 			       &r),
@@ -314,12 +426,12 @@ static void test_parse_anthropic_other_tool_ignored(void **state)
 	assert_null(r.reason);
 	llm_reply_release(&r);
 	/* escalate_to_human whose input is not an object does not count */
-	expect_outcome(LLM_ANTHROPIC, 200,
+	expect_outcome(&ANTHROPIC, 200,
 		       "{\"content\":[{\"type\":\"tool_use\",\"name\":\"escalate_to_human\","
 		       "\"input\":\"please\"}]}",
 		       LLM_MALFORMED);
 	/* another tool and no text: nothing to send */
-	expect_outcome(LLM_ANTHROPIC, 200,
+	expect_outcome(&ANTHROPIC, 200,
 		       "{\"content\":[{\"type\":\"tool_use\",\"name\":\"get_weather\",\"input\":{}}]}",
 		       LLM_MALFORMED);
 }
@@ -327,28 +439,28 @@ static void test_parse_anthropic_other_tool_ignored(void **state)
 static void test_parse_anthropic_malformed(void **state)
 {
 	(void)state;
-	expect_outcome(LLM_ANTHROPIC, 200, "{\"content\":\"Hello\"}", LLM_MALFORMED);
-	expect_outcome(LLM_ANTHROPIC, 200, "{\"content\":{\"type\":\"text\"}}", LLM_MALFORMED);
-	expect_outcome(LLM_ANTHROPIC, 200, "{\"foo\":1}", LLM_MALFORMED);
-	expect_outcome(LLM_ANTHROPIC, 200, "not json at all", LLM_MALFORMED);
-	expect_outcome(LLM_ANTHROPIC, 200, "{\"content\":[{\"type\":\"text\",\"text\":\"Hel", LLM_MALFORMED);
-	expect_outcome(LLM_ANTHROPIC, 200, "", LLM_MALFORMED);
-	expect_outcome(LLM_ANTHROPIC, 200, "[1,2,3]", LLM_MALFORMED);
-	expect_outcome(LLM_ANTHROPIC, 200, "\"just a string\"", LLM_MALFORMED);
-	expect_outcome(LLM_ANTHROPIC, 200, "{\"content\":[]}", LLM_MALFORMED);
-	expect_outcome(LLM_ANTHROPIC, 200, "{\"content\":[{\"type\":\"text\",\"text\":\"\"}]}",
+	expect_outcome(&ANTHROPIC, 200, "{\"content\":\"Hello\"}", LLM_MALFORMED);
+	expect_outcome(&ANTHROPIC, 200, "{\"content\":{\"type\":\"text\"}}", LLM_MALFORMED);
+	expect_outcome(&ANTHROPIC, 200, "{\"foo\":1}", LLM_MALFORMED);
+	expect_outcome(&ANTHROPIC, 200, "not json at all", LLM_MALFORMED);
+	expect_outcome(&ANTHROPIC, 200, "{\"content\":[{\"type\":\"text\",\"text\":\"Hel", LLM_MALFORMED);
+	expect_outcome(&ANTHROPIC, 200, "", LLM_MALFORMED);
+	expect_outcome(&ANTHROPIC, 200, "[1,2,3]", LLM_MALFORMED);
+	expect_outcome(&ANTHROPIC, 200, "\"just a string\"", LLM_MALFORMED);
+	expect_outcome(&ANTHROPIC, 200, "{\"content\":[]}", LLM_MALFORMED);
+	expect_outcome(&ANTHROPIC, 200, "{\"content\":[{\"type\":\"text\",\"text\":\"\"}]}",
 		       LLM_MALFORMED);
 	/* the OpenAI shape is not an Anthropic reply */
-	expect_outcome(LLM_ANTHROPIC, 200,
+	expect_outcome(&ANTHROPIC, 200,
 		       "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"}}]}",
 		       LLM_MALFORMED);
 
 	struct llm_reply r;
-	assert_int_equal(parse(LLM_ANTHROPIC, 200, "{\"content\":[]}", &r), LLM_MALFORMED);
+	assert_int_equal(parse(&ANTHROPIC, 200, "{\"content\":[]}", &r), LLM_MALFORMED);
 	assert_non_null(strstr(r.error, "no text"));
 	llm_reply_release(&r);
 	/* trailing garbage after the object is not JSON either */
-	assert_int_equal(parse(LLM_ANTHROPIC, 200,
+	assert_int_equal(parse(&ANTHROPIC, 200,
 			       "{\"content\":[{\"type\":\"text\",\"text\":\"Hi\"}]} trailing", &r),
 			 LLM_MALFORMED);
 	llm_reply_release(&r);
@@ -361,11 +473,11 @@ static void test_parse_retry_statuses(void **state)
 	const char *body = "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
 			   "\"message\":\"Overloaded\"}}";
 	for (size_t i = 0; i < sizeof(retry) / sizeof(retry[0]); i++) {
-		expect_outcome(LLM_ANTHROPIC, retry[i], body, LLM_RETRY);
-		expect_outcome(LLM_OPENAI, retry[i], "<html>bad gateway</html>", LLM_RETRY);
+		expect_outcome(&ANTHROPIC, retry[i], body, LLM_RETRY);
+		expect_outcome(&OPENAI_TAG, retry[i], "<html>bad gateway</html>", LLM_RETRY);
 	}
 	struct llm_reply r;
-	assert_int_equal(parse(LLM_ANTHROPIC, 529, body, &r), LLM_RETRY);
+	assert_int_equal(parse(&ANTHROPIC, 529, body, &r), LLM_RETRY);
 	assert_non_null(strstr(r.error, "529"));
 	assert_non_null(strstr(r.error, "overloaded_error"));
 	assert_non_null(strstr(r.error, "Overloaded"));
@@ -377,11 +489,11 @@ static void test_parse_status_zero(void **state)
 {
 	(void)state;
 	struct llm_reply r;
-	assert_int_equal(llm_parse(LLM_ANTHROPIC, 0, NULL, 0, &r), LLM_RETRY);
+	assert_int_equal(llm_parse(&ANTHROPIC, 0, NULL, 0, &r), LLM_RETRY);
 	assert_non_null(r.error);
 	assert_null(r.text);
 	llm_reply_release(&r);
-	assert_int_equal(llm_parse(LLM_OPENAI, 0, "", 0, &r), LLM_RETRY);
+	assert_int_equal(llm_parse(&OPENAI_TAG, 0, "", 0, &r), LLM_RETRY);
 	llm_reply_release(&r);
 }
 
@@ -389,7 +501,7 @@ static void test_parse_fatal_statuses(void **state)
 {
 	(void)state;
 	struct llm_reply r;
-	assert_int_equal(parse(LLM_ANTHROPIC, 401,
+	assert_int_equal(parse(&ANTHROPIC, 401,
 			       "{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
 			       "\"message\":\"invalid x-api-key\"}}",
 			       &r),
@@ -399,7 +511,7 @@ static void test_parse_fatal_statuses(void **state)
 	assert_non_null(strstr(r.error, "invalid x-api-key"));
 	llm_reply_release(&r);
 
-	assert_int_equal(parse(LLM_ANTHROPIC, 400,
+	assert_int_equal(parse(&ANTHROPIC, 400,
 			       "{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\","
 			       "\"message\":\"messages: roles must alternate\"}}",
 			       &r),
@@ -409,11 +521,11 @@ static void test_parse_fatal_statuses(void **state)
 	llm_reply_release(&r);
 
 	/* a body that is not JSON still gives a useful error */
-	assert_int_equal(parse(LLM_ANTHROPIC, 403, "Forbidden", &r), LLM_FATAL);
+	assert_int_equal(parse(&ANTHROPIC, 403, "Forbidden", &r), LLM_FATAL);
 	assert_non_null(strstr(r.error, "403"));
 	llm_reply_release(&r);
-	expect_outcome(LLM_ANTHROPIC, 404, "{}", LLM_FATAL);
-	expect_outcome(LLM_OPENAI, 402, "{\"message\":\"billing\"}", LLM_FATAL);
+	expect_outcome(&ANTHROPIC, 404, "{}", LLM_FATAL);
+	expect_outcome(&OPENAI_TAG, 402, "{\"message\":\"billing\"}", LLM_FATAL);
 }
 
 static void test_parse_error_text_is_cut(void **state)
@@ -427,7 +539,7 @@ static void test_parse_error_text_is_cut(void **state)
 	memset(body + o, 'm', n);
 	strcpy(body + o + n, "\"}}");
 	struct llm_reply r;
-	assert_int_equal(parse(LLM_ANTHROPIC, 400, body, &r), LLM_FATAL);
+	assert_int_equal(parse(&ANTHROPIC, 400, body, &r), LLM_FATAL);
 	assert_true(strlen(r.error) < 400);
 	assert_non_null(strstr(r.error, "..."));
 	llm_reply_release(&r);
@@ -440,7 +552,7 @@ static void test_parse_openai_text(void **state)
 {
 	(void)state;
 	struct llm_reply r;
-	assert_int_equal(parse(LLM_OPENAI, 200,
+	assert_int_equal(parse(&OPENAI_TAG, 200,
 			       "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"choices\":"
 			       "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hi \\u20ac\"},"
 			       "\"finish_reason\":\"stop\"}]}",
@@ -456,7 +568,7 @@ static void test_parse_openai_tool_call(void **state)
 {
 	(void)state;
 	struct llm_reply r;
-	assert_int_equal(parse(LLM_OPENAI, 200,
+	assert_int_equal(parse(&OPENAI_TAG, 200,
 			       "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":null,"
 			       "\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\",\"function\":"
 			       "{\"name\":\"escalate_to_human\",\"arguments\":"
@@ -470,13 +582,23 @@ static void test_parse_openai_tool_call(void **state)
 	assert_non_null(r.summary);
 	assert_string_equal(r.summary, "refund");
 	llm_reply_release(&r);
+
+	/* the same tool call is understood in structured mode too */
+	assert_int_equal(parse(&OPENAI, 200,
+			       "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":[{\"function\":"
+			       "{\"name\":\"escalate_to_human\",\"arguments\":\"{\\\"reason\\\":\\\"r\\\"}\"}}]}}]}",
+			       &r),
+			 LLM_OK);
+	assert_true(r.tool_escalate);
+	assert_string_equal(r.reason, "r");
+	llm_reply_release(&r);
 }
 
 static void test_parse_openai_tool_bad_arguments(void **state)
 {
 	(void)state;
 	struct llm_reply r;
-	assert_int_equal(parse(LLM_OPENAI, 200,
+	assert_int_equal(parse(&OPENAI_TAG, 200,
 			       "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":[{\"function\":"
 			       "{\"name\":\"escalate_to_human\",\"arguments\":\"{reason: oops\"}}]}}]}",
 			       &r),
@@ -487,7 +609,7 @@ static void test_parse_openai_tool_bad_arguments(void **state)
 	llm_reply_release(&r);
 
 	/* arguments missing altogether: still an escalation */
-	assert_int_equal(parse(LLM_OPENAI, 200,
+	assert_int_equal(parse(&OPENAI_TAG, 200,
 			       "{\"choices\":[{\"message\":{\"tool_calls\":[{\"function\":"
 			       "{\"name\":\"escalate_to_human\"}}]}}]}",
 			       &r),
@@ -496,7 +618,7 @@ static void test_parse_openai_tool_bad_arguments(void **state)
 	llm_reply_release(&r);
 
 	/* another function is not an escalation */
-	expect_outcome(LLM_OPENAI, 200,
+	expect_outcome(&OPENAI_TAG, 200,
 		       "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":[{\"function\":"
 		       "{\"name\":\"lookup\",\"arguments\":\"{}\"}}]}}]}",
 		       LLM_MALFORMED);
@@ -505,20 +627,20 @@ static void test_parse_openai_tool_bad_arguments(void **state)
 static void test_parse_openai_malformed(void **state)
 {
 	(void)state;
-	expect_outcome(LLM_OPENAI, 200, "{\"id\":\"x\"}", LLM_MALFORMED);
-	expect_outcome(LLM_OPENAI, 200, "{\"choices\":[]}", LLM_MALFORMED);
-	expect_outcome(LLM_OPENAI, 200, "{\"choices\":{}}", LLM_MALFORMED);
-	expect_outcome(LLM_OPENAI, 200, "{\"choices\":[{\"text\":\"legacy\"}]}", LLM_MALFORMED);
-	expect_outcome(LLM_OPENAI, 200, "{\"choices\":[{\"message\":\"hi\"}]}", LLM_MALFORMED);
-	expect_outcome(LLM_OPENAI, 200, "{\"choices\":[{\"message\":{\"content\":5}}]}",
+	expect_outcome(&OPENAI_TAG, 200, "{\"id\":\"x\"}", LLM_MALFORMED);
+	expect_outcome(&OPENAI_TAG, 200, "{\"choices\":[]}", LLM_MALFORMED);
+	expect_outcome(&OPENAI_TAG, 200, "{\"choices\":{}}", LLM_MALFORMED);
+	expect_outcome(&OPENAI_TAG, 200, "{\"choices\":[{\"text\":\"legacy\"}]}", LLM_MALFORMED);
+	expect_outcome(&OPENAI_TAG, 200, "{\"choices\":[{\"message\":\"hi\"}]}", LLM_MALFORMED);
+	expect_outcome(&OPENAI_TAG, 200, "{\"choices\":[{\"message\":{\"content\":5}}]}",
 		       LLM_MALFORMED);
-	expect_outcome(LLM_OPENAI, 200, "{\"choices\":[{\"message\":{\"content\":\"\"}}]}",
+	expect_outcome(&OPENAI_TAG, 200, "{\"choices\":[{\"message\":{\"content\":\"\"}}]}",
 		       LLM_MALFORMED);
-	expect_outcome(LLM_OPENAI, 200, "{\"choices\":[{\"message\":{\"content\":null}}]}",
+	expect_outcome(&OPENAI_TAG, 200, "{\"choices\":[{\"message\":{\"content\":null}}]}",
 		       LLM_MALFORMED);
-	expect_outcome(LLM_OPENAI, 200, "{\"choices\":[{\"message\":{\"content\":\"tru", LLM_MALFORMED);
+	expect_outcome(&OPENAI_TAG, 200, "{\"choices\":[{\"message\":{\"content\":\"tru", LLM_MALFORMED);
 	/* the Anthropic shape is not an OpenAI reply */
-	expect_outcome(LLM_OPENAI, 200, "{\"content\":[{\"type\":\"text\",\"text\":\"Hi\"}]}",
+	expect_outcome(&OPENAI_TAG, 200, "{\"content\":[{\"type\":\"text\",\"text\":\"Hi\"}]}",
 		       LLM_MALFORMED);
 }
 
@@ -526,7 +648,7 @@ static void test_parse_openai_error(void **state)
 {
 	(void)state;
 	struct llm_reply r;
-	assert_int_equal(parse(LLM_OPENAI, 401,
+	assert_int_equal(parse(&OPENAI_TAG, 401,
 			       "{\"error\":{\"message\":\"Incorrect API key provided: sk-test-***6789.\","
 			       "\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}",
 			       &r),
@@ -534,12 +656,105 @@ static void test_parse_openai_error(void **state)
 	assert_non_null(strstr(r.error, "invalid_request_error"));
 	assert_non_null(strstr(r.error, "Incorrect API key"));
 	llm_reply_release(&r);
-	assert_int_equal(parse(LLM_OPENAI, 429,
+	assert_int_equal(parse(&OPENAI_TAG, 429,
 			       "{\"error\":{\"message\":\"Rate limit\",\"type\":\"rate_limit_exceeded\"}}",
 			       &r),
 			 LLM_RETRY);
 	assert_non_null(strstr(r.error, "rate_limit_exceeded"));
 	llm_reply_release(&r);
+}
+
+/* An OpenAI reply whose message content is the given JSON-escaped string. */
+static enum llm_outcome parse_openai_content(const struct llm_cfg *cfg, const char *content,
+					     struct llm_reply *r)
+{
+	char *body = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&body, &len);
+	assert_non_null(f);
+	json_t *root = json_pack("{s:[{s:{s:s,s:s}}]}", "choices", "message", "role", "assistant",
+				 "content", content);
+	assert_non_null(root);
+	assert_int_equal(json_dumpf(root, f, JSON_COMPACT), 0);
+	fclose(f);
+	json_decref(root);
+	enum llm_outcome oc = parse(cfg, 200, body, r);
+	free(body);
+	return oc;
+}
+
+static void test_parse_openai_structured(void **state)
+{
+	(void)state;
+	struct llm_reply r;
+	assert_int_equal(parse_openai_content(&OPENAI,
+					      "{\"reply\":\"Um momento, por favor.\",\"escalate\":true,"
+					      "\"reason\":\"pediu um humano\",\"summary\":\"quer marcar\"}",
+					      &r),
+			 LLM_OK);
+	assert_string_equal(r.text, "Um momento, por favor.");
+	assert_true(r.tool_escalate);
+	assert_non_null(r.reason);
+	assert_string_equal(r.reason, "pediu um humano");
+	assert_non_null(r.summary);
+	assert_string_equal(r.summary, "quer marcar");
+	llm_reply_release(&r);
+
+	/* escalate false: reason and summary are ignored */
+	assert_int_equal(parse_openai_content(&OPENAI,
+					      "\n {\"reply\":\"Abrimos \\u00e0s 9h.\",\"escalate\":false,"
+					      "\"reason\":\"x\",\"summary\":\"y\"}",
+					      &r),
+			 LLM_OK);
+	assert_string_equal(r.text, "Abrimos \xc3\xa0s 9h.");
+	assert_false(r.tool_escalate);
+	assert_null(r.reason);
+	assert_null(r.summary);
+	llm_reply_release(&r);
+
+	/* escalate with empty reason/summary: no empty strings passed on */
+	assert_int_equal(parse_openai_content(&OPENAI,
+					      "{\"reply\":\"\",\"escalate\":true,\"reason\":\"\","
+					      "\"summary\":\"\"}",
+					      &r),
+			 LLM_OK);
+	assert_true(r.tool_escalate);
+	assert_string_equal(r.text, "");
+	assert_null(r.reason);
+	assert_null(r.summary);
+	llm_reply_release(&r);
+}
+
+static void test_parse_openai_structured_ignored_format(void **state)
+{
+	(void)state;
+	struct llm_reply r;
+	/* a model that ignores the schema: plain text is the reply */
+	assert_int_equal(parse_openai_content(&OPENAI, "Hello! We open at 9.", &r), LLM_OK);
+	assert_string_equal(r.text, "Hello! We open at 9.");
+	assert_false(r.tool_escalate);
+	llm_reply_release(&r);
+}
+
+static void test_parse_openai_structured_malformed(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"{\"reply\":\"Hel",                     /* truncated by max_tokens */
+		"{\"escalate\":true,\"reason\":\"x\"}", /* no reply */
+		"{\"reply\":42}",                        /* reply not a string */
+		"[\"reply\"]",                           /* not an object */
+		"{\"reply\":\"ok\"} trailing",           /* not one JSON value */
+		"{\"reply\":\"\",\"escalate\":false}",   /* nothing to send */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct llm_reply r;
+		enum llm_outcome oc = parse_openai_content(&OPENAI, bad[i], &r);
+		if (oc != LLM_MALFORMED)
+			fail_msg("content '%s': outcome %d", bad[i], oc);
+		assert_non_null(r.error);
+		llm_reply_release(&r);
+	}
 }
 
 int main(void)
@@ -548,7 +763,9 @@ int main(void)
 		cmocka_unit_test(test_build_anthropic),
 		cmocka_unit_test(test_build_anthropic_only_assistant),
 		cmocka_unit_test(test_build_anthropic_alternates),
+		cmocka_unit_test(test_build_anthropic_tag_mode),
 		cmocka_unit_test(test_build_openai),
+		cmocka_unit_test(test_build_openai_tag_mode),
 		cmocka_unit_test(test_parse_anthropic_text),
 		cmocka_unit_test(test_parse_anthropic_multiple_blocks),
 		cmocka_unit_test(test_parse_anthropic_tool_use),
@@ -563,6 +780,9 @@ int main(void)
 		cmocka_unit_test(test_parse_openai_tool_bad_arguments),
 		cmocka_unit_test(test_parse_openai_malformed),
 		cmocka_unit_test(test_parse_openai_error),
+		cmocka_unit_test(test_parse_openai_structured),
+		cmocka_unit_test(test_parse_openai_structured_ignored_format),
+		cmocka_unit_test(test_parse_openai_structured_malformed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -107,6 +107,17 @@ static void fill_conv(struct conv_rec *c)
 	c->business = "whatsapp:+14155238886";
 	c->name = "Jos\xc3\xa9";
 	c->err = "Failed to send freeform message";
+	c->handoff_job = 77;
+	c->escalations = 2;
+	c->handoff_failures = 1;
+	c->esc_at = 1700000000450ull;
+	c->esc_trigger = "tool";
+	c->esc_reason = "pediu um humano";
+	c->flex_ch = "CH0123";
+	c->flex_mb = "MB0123";
+	c->flex_kd = "KD0123";
+	c->flex_uo = "UO0123";
+	c->flex_wt = "WT0123";
 }
 
 static void assert_conv(const struct conv_rec *c)
@@ -126,6 +137,18 @@ static void assert_conv(const struct conv_rec *c)
 	assert_string_equal(c->business, "whatsapp:+14155238886");
 	assert_string_equal(c->name, "Jos\xc3\xa9");
 	assert_string_equal(c->err, "Failed to send freeform message");
+	assert_true(c->handoff_job == 77);
+	assert_true(c->escalations == 2);
+	assert_true(c->handoff_failures == 1);
+	assert_true(c->esc_at == 1700000000450ull);
+	assert_non_null(c->esc_trigger);
+	assert_string_equal(c->esc_trigger, "tool");
+	assert_string_equal(c->esc_reason, "pediu um humano");
+	assert_string_equal(c->flex_ch, "CH0123");
+	assert_string_equal(c->flex_mb, "MB0123");
+	assert_string_equal(c->flex_kd, "KD0123");
+	assert_string_equal(c->flex_uo, "UO0123");
+	assert_string_equal(c->flex_wt, "WT0123");
 }
 
 static void make_hist(struct hist_rec *h, enum env_role role, const char *text, uint64_t ts)
@@ -173,6 +196,7 @@ static void test_conv_key(void **state)
 	free(k);
 	assert_string_equal(job_kind_name(JOB_AI), "ai");
 	assert_string_equal(job_kind_name(JOB_SEND), "send");
+	assert_string_equal(job_kind_name(JOB_FLEX), "flex");
 	assert_string_equal(conv_mode_name(MODE_ESCALATING), "escalating");
 	assert_string_equal(conv_mode_name(MODE_HUMAN), "human");
 }
@@ -212,6 +236,8 @@ static void test_conv_absent_strings_and_overwrite(void **state)
 	assert_true(got.seq == 1);
 	assert_null(got.customer);
 	assert_null(got.err);
+	assert_null(got.flex_ch);
+	assert_null(got.esc_trigger);
 	conv_rec_release(&got);
 	/* a second put replaces the record */
 	fill_conv(&c);
@@ -465,6 +491,44 @@ static void test_jobs(void **state)
 	commit(txn);
 }
 
+static void test_job_flex(void **state)
+{
+	struct fixture *fx = *state;
+	struct job_rec j, got;
+	uint64_t id = 0;
+	memset(&j, 0, sizeof(j));
+	j.kind = JOB_FLEX;
+	j.conv = KEY;
+	j.created = 11;
+	j.upto = 9;
+	j.hfrom = 3;
+	j.op = "handoff";
+	j.trigger = "rule";
+	j.reason = "matched 'humano'";
+	j.summary = "wants a person";
+	j.attempts = 1;
+	MDB_txn *txn = begin(fx, false);
+	assert_int_equal(store_job_add(&fx->st, txn, &j, &id), 0);
+	commit(txn);
+	txn = begin(fx, true);
+	assert_int_equal(store_job_get(&fx->st, txn, id, &got), 0);
+	assert_int_equal(got.kind, JOB_FLEX);
+	assert_string_equal(got.conv, KEY);
+	assert_true(got.created == 11);
+	assert_true(got.upto == 9);
+	assert_true(got.hfrom == 3);
+	assert_true(got.hseq == 0);
+	assert_string_equal(got.op, "handoff");
+	assert_string_equal(got.trigger, "rule");
+	assert_string_equal(got.reason, "matched 'humano'");
+	assert_string_equal(got.summary, "wants a person");
+	assert_null(got.to);
+	assert_true(got.attempts == 1);
+	job_rec_release(&got);
+	assert_null(got.op);
+	mdb_txn_abort(txn);
+}
+
 static void test_persistence(void **state)
 {
 	struct fixture *fx = *state;
@@ -546,6 +610,7 @@ int main(void)
 		T(test_seen),
 		T(test_seen_aborted_txn),
 		T(test_jobs),
+		T(test_job_flex),
 		T(test_persistence),
 		T(test_uncommitted_not_persisted),
 		cmocka_unit_test(test_open_bad_dir),

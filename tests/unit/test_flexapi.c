@@ -1,0 +1,177 @@
+/*
+ * test_flexapi — flex-worker/flexapi: the Interaction form (Channel and
+ * Routing as JSON strings in a form), and parsing of Conversations/Flex
+ * answers, including the markers that make a retried handoff resume.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flexapi.h"
+#include "form.h"
+
+static void test_interaction_form(void **state)
+{
+	(void)state;
+	struct flex_interaction_req r = {
+		.ch = "CH5f0c00000000000000000000000000aa", .workspace = "WS1", .workflow = "WW2",
+		.task_channel = "chat", .customer = "whatsapp:+5511988887777", .name = "Ana Souza",
+		.conv_key = "whatsapp:+5511988887777|whatsapp:+14155238886", .trigger = "rule",
+		.reason = "customer wrote 'humano'", .summary = NULL, .turns = 3 };
+	char *body = flexapi_interaction_form(&r);
+	struct form f;
+	assert_int_equal(form_parse(body, strlen(body), 10, &f), FORM_EOK);
+	assert_int_equal(f.n, 2);
+	json_t *ch = json_loads(form_get(&f, "Channel"), 0, NULL);
+	json_t *ro = json_loads(form_get(&f, "Routing"), 0, NULL);
+	assert_non_null(ch);
+	assert_non_null(ro);
+	assert_string_equal(json_string_value(json_object_get(ch, "type")), "whatsapp");
+	assert_string_equal(json_string_value(json_object_get(ch, "initiated_by")), "customer");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(ch, "properties"),
+							      "media_channel_sid")), r.ch);
+	json_t *props = json_object_get(ro, "properties");
+	assert_string_equal(json_string_value(json_object_get(props, "workspace_sid")), "WS1");
+	assert_string_equal(json_string_value(json_object_get(props, "workflow_sid")), "WW2");
+	assert_string_equal(json_string_value(json_object_get(props, "task_channel_unique_name")), "chat");
+	json_t *a = json_object_get(props, "attributes");
+	assert_string_equal(json_string_value(json_object_get(a, "customerName")), "Ana Souza");
+	assert_string_equal(json_string_value(json_object_get(a, "escalationTrigger")), "rule");
+	assert_int_equal(json_integer_value(json_object_get(a, "turns")), 3);
+	assert_null(json_object_get(a, "summary")); /* absent, not null or "" */
+	json_decref(ch);
+	json_decref(ro);
+	form_release(&f);
+	free(body);
+}
+
+static void test_parse_interaction(void **state)
+{
+	(void)state;
+	const char *ok = "{\"sid\":\"KD1\",\"channel\":{\"type\":\"whatsapp\",\"sid\":\"UO1\"},"
+			 "\"routing\":{\"reservation\":null,\"properties\":{\"sid\":\"WT1\"}}}";
+	struct flex_sids s;
+	assert_int_equal(flexapi_parse_interaction(ok, strlen(ok), &s), 0);
+	assert_string_equal(s.kd, "KD1");
+	assert_string_equal(s.uo, "UO1");
+	assert_string_equal(s.wt, "WT1");
+	flexapi_sids_release(&s);
+	const char *bad[] = { "{\"sid\":\"KD1\"}", "[]", "not json", "{\"sid\":1,\"channel\":{\"sid\":\"UO\"}}" };
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(flexapi_parse_interaction(bad[i], strlen(bad[i]), &s), -1);
+		flexapi_sids_release(&s);
+	}
+}
+
+static void test_parse_participant_conversations(void **state)
+{
+	(void)state;
+	const char *body =
+		"{\"conversations\":["
+		"{\"conversation_sid\":\"CHa\",\"conversation_state\":\"active\",\"conversation_unique_name\":null},"
+		"{\"conversation_sid\":\"CHb\",\"conversation_state\":\"closed\"},"
+		"{\"conversation_sid\":\"CHc\",\"conversation_state\":\"inactive\",\"conversation_unique_name\":\"x\"},"
+		"{\"conversation_sid\":\"CHown\",\"conversation_state\":\"active\",\"conversation_unique_name\":\"baton-7-1\"}],"
+		"\"meta\":{\"next_page_url\":\"https://conversations.twilio.com/v1/ParticipantConversations?Page=1\"}}";
+	char **open = NULL, *own = NULL, *next = NULL;
+	assert_int_equal(flexapi_parse_participant_conversations(body, strlen(body), "baton-7-1",
+								 &open, &own, &next), 0);
+	assert_string_equal(open[0], "CHa");
+	assert_string_equal(open[1], "CHc");
+	assert_null(open[2]);
+	assert_string_equal(own, "CHown");
+	assert_non_null(strstr(next, "Page=1"));
+	flexapi_strv_free(open);
+	free(own);
+	free(next);
+	own = NULL;
+	assert_int_equal(flexapi_parse_participant_conversations("{}", 2, "u", &open, &own, &next), -1);
+	flexapi_strv_free(open);
+}
+
+static void test_injected_and_marks(void **state)
+{
+	(void)state;
+	char *a0 = flexapi_turn_attributes(42, 0), *a2 = flexapi_turn_attributes(42, 2);
+	char *other = flexapi_turn_attributes(41, 1);
+	json_t *list = json_pack("{s:[{s:s},{s:s},{s:s},{s:s},{s:s}]}", "messages", "attributes", a0,
+				 "attributes", a2, "attributes", other, "attributes", "{}",
+				 "attributes", "not json");
+	char *body = json_dumps(list, 0);
+	bool done[3] = { false, false, false };
+	char *next = NULL;
+	assert_int_equal(flexapi_parse_injected(body, strlen(body), 42, done, 3, &next), 0);
+	assert_true(done[0]);
+	assert_false(done[1]); /* turn 1 belongs to job 41 */
+	assert_true(done[2]);
+	assert_null(next);
+	free(body);
+	json_decref(list);
+	free(a0);
+	free(a2);
+	free(other);
+
+	struct flex_sids in = { .kd = "KD9", .uo = "UO9", .wt = "WT9" }, out;
+	char *mark = flexapi_mark_attributes("k|b", 42, &in);
+	json_t *conv = json_pack("{s:s, s:s}", "sid", "CH1", "attributes", mark);
+	body = json_dumps(conv, 0);
+	assert_int_equal(flexapi_parse_marked(body, strlen(body), &out), 0);
+	assert_string_equal(out.kd, "KD9");
+	assert_string_equal(out.uo, "UO9");
+	assert_string_equal(out.wt, "WT9");
+	flexapi_sids_release(&out);
+	free(body);
+	free(mark);
+	json_decref(conv);
+	const char *plain = "{\"sid\":\"CH1\",\"attributes\":\"{}\"}";
+	assert_int_equal(flexapi_parse_marked(plain, strlen(plain), &out), -1);
+}
+
+static void test_participant_lookup(void **state)
+{
+	(void)state;
+	const char *body = "{\"participants\":[{\"sid\":\"MB1\",\"identity\":\"agent-7\",\"messaging_binding\":null},"
+			   "{\"sid\":\"MB2\",\"messaging_binding\":{\"address\":\"whatsapp:+1555\"}}]}";
+	char *mb = NULL, *next = NULL;
+	assert_int_equal(flexapi_parse_participant(body, strlen(body), "whatsapp:+1555", &mb, &next), 0);
+	assert_string_equal(mb, "MB2");
+	free(mb);
+	assert_int_equal(flexapi_parse_participant(body, strlen(body), "whatsapp:+1666", &mb, &next), 0);
+	assert_null(mb);
+}
+
+static void test_transcript(void **state)
+{
+	(void)state;
+	struct env_turn t[] = { { ROLE_CUSTOMER, "Where is the clinic?", 1714564800000ull },
+				{ ROLE_AI, "Av. Paulista 1000.", 1714564860000ull },
+				{ ROLE_CUSTOMER, "humano", 0 } };
+	char *s = flexapi_transcript(t, 3, "Customer (Ana)");
+	assert_string_equal(s, "Conversation so far (3 messages):\n"
+			       "[12:00 UTC] Customer (Ana): Where is the clinic?\n"
+			       "[12:01 UTC] Assistant: Av. Paulista 1000.\n"
+			       "[--:-- UTC] Customer (Ana): humano");
+	free(s);
+	char *l = flexapi_author_label(ROLE_CUSTOMER, NULL);
+	assert_string_equal(l, "Customer");
+	free(l);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_interaction_form),
+		cmocka_unit_test(test_parse_interaction),
+		cmocka_unit_test(test_parse_participant_conversations),
+		cmocka_unit_test(test_injected_and_marks),
+		cmocka_unit_test(test_participant_lookup),
+		cmocka_unit_test(test_transcript),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
