@@ -60,11 +60,13 @@ COMMON_SRC := \
 
 INGRESS_SRC := \
 	ingress/webhook.c \
+	ingress/events.c \
 	ingress/server.c
 
 ROUTER_SRC := \
 	router/store.c \
 	router/rules.c \
+	router/hours.c \
 	router/dispatch.c \
 	router/router.c
 
@@ -96,7 +98,7 @@ LIBCOMMON   := $(BUILD)/libcommon.a
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
             $(BIN)/baton-flex-worker
 
-UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi
+UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 .PHONY: all test unit integration demo run clean deps help
@@ -118,32 +120,38 @@ $(BUILD)/%.o: %.c
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BIN)/baton-ingress: $(BUILD)/ingress/main.o $(INGRESS_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN)/baton-router: $(BUILD)/router/main.o $(ROUTER_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN)/baton-ai-worker: $(BUILD)/ai-worker/main.o $(AI_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN)/baton-egress: $(BUILD)/egress/main.o $(EGRESS_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN)/baton-flex-worker: $(BUILD)/flex-worker/main.o $(FLEX_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests link the module under test plus libcommon and cmocka.
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(INGRESS_OBJ) $(ROUTER_OBJ) $(AI_OBJ) $(EGRESS_OBJ) $(FLEX_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(BUILD)/tests/unit/%.o: CFLAGS += -Iingress -Irouter -Iai-worker -Iegress -Iflex-worker
 
@@ -163,3 +171,6 @@ clean:
 	rm -rf build build-san build-rel
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Keep objects make considers intermediate (unit test objects).
+.SECONDARY:

@@ -81,6 +81,19 @@ struct config {
 	char *flex_workflow_sid;
 	char *flex_task_channel;
 	char *flex_bot_author;
+	int handoff_accept_timeout_s;
+	char *handoff_no_agent_policy; /* "wait" or "ai" */
+	char *handoff_no_agent_message;
+	char *handoff_no_agent_ai_message;
+	int handoff_human_timeout_s;
+	char *handoff_closed_message;
+	char *business_hours;
+	int business_utc_offset_min;
+	int whatsapp_window_s;
+	char *whatsapp_template_sid;
+	char *whatsapp_template_vars;
+	char *admin_token;
+	bool debug_reset_word;
 	int flex_credit;
 	int flex_timeout_ms;
 	int flex_retry_deadline_ms;

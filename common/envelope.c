@@ -54,6 +54,8 @@ static const struct env_field env_fields[] = {
 	EF("uo", FK_STR, uo),           /* 24 */
 	EF("wt", FK_STR, wt),           /* 25 */
 	EF("seq", FK_INT, seq),         /* 26 */
+	EF("tmpl", FK_STR, tmpl),       /* 27 */
+	EF("vars", FK_STR, vars),       /* 28 */
 };
 
 #define NFIELDS (sizeof(env_fields) / sizeof(env_fields[0]))
@@ -85,6 +87,8 @@ static const struct env_field env_fields[] = {
 #define F_UO B(24)
 #define F_WT B(25)
 #define F_SEQ B(26)
+#define F_TMPL B(27)
+#define F_VARS B(28)
 #define F_FLEX_SIDS (F_CH | F_MB | F_KD | F_UO | F_WT)
 
 struct env_type_def {
@@ -103,7 +107,7 @@ static const struct env_type_def env_types[ENV_TYPE_MAX] = {
 			    F_CONV | F_STATUS | F_TEXT | F_ESC | F_REASON | F_SUMMARY | F_ERR | F_CODE |
 				    F_TRIGGER },
 	[ENV_JOB_SEND] = { "job_send", F_CONV | F_TO | F_FROM | F_BODY,
-			   F_CONV | F_TO | F_FROM | F_BODY },
+			   F_CONV | F_TO | F_FROM | F_BODY | F_TMPL | F_VARS },
 	[ENV_RESULT_SEND] = { "result_send", F_CONV | F_STATUS,
 			      F_CONV | F_STATUS | F_SID | F_CODE | F_ERR },
 	[ENV_JOB_FLEX] = { "job_flex", F_CONV | F_OP | F_FROM | F_TO,
@@ -111,6 +115,9 @@ static const struct env_type_def env_types[ENV_TYPE_MAX] = {
 				   F_TURNS | F_BODY | F_SEQ | F_CH },
 	[ENV_RESULT_FLEX] = { "result_flex", F_CONV | F_OP | F_STATUS,
 			      F_CONV | F_OP | F_STATUS | F_FLEX_SIDS | F_CODE | F_ERR },
+	[ENV_EVENT] = { "event", F_OP,
+			F_OP | F_CONV | F_CH | F_WT | F_SID | F_FROM | F_TO | F_BODY | F_NAME |
+				F_REASON | F_CODE },
 };
 
 static const char *const env_role_names[] = { "customer", "ai", "agent", "system" };

@@ -38,8 +38,19 @@ enum env_type {
 	ENV_RESULT_SEND = 7, /* egress -> router */
 	ENV_JOB_FLEX = 8,    /* router -> flex-worker: a handoff or a forward */
 	ENV_RESULT_FLEX = 9, /* flex-worker -> router */
-	ENV_TYPE_MAX = 10
+	ENV_EVENT = 10,      /* ingress -> router: Conversations/TaskRouter/status/admin event */
+	ENV_TYPE_MAX = 11
 };
+
+/* The "op" of an ENV_EVENT: what happened, as the router understands it. */
+#define EV_MESSAGE_ADDED "message_added"   /* Conversations onMessageAdded */
+#define EV_CONV_CLOSED "conversation_closed"
+#define EV_TASK_DONE "task_done"           /* task.wrapup or task.completed */
+#define EV_TASK_CANCELED "task_canceled"
+#define EV_ACCEPTED "reservation_accepted"
+#define EV_MESSAGE_FAILED "message_failed" /* status callback with an ErrorCode */
+#define EV_ADMIN_HANDBACK "admin_handback"
+#define EV_ADMIN_ESCALATE "admin_escalate"
 
 enum env_role { ROLE_CUSTOMER = 0, ROLE_AI = 1, ROLE_AGENT = 2, ROLE_SYSTEM = 3 };
 
@@ -87,6 +98,8 @@ struct envelope {
 	char *uo;      /* Flex Interaction channel SID (UO...) */
 	char *wt;      /* TaskRouter task SID (WT...) */
 	int64_t seq;   /* history sequence number the job concerns */
+	char *tmpl;    /* WhatsApp template ContentSid (outside the 24 h window) */
+	char *vars;    /* its ContentVariables JSON */
 	int64_t status;
 	int64_t credit;
 	int64_t nmedia;

@@ -140,7 +140,9 @@ void sender_job(struct worker *w, const struct envelope *job, void *arg)
 	c->w = w;
 	c->job = job->id;
 	c->conv = xstrdup(job->conv);
-	c->form = twilio_message_form(job->to, job->from, job->body);
+	c->form = job->tmpl && *job->tmpl
+			  ? twilio_template_form(job->to, job->from, job->tmpl, job->vars)
+			  : twilio_message_form(job->to, job->from, job->body);
 	c->deadline = clock_mono_ms() + (uint64_t)s->cfg->egress_retry_deadline_ms;
 	if (sender_start(c, 0) < 0) {
 		struct tw_result tr = { .message = (char *)"cannot start the call" };

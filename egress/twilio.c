@@ -25,6 +25,18 @@ char *twilio_message_form(const char *to, const char *from, const char *body)
 	return f;
 }
 
+char *twilio_template_form(const char *to, const char *from, const char *content_sid,
+			   const char *variables)
+{
+	char *f = NULL;
+	form_append(&f, "To", to);
+	form_append(&f, "From", from);
+	form_append(&f, "ContentSid", content_sid);
+	if (variables && *variables)
+		form_append(&f, "ContentVariables", variables);
+	return f;
+}
+
 void tw_result_release(struct tw_result *r)
 {
 	free(r->sid);

@@ -24,6 +24,9 @@ struct tw_result {
 char *twilio_messages_url(const char *api_base, const char *account_sid);
 /** Form body To/From/Body; caller frees. */
 char *twilio_message_form(const char *to, const char *from, const char *body);
+/** Form body To/From/ContentSid/ContentVariables (a template: outside the 24 h window). */
+char *twilio_template_form(const char *to, const char *from, const char *content_sid,
+			   const char *variables);
 /** Classify an HTTP outcome (status 0 = transfer failed). */
 enum tw_outcome twilio_parse(long status, const char *body, size_t len, struct tw_result *out);
 void tw_result_release(struct tw_result *r);

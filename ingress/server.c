@@ -22,12 +22,12 @@
 
 #include "clock.h"
 #include "envelope.h"
+#include "events.h"
 #include "log.h"
 #include "webhook.h"
 #include "xalloc.h"
 #include "zmqx.h"
 
-#define PATH_MESSAGES "/twilio/messages"
 #define PATH_HEALTH "/healthz"
 /* Most connections served at once; past this MHD refuses new ones. */
 #define SERVER_CONN_LIMIT 4096
@@ -37,7 +37,26 @@
 
 enum req_state { REQ_READING, REQ_WAITING, REQ_ANSWER };
 
+enum route_kind { RT_MESSAGES, RT_CONVERSATIONS, RT_TASKROUTER, RT_STATUS, RT_ADMIN };
+
+/* Every POST endpoint: Twilio webhooks are signed forms, admin is bearer + JSON. */
+struct route {
+	const char *path;
+	enum route_kind kind;
+	const char *admin_op; /* RT_ADMIN */
+};
+
+static const struct route routes[] = {
+	{ "/twilio/messages", RT_MESSAGES, NULL },
+	{ "/twilio/conversations", RT_CONVERSATIONS, NULL },
+	{ "/twilio/taskrouter", RT_TASKROUTER, NULL },
+	{ "/twilio/status", RT_STATUS, NULL },
+	{ "/admin/handback", RT_ADMIN, EV_ADMIN_HANDBACK },
+	{ "/admin/escalate", RT_ADMIN, EV_ADMIN_ESCALATE },
+};
+
 struct request {
+	const struct route *route;
 	struct MHD_Connection *conn;
 	char *body;
 	size_t len;
@@ -59,9 +78,9 @@ struct server {
 	struct request *waiting_by_rid;
 	struct request *waiting; /* utlist DL, oldest first */
 	uint64_t next_rid;
-	char *messages_url;
 	struct MHD_Response *r_twiml, *r_health, *r_404, *r_405_post, *r_405_get,
-		*r_400, *r_403, *r_413, *r_415, *r_503;
+		*r_400, *r_403, *r_413, *r_415, *r_503, *r_200, *r_204_json, *r_ok_json,
+		*r_401, *r_no_conv;
 };
 
 static const char TWIML_EMPTY[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
@@ -88,13 +107,21 @@ static void server_make_responses(struct server *s)
 	s->r_413 = server_text("payload too large\n", "text/plain");
 	s->r_415 = server_text("unsupported media type\n", "text/plain");
 	s->r_503 = server_text("service unavailable\n", "text/plain");
+	s->r_200 = server_text("", "text/plain");
+	/* TaskRouter wants 204 with this content type, within 15 s. */
+	s->r_204_json = server_text("", "application/json");
+	s->r_ok_json = server_text("{\"ok\":true}\n", "application/json");
+	s->r_401 = server_text("{\"error\":\"unauthorized\"}\n", "application/json");
+	MHD_add_response_header(s->r_401, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	s->r_no_conv = server_text("{\"error\":\"no such conversation\"}\n", "application/json");
 }
 
 static void server_free_responses(struct server *s)
 {
 	struct MHD_Response **all[] = { &s->r_twiml, &s->r_health, &s->r_404, &s->r_405_post,
 					&s->r_405_get, &s->r_400, &s->r_403, &s->r_413,
-					&s->r_415, &s->r_503 };
+					&s->r_415, &s->r_503, &s->r_200, &s->r_204_json,
+					&s->r_ok_json, &s->r_401, &s->r_no_conv };
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		if (*all[i]) {
 			MHD_destroy_response(*all[i]);
@@ -102,11 +129,25 @@ static void server_free_responses(struct server *s)
 		}
 }
 
+/* The success answer each endpoint owes its caller. */
+static enum MHD_Result server_success(struct server *s, struct MHD_Connection *c,
+				      const struct route *rt)
+{
+	switch (rt->kind) {
+	case RT_MESSAGES: return MHD_queue_response(c, 200, s->r_twiml);
+	case RT_TASKROUTER: return MHD_queue_response(c, 204, s->r_204_json);
+	case RT_ADMIN: return MHD_queue_response(c, 200, s->r_ok_json);
+	default: return MHD_queue_response(c, 200, s->r_200);
+	}
+}
+
 static enum MHD_Result server_reply(struct server *s, struct MHD_Connection *c, int status)
 {
 	struct MHD_Response *r;
 	switch (status) {
 	case 200: r = s->r_twiml; break;
+	case 401: r = s->r_401; break;
+	case 404: r = s->r_no_conv; break;
 	case 400: r = s->r_400; break;
 	case 403: r = s->r_403; break;
 	case 413: r = s->r_413; break;
@@ -146,36 +187,83 @@ static bool server_is_form(struct MHD_Connection *c)
 	return ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
 }
 
-/* Parses, checks and forwards a complete webhook; suspends on success. */
-static enum MHD_Result server_forward(struct server *s, struct request *r)
+static bool server_admin_ok(struct server *s, struct MHD_Connection *c)
 {
-	struct webhook_cfg wc = { .auth_token = s->cfg->twilio_auth_token,
-				  .url = s->messages_url,
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *tok = s->cfg->admin_token;
+	if (!h || strncmp(h, "Bearer ", 7) != 0)
+		return false;
+	h += 7;
+	/* Constant time in the token's length, like the webhook signature. */
+	size_t n = strlen(tok), m = strlen(h);
+	unsigned char diff = (unsigned char)(n != m);
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)(tok[i] ^ (i < m ? h[i] : 0));
+	return diff == 0;
+}
+
+/* Converts a complete request into an envelope: 0 forward, EVENTS_IGNORE
+ * (answer success now), or an HTTP status. */
+static int server_convert(struct server *s, struct request *r, struct envelope *env)
+{
+	const struct route *rt = r->route;
+	const char *why = NULL;
+	char *url = xasprintf("%s%s", s->cfg->public_url, rt->path);
+	struct webhook_cfg wc = { .auth_token = s->cfg->twilio_auth_token, .url = url,
 				  .check_signature = s->cfg->twilio_validate_signature,
 				  .max_params = (size_t)s->cfg->http_max_params };
+	const char *sig = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Twilio-Signature");
+	const char *body = r->body ? r->body : "";
+	struct form f;
+	int status;
+
+	memset(env, 0, sizeof(*env));
+	if (rt->kind == RT_MESSAGES) {
+		status = webhook_inbound(&wc, sig, body, r->len, env, &why);
+	} else if (rt->kind == RT_ADMIN) {
+		status = server_admin_ok(s, r->conn) ? events_admin(rt->admin_op, body, r->len, env, &why)
+						     : 401;
+		if (status == 401)
+			why = "bad or missing bearer token";
+	} else if ((status = webhook_form(&wc, sig, body, r->len, &f, &why)) == 0) {
+		if (rt->kind == RT_CONVERSATIONS)
+			status = events_conversations(&f, env, &why);
+		else if (rt->kind == RT_TASKROUTER)
+			status = events_taskrouter(&f, env, &why);
+		else
+			status = events_status(&f, env, &why);
+		form_release(&f);
+	}
+	free(url);
+	if (status && status != EVENTS_IGNORE)
+		log_warn("rejected %s (%d): %s", rt->path, status, why ? why : "");
+	return status;
+}
+
+/* Parses, checks and forwards a complete request; suspends until the router answers. */
+static enum MHD_Result server_forward(struct server *s, struct request *r)
+{
 	struct envelope env;
-	const char *why = NULL;
 
 	if (r->too_big) {
-		log_warn("rejected webhook: body over %ld bytes", s->cfg->http_max_body);
+		log_warn("rejected %s: body over %ld bytes", r->route->path, s->cfg->http_max_body);
 		return server_reply(s, r->conn, 413);
 	}
-	if (!server_is_form(r->conn)) {
-		log_warn("rejected webhook: content type is not form-urlencoded");
+	if (r->route->kind != RT_ADMIN && !server_is_form(r->conn)) {
+		log_warn("rejected %s: content type is not form-urlencoded", r->route->path);
 		return server_reply(s, r->conn, 415);
 	}
-	const char *sig = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Twilio-Signature");
-	int status = webhook_inbound(&wc, sig, r->body ? r->body : "", r->len, &env, &why);
-	if (status) {
-		log_warn("rejected webhook (%d): %s", status, why);
+	int status = server_convert(s, r, &env);
+	if (status == EVENTS_IGNORE)
+		return server_success(s, r->conn, r->route);
+	if (status)
 		return server_reply(s, r->conn, status);
-	}
 	const char *idem = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 						       "I-Twilio-Idempotency-Token");
-	if (idem)
+	if (idem && env.type == ENV_INBOUND)
 		env.idem = xstrdup(idem);
 	env.id = r->rid = ++s->next_rid;
-	r->sid = xstrdup(env.sid);
+	r->sid = xstrdup(env.sid ? env.sid : env.op);
 	struct log_ids ids = { .sid = env.sid };
 	if (zmqx_send_env(s->router, NULL, &env) < 0) {
 		log_emit(LOG_ERROR, &ids, "cannot hand webhook to router: %s", zmq_strerror(errno));
@@ -203,7 +291,12 @@ static enum MHD_Result server_handle(void *cls, struct MHD_Connection *c, const 
 		if (!strcmp(url, PATH_HEALTH))
 			return get ? MHD_queue_response(c, 200, s->r_health)
 				   : MHD_queue_response(c, 405, s->r_405_get);
-		if (strcmp(url, PATH_MESSAGES) != 0)
+		const struct route *rt = NULL;
+		for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+			if (!strcmp(url, routes[i].path))
+				rt = &routes[i];
+		/* Admin endpoints do not exist unless a token is configured. */
+		if (!rt || (rt->kind == RT_ADMIN && !s->cfg->admin_token[0]))
 			return MHD_queue_response(c, 404, s->r_404);
 		if (strcmp(method, "POST") != 0)
 			return MHD_queue_response(c, 405, s->r_405_post);
@@ -215,11 +308,12 @@ static enum MHD_Result server_handle(void *cls, struct MHD_Connection *c, const 
 		}
 		r = xcalloc(1, sizeof(*r));
 		r->conn = c;
+		r->route = rt;
 		*con_cls = r;
 		return MHD_YES;
 	}
 	if (r->state == REQ_ANSWER)
-		return server_reply(s, c, r->status);
+		return r->status == 200 ? server_success(s, c, r->route) : server_reply(s, c, r->status);
 	if (*upload_size) {
 		/* A chunked body has no Content-Length: the bound is enforced here too. */
 		if (!r->too_big && r->len + *upload_size <= (size_t)s->cfg->http_max_body) {
@@ -266,8 +360,8 @@ static void server_on_ack(struct server *s, const struct envelope *env)
 		status = 200;
 		break;
 	case ST_FAILED:
-		log_emit(LOG_WARN, &ids, "router refused the message: %s", env->err ? env->err : "");
-		status = 400;
+		log_emit(LOG_WARN, &ids, "router refused the request: %s", env->err ? env->err : "");
+		status = r->route->kind == RT_ADMIN ? 404 : 400;
 		break;
 	default:
 		log_emit(LOG_WARN, &ids, "router could not store the message: %s",
@@ -346,7 +440,6 @@ int server_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	int rc = -1;
 
 	server_make_responses(&s);
-	s.messages_url = xasprintf("%s%s", cfg->public_url, PATH_MESSAGES);
 	s.zctx = zmq_ctx_new();
 	if (!s.zctx) {
 		log_err("cannot create ZeroMQ context");
@@ -392,6 +485,5 @@ fail:
 	if (s.zctx)
 		zmq_ctx_term(s.zctx);
 	server_free_responses(&s);
-	free(s.messages_url);
 	return rc;
 }

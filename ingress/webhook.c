@@ -24,14 +24,10 @@ static bool webhook_text_ok(const char *s)
 	return s && utf8_valid(s, strlen(s));
 }
 
-int webhook_inbound(const struct webhook_cfg *cfg, const char *signature, const char *body,
-		    size_t len, struct envelope *out, const char **why)
+int webhook_form(const struct webhook_cfg *cfg, const char *signature, const char *body,
+		 size_t len, struct form *out, const char **why)
 {
-	struct form f;
-	int status = 400;
-
-	memset(out, 0, sizeof(*out));
-	int rc = form_parse(body, len, cfg->max_params, &f);
+	int rc = form_parse(body, len, cfg->max_params, out);
 	if (rc == FORM_ETOOMANY) {
 		*why = "too many form parameters";
 		return 400;
@@ -40,11 +36,24 @@ int webhook_inbound(const struct webhook_cfg *cfg, const char *signature, const 
 		*why = "malformed form encoding";
 		return 400;
 	}
-	if (cfg->check_signature && !twsig_valid(cfg->auth_token, cfg->url, &f, signature)) {
+	if (cfg->check_signature && !twsig_valid(cfg->auth_token, cfg->url, out, signature)) {
 		*why = (signature && *signature) ? "signature mismatch" : "missing signature";
-		status = 403;
-		goto fail;
+		form_release(out);
+		return 403;
 	}
+	return 0;
+}
+
+int webhook_inbound(const struct webhook_cfg *cfg, const char *signature, const char *body,
+		    size_t len, struct envelope *out, const char **why)
+{
+	struct form f;
+	int status = 400;
+
+	memset(out, 0, sizeof(*out));
+	int rc = webhook_form(cfg, signature, body, len, &f, why);
+	if (rc)
+		return rc;
 
 	const char *sid = form_get(&f, "MessageSid");
 	const char *from = form_get(&f, "From");

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "envelope.h"
+#include "form.h"
 
 struct webhook_cfg {
 	const char *auth_token;
@@ -24,5 +25,13 @@ struct webhook_cfg {
 /** Validate and convert. Returns 0, or an HTTP status (400, 403) with *why set (static text). */
 int webhook_inbound(const struct webhook_cfg *cfg, const char *signature, const char *body,
 		    size_t len, struct envelope *out, const char **why);
+
+/**
+ * Parse a form webhook and check its signature (any Twilio webhook: the
+ * Conversations, TaskRouter and status callbacks are signed the same way).
+ * Returns 0 with *out filled (form_release), or 400/403 with *why set.
+ */
+int webhook_form(const struct webhook_cfg *cfg, const char *signature, const char *body,
+		 size_t len, struct form *out, const char **why);
 
 #endif

@@ -38,5 +38,5 @@ int main(int argc, char **argv)
 
 	int rc = router_run(&cfg, &stop_flag);
 	config_release(&cfg);
-	return rc == 0 ? 0 : 1;
+	return rc == 0 ? 0 : rc == -2 ? CONFIG_EXIT : 1;
 }

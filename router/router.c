@@ -9,6 +9,8 @@
 #include "router.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -16,6 +18,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "dispatch.h"
+#include "hours.h"
 #include "kv.h"
 #include "envelope.h"
 #include "log.h"
@@ -38,6 +41,14 @@
 
 #define OP_HANDOFF "handoff"
 #define OP_FORWARD "forward"
+#define OP_CLOSE "close"
+/* Synthetic events the router's own timers feed into the next batch. */
+#define EV_TIMER_NO_AGENT "timer_no_agent"
+#define EV_TIMER_IDLE "timer_idle"
+/* Twilio: free-form WhatsApp message outside the 24 h window. */
+#define TWILIO_ERR_WINDOW 63016
+/* How often the timers look at conversations not in ai mode. */
+#define ROUTER_CRON_MS 500
 
 enum fx_type { FX_ACK, FX_ADD, FX_DONE, FX_RETRY };
 
@@ -53,6 +64,7 @@ struct effect {
 
 struct item {
 	bool from_ingress;
+	bool synthetic; /* made by the router's timers: no peer, no ack */
 	struct zmqx_peer peer;
 	struct envelope env;
 };
@@ -60,6 +72,8 @@ struct item {
 struct router {
 	const struct config *cfg;
 	struct rules *rules;
+	struct hours hours;
+	uint64_t next_cron;
 	struct store st;
 	struct dispatch *disp;
 	void *zctx, *ingress, *work;
@@ -84,6 +98,8 @@ static struct effect *fx_push(struct router *r, enum fx_type type)
 
 static void fx_ack(struct router *r, const struct item *it, int status)
 {
+	if (it->synthetic)
+		return;
 	struct effect *e = fx_push(r, FX_ACK);
 	e->peer = it->peer;
 	e->id = it->env.id;
@@ -129,12 +145,58 @@ static size_t router_cut(const char *s, size_t max)
 	return last_space ? last_space : i;
 }
 
-/* Queues text for the customer, split into WhatsApp-sized messages. */
+/* ContentVariables for the window template: %t becomes the text, JSON-escaped. */
+static char *router_template_vars(const struct router *r, const char *text)
+{
+	json_t *js = json_string(text);
+	char *q = js ? json_dumps(js, JSON_ENCODE_ANY) : xstrdup("\"\"");
+	json_decref(js);
+	size_t ql = strlen(q);
+	char *esc = xstrndup(q + 1, ql >= 2 ? ql - 2 : 0); /* without the quotes */
+	free(q);
+	const char *t = r->cfg->whatsapp_template_vars, *mark = strstr(t, "%t");
+	char *out = mark ? xasprintf("%.*s%s%s", (int)(mark - t), t, esc, mark + 2) : xstrdup(t);
+	free(esc);
+	return out;
+}
+
+static bool router_window_open(const struct router *r, const struct conv_rec *c)
+{
+	uint64_t now = clock_wall_ms();
+	return !c->last_in || now < c->last_in + (uint64_t)r->cfg->whatsapp_window_s * 1000u;
+}
+
+static int router_window_closed(struct router *r, MDB_txn *txn, const char *key,
+				struct conv_rec *c, const char *why)
+{
+	struct log_ids ids = { .conv = key };
+	bool first = !c->window_closed;
+	c->window_closed = clock_wall_ms();
+	log_emit(LOG_WARN, &ids, "WhatsApp window closed (%s): message not sent, conversation marked "
+		 "window_closed for the operator", why);
+	return first ? store_tl_add(&r->st, txn, key, c, "window_closed", why) : 0;
+}
+
+/* Queues text for the customer, split into WhatsApp-sized messages. Outside
+ * the 24 h window it sends the configured template instead, or nothing. */
 static int router_queue_send(struct router *r, MDB_txn *txn, const char *key,
-			     const struct conv_rec *c, const char *text, uint64_t hseq)
+			     struct conv_rec *c, const char *text, uint64_t hseq)
 {
 	const char *from = r->cfg->twilio_whatsapp_from[0] ? r->cfg->twilio_whatsapp_from : c->business;
 	const char *p = text;
+	if (!router_window_open(r, c)) {
+		if (!r->cfg->whatsapp_template_sid[0])
+			return router_window_closed(r, txn, key, c, "free-form message after 24 h");
+		char *vars = router_template_vars(r, text);
+		struct job_rec j = { .kind = JOB_SEND, .conv = (char *)key, .created = clock_wall_ms(),
+				     .hseq = hseq, .to = c->customer, .from = (char *)from,
+				     .body = (char *)text, .tmpl = r->cfg->whatsapp_template_sid,
+				     .vars = vars };
+		uint64_t id;
+		int rc = router_job_add(r, txn, &j, &id);
+		free(vars);
+		return rc;
+	}
 	while (*p) {
 		size_t n = router_cut(p, ROUTER_BODY_CHARS);
 		char *part = xstrndup(p, n);
@@ -151,6 +213,14 @@ static int router_queue_send(struct router *r, MDB_txn *txn, const char *key,
 	return 0;
 }
 
+/* Every mode change goes through here: the modes index feeds the timers. */
+static int router_set_mode(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+			   enum conv_mode mode)
+{
+	c->mode = mode;
+	return store_modes_sync(&r->st, txn, key, c);
+}
+
 /* Queues a customer turn for the agent's Flex conversation. It waits in the
  * conversation's flex lane behind the handoff, so it arrives after the
  * history and in order. */
@@ -160,6 +230,18 @@ static int router_forward(struct router *r, MDB_txn *txn, const char *key, uint6
 			     .op = OP_FORWARD, .hseq = seq };
 	uint64_t id;
 	return router_job_add(r, txn, &j, &id);
+}
+
+/* The holding message, or outside business hours the closed message with
+ * the hours in it. Caller frees. */
+static char *router_holding_message(const struct router *r)
+{
+	if (hours_open(&r->hours, clock_wall_ms(), r->cfg->business_utc_offset_min))
+		return xstrdup(r->cfg->handoff_holding_message);
+	const char *t = r->cfg->handoff_closed_message, *mark = strstr(t, "%h");
+	if (!mark)
+		return xstrdup(t);
+	return xasprintf("%.*s%s%s", (int)(mark - t), t, r->cfg->business_hours, mark + 2);
 }
 
 static uint64_t router_handoff_first(const struct router *r, uint64_t last)
@@ -200,16 +282,25 @@ static int router_escalate(struct router *r, MDB_txn *txn, const char *key, stru
 			     .summary = (char *)summary };
 	if ((rc = router_job_add(r, txn, &j, &c->handoff_job)))
 		return rc;
-	const char *hold = r->cfg->handoff_holding_message;
+	char *hold = router_holding_message(r);
 	if (*hold) {
-		struct hist_rec hm = { .role = ROLE_AI, .text = (char *)hold, .ts = clock_wall_ms() };
+		struct hist_rec hm = { .role = ROLE_AI, .text = hold, .ts = clock_wall_ms() };
 		if ((rc = store_hist_append(&r->st, txn, key, c, &hm)) ||
-		    (rc = router_queue_send(r, txn, key, c, hold, c->seq)))
+		    (rc = router_queue_send(r, txn, key, c, hold, c->seq))) {
+			free(hold);
 			return rc;
+		}
 	}
-	c->mode = MODE_ESCALATING;
+	free(hold);
+	char *detail = xasprintf("%s: %s", trigger, reason ? reason : "");
+	rc = store_tl_add(&r->st, txn, key, c, "escalated", detail);
+	free(detail);
+	if (rc || (rc = router_set_mode(r, txn, key, c, MODE_ESCALATING)))
+		return rc;
 	c->escalations++;
 	c->esc_at = clock_wall_ms();
+	c->last_activity = c->esc_at;
+	c->accepted_at = c->first_agent_at = c->no_agent_done = 0;
 	free(c->esc_trigger);
 	free(c->esc_reason);
 	c->esc_trigger = xstrdup(trigger);
@@ -762,7 +853,9 @@ static int router_job_env(struct router *r, MDB_txn *txn, uint64_t id, struct en
 	if (store_job_get(&r->st, txn, id, &j))
 		return -1;
 	env->id = id;
-	env->ts = clock_wall_ms();
+	/* The job's creation time: stable across re-dispatches (flex-worker
+	 * names its conversation after it, so a retry finds its own). */
+	env->ts = j.created;
 	env->conv = xstrdup(j.conv);
 	if (j.kind == JOB_AI) {
 		uint64_t n = (uint64_t)r->cfg->ai_history;
@@ -776,6 +869,8 @@ static int router_job_env(struct router *r, MDB_txn *txn, uint64_t id, struct en
 		env->to = xstrdup(j.to);
 		env->from = xstrdup(j.from);
 		env->body = xstrdup(j.body);
+		env->tmpl = j.tmpl ? xstrdup(j.tmpl) : NULL;
+		env->vars = j.vars ? xstrdup(j.vars) : NULL;
 	}
 	job_rec_release(&j);
 	return 0;
@@ -861,6 +956,12 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	struct router r = { .cfg = cfg };
 	int rc = -1;
 
+	const char *why = NULL;
+	if (hours_parse(cfg->business_hours, &r.hours, &why) < 0) {
+		fprintf(stderr, "baton-router: config error: business.hours: %s in '%s'\n", why,
+			cfg->business_hours);
+		return -2;
+	}
 	r.items = xcalloc((size_t)cfg->router_batch, sizeof(*r.items));
 	r.rules = rules_new(cfg->escalation_phrases);
 	r.disp = dispatch_new();

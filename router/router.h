@@ -14,7 +14,8 @@
 
 #include "config.h"
 
-/** Run until *stop is set. 0 on a clean stop, -1 on a startup error (logged). */
+/** Run until *stop is set. 0 on a clean stop, -1 on a startup error (logged),
+ *  -2 on a configuration error only the router checks (business.hours). */
 int router_run(const struct config *cfg, volatile sig_atomic_t *stop);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "kv.h"
 #include "log.h"
 #include "xalloc.h"
@@ -51,6 +52,19 @@ static const struct rec_field conv_fields[] = {
 	RF("kd", RK_STR, struct conv_rec, flex_kd),
 	RF("uo", RK_STR, struct conv_rec, flex_uo),
 	RF("wt", RK_STR, struct conv_rec, flex_wt),
+	RF("accat", RK_U64, struct conv_rec, accepted_at),
+	RF("agat", RK_U64, struct conv_rec, first_agent_at),
+	RF("lastact", RK_U64, struct conv_rec, last_activity),
+	RF("noagent", RK_U64, struct conv_rec, no_agent_done),
+	RF("winclosed", RK_U64, struct conv_rec, window_closed),
+	RF("tlseq", RK_U64, struct conv_rec, tl_seq),
+	RF("agent", RK_STR, struct conv_rec, agent),
+};
+
+static const struct rec_field tl_fields[] = {
+	RF("ts", RK_U64, struct tl_rec, ts),
+	RF("ev", RK_STR, struct tl_rec, event),
+	RF("d", RK_STR, struct tl_rec, detail),
 };
 
 static const struct rec_field hist_fields[] = {
@@ -61,6 +75,7 @@ static const struct rec_field hist_fields[] = {
 	RF("msid", RK_STR, struct hist_rec, msid),
 	RF("nmedia", RK_I64, struct hist_rec, nmedia),
 	RF("esc", RK_BOOL, struct hist_rec, escalate),
+	RF("who", RK_STR, struct hist_rec, who),
 };
 
 static const struct rec_field job_fields[] = {
@@ -78,6 +93,8 @@ static const struct rec_field job_fields[] = {
 	RF("trig", RK_STR, struct job_rec, trigger),
 	RF("why", RK_STR, struct job_rec, reason),
 	RF("sum", RK_STR, struct job_rec, summary),
+	RF("tmpl", RK_STR, struct job_rec, tmpl),
+	RF("vars", RK_STR, struct job_rec, vars),
 };
 
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
@@ -259,6 +276,7 @@ const char *conv_mode_name(enum conv_mode m)
 void conv_rec_release(struct conv_rec *c) { rec_release(conv_fields, NF(conv_fields), c); }
 void hist_rec_release(struct hist_rec *h) { rec_release(hist_fields, NF(hist_fields), h); }
 void job_rec_release(struct job_rec *j) { rec_release(job_fields, NF(job_fields), j); }
+void tl_rec_release(struct tl_rec *t) { rec_release(tl_fields, NF(tl_fields), t); }
 
 char *store_conv_key(const char *customer, const char *business)
 {
@@ -277,7 +295,9 @@ int store_open(struct store *st, const char *dir, long map_mb, bool sync)
 		goto fail;
 	if ((rc = kv_dbi(txn, "conv", &st->conv)) || (rc = kv_dbi(txn, "hist", &st->hist)) ||
 	    (rc = kv_dbi(txn, "pend", &st->pend)) || (rc = kv_dbi(txn, "seen", &st->seen)) ||
-	    (rc = kv_dbi(txn, "jobs", &st->jobs)) || (rc = kv_dbi(txn, "meta", &st->meta)))
+	    (rc = kv_dbi(txn, "jobs", &st->jobs)) || (rc = kv_dbi(txn, "meta", &st->meta)) ||
+	    (rc = kv_dbi(txn, "idx", &st->idx)) || (rc = kv_dbi(txn, "tl", &st->tl)) ||
+	    (rc = kv_dbi(txn, "modes", &st->modes)))
 		goto fail;
 	if ((rc = mdb_txn_commit(txn))) {
 		txn = NULL;
@@ -289,6 +309,37 @@ fail:
 		mdb_txn_abort(txn);
 	kv_close(&st->env);
 	return log_err("cannot open databases in '%s': %s", dir, mdb_strerror(rc));
+}
+
+int store_open_readonly(struct store *st, const char *dir)
+{
+	MDB_txn *txn = NULL;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	if ((rc = mdb_env_create(&st->env)) || (rc = mdb_env_set_maxdbs(st->env, 16)) ||
+	    (rc = mdb_env_open(st->env, dir, MDB_RDONLY | MDB_NOTLS, 0600)))
+		goto fail;
+	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)))
+		goto fail;
+	if ((rc = mdb_dbi_open(txn, "conv", 0, &st->conv)) ||
+	    (rc = mdb_dbi_open(txn, "hist", 0, &st->hist)) ||
+	    (rc = mdb_dbi_open(txn, "pend", 0, &st->pend)) ||
+	    (rc = mdb_dbi_open(txn, "seen", 0, &st->seen)) ||
+	    (rc = mdb_dbi_open(txn, "jobs", 0, &st->jobs)) ||
+	    (rc = mdb_dbi_open(txn, "meta", 0, &st->meta)) ||
+	    (rc = mdb_dbi_open(txn, "idx", 0, &st->idx)) ||
+	    (rc = mdb_dbi_open(txn, "tl", 0, &st->tl)) ||
+	    (rc = mdb_dbi_open(txn, "modes", 0, &st->modes)))
+		goto fail;
+	/* Handles opened in a read-only txn stay valid after it ends (LMDB docs). */
+	mdb_txn_abort(txn);
+	return 0;
+fail:
+	if (txn)
+		mdb_txn_abort(txn);
+	kv_close(&st->env);
+	return log_err("cannot open state in '%s' read-only: %s", dir, mdb_strerror(rc));
 }
 
 void store_close(struct store *st)
@@ -441,4 +492,87 @@ int store_job_del(struct store *st, MDB_txn *txn, uint64_t id)
 	unsigned char b[8];
 	MDB_val k = store_idkey(b, id);
 	return mdb_del(txn, st->jobs, &k, NULL);
+}
+
+int store_idx_put(struct store *st, MDB_txn *txn, const char *kind, const char *id,
+		  const char *key)
+{
+	char *k = xasprintf("%s:%s", kind, id);
+	MDB_val kk = store_strkey(k), v = store_strkey(key);
+	int rc = kk.mv_size > STORE_KEY_MAX ? MDB_BAD_VALSIZE : mdb_put(txn, st->idx, &kk, &v, 0);
+	free(k);
+	return rc;
+}
+
+int store_idx_get(struct store *st, MDB_txn *txn, const char *kind, const char *id, char **key)
+{
+	char *k = xasprintf("%s:%s", kind, id);
+	MDB_val kk = store_strkey(k), v;
+	*key = NULL;
+	int rc = kk.mv_size > STORE_KEY_MAX ? MDB_NOTFOUND : mdb_get(txn, st->idx, &kk, &v);
+	if (rc == 0)
+		*key = xstrndup(v.mv_data, v.mv_size);
+	free(k);
+	return rc;
+}
+
+int store_tl_add(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *c,
+		 const char *event, const char *detail)
+{
+	char buf[STORE_KEY_MAX + 9];
+	struct tl_rec t = { .ts = clock_wall_ms(), .event = (char *)event,
+			    .detail = (char *)(detail ? detail : "") };
+	MDB_val k = store_seqkey(buf, key, c->tl_seq + 1);
+	int rc = rec_put(txn, st->tl, &k, tl_fields, NF(tl_fields), &t);
+	if (rc == 0)
+		c->tl_seq++;
+	return rc;
+}
+
+int store_tl_get(struct store *st, MDB_txn *txn, const char *key, uint64_t n, struct tl_rec *out)
+{
+	char buf[STORE_KEY_MAX + 9];
+	MDB_val k = store_seqkey(buf, key, n);
+	return rec_get(txn, st->tl, &k, tl_fields, NF(tl_fields), out, sizeof(*out));
+}
+
+int store_modes_sync(struct store *st, MDB_txn *txn, const char *key, const struct conv_rec *c)
+{
+	MDB_val k = store_strkey(key), v = { .mv_size = 0, .mv_data = (void *)"" };
+	if (c->mode != MODE_AI)
+		return mdb_put(txn, st->modes, &k, &v, 0);
+	int rc = mdb_del(txn, st->modes, &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int store_conv_find(struct store *st, MDB_txn *txn, const char *address, const char *business,
+		    char **key)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	*key = NULL;
+	if (business) {
+		char *full = store_conv_key(address, business);
+		k = store_strkey(full);
+		int rc = mdb_get(txn, st->conv, &k, &v);
+		if (rc == 0)
+			*key = full;
+		else
+			free(full);
+		return rc;
+	}
+	char *prefix = xasprintf("%s|", address);
+	size_t pl = strlen(prefix);
+	int rc = mdb_cursor_open(txn, st->conv, &cur);
+	if (rc == 0) {
+		k = store_strkey(prefix);
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc == 0 && (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0))
+			rc = MDB_NOTFOUND;
+		if (rc == 0)
+			*key = xstrndup(k.mv_data, k.mv_size);
+		mdb_cursor_close(cur);
+	}
+	free(prefix);
+	return rc;
 }

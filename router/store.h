@@ -9,6 +9,11 @@
  *   seen   MessageSid       -> be64(wall ms)     (webhook dedupe)
  *   jobs   be64(job id)     -> struct job_rec    (work not yet finished)
  *   meta   "next_job"       -> be64
+ *   idx    "ch:CH..." / "wt:WT..." / "sm:SM..." -> conversation key (to find
+ *          the conversation of a Flex conversation, task or sent message)
+ *   tl     key \0 be64(n)   -> struct tl_rec     (lifecycle timeline)
+ *   modes  key -> ""                              (conversations not in ai mode,
+ *          for the timers: small even when conv is huge)
  *
  * The conversation key is "<customer address>|<business address>".
  * Upgrade note: a decoder ignores unknown keys, so new optional fields
@@ -50,6 +55,20 @@ struct conv_rec {
 	uint64_t esc_at;        /* wall ms of the last escalation */
 	char *esc_trigger, *esc_reason;
 	char *flex_ch, *flex_mb, *flex_kd, *flex_uo, *flex_wt;
+	/* human stretch */
+	uint64_t accepted_at;    /* reservation accepted (TaskRouter), 0 = not yet */
+	uint64_t first_agent_at; /* first agent message of this stretch */
+	uint64_t last_activity;  /* last message either way while not in ai mode */
+	uint64_t no_agent_done;  /* no-agent policy applied for this handoff */
+	uint64_t window_closed;  /* outbound blocked by the 24 h window (time), 0 = open */
+	uint64_t tl_seq;         /* timeline entries */
+	char *agent;             /* identity of the agent handling it */
+};
+
+struct tl_rec {
+	uint64_t ts;
+	char *event;  /* escalated, task_created, accepted, first_agent_reply, handed_back, ... */
+	char *detail;
 };
 
 struct hist_rec {
@@ -60,6 +79,7 @@ struct hist_rec {
 	char *msid; /* outbound Message SIDs returned by Twilio (ai), comma-separated */
 	int64_t nmedia;
 	bool escalate;
+	char *who;  /* agent identity (agent turns) */
 };
 
 enum job_kind { JOB_AI = 0, JOB_SEND = 1, JOB_FLEX = 2, JOB_KINDS = 3 };
@@ -72,6 +92,7 @@ struct job_rec {
 	uint64_t hfrom;  /* FLEX handoff: first hist seq the agent sees */
 	uint64_t hseq;   /* SEND: hist seq of the turn this sends; FLEX forward: turn to forward */
 	char *to, *from, *body; /* SEND */
+	char *tmpl, *vars;      /* SEND outside the 24 h window: template and its variables */
 	char *op;        /* FLEX: "handoff" or "forward" */
 	char *trigger, *reason, *summary; /* FLEX handoff */
 	int64_t attempts;
@@ -79,11 +100,13 @@ struct job_rec {
 
 struct store {
 	MDB_env *env;
-	MDB_dbi conv, hist, pend, seen, jobs, meta;
+	MDB_dbi conv, hist, pend, seen, jobs, meta, idx, tl, modes;
 };
 
 /** Open the environment and databases under dir. 0 or -1 (logged). */
 int store_open(struct store *st, const char *dir, long map_mb, bool sync);
+/** Open an existing environment read-only (tools reading while the router runs). */
+int store_open_readonly(struct store *st, const char *dir);
 void store_close(struct store *st);
 
 const char *job_kind_name(enum job_kind k);
@@ -92,6 +115,7 @@ const char *conv_mode_name(enum conv_mode m);
 void conv_rec_release(struct conv_rec *c);
 void hist_rec_release(struct hist_rec *h);
 void job_rec_release(struct job_rec *j);
+void tl_rec_release(struct tl_rec *t);
 
 /** Conversation key for customer and business address; caller frees. */
 char *store_conv_key(const char *customer, const char *business);
@@ -124,5 +148,26 @@ int store_job_add(struct store *st, MDB_txn *txn, const struct job_rec *j, uint6
 int store_job_put(struct store *st, MDB_txn *txn, uint64_t id, const struct job_rec *j);
 int store_job_get(struct store *st, MDB_txn *txn, uint64_t id, struct job_rec *out);
 int store_job_del(struct store *st, MDB_txn *txn, uint64_t id);
+
+/** Index: kind is "ch", "wt" or "sm". MDB_NOTFOUND when absent; *key is the caller's. */
+int store_idx_put(struct store *st, MDB_txn *txn, const char *kind, const char *id,
+		  const char *key);
+int store_idx_get(struct store *st, MDB_txn *txn, const char *kind, const char *id, char **key);
+
+/** Append a timeline entry (c->tl_seq advances). */
+int store_tl_add(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *c,
+		 const char *event, const char *detail);
+int store_tl_get(struct store *st, MDB_txn *txn, const char *key, uint64_t n, struct tl_rec *out);
+
+/** Keep the modes index in step with c->mode (call after changing it). */
+int store_modes_sync(struct store *st, MDB_txn *txn, const char *key, const struct conv_rec *c);
+
+/**
+ * Find the conversation of a customer address: the key "address|business"
+ * when business is given, else the first conversation of that address.
+ * *key is malloc'd. MDB_NOTFOUND when none.
+ */
+int store_conv_find(struct store *st, MDB_txn *txn, const char *address, const char *business,
+		    char **key);
 
 #endif

@@ -29,7 +29,7 @@ Control API (no auth, never recorded):
     POST /_fake/fail   {rule}             adds a failure rule; 200 {"rules": [...]}
     GET  /_fake/fail                      200 {"rules": [...]}
 
-Failure rule keys (all optional): path_contains (""), method (any),
+Failure rule keys (all optional): path_contains (""), path_regex (re.search on the path), method (any),
 count (1; negative = until reset), delay_ms (sleep first), status, code,
 message, retry_after (-> Retry-After), headers ({name: value}),
 malformed (201 with truncated JSON), wrong_shape (201 with {"foo": 1}),
@@ -161,6 +161,11 @@ class FailureRules:
         rule.setdefault("count", 1)
         if not isinstance(rule["path_contains"], str):
             raise ValueError("path_contains must be a string")
+        if rule.get("path_regex") is not None:
+            try:
+                rule["_re"] = re.compile(rule["path_regex"])
+            except (re.error, TypeError) as e:
+                raise ValueError(f"path_regex: {e}")
         if rule.get("method") is not None:
             if not isinstance(rule["method"], str):
                 raise ValueError("method must be a string")
@@ -187,7 +192,7 @@ class FailureRules:
 
     def list(self):
         with self._lock:
-            return list(self._rules)
+            return [{k: v for k, v in r.items() if k != "_re"} for r in self._rules]
 
     def take(self, method, path):
         """Return the first rule matching the request and use up one count."""
@@ -196,6 +201,8 @@ class FailureRules:
                 if rule.get("method") not in (None, method):
                     continue
                 if rule["path_contains"] not in path:
+                    continue
+                if rule.get("_re") is not None and not rule["_re"].search(path):
                     continue
                 if rule["count"] > 0:
                     rule["count"] -= 1
@@ -485,7 +492,8 @@ class TwilioHandler(BaseHTTPRequestHandler):
                 rule = FailureRules.validate(json.loads(body or b"null"))
             except ValueError as e:
                 return Response(400, {"error": f"bad rule: {e}"})
-            return Response(200, {"rules": srv.rules.add(rule)})
+            srv.rules.add(rule)
+            return Response(200, {"rules": srv.rules.list()})
         if path in ("/_fake/healthz", "/_fake/requests", "/_fake/reset", "/_fake/fail",
                     "/_fake/state", "/_fake/spec_violations"):
             return Response(405, {"error": f"{method} not allowed on {path}"})

@@ -624,15 +624,15 @@ class ConversationsState:
             return _error(400, 20001, err)
         ctype = channel.get("type")
         if ctype not in CHANNEL_TYPES:
-            return _error(400, 20001, f"Invalid channel type {ctype!r}")
+            return _error(400, 20001, f"Invalid channel type {json.dumps(ctype)}")
         initiated = channel.get("initiated_by")
         if initiated not in INITIATED_BY:
-            return _error(400, 20001, f"Invalid channel initiated_by {initiated!r}")
+            return _error(400, 20001, f"Invalid channel initiated_by {json.dumps(initiated)}")
         cprops = channel.get("properties")
         ch_sid = cprops.get("media_channel_sid") if isinstance(cprops, dict) else None
         conv = self._convs.get(ch_sid) if isinstance(ch_sid, str) else None
         if conv is None:
-            return _error(400, 20001, f"Channel properties.media_channel_sid {ch_sid!r} "
+            return _error(400, 20001, f"Channel properties.media_channel_sid {json.dumps(ch_sid)} "
                           "is not an existing conversation")
         if conv["state"] == "closed":
             return _error(400, 20001, f"Conversation {ch_sid} is closed")
@@ -641,10 +641,10 @@ class ConversationsState:
             return _error(400, 20001, "Routing properties must be a JSON object")
         ws = rprops.get("workspace_sid")
         if not isinstance(ws, str) or not WS_RE.match(ws):
-            return _error(400, 20001, f"Routing properties.workspace_sid {ws!r} is missing or invalid")
+            return _error(400, 20001, f"Routing properties.workspace_sid {json.dumps(ws)} is missing or invalid")
         ww = rprops.get("workflow_sid", self.workflow_sid)
         if not isinstance(ww, str) or not WW_RE.match(ww):
-            return _error(400, 20001, f"Routing properties.workflow_sid {ww!r} is invalid")
+            return _error(400, 20001, f"Routing properties.workflow_sid {json.dumps(ww)} is invalid")
         attrs = rprops.get("attributes", {})
         if isinstance(attrs, str):
             # Some clients double-encode; Flex accepts a JSON string too.

@@ -101,8 +101,9 @@ class Pipeline:
         return port
 
     def start_fakes(self):
+        specs = ["--specs", SPECS] if os.path.isdir(SPECS) else []
         self.twilio_port = self._start_fake("fake_twilio", [
-            "--port", "0", "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN])
+            "--port", "0", "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN] + specs)
         self.llm_port = self._start_fake("fake_llm", [
             "--port", "0", "--script", self.script, "--api-key", LLM_KEY,
             "--latency-ms", str(self.llm_latency_ms)])
