@@ -79,6 +79,9 @@ EGRESS_SRC := \
 	egress/twilio.c \
 	egress/sender.c
 
+CTL_SRC := \
+	ctl/ctl.c
+
 FLEX_SRC := \
 	flex-worker/flexapi.c \
 	flex-worker/pipeline.c
@@ -93,10 +96,11 @@ ROUTER_OBJ  := $(call obj,$(ROUTER_SRC))
 AI_OBJ      := $(call obj,$(AI_SRC))
 EGRESS_OBJ  := $(call obj,$(EGRESS_SRC))
 FLEX_OBJ    := $(call obj,$(FLEX_SRC))
+CTL_OBJ     := $(call obj,$(CTL_SRC))
 LIBCOMMON   := $(BUILD)/libcommon.a
 
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
-            $(BIN)/baton-flex-worker
+            $(BIN)/baton-flex-worker $(BIN)/batonctl
 
 UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
@@ -146,6 +150,14 @@ $(BIN)/baton-flex-worker: $(BUILD)/flex-worker/main.o $(FLEX_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# batonctl reads LMDB through the router's store module (read-only).
+$(BIN)/batonctl: $(BUILD)/ctl/main.o $(CTL_OBJ) $(BUILD)/router/store.o $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/ctl/%.o: CFLAGS += -Irouter
 
 # Unit tests link the module under test plus libcommon and cmocka.
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(INGRESS_OBJ) $(ROUTER_OBJ) $(AI_OBJ) $(EGRESS_OBJ) $(FLEX_OBJ) $(LIBCOMMON)

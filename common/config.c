@@ -165,7 +165,7 @@ static const struct config_entry config_table[] = {
 	  "when agents work, e.g. \"mon-fri 08:00-19:00; sat 08:00-13:00\" (empty = always)" },
 	{ "business.utc_offset_min", CT_INT, "0", -720, 840, NULL, F(business_utc_offset_min), false,
 	  "the business hours' time zone as minutes from UTC (e.g. -180 for Sao Paulo)" },
-	{ "whatsapp.window_s", CT_INT, "86400", 60, 7 * 86400, NULL, F(whatsapp_window_s), false,
+	{ "whatsapp.window_s", CT_INT, "86400", 1, 7 * 86400, NULL, F(whatsapp_window_s), false,
 	  "WhatsApp customer-service window: free-form messages only this long after the "
 	  "customer's last message" },
 	{ "whatsapp.template_sid", CT_STR, "", 0, 0, NULL, F(whatsapp_template_sid), false,

@@ -112,7 +112,7 @@ static const struct env_type_def env_types[ENV_TYPE_MAX] = {
 			      F_CONV | F_STATUS | F_SID | F_CODE | F_ERR },
 	[ENV_JOB_FLEX] = { "job_flex", F_CONV | F_OP | F_FROM | F_TO,
 			   F_CONV | F_OP | F_FROM | F_TO | F_NAME | F_TRIGGER | F_REASON | F_SUMMARY |
-				   F_TURNS | F_BODY | F_SEQ | F_CH },
+				   F_TURNS | F_BODY | F_SEQ | F_CH | F_KD | F_UO },
 	[ENV_RESULT_FLEX] = { "result_flex", F_CONV | F_OP | F_STATUS,
 			      F_CONV | F_OP | F_STATUS | F_FLEX_SIDS | F_CODE | F_ERR },
 	[ENV_EVENT] = { "event", F_OP,

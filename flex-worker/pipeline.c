@@ -37,20 +37,26 @@ enum fstep {
 	FS_INTERACTION,
 	FS_MARK,
 	FS_FORWARD,
+	FS_CLOSE_CHANNEL,
+	FS_CLOSE_CONV,
 };
 
 static const char *const fstep_names[] = {
 	"list conversations", "close conversation", "create conversation",
 	"fetch conversation", "list messages", "inject history", "list participants",
 	"add participant", "check interaction", "create interaction", "mark conversation",
-	"forward message",
+	"forward message", "close interaction channel", "close conversation",
 };
+
+enum fop { FOP_HANDOFF, FOP_FORWARD, FOP_CLOSE };
+
+static const char *const fop_names[] = { "handoff", "forward", "close" };
 
 struct fjob {
 	struct flexwork *fw;
 	struct worker *w;
 	uint64_t job;
-	bool handoff;
+	enum fop op;
 	char *conv, *customer, *business, *name, *trigger, *reason, *summary, *body;
 	int64_t seq;
 	struct env_turn *turns;
@@ -112,7 +118,7 @@ static void fjob_free(struct fjob *f)
 static void fjob_result(struct fjob *f, int status, long code, const char *err)
 {
 	struct envelope r = { .type = ENV_RESULT_FLEX, .id = f->job, .ts = clock_wall_ms(),
-			      .conv = f->conv, .op = f->handoff ? "handoff" : "forward",
+			      .conv = f->conv, .op = (char *)fop_names[f->op],
 			      .status = status, .code = code, .err = (char *)err };
 	if (status == ST_OK) {
 		r.ch = f->ch;
@@ -128,8 +134,8 @@ static void fjob_result(struct fjob *f, int status, long code, const char *err)
 static void fjob_fail(struct fjob *f, int status, long code, const char *err)
 {
 	struct log_ids ids = { .conv = f->conv, .job = f->job };
-	log_emit(LOG_ERROR, &ids, "flex %s failed at '%s': Twilio %ld: %s",
-		 f->handoff ? "handoff" : "forward", fstep_names[f->step], code, err);
+	log_emit(LOG_ERROR, &ids, "flex %s failed at '%s': Twilio %ld: %s", fop_names[f->op],
+		 fstep_names[f->step], code, err);
 	f->fw->failures++;
 	fjob_result(f, status, code, err);
 }
@@ -170,13 +176,15 @@ static void fjob_step(struct fjob *f, enum fstep s);
 static void fjob_finish(struct fjob *f)
 {
 	struct log_ids ids = { .conv = f->conv, .job = f->job };
-	if (f->handoff) {
+	if (f->op == FOP_HANDOFF) {
 		f->fw->handoffs++;
 		log_emit(LOG_INFO, &ids, "handoff done: conversation %s, participant %s, interaction %s, "
 			 "task %s", f->ch, f->mb ? f->mb : "?", f->sids.kd, f->sids.wt ? f->sids.wt : "?");
-	} else {
+	} else if (f->op == FOP_FORWARD) {
 		f->fw->forwards++;
 		log_emit(LOG_INFO, &ids, "customer message forwarded to Flex conversation %s", f->ch);
+	} else {
+		log_emit(LOG_INFO, &ids, "Flex side closed (conversation %s)", f->ch ? f->ch : "-");
 	}
 	fjob_result(f, ST_OK, 0, NULL);
 }
@@ -304,6 +312,24 @@ static void fjob_step(struct fjob *f, enum fstep s)
 		fjob_call(f, "POST", fjob_conv_url(f, ""), form);
 		return;
 	}
+	case FS_CLOSE_CHANNEL:
+		if (!f->sids.kd || !f->sids.uo) {
+			fjob_step(f, FS_CLOSE_CONV);
+			return;
+		}
+		form_append(&form, "Status", "closed");
+		form_append(&form, "Routing", "{\"status\":\"closed\"}");
+		fjob_call(f, "POST", xasprintf("%s/v1/Interactions/%s/Channels/%s", cfg->twilio_flex_base,
+					       f->sids.kd, f->sids.uo), form);
+		return;
+	case FS_CLOSE_CONV:
+		if (!f->ch) {
+			fjob_finish(f);
+			return;
+		}
+		form_append(&form, "State", "closed");
+		fjob_call(f, "POST", fjob_conv_url(f, ""), form);
+		return;
 	case FS_FORWARD: {
 		char *attrs = xasprintf("{\"baton_seq\":%lld}", (long long)f->seq);
 		form_append(&form, "Author", f->customer);
@@ -422,8 +448,12 @@ static void fjob_advance(struct fjob *f, const char *body, size_t len)
 		}
 		fjob_step(f, FS_MARK);
 		return;
+	case FS_CLOSE_CHANNEL:
+		fjob_step(f, FS_CLOSE_CONV);
+		return;
 	case FS_MARK:
 	case FS_FORWARD:
+	case FS_CLOSE_CONV:
 		fjob_finish(f);
 		return;
 	}
@@ -489,6 +519,16 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 		fjob_step(f, FS_CLOSE);
 		return;
 	}
+	if (f->step == FS_CLOSE_CHANNEL || f->step == FS_CLOSE_CONV) {
+		/* Already closed (by the agent, or an earlier attempt): nothing left to do. */
+		log_emit(LOG_INFO, &ids, "'%s': %ld %s (already closed?)", fstep_names[f->step], code, msg);
+		free(msg);
+		if (f->step == FS_CLOSE_CHANNEL)
+			fjob_step(f, FS_CLOSE_CONV);
+		else
+			fjob_finish(f);
+		return;
+	}
 	if (f->step == FS_MARK) {
 		/* The interaction exists; only the resume hint is missing. */
 		log_emit(LOG_WARN, &ids, "could not mark conversation %s (%ld %s)", f->ch, code, msg);
@@ -512,7 +552,8 @@ void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
 	f->fw = fw;
 	f->w = w;
 	f->job = job->id;
-	f->handoff = strcmp(job->op, "forward") != 0;
+	f->op = !strcmp(job->op, "forward") ? FOP_FORWARD : !strcmp(job->op, "close") ? FOP_CLOSE
+										     : FOP_HANDOFF;
 	f->conv = xstrdup(job->conv);
 	f->customer = xstrdup(job->from);
 	f->business = xstrdup(job->to);
@@ -528,7 +569,13 @@ void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
 		fjob_fail(f, ST_FAILED, 0, "job without customer or business address");
 		return;
 	}
-	if (!f->handoff) {
+	if (f->op == FOP_CLOSE) {
+		f->sids.kd = dup_or_null(job->kd);
+		f->sids.uo = dup_or_null(job->uo);
+		fjob_step(f, FS_CLOSE_CHANNEL);
+		return;
+	}
+	if (f->op == FOP_FORWARD) {
 		if (!f->ch) {
 			fjob_fail(f, ST_FAILED, 0, "no Flex conversation to forward to");
 			return;

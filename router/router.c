@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <zmq.h>
 
 #include "backoff.h"
@@ -313,6 +314,132 @@ static int router_escalate(struct router *r, MDB_txn *txn, const char *key, stru
 	return 0;
 }
 
+/*
+ * Hand-back to the AI (DESIGN invariant 6), in the caller's transaction:
+ * a system turn closes the human stretch (so the AI answers next with the
+ * whole context and knows the transfer is over), mode ai, timeline entry.
+ * A hand-back of a conversation already in ai mode does nothing, so every
+ * path (close event, task completed, timeout, operator) is idempotent.
+ * close_flex asks flex-worker to close the Flex side too (baton-initiated
+ * paths), so the customer's next message comes back to our webhook.
+ */
+static int router_handback(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+			   const char *path, bool close_flex)
+{
+	struct log_ids ids = { .conv = key };
+	char from[32], to[32];
+	int rc;
+
+	if (c->mode == MODE_AI)
+		return 0;
+	if (c->handoff_job) {
+		/* Still escalating: the pipeline's result will find its job gone. */
+		if ((rc = store_job_del(&r->st, txn, c->handoff_job)) && rc != MDB_NOTFOUND)
+			return rc;
+		fx_push(r, FX_DONE)->id = c->handoff_job;
+		c->handoff_job = 0;
+	}
+	uint64_t now = clock_wall_ms();
+	clock_iso8601(c->esc_at ? c->esc_at : now, from, sizeof(from));
+	clock_iso8601(now, to, sizeof(to));
+	from[16] = to[16] = '\0'; /* YYYY-MM-DDTHH:MM */
+	char *note = xasprintf("The human stretch is over: %s handled this conversation from %s "
+			       "to %s UTC and it ended by %s. You are the assistant again: answer "
+			       "the customer's next message with everything above in mind, agent "
+			       "messages included, and do not say you are transferring them.",
+			       c->agent && *c->agent ? c->agent : "our team", from + 0, to + 0,
+			       path);
+	struct hist_rec h = { .role = ROLE_SYSTEM, .text = note, .ts = now };
+	rc = store_hist_append(&r->st, txn, key, c, &h);
+	free(note);
+	if (rc || (rc = store_tl_add(&r->st, txn, key, c, "handed_back", path)) ||
+	    (rc = router_set_mode(r, txn, key, c, MODE_AI)))
+		return rc;
+	if (close_flex && (c->flex_ch || c->flex_kd)) {
+		struct job_rec j = { .kind = JOB_FLEX, .conv = (char *)key, .created = now,
+				     .op = OP_CLOSE };
+		uint64_t id;
+		if ((rc = router_job_add(r, txn, &j, &id)))
+			return rc;
+	}
+	log_emit(LOG_INFO, &ids, "handed back to the AI (%s)", path);
+	return 0;
+}
+
+/* Nobody took the handoff in time (or the task was canceled). */
+static int router_no_agent(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+			   const char *why)
+{
+	struct log_ids ids = { .conv = key };
+	int rc;
+	if (c->mode == MODE_AI || c->no_agent_done)
+		return 0;
+	c->no_agent_done = clock_wall_ms();
+	if ((rc = store_tl_add(&r->st, txn, key, c, "no_agent", why)))
+		return rc;
+	bool back = !strcmp(r->cfg->handoff_no_agent_policy, "ai");
+	const char *msg = back ? r->cfg->handoff_no_agent_ai_message : r->cfg->handoff_no_agent_message;
+	log_emit(LOG_WARN, &ids, "no agent (%s): %s", why, back ? "back to the AI" : "telling the "
+		 "customer, still waiting");
+	if (*msg) {
+		struct hist_rec h = { .role = ROLE_AI, .text = (char *)msg, .ts = clock_wall_ms() };
+		if ((rc = store_hist_append(&r->st, txn, key, c, &h)) ||
+		    (rc = router_queue_send(r, txn, key, c, msg, c->seq)))
+			return rc;
+	}
+	return back ? router_handback(r, txn, key, c, "no_agent", true) : 0;
+}
+
+static bool router_is_reset(const char *text)
+{
+	while (*text == ' ')
+		text++;
+	size_t n = strlen(text);
+	while (n > 0 && (text[n - 1] == ' ' || text[n - 1] == '\n'))
+		n--;
+	return n == 5 && strncasecmp(text, "reset", 5) == 0;
+}
+
+/*
+ * A customer message, from the Messaging webhook or (via_flex) seen in the
+ * agent's Flex conversation. In ai mode: answered by the AI in turn, or
+ * escalated by a rule. Otherwise: history, and forwarded to the agent
+ * unless it already is in the Flex conversation.
+ */
+static int router_customer_turn(struct router *r, MDB_txn *txn, const char *key,
+				struct conv_rec *c, const struct hist_rec *h, bool via_flex)
+{
+	const char *phrase = NULL;
+	int rc;
+	bool rule = c->mode == MODE_AI && rules_match(r->rules, h->text, &phrase);
+
+	c->turns++;
+	c->last_in = h->ts;
+	c->updated = clock_wall_ms();
+	if (c->window_closed)
+		c->window_closed = 0; /* the customer wrote: the window is open again */
+	if (c->mode == MODE_AI && c->ai_job) {
+		/* A reply is being written: this message waits its turn. */
+		if ((rc = store_pend_push(&r->st, txn, key, c, h)))
+			return rc;
+	} else if ((rc = store_hist_append(&r->st, txn, key, c, h))) {
+		return rc;
+	}
+	if (c->mode != MODE_AI) {
+		c->last_activity = c->updated;
+		if (r->cfg->debug_reset_word && router_is_reset(h->text))
+			return router_handback(r, txn, key, c, "reset", true);
+		return via_flex ? 0 : router_forward(r, txn, key, c->seq);
+	}
+	if (rule) {
+		char *why = xasprintf("customer wrote '%s'", phrase);
+		rc = router_escalate(r, txn, key, c, "rule", why, NULL);
+		free(why);
+		return rc;
+	}
+	return c->ai_job ? 0 : router_start_ai(r, txn, key, c);
+}
+
 static int router_inbound(struct router *r, MDB_txn *txn, struct item *it)
 {
 	struct envelope *env = &it->env;
@@ -355,28 +482,8 @@ static int router_inbound(struct router *r, MDB_txn *txn, struct item *it)
 	}
 	struct hist_rec h = { .role = ROLE_CUSTOMER, .text = env->body, .ts = env->ts,
 			      .sid = env->sid, .nmedia = env->nmedia };
-	const char *phrase = NULL;
-	bool rule = c.mode == MODE_AI && rules_match(r->rules, env->body, &phrase);
-	if (c.mode == MODE_AI && c.ai_job) {
-		/* A reply is being written: this message waits its turn. */
-		rc = store_pend_push(&r->st, txn, key, &c, &h);
-	} else {
-		rc = store_hist_append(&r->st, txn, key, &c, &h);
-		if (rc == 0 && c.mode != MODE_AI)
-			rc = router_forward(r, txn, key, c.seq);
-		else if (rc == 0 && !rule)
-			rc = router_start_ai(r, txn, key, &c);
-	}
-	if (rc == 0 && rule) {
-		char *why = xasprintf("customer wrote '%s'", phrase);
-		rc = router_escalate(r, txn, key, &c, "rule", why, NULL);
-		free(why);
-	}
-	if (rc)
+	if ((rc = router_customer_turn(r, txn, key, &c, &h, false)))
 		goto out;
-	c.turns++;
-	c.last_in = env->ts;
-	c.updated = clock_wall_ms();
 	if ((rc = store_conv_put(&r->st, txn, key, &c)) ||
 	    (rc = store_seen_put(&r->st, txn, env->sid, env->ts)))
 		goto out;
@@ -515,8 +622,10 @@ static int router_handoff_failed(struct router *r, MDB_txn *txn, const struct en
 	c->handoff_failures++;
 	c->err_code = env->code;
 	router_set(&c->err, env->err ? env->err : "handoff failed");
-	if (c->mode == MODE_ESCALATING)
-		c->mode = MODE_AI;
+	if ((rc = store_tl_add(&r->st, txn, j->conv, c, "handoff_failed", c->err)))
+		return rc;
+	if (c->mode == MODE_ESCALATING && (rc = router_set_mode(r, txn, j->conv, c, MODE_AI)))
+		return rc;
 	const char *msg = r->cfg->handoff_failure_message;
 	if (*msg) {
 		struct hist_rec h = { .role = ROLE_AI, .text = (char *)msg, .ts = clock_wall_ms() };
@@ -549,7 +658,23 @@ static int router_result_flex(struct router *r, MDB_txn *txn, struct item *it)
 		return rc == MDB_NOTFOUND ? store_job_del(&r->st, txn, env->id) : rc;
 	}
 	bool handoff = j.op && !strcmp(j.op, OP_HANDOFF);
-	if (handoff && env->status != ST_OK) {
+	if (handoff && c.handoff_job != env->id) {
+		/* Handed back while the pipeline ran: nothing to record. */
+		log_emit(LOG_INFO, &ids, "late handoff result (conversation is %s): closing its Flex side",
+			 conv_mode_name(c.mode));
+		if ((rc = store_job_del(&r->st, txn, env->id)) == 0)
+			fx_push(r, FX_DONE)->id = env->id;
+		if (rc == 0 && env->status == ST_OK && env->ch) {
+			router_set(&c.flex_ch, env->ch);
+			router_set(&c.flex_kd, env->kd);
+			router_set(&c.flex_uo, env->uo);
+			router_set(&c.flex_wt, env->wt);
+			struct job_rec cj = { .kind = JOB_FLEX, .conv = j.conv, .created = clock_wall_ms(),
+					      .op = OP_CLOSE };
+			uint64_t id;
+			rc = router_job_add(r, txn, &cj, &id);
+		}
+	} else if (handoff && env->status != ST_OK) {
 		rc = router_handoff_failed(r, txn, env, &j, &c, &ids);
 	} else if (handoff) {
 		router_set(&c.flex_ch, env->ch);
@@ -559,8 +684,15 @@ static int router_result_flex(struct router *r, MDB_txn *txn, struct item *it)
 		router_set(&c.flex_wt, env->wt);
 		c.handoff_job = 0;
 		if (c.mode == MODE_ESCALATING)
-			c.mode = MODE_HUMAN;
-		if ((rc = store_job_del(&r->st, txn, env->id)) == 0) {
+			rc = router_set_mode(r, txn, j.conv, &c, MODE_HUMAN);
+		if (rc == 0 && env->ch)
+			rc = store_idx_put(&r->st, txn, "ch", env->ch, j.conv);
+		if (rc == 0 && env->wt)
+			rc = store_idx_put(&r->st, txn, "wt", env->wt, j.conv);
+		if (rc == 0)
+			rc = store_tl_add(&r->st, txn, j.conv, &c, "task_created",
+					  env->wt ? env->wt : (env->kd ? env->kd : ""));
+		if (rc == 0 && (rc = store_job_del(&r->st, txn, env->id)) == 0) {
 			fx_push(r, FX_DONE)->id = env->id;
 			log_emit(LOG_INFO, &ids, "handoff done: conversation %s, interaction %s, task %s; "
 				 "mode human", env->ch ? env->ch : "?", env->kd ? env->kd : "?",
@@ -620,6 +752,8 @@ static int router_result_send(struct router *r, MDB_txn *txn, struct item *it)
 		} else if (rc == MDB_NOTFOUND) {
 			rc = 0;
 		}
+		if (rc == 0 && env->sid && *env->sid)
+			rc = store_idx_put(&r->st, txn, "sm", env->sid, j.conv);
 		if (rc == 0 && (rc = store_job_del(&r->st, txn, env->id)) == 0) {
 			fx_push(r, FX_DONE)->id = env->id;
 			log_emit(LOG_INFO, &ids, "message sent");
@@ -645,7 +779,10 @@ static int router_result_send(struct router *r, MDB_txn *txn, struct item *it)
 			c.err_code = env->code;
 			free(c.err);
 			c.err = xstrdup(env->err ? env->err : "send failed");
-			rc = store_conv_put(&r->st, txn, j.conv, &c);
+			if (env->code == TWILIO_ERR_WINDOW)
+				rc = router_window_closed(r, txn, j.conv, &c, "Twilio error 63016");
+			if (rc == 0)
+				rc = store_conv_put(&r->st, txn, j.conv, &c);
 			conv_rec_release(&c);
 		} else if (rc == MDB_NOTFOUND) {
 			rc = 0;
@@ -654,6 +791,156 @@ static int router_result_send(struct router *r, MDB_txn *txn, struct item *it)
 			fx_push(r, FX_DONE)->id = env->id;
 	}
 	job_rec_release(&j);
+	return rc;
+}
+
+/* The conversation an event is about: by Flex conversation, task, sent
+ * message, customer address, or (timers) its key. *key is malloc'd. */
+static int router_event_conv(struct router *r, MDB_txn *txn, const struct item *it,
+			     char **key)
+{
+	const struct envelope *env = &it->env;
+	int rc = MDB_NOTFOUND;
+	*key = NULL;
+	if (it->synthetic) {
+		*key = xstrdup(env->conv);
+		return 0;
+	}
+	if (!strcmp(env->op, EV_ADMIN_HANDBACK) || !strcmp(env->op, EV_ADMIN_ESCALATE))
+		return store_conv_find(&r->st, txn, env->from, env->to, key);
+	if (env->wt && (rc = store_idx_get(&r->st, txn, "wt", env->wt, key)) == 0)
+		return 0;
+	if (env->ch && (rc = store_idx_get(&r->st, txn, "ch", env->ch, key)) == 0)
+		return 0;
+	if (!strcmp(env->op, EV_MESSAGE_FAILED) && env->sid)
+		rc = store_idx_get(&r->st, txn, "sm", env->sid, key);
+	return rc;
+}
+
+/* onMessageAdded in a Flex conversation baton knows. */
+static int router_flex_message(struct router *r, MDB_txn *txn, const char *key,
+			       struct conv_rec *c, const struct envelope *env)
+{
+	struct log_ids ids = { .conv = key, .sid = env->sid };
+	int rc;
+	const char *author = env->from;
+	if (!strcmp(author, r->cfg->flex_bot_author) || !strcmp(author, "system"))
+		return 0; /* our own injected history, or Twilio's: never loop */
+	if (c->customer && !strcmp(author, c->customer)) {
+		struct hist_rec h = { .role = ROLE_CUSTOMER, .text = env->body, .ts = env->ts,
+				      .sid = env->sid };
+		return router_customer_turn(r, txn, key, c, &h, true);
+	}
+	struct hist_rec h = { .role = ROLE_AGENT, .text = env->body, .ts = env->ts, .sid = env->sid,
+			      .who = (char *)author };
+	if ((rc = store_hist_append(&r->st, txn, key, c, &h)))
+		return rc;
+	router_set(&c->agent, author);
+	c->last_activity = clock_wall_ms();
+	if (!c->first_agent_at) {
+		c->first_agent_at = c->last_activity;
+		if ((rc = store_tl_add(&r->st, txn, key, c, "first_agent_reply", author)))
+			return rc;
+	}
+	if (c->mode != MODE_HUMAN) {
+		/* A person is writing: the bot must not talk over them, whatever the mode. */
+		log_emit(LOG_INFO, &ids, "agent %s wrote while in %s mode: taking over", author,
+			 conv_mode_name(c->mode));
+		if (c->mode == MODE_AI && (rc = store_tl_add(&r->st, txn, key, c, "agent_takeover",
+							      author)))
+			return rc;
+		if (c->mode == MODE_AI) {
+			c->esc_at = c->last_activity;
+			c->accepted_at = c->last_activity;
+		}
+		if ((rc = router_set_mode(r, txn, key, c, MODE_HUMAN)))
+			return rc;
+	}
+	log_emit(LOG_INFO, &ids, "agent message recorded");
+	return 0;
+}
+
+static bool router_is_current(const struct conv_rec *c, const struct envelope *env)
+{
+	return (env->wt && c->flex_wt && !strcmp(env->wt, c->flex_wt)) ||
+	       (env->ch && c->flex_ch && !strcmp(env->ch, c->flex_ch));
+}
+
+/* Conversations/TaskRouter/status events, operator commands and timers. */
+static int router_event(struct router *r, MDB_txn *txn, struct item *it)
+{
+	struct envelope *env = &it->env;
+	struct conv_rec c;
+	char *key = NULL;
+	const char *op = env->op;
+	struct log_ids ids = { .sid = env->sid };
+	int rc;
+
+	if (env->sid && !strcmp(op, EV_MESSAGE_ADDED)) {
+		if ((rc = store_seen_get(&r->st, txn, env->sid)) == 0) {
+			fx_ack(r, it, ST_DUPLICATE);
+			return 0;
+		}
+		if (rc != MDB_NOTFOUND)
+			return rc;
+	}
+	rc = router_event_conv(r, txn, it, &key);
+	if (rc == 0)
+		rc = store_conv_get(&r->st, txn, key, &c);
+	if (rc == MDB_NOTFOUND) {
+		log_emit(LOG_INFO, &ids, "%s for a conversation baton does not know: ignored", op);
+		fx_ack(r, it, !strncmp(op, "admin_", 6) ? ST_FAILED : ST_OK);
+		free(key);
+		return 0;
+	}
+	if (rc) {
+		free(key);
+		return rc;
+	}
+	ids.conv = key;
+	if (!strcmp(op, EV_MESSAGE_ADDED)) {
+		if ((rc = router_flex_message(r, txn, key, &c, env)) == 0)
+			rc = store_seen_put(&r->st, txn, env->sid, env->ts);
+	} else if (!strcmp(op, EV_CONV_CLOSED)) {
+		if (router_is_current(&c, env))
+			rc = router_handback(r, txn, key, &c, "agent_closed", false);
+	} else if (!strcmp(op, EV_TASK_DONE)) {
+		if (router_is_current(&c, env))
+			rc = router_handback(r, txn, key, &c, "task_completed", false);
+	} else if (!strcmp(op, EV_TASK_CANCELED)) {
+		if (router_is_current(&c, env))
+			rc = router_no_agent(r, txn, key, &c, "task_canceled");
+	} else if (!strcmp(op, EV_ACCEPTED)) {
+		if (router_is_current(&c, env) && !c.accepted_at) {
+			c.accepted_at = clock_wall_ms();
+			router_set(&c.agent, env->name);
+			rc = store_tl_add(&r->st, txn, key, &c, "accepted", env->name ? env->name : "");
+		}
+	} else if (!strcmp(op, EV_MESSAGE_FAILED)) {
+		c.err_code = env->code;
+		router_set(&c.err, env->reason ? env->reason : "message failed");
+		if (env->code == TWILIO_ERR_WINDOW)
+			rc = router_window_closed(r, txn, key, &c, "Twilio error 63016");
+		log_emit(LOG_WARN, &ids, "Twilio reported message failure %lld", (long long)env->code);
+	} else if (!strcmp(op, EV_ADMIN_HANDBACK)) {
+		rc = router_handback(r, txn, key, &c, "operator", true);
+	} else if (!strcmp(op, EV_ADMIN_ESCALATE)) {
+		rc = router_escalate(r, txn, key, &c, "operator", env->reason, NULL);
+	} else if (!strcmp(op, EV_TIMER_NO_AGENT)) {
+		rc = router_no_agent(r, txn, key, &c, "accept_timeout");
+	} else if (!strcmp(op, EV_TIMER_IDLE)) {
+		rc = router_handback(r, txn, key, &c, "inactivity_timeout", true);
+	} else {
+		log_emit(LOG_WARN, &ids, "unknown event '%s' ignored", op);
+	}
+	if (rc == 0) {
+		c.updated = clock_wall_ms();
+		rc = store_conv_put(&r->st, txn, key, &c);
+	}
+	if (rc == 0)
+		fx_ack(r, it, ST_OK);
+	conv_rec_release(&c);
+	free(key);
 	return rc;
 }
 
@@ -676,6 +963,10 @@ static int router_apply(struct router *r, MDB_txn *txn, struct item *it)
 		if (it->from_ingress)
 			break;
 		return router_result_flex(r, txn, it);
+	case ENV_EVENT:
+		if (!it->from_ingress && !it->synthetic)
+			break;
+		return router_event(r, txn, it);
 	default:
 		break;
 	}
@@ -765,6 +1056,62 @@ static void router_hello(struct router *r, const struct item *it)
 	dispatch_hello(r->disp, &it->peer, kind, cap, clock_mono_ms());
 }
 
+/*
+ * Timers of conversations not in ai mode (the modes index): no agent
+ * accepted in time, or human mode idle too long. They become synthetic
+ * events applied with the next batch, like any other input.
+ */
+static void router_cron(struct router *r)
+{
+	const struct config *cfg = r->cfg;
+	uint64_t now = clock_wall_ms(), mono = clock_mono_ms();
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+
+	if (mono < r->next_cron)
+		return;
+	r->next_cron = mono + ROUTER_CRON_MS;
+	if (!cfg->handoff_accept_timeout_s && !cfg->handoff_human_timeout_s)
+		return;
+	if (mdb_txn_begin(r->st.env, NULL, MDB_RDONLY, &txn))
+		return;
+	if (mdb_cursor_open(txn, r->st.modes, &cur) == 0) {
+		int rc;
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		     rc == 0 && r->nitems < (size_t)cfg->router_batch;
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			char *key = xstrndup(k.mv_data, k.mv_size);
+			struct conv_rec c;
+			const char *op = NULL;
+			if (store_conv_get(&r->st, txn, key, &c) == 0) {
+				uint64_t accept = (uint64_t)cfg->handoff_accept_timeout_s * 1000u;
+				uint64_t idle = (uint64_t)cfg->handoff_human_timeout_s * 1000u;
+				if (accept && !c.no_agent_done && !c.accepted_at && !c.first_agent_at &&
+				    c.esc_at && now >= c.esc_at + accept)
+					op = EV_TIMER_NO_AGENT;
+				else if (idle && c.mode == MODE_HUMAN && c.last_activity &&
+					 now >= c.last_activity + idle)
+					op = EV_TIMER_IDLE;
+				conv_rec_release(&c);
+			}
+			if (op) {
+				struct item *it = &r->items[r->nitems++];
+				memset(it, 0, sizeof(*it));
+				it->synthetic = true;
+				it->env.type = ENV_EVENT;
+				it->env.ts = now;
+				it->env.op = xstrdup(op);
+				it->env.conv = key;
+				key = NULL;
+			}
+			free(key);
+		}
+		mdb_cursor_close(cur);
+	}
+	mdb_txn_abort(txn);
+}
+
 /* Reads what is waiting on both sockets, up to one batch. */
 static void router_collect(struct router *r)
 {
@@ -823,6 +1170,10 @@ static void router_flex_env(struct router *r, MDB_txn *txn, const struct job_rec
 		env->to = xstrdup(c.business);
 		env->name = c.name ? xstrdup(c.name) : NULL;
 		env->ch = c.flex_ch ? xstrdup(c.flex_ch) : NULL;
+		if (!strcmp(env->op, OP_CLOSE)) {
+			env->kd = c.flex_kd ? xstrdup(c.flex_kd) : NULL;
+			env->uo = c.flex_uo ? xstrdup(c.flex_uo) : NULL;
+		}
 		conv_rec_release(&c);
 	} else {
 		env->from = xstrdup("");
@@ -833,7 +1184,7 @@ static void router_flex_env(struct router *r, MDB_txn *txn, const struct job_rec
 		env->reason = xstrdup(j->reason ? j->reason : "");
 		env->summary = j->summary ? xstrdup(j->summary) : NULL;
 		router_turns(r, txn, j->conv, j->hfrom, j->upto, env);
-	} else {
+	} else if (!strcmp(env->op, OP_FORWARD)) {
 		struct hist_rec h;
 		env->seq = (int64_t)j->hseq;
 		if (store_hist_get(&r->st, txn, j->conv, j->hseq, &h) == 0) {
@@ -943,7 +1294,8 @@ fail:
 static int router_timeout(struct router *r)
 {
 	uint64_t due = dispatch_next_due(r->disp), now = clock_mono_ms();
-	int t = r->cfg->worker_heartbeat_ms;
+	int t = r->cfg->worker_heartbeat_ms < ROUTER_CRON_MS ? r->cfg->worker_heartbeat_ms
+							      : ROUTER_CRON_MS;
 	if (due && due > now && due - now < (uint64_t)t)
 		t = (int)(due - now);
 	else if (due && due <= now)
@@ -988,6 +1340,7 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 			break;
 		}
 		router_collect(&r);
+		router_cron(&r);
 		if (r.nitems)
 			router_apply_batch(&r);
 		dispatch_expire(r.disp, clock_mono_ms(), (uint64_t)cfg->worker_timeout_ms);

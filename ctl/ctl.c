@@ -1,0 +1,185 @@
+/* ctl — batonctl show/handback/escalate; see ctl.h. */
+#include "ctl.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "store.h"
+#include "xalloc.h"
+
+static void ctl_time(uint64_t ms, char *buf, size_t len)
+{
+	if (!ms) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	clock_iso8601(ms, buf, len);
+	buf[19] = '\0'; /* seconds are enough for a person */
+	buf[10] = ' ';
+}
+
+static json_t *ctl_str(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+int ctl_show(const struct config *cfg, const char *address, bool json)
+{
+	struct store st;
+	MDB_txn *txn = NULL;
+	struct conv_rec c;
+	char *key = NULL, when[32];
+	int ret = CTL_FAIL;
+
+	if (store_open_readonly(&st, cfg->state_dir) < 0)
+		return CTL_FAIL;
+	if (mdb_txn_begin(st.env, NULL, MDB_RDONLY, &txn))
+		goto out;
+	const char *bar = strchr(address, '|');
+	char *cust = bar ? xstrndup(address, (size_t)(bar - address)) : xstrdup(address);
+	int rc = store_conv_find(&st, txn, cust, bar ? bar + 1 : NULL, &key);
+	free(cust);
+	if (rc == MDB_NOTFOUND) {
+		fprintf(stderr, "batonctl: no conversation for %s\n", address);
+		ret = CTL_NOT_FOUND;
+		goto out;
+	}
+	if (rc || store_conv_get(&st, txn, key, &c))
+		goto out;
+
+	json_t *root = json_object(), *tl = json_array(), *hist = json_array();
+	json_object_set_new(root, "conversation", json_string(key));
+	json_object_set_new(root, "mode", json_string(conv_mode_name(c.mode)));
+	json_object_set_new(root, "name", ctl_str(c.name));
+	json_object_set_new(root, "flex_conversation", ctl_str(c.flex_ch));
+	json_object_set_new(root, "flex_interaction", ctl_str(c.flex_kd));
+	json_object_set_new(root, "task", ctl_str(c.flex_wt));
+	json_object_set_new(root, "window_closed", json_boolean(c.window_closed != 0));
+	json_object_set_new(root, "last_error_code", json_integer(c.err_code));
+	for (uint64_t i = 1; i <= c.tl_seq; i++) {
+		struct tl_rec t;
+		if (store_tl_get(&st, txn, key, i, &t))
+			continue;
+		json_array_append_new(tl, json_pack("{s:I, s:s, s:s}", "ts", (json_int_t)t.ts,
+						    "event", t.event ? t.event : "", "detail",
+						    t.detail ? t.detail : ""));
+		tl_rec_release(&t);
+	}
+	for (uint64_t i = 1; i <= c.seq; i++) {
+		struct hist_rec h;
+		if (store_hist_get(&st, txn, key, i, &h))
+			continue;
+		json_t *o = json_pack("{s:I, s:s, s:s}", "ts", (json_int_t)h.ts, "role",
+				      env_role_name(h.role), "text", h.text ? h.text : "");
+		if (h.who)
+			json_object_set_new(o, "agent", json_string(h.who));
+		json_array_append_new(hist, o);
+		hist_rec_release(&h);
+	}
+	json_object_set_new(root, "timeline", tl);
+	json_object_set_new(root, "history", hist);
+
+	if (json) {
+		json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		fputc('\n', stdout);
+	} else {
+		char masked[256];
+		log_mask_address(key, masked, sizeof(masked));
+		printf("conversation  %s\nmode          %s\n", cfg->log_mask_phone ? masked : key,
+		       conv_mode_name(c.mode));
+		if (c.flex_ch)
+			printf("flex          conversation %s, interaction %s, task %s\n", c.flex_ch,
+			       c.flex_kd ? c.flex_kd : "-", c.flex_wt ? c.flex_wt : "-");
+		if (c.window_closed)
+			printf("whatsapp      window closed (free-form messages cannot be sent)\n");
+		printf("\ntimeline\n");
+		size_t i;
+		json_t *e;
+		json_array_foreach(tl, i, e) {
+			ctl_time((uint64_t)json_integer_value(json_object_get(e, "ts")), when, sizeof(when));
+			printf("  %s  %-18s %s\n", when, json_string_value(json_object_get(e, "event")),
+			       json_string_value(json_object_get(e, "detail")));
+		}
+		printf("\ntranscript\n");
+		json_array_foreach(hist, i, e) {
+			const char *role = json_string_value(json_object_get(e, "role"));
+			const char *agent = json_string_value(json_object_get(e, "agent"));
+			char who[64];
+			snprintf(who, sizeof(who), "%s%s%s%s", role, agent ? " (" : "", agent ? agent : "",
+				 agent ? ")" : "");
+			ctl_time((uint64_t)json_integer_value(json_object_get(e, "ts")), when, sizeof(when));
+			printf("  %s  %-18s %s\n", when, who, json_string_value(json_object_get(e, "text")));
+		}
+	}
+	json_decref(root);
+	conv_rec_release(&c);
+	ret = CTL_OK;
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	free(key);
+	store_close(&st);
+	return ret;
+}
+
+static size_t ctl_sink(char *p, size_t s, size_t n, void *u)
+{
+	(void)p;
+	(void)u;
+	return s * n;
+}
+
+int ctl_admin(const struct config *cfg, const char *what, const char *address,
+	      const char *reason)
+{
+	if (!cfg->admin_token[0]) {
+		fprintf(stderr, "batonctl: admin.token is not set: operator commands are off\n");
+		return CTL_USAGE;
+	}
+	const char *bar = strchr(address, '|');
+	json_t *o = json_object();
+	json_object_set_new(o, "address", bar ? json_stringn(address, (size_t)(bar - address))
+					      : json_string(address));
+	if (bar)
+		json_object_set_new(o, "business", json_string(bar + 1));
+	if (reason)
+		json_object_set_new(o, "reason", json_string(reason));
+	char *body = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	const char *host = strcmp(cfg->http_bind, "0.0.0.0") ? cfg->http_bind : "127.0.0.1";
+	char *url = xasprintf("http://%s:%d/admin/%s", host, cfg->http_port, what);
+	char *auth = xasprintf("Authorization: Bearer %s", cfg->admin_token);
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	h = curl_slist_append(h, "Content-Type: application/json");
+	CURL *e = curl_easy_init();
+	long status = 0;
+	int ret = CTL_FAIL;
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, ctl_sink);
+	CURLcode cc = curl_easy_perform(e);
+	if (cc != CURLE_OK)
+		fprintf(stderr, "batonctl: cannot reach ingress at %s: %s\n", url, curl_easy_strerror(cc));
+	else if (curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status), status == 200)
+		ret = CTL_OK;
+	else if (status == 404) {
+		fprintf(stderr, "batonctl: no conversation for %s\n", address);
+		ret = CTL_NOT_FOUND;
+	} else
+		fprintf(stderr, "batonctl: ingress answered HTTP %ld\n", status);
+	if (ret == CTL_OK)
+		printf("%s: %s done\n", address, what);
+	curl_easy_cleanup(e);
+	curl_slist_free_all(h);
+	free(auth);
+	free(url);
+	free(body);
+	return ret;
+}
