@@ -56,7 +56,8 @@ COMMON_SRC := \
 	common/twsig.c \
 	common/utf8.c \
 	common/backoff.c \
-	common/worker.c
+	common/worker.c \
+	common/proc.c
 
 INGRESS_SRC := \
 	ingress/webhook.c \

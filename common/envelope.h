@@ -62,6 +62,7 @@ enum env_status {
 	ST_RETRY = 3,     /* transient failure the worker gave up on: retry later */
 	ST_MALFORMED = 4, /* upstream answered something we could not parse */
 	ST_BUSY = 5,      /* ACK: router could not store it now (ingress answers 503) */
+	ST_PROGRESS = 6,  /* RESULT_FLEX: a step done, the job goes on (the CH exists) */
 };
 
 struct env_turn {

@@ -41,7 +41,7 @@ void log_mask_address(const char *addr, char *buf, size_t len)
 {
 	size_t n = strlen(addr), digits = 0, seen = 0, o = 0;
 
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n && addr[i] != '|'; i++)
 		if (isdigit((unsigned char)addr[i]))
 			digits++;
 	for (size_t i = 0; i < n && o + 1 < len; i++) {

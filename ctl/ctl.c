@@ -38,19 +38,24 @@ int ctl_show(const struct config *cfg, const char *address, bool json)
 
 	if (store_open_readonly(&st, cfg->state_dir) < 0)
 		return CTL_FAIL;
-	if (mdb_txn_begin(st.env, NULL, MDB_RDONLY, &txn))
+	int rc = mdb_txn_begin(st.env, NULL, MDB_RDONLY, &txn);
+	if (rc) {
+		fprintf(stderr, "batonctl: cannot read state: %s\n", mdb_strerror(rc));
 		goto out;
+	}
 	const char *bar = strchr(address, '|');
 	char *cust = bar ? xstrndup(address, (size_t)(bar - address)) : xstrdup(address);
-	int rc = store_conv_find(&st, txn, cust, bar ? bar + 1 : NULL, &key);
+	rc = store_conv_find(&st, txn, cust, bar ? bar + 1 : NULL, &key);
 	free(cust);
 	if (rc == MDB_NOTFOUND) {
 		fprintf(stderr, "batonctl: no conversation for %s\n", address);
 		ret = CTL_NOT_FOUND;
 		goto out;
 	}
-	if (rc || store_conv_get(&st, txn, key, &c))
+	if (rc || (rc = store_conv_get(&st, txn, key, &c))) {
+		fprintf(stderr, "batonctl: cannot read conversation: %s\n", mdb_strerror(rc));
 		goto out;
+	}
 
 	json_t *root = json_object(), *tl = json_array(), *hist = json_array();
 	json_object_set_new(root, "conversation", json_string(key));

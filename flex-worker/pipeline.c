@@ -131,6 +131,16 @@ static void fjob_result(struct fjob *f, int status, long code, const char *err)
 	fjob_free(f);
 }
 
+/* Tells the router the conversation exists, so that its webhooks can be
+ * matched before the whole pipeline is done. */
+static void fjob_progress(struct fjob *f)
+{
+	struct envelope r = { .type = ENV_RESULT_FLEX, .id = f->job, .ts = clock_wall_ms(),
+			      .conv = f->conv, .op = (char *)fop_names[f->op],
+			      .status = ST_PROGRESS, .ch = f->ch };
+	worker_reply(f->w, &r);
+}
+
 static void fjob_fail(struct fjob *f, int status, long code, const char *err)
 {
 	struct log_ids ids = { .conv = f->conv, .job = f->job };
@@ -397,6 +407,7 @@ static void fjob_advance(struct fjob *f, const char *body, size_t len)
 		free(state);
 		free(f->ch);
 		f->ch = sid;
+		fjob_progress(f);
 		fjob_step(f, FS_LIST_MESSAGES);
 		return;
 	case FS_LIST_MESSAGES:

@@ -658,7 +658,14 @@ static int router_result_flex(struct router *r, MDB_txn *txn, struct item *it)
 		return rc == MDB_NOTFOUND ? store_job_del(&r->st, txn, env->id) : rc;
 	}
 	bool handoff = j.op && !strcmp(j.op, OP_HANDOFF);
-	if (handoff && c.handoff_job != env->id) {
+	if (env->status == ST_PROGRESS) {
+		/* The conversation exists: agent messages in it can be matched from
+		 * now on, even before the pipeline's final result arrives. */
+		if (handoff && c.handoff_job == env->id && env->ch) {
+			router_set(&c.flex_ch, env->ch);
+			rc = store_idx_put(&r->st, txn, "ch", env->ch, j.conv);
+		}
+	} else if (handoff && c.handoff_job != env->id) {
 		/* Handed back while the pipeline ran: nothing to record. */
 		log_emit(LOG_INFO, &ids, "late handoff result (conversation is %s): closing its Flex side",
 			 conv_mode_name(c.mode));

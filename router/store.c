@@ -332,8 +332,11 @@ int store_open_readonly(struct store *st, const char *dir)
 	    (rc = mdb_dbi_open(txn, "tl", 0, &st->tl)) ||
 	    (rc = mdb_dbi_open(txn, "modes", 0, &st->modes)))
 		goto fail;
-	/* Handles opened in a read-only txn stay valid after it ends (LMDB docs). */
-	mdb_txn_abort(txn);
+	/* Committing (not aborting) makes the handles usable in later transactions. */
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc)
+		goto fail;
 	return 0;
 fail:
 	if (txn)

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""make demo: the clinic conversation of the seed article, through every baton process.
+"""make demo: the clinic session of the seed article, through every baton process.
 
-Starts the fake Twilio and fake LLM, then router, ai-worker, egress and ingress
-as separate processes, plays the customer's side as signed Twilio webhooks and
-prints the transcript as the replies reach (fake) Twilio. Stops everything it
-started and exits 0 on success, 1 if a reply did not arrive.
+Starts the sandbox (fake Twilio with a simulated Flex agent, fake LLM) and the
+five baton processes on loopback, then plays the customer's side as WhatsApp
+messages that the fake Twilio routes like Twilio does: to baton's Messaging
+webhook, or into the agent's Flex conversation once the customer is bound to
+it. Prints who said what and every mode change, stops everything it started,
+and exits 0 on success, 1 if something did not happen.
 """
 
+import json
 import os
 import signal
 import sys
@@ -17,118 +20,132 @@ from baton_harness import Pipeline, wait_for  # noqa: E402
 
 CUSTOMER = "whatsapp:+5511988887777"
 NAME = "Ana"
+AGENT = "Gonzalo"
+GREETING = "Hi, good afternoon, I'm Gonzalo, how can I help you?"
+CONFIRM = "Done: your dermatology appointment is on Tuesday at 10:00. Anything else?"
 
-BOLD, DIM, CYAN, GREEN, YELLOW, RESET = "\033[1m", "\033[2m", "\033[36m", "\033[32m", "\033[33m", "\033[0m"
+BOLD, DIM, CYAN, GREEN, MAGENTA, YELLOW, RESET = ("\033[1m", "\033[2m", "\033[36m", "\033[32m",
+                                                  "\033[35m", "\033[33m", "\033[0m")
 if not sys.stdout.isatty():
-    BOLD = DIM = CYAN = GREEN = YELLOW = RESET = ""
+    BOLD = DIM = CYAN = GREEN = MAGENTA = YELLOW = RESET = ""
 
 
-def say(prefix, color, text):
-    print("%s%-12s%s %s" % (color, prefix, RESET, text), flush=True)
+def say(who, color, text):
+    print("%s%-16s%s %s" % (color, who, RESET, text), flush=True)
 
 
 def note(text):
-    print("%s   · %s%s" % (DIM, text, RESET), flush=True)
+    print("%s                 · %s%s" % (DIM, text, RESET), flush=True)
 
 
-def turn(p, text):
-    say("customer", CYAN, "(%s) %s" % (NAME, text))
-    before = len(p.sent_messages(CUSTOMER))
-    t0 = time.monotonic()
-    st, _, _ = p.send(CUSTOMER, text, name=NAME)
-    note("ingress answered %d (stored in LMDB) in %.0f ms" % (st, (time.monotonic() - t0) * 1000))
-    if st != 200:
-        raise SystemExit("ingress answered %d" % st)
-    msgs = wait_for(lambda: len(p.sent_messages(CUSTOMER)) > before and p.sent_messages(CUSTOMER),
-                    15, what="the AI's reply")
-    for m in msgs[before:]:
-        say("ai", GREEN, m["Body"])
-        note("router -> ai-worker -> LLM -> router -> egress -> Twilio %s in %.0f ms"
-             % (m["sid"], (time.monotonic() - t0) * 1000))
+class Demo:
+    def __init__(self, p):
+        self.p = p
+        self.seen = 0
+        self.mode = "ai"
 
+    def received(self):
+        return self.p.whatsapp(CUSTOMER)
 
-def router_lines(p, since, words):
-    out = []
-    for line in p.log_lines("router")[since:]:
-        msg = line.get("msg", "")
-        if any(w in msg for w in words):
-            out.append(msg)
-    return out
+    def show_new(self, want, timeout=15):
+        """Print what reached the customer's WhatsApp since last time (at least want)."""
+        msgs = wait_for(lambda: len(self.received()) >= self.seen + want and self.received(),
+                        timeout, what="%d message(s) to the customer" % want)
+        for m in msgs[self.seen:]:
+            if m.get("via") == "conversation":
+                say("agent (%s)" % m.get("author", AGENT), MAGENTA, m["body"])
+            elif self.mode == "ai":
+                say("ai", GREEN, m["body"])
+            else:
+                say("baton", GREEN, m["body"])
+        self.seen = len(msgs)
 
+    def mode_now(self):
+        return self.p.show(CUSTOMER)["mode"]
 
-def handoff(p, text):
-    """The escalation: rule match, atomic handoff, Flex pipeline, mode human."""
-    say("customer", CYAN, "(%s) %s" % (NAME, text))
-    mark = len(p.log_lines("router"))
-    llm_before = len(p.llm_requests())
-    before = len(p.sent_messages(CUSTOMER))
-    st, _, _ = p.send(CUSTOMER, text, name=NAME)
-    if st != 200:
-        raise SystemExit("ingress answered %d" % st)
-    msgs = wait_for(lambda: len(p.sent_messages(CUSTOMER)) > before and p.sent_messages(CUSTOMER),
-                    15, what="the holding message")
-    for line in router_lines(p, mark, ["escalating"]):
-        note("router: " + line)
-    note("mode: ai -> escalating (holding message, Flex job and mode in one LMDB commit)")
-    for m in msgs[before:]:
-        say("baton", GREEN, m["Body"])
-    wait_for(lambda: p.log_contains("router", "handoff done"), 20, what="the Flex task")
-    calls = p.fake_get("twilio", "/_fake/requests")
-    for r in calls:
-        if r["path"].startswith("/v1/"):
-            note("flex-worker -> Twilio %s %s -> %s" % (r["method"], r["path"], r["status"]))
-    state = p.fake_get("twilio", "/_fake/state")
-    inter = state["interactions"]
-    inter = list(inter.values()) if isinstance(inter, dict) else inter
-    convs = state["conversations"]
-    convs = list(convs.values()) if isinstance(convs, dict) else convs
-    ours = [c for c in convs if (c.get("unique_name") or "").startswith("baton-")]
-    if ours:
-        note("the agent's thread in Flex (%s):" % ours[0]["sid"])
-        for m in ours[0].get("messages", []):
-            who = "customer" if m["author"] == CUSTOMER else m["author"]
-            note("    %-9s %s" % (who + ":", m["body"][:90]))
-    req = [r for r in calls if r["path"] == "/v1/Interactions"][-1]
-    import json
-    attrs = json.loads(req["form"]["Routing"][0])["properties"]["attributes"]
-    note("task attributes: " + json.dumps(attrs, ensure_ascii=False))
-    for line in router_lines(p, mark, ["handoff done"]):
-        note("router: " + line)
-    say("operator", YELLOW, "mode is now human: the AI stays silent (%d LLM calls since)"
-        % (len(p.llm_requests()) - llm_before))
-    if not inter:
-        raise SystemExit("no interaction was created")
+    def wait_mode(self, mode, why):
+        wait_for(lambda: self.mode_now() == mode, 20, what="mode " + mode)
+        say("mode", YELLOW, "%s -> %s  (%s)" % (self.mode, mode, why))
+        self.mode = mode
+
+    def customer(self, text, want=1):
+        say("customer (%s)" % NAME, CYAN, text)
+        t0 = time.monotonic()
+        r = self.p.customer(CUSTOMER, text, name=NAME)
+        where = ("into the Flex conversation (Twilio routes a bound customer there)"
+                 if r["routed"] == "conversation" else "to ingress, 200 after the LMDB commit")
+        note("Twilio -> %s in %.0f ms" % (where, (time.monotonic() - t0) * 1000))
+        if want:
+            self.show_new(want)
 
 
 def main():
     p = Pipeline()
     try:
         p.start_all()
-        print("%sbaton demo%s — Clínica Sol on WhatsApp (sandbox: fake Twilio + fake LLM on loopback)"
+        p.agent(identity=AGENT, accept_after_ms=300, greeting=GREETING, reply_delay_ms=400,
+                replies=[{"match": ["dermatolog", "tuesday"], "reply": CONFIRM, "close_after": True}])
+        d = Demo(p)
+        print("%sbaton demo%s — Clínica Sol on WhatsApp (sandbox: fake Twilio + Flex agent + fake LLM)"
               % (BOLD, RESET))
         for name in ("ingress", "router", "ai-worker", "egress", "flex-worker"):
             note("%-11s pid %d" % (name, p.procs[name].pid))
-        note("state: %s" % os.path.join(p.dir, "state"))
         print()
-        turn(p, "Hi! Where is the clinic located?")
-        turn(p, "What specialties do you have, and what are your opening hours?")
-        print()
-        say("operator", YELLOW, "kill -9 router  (state lives in LMDB)")
+        d.customer("Hi! Where is the clinic located?")
+        d.customer("What specialties do you have, and what are your opening hours?")
+
+        say("operator", YELLOW, "kill -9 router  (all state is in LMDB)")
         p.stop("router", signal.SIGKILL)
         p.start("router")
         p.wait_workers(2)
-        note("router restarted, pid %d; workers reconnected" % p.procs["router"].pid)
-        print()
-        turn(p, "Do you see children too?")
+        note("router restarted, pid %d; the workers reconnected" % p.procs["router"].pid)
+
+        d.customer("I want to speak with a human", want=0)
+        d.mode = "escalating"
+        say("mode", YELLOW, "ai -> escalating  (rule: 'human'; holding message, Flex job and mode "
+            "in one commit)")
+        d.show_new(1)
+        wait_for(lambda: p.log_contains("router", "handoff done"), 20, what="the Flex task")
+        for r in p.fake_get("twilio", "/_fake/requests"):
+            if r["path"].startswith("/v1/"):
+                note("flex-worker -> Twilio %s %s -> %s" % (r["method"], r["path"], r["status"]))
+        state = p.fake_get("twilio", "/_fake/state")
+        ours = [c for c in state["conversations"] if (c.get("unique_name") or "").startswith("baton-")]
+        note("the agent's thread in Flex (%s):" % ours[0]["sid"])
+        for m in ours[0].get("messages", []):
+            who = "customer" if m["author"] == CUSTOMER else m["author"]
+            note("    %-9s %s" % (who + ":", m["body"][:80]))
+        req = [r for r in p.fake_get("twilio", "/_fake/requests") if r["path"] == "/v1/Interactions"][-1]
+        attrs = json.loads(req["form"]["Routing"][0])["properties"]["attributes"]
+        note("task attributes: " + json.dumps(attrs, ensure_ascii=False))
+        d.wait_mode("human", "Flex task created")
+        d.show_new(1)  # the agent's greeting
+        calls = len(p.llm_requests())
+
+        d.customer("I'd like an appointment with dermatology on Tuesday, please.", want=1)
+        d.wait_mode("ai", "the agent closed the conversation")
+        note("LLM calls while a person had the conversation: %d" % (len(p.llm_requests()) - calls))
+
+        d.customer("Thanks! Can you remind me of my appointment day?")
         last = p.llm_requests()[-1]["json"]["messages"]
-        note("the last LLM call carried %d turns of history: nothing was lost" % len(last))
+        note("the AI's request carried %d messages, the agent's turns and the hand-back note "
+             "among them" % len(last))
         print()
-        handoff(p, "I want to speak with a human")
+        rc, out, _ = p.ctl("show", CUSTOMER)
+        print(BOLD + "batonctl show " + CUSTOMER + RESET)
+        in_timeline = False
+        for line in out.splitlines():
+            if line.startswith("timeline"):
+                in_timeline = True
+            elif line.startswith("transcript"):
+                break
+            if in_timeline and line.strip():
+                print("  " + line)
         print()
-        print("%sdone%s: %d customer messages, %d WhatsApp messages out, 1 Flex task, "
-              "5 processes" % (BOLD, RESET, 4, len(p.sent_messages(CUSTOMER))))
+        print("%sdone%s: %d messages reached the customer; ingress, router, ai-worker, egress and "
+              "flex-worker are separate processes" % (BOLD, RESET, d.seen))
         return 0
-    except (AssertionError, SystemExit) as e:
+    except (AssertionError, SystemExit, KeyError, IndexError) as e:
         print("demo failed: %s (logs kept in %s)" % (e, p.dir), file=sys.stderr)
         p.keep = True
         return 1

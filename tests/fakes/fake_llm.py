@@ -24,7 +24,7 @@ Script format:
      "default": "fallback reply",
      "default_structured": {...}}                                       optional
 A rule matches when any of its match strings is a case-insensitive substring
-of the last user message; the first match wins.
+of the last line of the last user message; the first match wins.
 
 Control API (no auth, never recorded):
     GET  /_fake/healthz                   200 {"ok": true}
@@ -170,9 +170,15 @@ def text_of(content):
 
 
 def last_user_text(messages):
+    """The customer's latest words: the last line of the last user message.
+
+    Clients merge consecutive user turns with newlines (baton puts a system
+    note before the customer's first message after a hand-back), and keyword
+    rules must answer what the customer just said, not the note."""
     for msg in reversed(messages):
         if msg.get("role") == "user":
-            return text_of(msg.get("content"))
+            lines = [l for l in text_of(msg.get("content")).split("\n") if l.strip()]
+            return lines[-1] if lines else ""
     return ""
 
 

@@ -29,6 +29,13 @@ Control API (no auth, never recorded):
     POST /_fake/fail   {rule}             adds a failure rule; 200 {"rules": [...]}
     GET  /_fake/fail                      200 {"rules": [...]}
 
+Webhooks to baton, a simulated WhatsApp customer and a simulated Flex agent
+(twilio_sim.py, which documents them):
+    POST|GET /_fake/webhooks/config   GET /_fake/webhooks   POST /_fake/inbound
+    GET /_fake/whatsapp?to=ADDRESS    POST|GET /_fake/agent  GET /_fake/agent/log
+/_fake/reset also clears deliveries and the agent (back to disabled) but keeps
+the webhook destination.
+
 Failure rule keys (all optional): path_contains (""), path_regex (re.search on the path), method (any),
 count (1; negative = until reset), delay_ms (sleep first), status, code,
 message, retry_after (-> Retry-After), headers ({name: value}),
@@ -57,6 +64,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from twilio_conversations import ConversationsState
+from twilio_sim import Simulator
 
 API_VERSION = "2010-04-01"
 MESSAGES_RE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
@@ -480,6 +488,7 @@ class TwilioHandler(BaseHTTPRequestHandler):
             srv.recorder.reset()
             srv.rules.reset()
             srv.conversations.reset()
+            srv.sim.reset()
             return Response(200, {})
         if path == "/_fake/state" and method == "GET":
             return Response(200, srv.conversations.dump(f"http://{self.headers.get('Host', '')}"))
@@ -494,6 +503,9 @@ class TwilioHandler(BaseHTTPRequestHandler):
                 return Response(400, {"error": f"bad rule: {e}"})
             srv.rules.add(rule)
             return Response(200, {"rules": srv.rules.list()})
+        sim = srv.sim.control(method, path, query, body)
+        if sim is not None:
+            return Response(*sim)
         if path in ("/_fake/healthz", "/_fake/requests", "/_fake/reset", "/_fake/fail",
                     "/_fake/state", "/_fake/spec_violations"):
             return Response(405, {"error": f"{method} not allowed on {path}"})
@@ -558,6 +570,7 @@ def main():
         server.server_close()
         recorder.close()
         return 2
+    server.sim = Simulator(server)
     try:
         serve(server)
     finally:

@@ -12,6 +12,8 @@ served:
     GET    /v1/Conversations/{Sid}/Participants   POST
     GET    /v1/Conversations/{Sid}/Messages       POST
     POST   /v1/Interactions                       (Flex API, 200)
+    GET    /v1/Interactions/{KD}/Channels/{UO}    POST (Status=closed|inactive)
+                                          (served by twilio_sim.py when attached)
 
 {Sid} may also be the conversation's unique_name, as on real Twilio.
 
@@ -232,6 +234,9 @@ class ConversationsState:
         self._convs = {}          # CH sid -> conversation dict (insertion = creation order)
         self._interactions = {}   # KD sid -> stored interaction
         self._violations = []
+        # twilio_sim.Simulator sets itself here to see state changes and to
+        # serve /v1/Interactions/{KD}/Channels/{UO}; None = plain REST fake.
+        self.sim = None
 
     # ---- control API ----------------------------------------------------
 
@@ -299,6 +304,10 @@ class ConversationsState:
                       "POST": lambda: self._create_conversation(form, base)}
         elif segs == ["Interactions"]:
             routes = {"POST": lambda: self._create_interaction(form, base)}
+        elif (len(segs) == 4 and segs[0] == "Interactions" and segs[2] == "Channels"
+              and self.sim is not None):
+            routes = {"GET": lambda: self.sim.fetch_channel(segs[1], segs[3], path, base),
+                      "POST": lambda: self.sim.update_channel(segs[1], segs[3], path, form, base)}
         elif len(segs) in (2, 3) and segs[0] == "Conversations":
             conv = self._find(segs[1])
             sub = segs[2] if len(segs) == 3 else None
@@ -561,6 +570,8 @@ class ConversationsState:
              "date_created": _first(form, "DateCreated") or now,
              "date_updated": _first(form, "DateUpdated") or now}
         c["participants"][p["sid"]] = p
+        if self.sim is not None:
+            self.sim.participant_added(c, p)
         return 201, self._participant_resource(c, p, base), {}
 
     # ---- messages -------------------------------------------------------
@@ -598,6 +609,8 @@ class ConversationsState:
              "date_created": _first(form, "DateCreated") or now,
              "date_updated": _first(form, "DateUpdated") or now, "content_sid": content_sid}
         c["messages"].append(m)
+        if self.sim is not None:
+            self.sim.message_added(c, m)
         return 201, self._message_resource(c, m, base), {}
 
     # ---- Flex Interactions ----------------------------------------------
@@ -686,4 +699,6 @@ class ConversationsState:
         self._interactions[kd] = {**json.loads(json.dumps(resource)),
                                   "conversation_sid": ch_sid, "channel_sid": uo, "task_sid": wt,
                                   "request": {"channel": channel, "routing": routing}}
+        if self.sim is not None:
+            self.sim.interaction_created(self._interactions[kd])
         return 200, resource, {}

@@ -26,6 +26,7 @@ FAKES = os.path.join(ROOT, "tests", "fakes")
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test_token_5f2b9c"
 LLM_KEY = "sk-test-key-8d1e"
+ADMIN_TOKEN = "admin-test-token-31c7"
 PUBLIC_URL = "https://bot.example.com"
 BUSINESS = "whatsapp:+14155238886"
 WORKSPACE_SID = "WS" + "1" * 32
@@ -141,6 +142,8 @@ class Pipeline:
             "BATON_WORKER_HEARTBEAT_MS": "200",
             "BATON_WORKER_TIMEOUT_MS": "1000",
             "BATON_LMDB_SYNC": "false",
+            "BATON_ADMIN_TOKEN": ADMIN_TOKEN,
+            "BATON_HANDOFF_RETRY_BASE_MS": "100",
             "BATON_LOG_LEVEL": "debug",
         })
         e.update(self.extra_env)
@@ -161,7 +164,15 @@ class Pipeline:
             m = re.search(r"listening on http://[^:]+:(\d+)", line)
             if m:
                 self.ingress_port = int(m.group(1))
+                self._point_webhooks()
         return p
+
+    def _point_webhooks(self):
+        """Tell the fake Twilio where baton's webhooks are (a new port after each start)."""
+        if "fake_twilio" in self.fakes:
+            self.fake_post("twilio", "/_fake/webhooks/config", {
+                "deliver_to": "http://127.0.0.1:%d" % self.ingress_port,
+                "public_url": PUBLIC_URL, "auth_token": AUTH_TOKEN})
 
     def _ready_line(self, path, start_at, p):
         if p.poll() is not None:
@@ -312,3 +323,38 @@ class Pipeline:
 
     def llm_requests(self):
         return self.fake_get("llm", "/_fake/requests")
+
+    # --- through the fake Twilio, as a real customer and agent would ---
+    def customer(self, customer, body, to=BUSINESS, name="Ana"):
+        """A WhatsApp message as Twilio routes it: into the Flex conversation the
+        customer is bound to, or to baton's Messaging webhook."""
+        r = self.fake_post("twilio", "/_fake/inbound", {"from": customer, "to": to, "body": body,
+                                                       "profile_name": name})
+        assert r["status"] in (200, 204), r
+        return r
+
+    def whatsapp(self, to):
+        """Everything the customer received on WhatsApp, in order."""
+        q = urllib.parse.urlencode({"to": to})
+        return self.fake_get("twilio", "/_fake/whatsapp?" + q)
+
+    def agent(self, **cfg):
+        cfg.setdefault("enabled", True)
+        return self.fake_post("twilio", "/_fake/agent", cfg)
+
+    def ctl(self, *args):
+        """batonctl with this pipeline's settings; returns (exit code, stdout, stderr)."""
+        env = self.env()
+        env["BATON_HTTP_PORT"] = str(self.ingress_port)  # the port ingress really got
+        p = subprocess.run([os.path.join(self.bindir, "batonctl")] + list(args), env=env,
+                           capture_output=True, text=True, timeout=20)
+        return p.returncode, p.stdout, p.stderr
+
+    def show(self, customer):
+        rc, out, err = self.ctl("--json", "show", customer)
+        assert rc == 0, (rc, err)
+        return json.loads(out)
+
+    def signed(self, path, params):
+        """A webhook signed as Twilio would sign it, straight to ingress."""
+        return self.post_webhook(params, path=path)

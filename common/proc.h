@@ -1,0 +1,24 @@
+/*
+ * proc — what every baton process does before its loop: options and
+ * config (--config, --check-config, --help; exit 2 on a bad setting),
+ * logging, and stop signals that only set a flag the loop watches.
+ */
+#ifndef BATON_PROC_H
+#define BATON_PROC_H
+
+#include <signal.h>
+
+#include "config.h"
+
+/** Set by SIGTERM/SIGINT; the process loop drains and returns when it is. */
+extern volatile sig_atomic_t proc_stop;
+
+/**
+ * Load cfg from argv (exits 2 on a config error), init logging as log_name,
+ * install the signal handlers. Returns 1 when an informational option was
+ * handled and the caller should exit 0, else 0.
+ */
+int proc_start(struct config *cfg, int argc, char **argv, const char *prog,
+	       const char *log_name, const char *usage);
+
+#endif
