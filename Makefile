@@ -69,7 +69,11 @@ ROUTER_SRC := \
 	router/rules.c \
 	router/hours.c \
 	router/dispatch.c \
-	router/router.c
+	router/router.c \
+	router/turns.c \
+	router/handoff.c \
+	router/outbox.c \
+	router/jobs.c
 
 AI_SRC := \
 	ai-worker/escalate.c \

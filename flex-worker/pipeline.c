@@ -610,6 +610,8 @@ void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
 	struct log_ids ids = { .conv = f->conv, .job = f->job };
 	log_emit(LOG_INFO, &ids, "handoff started (%s: %s), %zu history turns",
 		 f->trigger ? f->trigger : "?", f->reason ? f->reason : "", f->nturns);
-	f->ch = NULL; /* a handoff always makes its own conversation */
+	/* A handoff always makes its own conversation, whatever the last one was. */
+	free(f->ch);
+	f->ch = NULL;
 	fjob_step(f, FS_LIST);
 }

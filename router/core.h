@@ -1,0 +1,125 @@
+/*
+ * core — what the router's modules share: the router's state, the effects
+ * a transaction collects until it commits, and each module's entry points.
+ * Internal to the router process (router.h is its public face).
+ *
+ * Modules, each applying its kind of input inside the batch transaction:
+ *   router.c   the loop: collect, one transaction per batch, commit, effects
+ *   turns.c    customer turns and AI/send results (ai mode, per-turn order)
+ *   handoff.c  escalation, Flex results, hand-back, webhooks' events, timers
+ *   outbox.c   what may be sent to the customer (1600-char parts, 24 h window)
+ *   jobs.c     job envelopes for workers, dispatch, recovery after a restart
+ * Every function taking a txn returns 0 or an LMDB error code that aborts
+ * the whole batch (nothing half-done commits).
+ */
+#ifndef BATON_ROUTER_CORE_H
+#define BATON_ROUTER_CORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "dispatch.h"
+#include "envelope.h"
+#include "hours.h"
+#include "rules.h"
+#include "store.h"
+#include "zmqx.h"
+
+/* WhatsApp via Twilio takes at most 1600 characters per message. */
+#define ROUTER_BODY_CHARS 1600
+/* Bounds on ids that become LMDB keys. */
+#define ROUTER_SID_MAX 64
+#define ROUTER_ADDR_MAX 128
+/* Backoff of a send the egress gave up on (Twilio down): up to 5 min apart. */
+#define ROUTER_RETRY_BASE_MS 1000
+#define ROUTER_RETRY_CAP_MS (5 * 60 * 1000)
+/* Backoff cap between attempts of the Flex pipeline (the first delay is
+ * handoff.retry_base_ms); the worker already retried 429/5xx inside each. */
+#define ROUTER_FLEX_RETRY_CAP_MS 30000
+
+#define OP_HANDOFF "handoff"
+#define OP_FORWARD "forward"
+#define OP_CLOSE "close"
+/* Synthetic events the router's own timers feed into the next batch. */
+#define EV_TIMER_NO_AGENT "timer_no_agent"
+#define EV_TIMER_IDLE "timer_idle"
+/* Twilio: free-form WhatsApp message outside the 24 h window. */
+#define TWILIO_ERR_WINDOW 63016
+/* How often the timers look at conversations not in ai mode. */
+#define ROUTER_CRON_MS 500
+
+enum fx_type { FX_ACK, FX_ADD, FX_DONE, FX_RETRY };
+
+struct effect {
+	enum fx_type type;
+	struct zmqx_peer peer; /* FX_ACK */
+	uint64_t id;           /* request id (ACK) or job id */
+	int status;            /* FX_ACK */
+	enum job_kind kind;    /* FX_ADD */
+	char *conv;            /* FX_ADD, owned */
+	uint64_t not_before;   /* FX_RETRY */
+};
+
+struct item {
+	bool from_ingress;
+	bool synthetic; /* made by the router's timers: no peer, no ack */
+	struct zmqx_peer peer;
+	struct envelope env;
+};
+
+struct router {
+	const struct config *cfg;
+	struct rules *rules;
+	struct hours hours;
+	uint64_t next_cron;
+	struct store st;
+	struct dispatch *disp;
+	void *zctx, *ingress, *work;
+	struct item *items;
+	size_t nitems;
+	struct effect *fx;
+	size_t nfx, capfx;
+	uint64_t stat_msgs, stat_dups, stat_commits, stat_escalations;
+};
+
+/* --- router.c --- */
+/** Collect an effect to carry out after the commit. */
+struct effect *router_fx_push(struct router *r, enum fx_type type);
+/** Acknowledge the item's webhook after the commit (nothing for timer items). */
+void router_fx_ack(struct router *r, const struct item *it, int status);
+/** Store a job and have it dispatched after the commit. */
+int router_job_add(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id);
+/** Replace *dst with a copy of v when v is non-empty. */
+void router_set_str(char **dst, const char *v);
+
+/* --- turns.c --- */
+/** A customer message (Messaging webhook, or seen in the Flex conversation when via_flex). */
+int turns_customer(struct router *r, MDB_txn *txn, const char *key,
+	struct conv_rec *c, const struct hist_rec *h, bool via_flex);
+int turns_inbound(struct router *r, MDB_txn *txn, struct item *it);
+int turns_result_ai(struct router *r, MDB_txn *txn, struct item *it);
+int turns_result_send(struct router *r, MDB_txn *txn, struct item *it);
+
+/* --- handoff.c --- */
+int handoff_forward(struct router *r, MDB_txn *txn, const char *key, uint64_t seq);
+int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+	const char *trigger, const char *reason, const char *summary);
+int handoff_back(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+	const char *path, bool close_flex);
+int handoff_result(struct router *r, MDB_txn *txn, struct item *it);
+int handoff_event(struct router *r, MDB_txn *txn, struct item *it);
+
+/* --- outbox.c --- */
+/** Record that the 24 h window blocked an outbound message. */
+int outbox_window_closed(struct router *r, MDB_txn *txn, const char *key,
+	struct conv_rec *c, const char *why);
+/** Queue text for the customer (split, or the template outside the window, or nothing). */
+int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
+	struct conv_rec *c, const char *text, uint64_t hseq);
+
+/* --- jobs.c --- */
+void jobs_dispatch(struct router *r);
+int jobs_recover(struct router *r);
+
+#endif

@@ -1,0 +1,172 @@
+/*
+ * jobs — from a job in LMDB to the envelope a worker gets (history turns
+ * for the AI and for Flex), dispatch by credit, and re-dispatch of every
+ * unfinished job after a restart. See core.h.
+ */
+#include "core.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zmq.h>
+
+#include "backoff.h"
+#include "clock.h"
+#include "kv.h"
+#include "log.h"
+#include "xalloc.h"
+
+/* History turns first..last of conv into env->turns. */
+static void jobs_turns(struct router *r, MDB_txn *txn, const char *conv, uint64_t first,
+			 uint64_t last, struct envelope *env)
+{
+	for (uint64_t s = first; s <= last; s++) {
+		struct hist_rec h;
+		if (store_hist_get(&r->st, txn, conv, s, &h))
+			continue;
+		if (h.nmedia > 0) {
+			char *t = xasprintf("%s%s[sent %lld attachment(s)]", h.text ? h.text : "",
+					    h.text && *h.text ? " " : "", (long long)h.nmedia);
+			env_add_turn(env, h.role, t, h.ts);
+			free(t);
+		} else {
+			env_add_turn(env, h.role, h.text ? h.text : "", h.ts);
+		}
+		hist_rec_release(&h);
+	}
+}
+
+static void jobs_flex_env(struct router *r, MDB_txn *txn, const struct job_rec *j,
+			    struct envelope *env)
+{
+	struct conv_rec c;
+	env->type = ENV_JOB_FLEX;
+	env->op = xstrdup(j->op ? j->op : OP_HANDOFF);
+	if (store_conv_get(&r->st, txn, j->conv, &c) == 0) {
+		env->from = xstrdup(c.customer);
+		env->to = xstrdup(c.business);
+		env->name = c.name ? xstrdup(c.name) : NULL;
+		env->ch = c.flex_ch ? xstrdup(c.flex_ch) : NULL;
+		if (!strcmp(env->op, OP_CLOSE)) {
+			env->kd = c.flex_kd ? xstrdup(c.flex_kd) : NULL;
+			env->uo = c.flex_uo ? xstrdup(c.flex_uo) : NULL;
+		}
+		conv_rec_release(&c);
+	} else {
+		env->from = xstrdup("");
+		env->to = xstrdup("");
+	}
+	if (!strcmp(env->op, OP_HANDOFF)) {
+		env->trigger = xstrdup(j->trigger ? j->trigger : "");
+		env->reason = xstrdup(j->reason ? j->reason : "");
+		env->summary = j->summary ? xstrdup(j->summary) : NULL;
+		jobs_turns(r, txn, j->conv, j->hfrom, j->upto, env);
+	} else if (!strcmp(env->op, OP_FORWARD)) {
+		struct hist_rec h;
+		env->seq = (int64_t)j->hseq;
+		if (store_hist_get(&r->st, txn, j->conv, j->hseq, &h) == 0) {
+			env->body = xstrdup(h.text ? h.text : "");
+			hist_rec_release(&h);
+		} else {
+			env->body = xstrdup("");
+		}
+	}
+}
+
+/* Builds the job's envelope from LMDB. -1 when the job is gone. */
+static int jobs_envelope(struct router *r, MDB_txn *txn, uint64_t id, struct envelope *env)
+{
+	struct job_rec j;
+	memset(env, 0, sizeof(*env));
+	if (store_job_get(&r->st, txn, id, &j))
+		return -1;
+	env->id = id;
+	/* The job's creation time: stable across re-dispatches (flex-worker
+	 * names its conversation after it, so a retry finds its own). */
+	env->ts = j.created;
+	env->conv = xstrdup(j.conv);
+	if (j.kind == JOB_AI) {
+		uint64_t n = (uint64_t)r->cfg->ai_history;
+		env->type = ENV_JOB_AI;
+		env->prompt = xstrdup(r->cfg->ai_system_prompt);
+		jobs_turns(r, txn, j.conv, j.upto > n ? j.upto - n + 1 : 1, j.upto, env);
+	} else if (j.kind == JOB_FLEX) {
+		jobs_flex_env(r, txn, &j, env);
+	} else {
+		env->type = ENV_JOB_SEND;
+		env->to = xstrdup(j.to);
+		env->from = xstrdup(j.from);
+		env->body = xstrdup(j.body);
+		env->tmpl = j.tmpl ? xstrdup(j.tmpl) : NULL;
+		env->vars = j.vars ? xstrdup(j.vars) : NULL;
+	}
+	job_rec_release(&j);
+	return 0;
+}
+
+void jobs_dispatch(struct router *r)
+{
+	MDB_txn *txn = NULL;
+	uint64_t id, now = clock_mono_ms();
+	struct zmqx_peer peer;
+
+	while (dispatch_next(r->disp, now, &id, &peer)) {
+		struct envelope env;
+		struct log_ids ids = { .job = id };
+		if (!txn && mdb_txn_begin(r->st.env, NULL, MDB_RDONLY, &txn)) {
+			dispatch_retry(r->disp, id, now + 1000);
+			break;
+		}
+		if (jobs_envelope(r, txn, id, &env) < 0) {
+			log_emit(LOG_WARN, &ids, "job vanished from the store; forgetting it");
+			dispatch_done(r->disp, id);
+			continue;
+		}
+		ids.conv = env.conv;
+		if (zmqx_send_env(r->work, &peer, &env) < 0) {
+			log_emit(LOG_WARN, &ids, "cannot send %s to worker: %s", env_type_name(env.type),
+				 zmq_strerror(errno));
+			dispatch_worker_lost(r->disp, &peer);
+		} else {
+			log_emit(LOG_DEBUG, &ids, "dispatched %s", env_type_name(env.type));
+		}
+		env_release(&env);
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+}
+
+/* Puts every unfinished job of a previous run back into its lane. */
+int jobs_recover(struct router *r)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	size_t n = 0;
+	int rc = mdb_txn_begin(r->st.env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		goto fail;
+	if ((rc = mdb_cursor_open(txn, r->st.jobs, &cur)))
+		goto fail;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct job_rec j;
+		uint64_t id = kv_from_be64(k.mv_data);
+		if (k.mv_size != 8 || store_job_get(&r->st, txn, id, &j))
+			continue;
+		dispatch_add(r->disp, id, j.kind, j.conv, 0);
+		job_rec_release(&j);
+		n++;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	log_info("recovered %zu unfinished jobs from the store", n);
+	return 0;
+fail:
+	if (txn)
+		mdb_txn_abort(txn);
+	return log_err("cannot read jobs: %s", mdb_strerror(rc));
+}

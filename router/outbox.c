@@ -1,0 +1,107 @@
+/*
+ * outbox — what may leave for the customer: WhatsApp-sized parts, and the
+ * 24-hour customer-service window (a template outside it, or nothing and
+ * the conversation marked window_closed). See core.h.
+ */
+#include "core.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zmq.h>
+
+#include "backoff.h"
+#include "clock.h"
+#include "kv.h"
+#include "log.h"
+#include "xalloc.h"
+
+/* Byte length of the longest prefix of s with at most max code points,
+ * cut after the last whitespace in it when there is one. */
+static size_t outbox_cut(const char *s, size_t max)
+{
+	size_t i = 0, chars = 0, last_space = 0;
+	while (s[i] && chars < max) {
+		unsigned char c = (unsigned char)s[i];
+		size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+		if (c == ' ' || c == '\n')
+			last_space = i + 1;
+		for (size_t k = 0; k < n && s[i]; k++)
+			i++;
+		chars++;
+	}
+	if (!s[i])
+		return i;
+	return last_space ? last_space : i;
+}
+
+/* ContentVariables for the window template: %t becomes the text, JSON-escaped. */
+static char *outbox_template_vars(const struct router *r, const char *text)
+{
+	json_t *js = json_string(text);
+	char *q = js ? json_dumps(js, JSON_ENCODE_ANY) : xstrdup("\"\"");
+	json_decref(js);
+	size_t ql = strlen(q);
+	char *esc = xstrndup(q + 1, ql >= 2 ? ql - 2 : 0); /* without the quotes */
+	free(q);
+	const char *t = r->cfg->whatsapp_template_vars, *mark = strstr(t, "%t");
+	char *out = mark ? xasprintf("%.*s%s%s", (int)(mark - t), t, esc, mark + 2) : xstrdup(t);
+	free(esc);
+	return out;
+}
+
+static bool outbox_window_open(const struct router *r, const struct conv_rec *c)
+{
+	uint64_t now = clock_wall_ms();
+	return !c->last_in || now < c->last_in + (uint64_t)r->cfg->whatsapp_window_s * 1000u;
+}
+
+int outbox_window_closed(struct router *r, MDB_txn *txn, const char *key,
+				struct conv_rec *c, const char *why)
+{
+	struct log_ids ids = { .conv = key };
+	bool first = !c->window_closed;
+	c->window_closed = clock_wall_ms();
+	log_emit(LOG_WARN, &ids, "WhatsApp window closed (%s): message not sent, conversation marked "
+		 "window_closed for the operator", why);
+	return first ? store_tl_add(&r->st, txn, key, c, "window_closed", why) : 0;
+}
+
+/* Queues text for the customer, split into WhatsApp-sized messages. Outside
+ * the 24 h window it sends the configured template instead, or nothing. */
+int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
+			     struct conv_rec *c, const char *text, uint64_t hseq)
+{
+	const char *from = r->cfg->twilio_whatsapp_from[0] ? r->cfg->twilio_whatsapp_from : c->business;
+	const char *p = text;
+	if (!outbox_window_open(r, c)) {
+		if (!r->cfg->whatsapp_template_sid[0])
+			return outbox_window_closed(r, txn, key, c, "free-form message after 24 h");
+		char *vars = outbox_template_vars(r, text);
+		struct job_rec j = { .kind = JOB_SEND, .conv = (char *)key, .created = clock_wall_ms(),
+				     .hseq = hseq, .to = c->customer, .from = (char *)from,
+				     .body = (char *)text, .tmpl = r->cfg->whatsapp_template_sid,
+				     .vars = vars };
+		uint64_t id;
+		int rc = router_job_add(r, txn, &j, &id);
+		free(vars);
+		return rc;
+	}
+	while (*p) {
+		size_t n = outbox_cut(p, ROUTER_BODY_CHARS);
+		char *part = xstrndup(p, n);
+		struct job_rec j = { .kind = JOB_SEND, .conv = (char *)key, .created = clock_wall_ms(),
+				     .hseq = hseq, .to = c->customer, .from = (char *)from,
+				     .body = part };
+		uint64_t id;
+		int rc = router_job_add(r, txn, &j, &id);
+		free(part);
+		if (rc)
+			return rc;
+		p += n;
+	}
+	return 0;
+}

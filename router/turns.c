@@ -1,0 +1,293 @@
+/*
+ * turns — a conversation in ai mode: customer turns in order (one AI job in
+ * flight, later messages waiting in `pend`), AI results into history and
+ * outbox, send results into history. See core.h.
+ */
+#include "core.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zmq.h>
+
+#include "backoff.h"
+#include "clock.h"
+#include "kv.h"
+#include "log.h"
+#include "xalloc.h"
+
+/* Starts the AI turn for the customer message at c->seq. */
+static int turns_start_ai(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c)
+{
+	struct job_rec j = { .kind = JOB_AI, .conv = (char *)key, .created = clock_wall_ms(),
+			     .upto = c->seq };
+	return router_job_add(r, txn, &j, &c->ai_job);
+}
+
+static bool turns_is_reset(const char *text)
+{
+	while (*text == ' ')
+		text++;
+	size_t n = strlen(text);
+	while (n > 0 && (text[n - 1] == ' ' || text[n - 1] == '\n'))
+		n--;
+	return n == 5 && strncasecmp(text, "reset", 5) == 0;
+}
+
+/*
+ * A customer message, from the Messaging webhook or (via_flex) seen in the
+ * agent's Flex conversation. In ai mode: answered by the AI in turn, or
+ * escalated by a rule. Otherwise: history, and forwarded to the agent
+ * unless it already is in the Flex conversation.
+ */
+int turns_customer(struct router *r, MDB_txn *txn, const char *key,
+				struct conv_rec *c, const struct hist_rec *h, bool via_flex)
+{
+	const char *phrase = NULL;
+	int rc;
+	bool rule = c->mode == MODE_AI && rules_match(r->rules, h->text, &phrase);
+
+	c->turns++;
+	c->last_in = h->ts;
+	c->updated = clock_wall_ms();
+	if (c->window_closed)
+		c->window_closed = 0; /* the customer wrote: the window is open again */
+	if (c->mode == MODE_AI && c->ai_job) {
+		/* A reply is being written: this message waits its turn. */
+		if ((rc = store_pend_push(&r->st, txn, key, c, h)))
+			return rc;
+	} else if ((rc = store_hist_append(&r->st, txn, key, c, h))) {
+		return rc;
+	}
+	if (c->mode != MODE_AI) {
+		c->last_activity = c->updated;
+		if (r->cfg->debug_reset_word && turns_is_reset(h->text))
+			return handoff_back(r, txn, key, c, "reset", true);
+		return via_flex ? 0 : handoff_forward(r, txn, key, c->seq);
+	}
+	if (rule) {
+		char *why = xasprintf("customer wrote '%s'", phrase);
+		rc = handoff_escalate(r, txn, key, c, "rule", why, NULL);
+		free(why);
+		return rc;
+	}
+	return c->ai_job ? 0 : turns_start_ai(r, txn, key, c);
+}
+
+int turns_inbound(struct router *r, MDB_txn *txn, struct item *it)
+{
+	struct envelope *env = &it->env;
+	struct log_ids ids = { .sid = env->sid };
+	struct conv_rec c;
+	char *key = NULL;
+	int rc;
+
+	if (strlen(env->sid) > ROUTER_SID_MAX || strlen(env->from) > ROUTER_ADDR_MAX ||
+	    strlen(env->to) > ROUTER_ADDR_MAX) {
+		log_emit(LOG_WARN, &ids, "refused inbound message: id or address too long");
+		router_fx_ack(r, it, ST_FAILED);
+		return 0;
+	}
+	rc = store_seen_get(&r->st, txn, env->sid);
+	if (rc == 0) {
+		log_emit(LOG_INFO, &ids, "duplicate delivery acknowledged, not processed again");
+		r->stat_dups++;
+		router_fx_ack(r, it, ST_DUPLICATE);
+		return 0;
+	}
+	if (rc != MDB_NOTFOUND)
+		return rc;
+
+	key = store_conv_key(env->from, env->to);
+	ids.conv = key;
+	rc = store_conv_get(&r->st, txn, key, &c);
+	if (rc == MDB_NOTFOUND) {
+		memset(&c, 0, sizeof(c));
+		c.mode = MODE_AI;
+		c.created = clock_wall_ms();
+		c.customer = xstrdup(env->from);
+		c.business = xstrdup(env->to);
+	} else if (rc) {
+		goto out;
+	}
+	if (env->name && *env->name) {
+		free(c.name);
+		c.name = xstrdup(env->name);
+	}
+	struct hist_rec h = { .role = ROLE_CUSTOMER, .text = env->body, .ts = env->ts,
+			      .sid = env->sid, .nmedia = env->nmedia };
+	if ((rc = turns_customer(r, txn, key, &c, &h, false)))
+		goto out;
+	if ((rc = store_conv_put(&r->st, txn, key, &c)) ||
+	    (rc = store_seen_put(&r->st, txn, env->sid, env->ts)))
+		goto out;
+	r->stat_msgs++;
+	log_emit(LOG_INFO, &ids, "customer message stored (mode %s)", conv_mode_name(c.mode));
+	router_fx_ack(r, it, ST_OK);
+out:
+	conv_rec_release(&c);
+	free(key);
+	return rc;
+}
+
+/* After an AI turn ends: the next waiting customer message gets its turn. */
+static int turns_next(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c)
+{
+	struct hist_rec h;
+	int rc = store_pend_pop(&r->st, txn, key, c, &h);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	rc = store_hist_append(&r->st, txn, key, c, &h);
+	hist_rec_release(&h);
+	if (rc == 0 && c->mode == MODE_AI)
+		rc = turns_start_ai(r, txn, key, c);
+	return rc;
+}
+
+int turns_result_ai(struct router *r, MDB_txn *txn, struct item *it)
+{
+	struct envelope *env = &it->env;
+	struct job_rec j;
+	struct conv_rec c;
+	struct log_ids ids = { .job = env->id };
+	int rc = store_job_get(&r->st, txn, env->id, &j);
+
+	if (rc == MDB_NOTFOUND || (rc == 0 && j.kind != JOB_AI)) {
+		log_emit(LOG_INFO, &ids, "dropped a stale AI result (job already finished)");
+		if (rc == 0)
+			job_rec_release(&j);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	ids.conv = j.conv;
+	if ((rc = store_conv_get(&r->st, txn, j.conv, &c))) {
+		log_emit(LOG_ERROR, &ids, "AI job without conversation: %s", mdb_strerror(rc));
+		job_rec_release(&j);
+		return rc == MDB_NOTFOUND ? store_job_del(&r->st, txn, env->id) : rc;
+	}
+	if ((rc = store_job_del(&r->st, txn, env->id)))
+		goto out;
+	router_fx_push(r, FX_DONE)->id = env->id;
+	if (c.ai_job == env->id)
+		c.ai_job = 0;
+
+	const char *text = env->text;
+	bool failed_for_good = env->status == ST_RETRY || env->status == ST_FAILED;
+	if (c.mode == MODE_AI && env->status == ST_OK && env->escalate) {
+		log_emit(LOG_INFO, &ids, "model asked to escalate (%s, reason: %s)",
+			 env->trigger ? env->trigger : "tag", env->reason ? env->reason : "none given");
+		rc = handoff_escalate(r, txn, j.conv, &c, env->trigger ? env->trigger : "tag",
+				     env->reason && *env->reason ? env->reason : "model asked for a human",
+				     env->summary);
+		if (rc)
+			goto out;
+		text = NULL; /* the holding message speaks for the handoff */
+	} else if (c.mode == MODE_AI && failed_for_good &&
+		   !strcmp(r->cfg->ai_on_failure, "escalate")) {
+		log_emit(LOG_WARN, &ids, "AI unavailable (%s): escalating",
+			 env->err ? env->err : "no detail");
+		if ((rc = handoff_escalate(r, txn, j.conv, &c, "ai_failure", "ai_unavailable", NULL)))
+			goto out;
+		text = NULL;
+	} else if (env->status != ST_OK) {
+		log_emit(LOG_WARN, &ids, "AI failed (%s): sending the apology",
+			 env->err ? env->err : "no detail");
+		text = r->cfg->ai_apology;
+	}
+	if (c.mode != MODE_AI && text) {
+		log_emit(LOG_INFO, &ids, "dropped AI reply: conversation is in %s mode",
+			 conv_mode_name(c.mode));
+	} else if (text && *text) {
+		struct hist_rec h = { .role = ROLE_AI, .text = (char *)text, .ts = clock_wall_ms(),
+				      .escalate = env->escalate };
+		if ((rc = store_hist_append(&r->st, txn, j.conv, &c, &h)) ||
+		    (rc = outbox_queue(r, txn, j.conv, &c, text, c.seq)))
+			goto out;
+		log_emit(LOG_INFO, &ids, "AI reply recorded and queued for sending");
+	}
+	if (c.mode == MODE_AI && (rc = turns_next(r, txn, j.conv, &c)))
+		goto out;
+	c.updated = clock_wall_ms();
+	rc = store_conv_put(&r->st, txn, j.conv, &c);
+out:
+	conv_rec_release(&c);
+	job_rec_release(&j);
+	return rc;
+}
+
+int turns_result_send(struct router *r, MDB_txn *txn, struct item *it)
+{
+	struct envelope *env = &it->env;
+	struct job_rec j;
+	struct log_ids ids = { .job = env->id, .sid = env->sid };
+	int rc = store_job_get(&r->st, txn, env->id, &j);
+
+	if (rc == MDB_NOTFOUND || (rc == 0 && j.kind != JOB_SEND)) {
+		log_emit(LOG_INFO, &ids, "dropped a stale send result (job already finished)");
+		if (rc == 0)
+			job_rec_release(&j);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	ids.conv = j.conv;
+	if (env->status == ST_OK) {
+		struct hist_rec h;
+		rc = store_hist_get(&r->st, txn, j.conv, j.hseq, &h);
+		if (rc == 0) {
+			char *m = h.msid ? xasprintf("%s,%s", h.msid, env->sid ? env->sid : "")
+					 : xstrdup(env->sid ? env->sid : "");
+			free(h.msid);
+			h.msid = m;
+			rc = store_hist_put(&r->st, txn, j.conv, j.hseq, &h);
+			hist_rec_release(&h);
+		} else if (rc == MDB_NOTFOUND) {
+			rc = 0;
+		}
+		if (rc == 0 && env->sid && *env->sid)
+			rc = store_idx_put(&r->st, txn, "sm", env->sid, j.conv);
+		if (rc == 0 && (rc = store_job_del(&r->st, txn, env->id)) == 0) {
+			router_fx_push(r, FX_DONE)->id = env->id;
+			log_emit(LOG_INFO, &ids, "message sent");
+		}
+	} else if (env->status == ST_RETRY) {
+		j.attempts++;
+		if ((rc = store_job_put(&r->st, txn, env->id, &j)) == 0) {
+			uint64_t delay = backoff_ms((unsigned)j.attempts, ROUTER_RETRY_BASE_MS,
+						    ROUTER_RETRY_CAP_MS, -1);
+			struct effect *e = router_fx_push(r, FX_RETRY);
+			e->id = env->id;
+			e->not_before = clock_mono_ms() + delay;
+			log_emit(LOG_WARN, &ids, "send failed for now (%s): retry %lld in %llu ms",
+				 env->err ? env->err : "", (long long)j.attempts,
+				 (unsigned long long)delay);
+		}
+	} else {
+		struct conv_rec c;
+		log_emit(LOG_ERROR, &ids, "send failed for good: Twilio error %lld: %s",
+			 (long long)env->code, env->err ? env->err : "");
+		rc = store_conv_get(&r->st, txn, j.conv, &c);
+		if (rc == 0) {
+			c.err_code = env->code;
+			free(c.err);
+			c.err = xstrdup(env->err ? env->err : "send failed");
+			if (env->code == TWILIO_ERR_WINDOW)
+				rc = outbox_window_closed(r, txn, j.conv, &c, "Twilio error 63016");
+			if (rc == 0)
+				rc = store_conv_put(&r->st, txn, j.conv, &c);
+			conv_rec_release(&c);
+		} else if (rc == MDB_NOTFOUND) {
+			rc = 0;
+		}
+		if (rc == 0 && (rc = store_job_del(&r->st, txn, env->id)) == 0)
+			router_fx_push(r, FX_DONE)->id = env->id;
+	}
+	job_rec_release(&j);
+	return rc;
+}
