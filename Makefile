@@ -110,7 +110,7 @@ BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BI
 UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
-.PHONY: all test unit integration demo run clean deps help
+.PHONY: all test unit integration demo run clean deps help fuzz
 all: $(BINARIES)
 
 help:
@@ -184,8 +184,39 @@ demo:
 run: all
 	@scripts/run
 
+# libFuzzer targets (clang): every module built again with the fuzzer's
+# coverage and ASan + UBSan into build-fuzz/. FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := envelope webhook upstream
+FUZZ_DIR     := build-fuzz
+FUZZ_CFLAGS  := $(CSTD) -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Icommon -Iingress \
+                -Irouter -Iai-worker -Iegress -Iflex-worker $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_SRC     := $(COMMON_SRC) $(INGRESS_SRC) $(AI_SRC) $(EGRESS_SRC) $(FLEX_SRC)
+FUZZ_OBJ     := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(FUZZ_SRC))
+FUZZ_BINS    := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
+
+$(FUZZ_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CLANG   $@")
+	$(Q)clang $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ)
+	@$(if $(V),,echo "  FUZZ    $@")
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz: $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t; \
+		echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+		$(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_DIR)/crash-$$t- \
+			$(FUZZ_DIR)/corpus/$$t tests/fuzz/seeds/$$t 2>$(FUZZ_DIR)/fuzz_$$t.log || \
+			{ tail -40 $(FUZZ_DIR)/fuzz_$$t.log; exit 1; }; \
+		grep -E "stat::number_of_executed_units|stat::peak_rss" $(FUZZ_DIR)/fuzz_$$t.log; \
+	done
+
 clean:
-	rm -rf build build-san build-rel
+	rm -rf build build-san build-rel build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

@@ -317,20 +317,18 @@ static enum llm_outcome llm_parse_openai(json_t *root, struct llm_reply *out)
 	return LLM_OK;
 }
 
-enum llm_outcome llm_parse(const struct llm_cfg *cfg, long status, const char *body, size_t len,
-			   struct llm_reply *out)
+static enum llm_outcome llm_classify(const struct llm_cfg *cfg, long status, const char *body,
+				     size_t len, struct llm_reply *out)
 {
 	json_error_t jerr;
 	enum llm_outcome oc;
 
-	memset(out, 0, sizeof(*out));
 	if (status == 0) {
 		out->error = xstrdup("no HTTP response");
 		return LLM_RETRY;
 	}
 	if (status != 200) {
 		out->error = llm_error_text(status, body, len);
-		llm_mask(out->error, cfg->api_key);
 		if (status == 408 || status == 409 || status == 429 || status >= 500)
 			return LLM_RETRY;
 		return LLM_FATAL;
@@ -354,6 +352,16 @@ enum llm_outcome llm_parse(const struct llm_cfg *cfg, long status, const char *b
 		out->error = xstrdup("reply has no text");
 		oc = LLM_MALFORMED;
 	}
+	return oc;
+}
+
+enum llm_outcome llm_parse(const struct llm_cfg *cfg, long status, const char *body, size_t len,
+			   struct llm_reply *out)
+{
+	memset(out, 0, sizeof(*out));
+	enum llm_outcome oc = llm_classify(cfg, status, body, len, out);
+	/* One exit: whatever the path, error text (which may quote the body) is
+	 * masked before anyone can log it. */
 	if (out->error)
 		llm_mask(out->error, cfg->api_key);
 	return oc;

@@ -978,6 +978,27 @@ static void test_release_zeroed_is_safe(void **state)
 	assert_env_zero(&e);
 }
 
+/* Headers that claim more elements than the frame can hold are refused
+ * before msgpack-c would allocate for them; so is absurd nesting. */
+static void test_hostile_counts_and_depth(void **state)
+{
+	(void)state;
+	struct envelope env;
+	const unsigned char huge_array[] = { 0xdd, 0xff, 0xff, 0xff, 0xff };
+	const unsigned char huge_map[] = { 0xdf, 0x7f, 0xff, 0xff, 0xff, 0x00 };
+	const unsigned char huge_str[] = { 0xdb, 0xff, 0xff, 0xff, 0xff, 'a' };
+	const unsigned char bad_byte[] = { 0xc1 };
+	assert_int_equal(env_decode(huge_array, sizeof(huge_array), &env), ENV_ETRUNCATED);
+	assert_int_equal(env_decode(huge_map, sizeof(huge_map), &env), ENV_ETRUNCATED);
+	assert_int_equal(env_decode(huge_str, sizeof(huge_str), &env), ENV_ETRUNCATED);
+	assert_int_equal(env_decode(bad_byte, sizeof(bad_byte), &env), ENV_ETRUNCATED);
+	unsigned char deep[64];
+	for (size_t i = 0; i < sizeof(deep) - 1; i++)
+		deep[i] = 0x91; /* array of one element, nested */
+	deep[sizeof(deep) - 1] = 0x01;
+	assert_int_equal(env_decode(deep, sizeof(deep), &env), ENV_ETRUNCATED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1010,6 +1031,7 @@ int main(void)
 		cmocka_unit_test(test_encode_bad_type),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_release_zeroed_is_safe),
+		cmocka_unit_test(test_hostile_counts_and_depth),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

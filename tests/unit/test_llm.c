@@ -757,6 +757,26 @@ static void test_parse_openai_structured_malformed(void **state)
 	}
 }
 
+/* Found by fuzz_upstream: a body that is not JSON but quotes the key made
+ * jansson's error text (and so the log line) carry it. Every path masks. */
+static void test_key_never_in_error_text(void **state)
+{
+	(void)state;
+	const char *bodies[] = { "{\"id\": \"msg_1\", \"type\": \"" API_KEY "l\x04{",
+				 API_KEY, "{\"error\":{\"message\":\"bad key " API_KEY "\"}}" };
+	const struct llm_cfg *cfgs[] = { &ANTHROPIC, &OPENAI, &ANTHROPIC_TAG, &OPENAI_TAG };
+	const long statuses[] = { 200, 401, 500 };
+	for (size_t b = 0; b < 3; b++)
+		for (size_t c = 0; c < 4; c++)
+			for (size_t s = 0; s < 3; s++) {
+				struct llm_reply r;
+				(void)llm_parse(cfgs[c], statuses[s], bodies[b], strlen(bodies[b]), &r);
+				if (r.error && strstr(r.error, API_KEY))
+					fail_msg("key in error text: %s", r.error);
+				llm_reply_release(&r);
+			}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -783,6 +803,7 @@ int main(void)
 		cmocka_unit_test(test_parse_openai_structured),
 		cmocka_unit_test(test_parse_openai_structured_ignored_format),
 		cmocka_unit_test(test_parse_openai_structured_malformed),
+		cmocka_unit_test(test_key_never_in_error_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
