@@ -174,8 +174,14 @@ $(BUILD)/tests/unit/%.o: CFLAGS += -Iingress -Irouter -Iai-worker -Iegress -Ifle
 
 unit: $(UNIT_BINS)
 
+# Test tools the integration tests run.
+TOOLS := $(BUILD)/tests/zsend
+$(BUILD)/tests/zsend: $(BUILD)/tests/tools/zsend.o
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # One line at the end: "N passed, N failed" (unit + integration).
-test: all $(UNIT_BINS)
+test: all $(UNIT_BINS) $(TOOLS)
 	@python3 tests/run.py --build $(BUILD) $(UNIT_BINS)
 
 demo:

@@ -1,0 +1,53 @@
+/*
+ * zsend — test tool: connect a DEALER to a ZeroMQ endpoint and send raw
+ * frames given in hex, to see that baton drops what it cannot read.
+ *
+ *   zsend ENDPOINT HEX [HEX...]     one message per argument
+ *   zsend ENDPOINT -m HEX HEX       one multipart message
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+static size_t unhex(const char *h, unsigned char *out, size_t cap)
+{
+	size_t n = 0;
+	while (h[0] && h[1] && n < cap) {
+		unsigned v;
+		if (sscanf(h, "%2x", &v) != 1)
+			break;
+		out[n++] = (unsigned char)v;
+		h += 2;
+	}
+	return n;
+}
+
+int main(int argc, char **argv)
+{
+	static unsigned char buf[1 << 20];
+	if (argc < 3) {
+		fprintf(stderr, "usage: zsend ENDPOINT [-m] HEX...\n");
+		return 2;
+	}
+	void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+	int linger = 2000, multi = !strcmp(argv[2], "-m");
+	zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+	if (zmq_connect(s, argv[1]) != 0) {
+		fprintf(stderr, "zsend: connect %s: %s\n", argv[1], zmq_strerror(zmq_errno()));
+		return 1;
+	}
+	usleep(200000); /* let the connection come up before sending */
+	for (int i = multi ? 3 : 2; i < argc; i++) {
+		size_t n = unhex(argv[i], buf, sizeof(buf));
+		int more = multi && i + 1 < argc;
+		if (zmq_send(s, buf, n, more ? ZMQ_SNDMORE : 0) < 0) {
+			fprintf(stderr, "zsend: send: %s\n", zmq_strerror(zmq_errno()));
+			return 1;
+		}
+	}
+	zmq_close(s);
+	zmq_ctx_term(ctx);
+	return 0;
+}
