@@ -110,7 +110,7 @@ BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BI
 UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
-.PHONY: all test unit integration demo run clean deps help fuzz
+.PHONY: all test unit integration demo run clean deps help fuzz chaos
 all: $(BINARIES)
 
 help:
@@ -186,6 +186,10 @@ test: all $(UNIT_BINS) $(TOOLS)
 
 demo:
 	@scripts/demo
+
+# The long chaos run (the CI-sized one is part of make test).
+chaos: all $(TOOLS)
+	@BATON_BIN=$(CURDIR)/$(BIN) python3 tests/chaos/chaos.py --conversations 200 --messages 2000
 
 run: all
 	@scripts/run

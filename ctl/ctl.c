@@ -83,6 +83,10 @@ int ctl_show(const struct config *cfg, const char *address, bool json)
 				      env_role_name(h.role), "text", h.text ? h.text : "");
 		if (h.who)
 			json_object_set_new(o, "agent", json_string(h.who));
+		if (h.sid)
+			json_object_set_new(o, "sid", json_string(h.sid));
+		if (h.msid)
+			json_object_set_new(o, "sent", json_string(h.msid));
 		json_array_append_new(hist, o);
 		hist_rec_release(&h);
 	}

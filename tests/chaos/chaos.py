@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""The chaos test: a generated stream of customer messages against the whole
+pipeline while a killer SIGKILLs a random baton process every second or two,
+then a checker that reads the fakes' records and LMDB (through batonctl) and
+asserts DESIGN invariants 1-5.
+
+    tests/chaos/chaos.py --conversations 200 --messages 2000     # make chaos
+    tests/chaos/chaos.py --conversations 20 --messages 200       # CI
+
+Customers behave like Twilio: each message is a signed webhook with its own
+MessageSid, re-sent with the same MessageSid until ingress answers 200.
+Some conversations ask for a person; the simulated agent greets, answers the
+appointment question and closes, which hands the conversation back.
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from baton_harness import BUSINESS, Pipeline, wait_for  # noqa: E402
+
+KILLABLE = ["router", "ai-worker", "egress", "flex-worker", "ingress"]
+QUESTIONS = ["Where is the clinic located?", "What are your opening hours?",
+             "Which specialties do you have?", "Is there parking nearby?", "Do you see children?"]
+HOLD = "Your conversation is being transferred to our team."
+GREETING = "Hi, good afternoon, I'm Gonzalo, how can I help you?"
+CONFIRM = "Done: your dermatology appointment is on Tuesday at 10:00. Anything else?"
+# What baton itself says during a handoff (not AI answers).
+BATON_SAYS = {HOLD, "All our agents are busy right now. A person will answer you as soon as possible.",
+              "Our team is not available right now, so I will keep helping you here.",
+              "Sorry, we could not reach our team right now. I am still here to help."}
+
+
+def zipf_counts(rng, conversations, messages):
+    """Messages per conversation, Zipf-like: a few talk a lot, most a little."""
+    weights = [1.0 / (i + 1) for i in range(conversations)]
+    counts = [1] * conversations
+    for _ in range(max(0, messages - conversations)):
+        counts[rng.choices(range(conversations), weights)[0]] += 1
+    return counts
+
+
+def script_for(rng, n, escalate):
+    msgs = [rng.choice(QUESTIONS) for _ in range(n)]
+    if escalate and n >= 4:
+        k = rng.randrange(1, n - 2)
+        msgs[k] = "I want to talk to a human"
+        msgs[k + 1] = "I need a dermatology appointment on Tuesday"
+    return msgs
+
+
+class Chaos:
+    def __init__(self, args):
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.stats = {"messages": 0, "acked": 0, "webhook_retries": 0, "kills": {}}
+        self.acked = {}  # customer -> [sid, ...]
+        self.lock = threading.Lock()
+        self.stop_killer = threading.Event()
+        self.p = Pipeline(env={
+            "BATON_WORKER_HEARTBEAT_MS": "200", "BATON_WORKER_TIMEOUT_MS": "1000",
+            "BATON_HTTP_ACK_TIMEOUT_MS": "2000", "BATON_EGRESS_RETRY_DEADLINE_MS": "2000",
+            "BATON_HANDOFF_ACCEPT_TIMEOUT_S": "0", "BATON_LOG_LEVEL": "info",
+            # Conversations the agent never closes (it missed the question)
+            # come back by the inactivity path, so every one ends.
+            "BATON_HANDOFF_HUMAN_TIMEOUT_S": "3",
+        }, llm_latency_ms=args.llm_latency_ms)
+
+    def send_all(self, customer, msgs):
+        for text in msgs:
+            params = self.p.webhook_params(customer, text, name="C" + customer[-4:])
+            sid = dict(params)["MessageSid"]
+            with self.lock:
+                self.stats["messages"] += 1
+            while True:
+                try:
+                    st = self.p.post_webhook(params)[0] if self.p.ingress_port else None
+                except OSError:
+                    st = None
+                if st == 200:
+                    break
+                with self.lock:
+                    self.stats["webhook_retries"] += 1
+                time.sleep(0.3)  # Twilio would retry the same MessageSid
+            with self.lock:
+                self.stats["acked"] += 1
+                self.acked.setdefault(customer, []).append(sid)
+            time.sleep(self.rng.uniform(0.0, self.args.pace))
+
+    def killer(self):
+        rng = random.Random(self.args.seed + 1)
+        while not self.stop_killer.wait(rng.uniform(1.0, 2.0)):
+            name = rng.choice(KILLABLE)
+            try:
+                self.p.stop(name, signal.SIGKILL)
+                time.sleep(rng.uniform(0.05, 0.4))
+                self.p.start(name)
+            except Exception as e:  # a failed restart is a failed test
+                print("killer: restart of %s failed: %s" % (name, e), file=sys.stderr)
+                raise
+            with self.lock:
+                self.stats["kills"][name] = self.stats["kills"].get(name, 0) + 1
+
+    def run(self):
+        a = self.args
+        p = self.p
+        p.start_all()
+        p.agent(identity="Gonzalo", accept_after_ms=100, greeting=GREETING, reply_delay_ms=50,
+                replies=[{"match": ["dermatolog"], "reply": CONFIRM, "close_after": True}])
+        counts = zipf_counts(self.rng, a.conversations, a.messages)
+        plans = {}
+        for i, n in enumerate(counts):
+            customer = "whatsapp:+55119%08d" % i
+            plans[customer] = script_for(self.rng, n, self.rng.random() < a.escalate_share)
+        t0 = time.monotonic()
+        killer = threading.Thread(target=self.killer, daemon=True)
+        killer.start()
+        senders = [threading.Thread(target=self.send_all, args=(c, m), daemon=True)
+                   for c, m in plans.items()]
+        for s in senders:
+            s.start()
+        for s in senders:
+            s.join()
+        self.stop_killer.set()
+        killer.join()
+        sent_for = time.monotonic() - t0
+        self.settle(plans)
+        problems = self.check(plans)
+        self.report(sent_for, problems)
+        return problems
+
+    def settle(self, plans, timeout=90):
+        """Until every conversation is in ai mode with its last customer turn answered."""
+        def done():
+            for c in plans:
+                s = self.p.show(c)
+                h = s["history"]
+                if s["mode"] != "ai":
+                    return False
+                last_customer = max((i for i, t in enumerate(h) if t["role"] == "customer"), default=-1)
+                if not any(t["role"] in ("ai", "system", "agent") for t in h[last_customer + 1:]):
+                    return False
+            return True
+        try:
+            wait_for(done, timeout, interval=0.5, what="the pipeline to settle")
+        except AssertionError:
+            for c in plans:
+                s = self.p.show(c)
+                if s["mode"] == "ai" and s["history"] and s["history"][-1]["role"] != "customer":
+                    continue
+                tail = [(t["role"], t["text"][:30]) for t in s["history"][-3:]]
+                print("chaos: unsettled? %s mode %s, last %s, timeline %s" % (
+                    c, s["mode"], tail, [e["event"] for e in s["timeline"]][-3:]))
+            raise
+        time.sleep(1.0)
+
+    def check(self, plans):
+        problems = []
+        twilio = self.p.fake_get("twilio", "/_fake/requests?path_contains=Messages.json")
+        state = self.p.fake_get("twilio", "/_fake/state")
+        sent_by = {}
+        for r in twilio:
+            if r.get("status") == 201:
+                sent_by.setdefault(r["form"]["To"][0], []).append(r["response"]["sid"])
+        interactions = {}
+        for it in state["interactions"]:
+            attrs = it["routing"]["properties"]["attributes"]
+            attrs = json.loads(attrs) if isinstance(attrs, str) else attrs
+            k = attrs.get("batonConversationKey")
+            interactions[k] = interactions.get(k, 0) + 1
+        self.stats["duplicate_sends"] = 0
+        for c in plans:
+            s = self.p.show(c)
+            h = s["history"]
+            sids = {t.get("sid") for t in h if t["role"] == "customer"}
+            # 1. accepted means durable
+            for sid in self.acked.get(c, []):
+                if sid not in sids:
+                    problems.append("%s: acknowledged %s is not in history" % (c, sid))
+            # 2. one AI answer per customer turn, 3. no AI answer in human mode
+            human = False
+            answers = 0
+            for t in h:
+                if t["role"] == "customer":
+                    answers = 0
+                elif t["role"] == "ai" and t["text"] == HOLD:
+                    human = True
+                elif t["role"] == "system":
+                    human = False
+                elif t["role"] == "ai" and t["text"] not in BATON_SAYS:
+                    if human:
+                        problems.append("%s: AI answered in human mode: %r" % (c, t["text"][:40]))
+                    answers += 1
+                    if answers > 1:
+                        problems.append("%s: two AI answers to one customer turn" % c)
+            # 4. order: what history says was sent is a subsequence of what Twilio got
+            recorded = [x for t in h if t.get("sent") for x in t["sent"].split(",") if x]
+            got = sent_by.get(c, [])
+            it = iter(got)
+            if not all(x in it for x in recorded):
+                problems.append("%s: sends out of order" % c)
+            self.stats["duplicate_sends"] += len(set(got) - set(recorded))
+            # 5. one Flex interaction per escalation that reached Flex. A
+            # flex-worker killed between creating the Interaction and marking
+            # the conversation can make a second one on retry: the known
+            # window (README, Guarantees), counted apart unless --strict.
+            created = sum(1 for e in s["timeline"] if e["event"] == "task_created")
+            n = interactions.get(s["conversation"], 0)
+            if n > created and not self.args.strict and self.stats["kills"].get("flex-worker"):
+                self.stats["duplicate_interactions"] = self.stats.get("duplicate_interactions", 0) + n - created
+            elif n != created:
+                problems.append("%s: %d interactions for %d tasks created" % (c, n, created))
+        self.stats["duplicates_suppressed"] = self.p.log_text("router").count("duplicate delivery")
+        self.stats["escalations"] = sum(1 for _ in self.p.log_text("router").split("escalating:")) - 1
+        return problems
+
+    def report(self, secs, problems):
+        s = self.stats
+        print("chaos: %d conversations, %d messages (%d acknowledged) in %.1f s"
+              % (self.args.conversations, s["messages"], s["acked"], secs))
+        print("chaos: kills %s (total %d)" % (json.dumps(s["kills"], sort_keys=True), sum(s["kills"].values())))
+        print("chaos: webhook retries %d, duplicates suppressed %d, escalations %d, "
+              "duplicate sends after a kill %d, duplicate interactions after a kill %d (documented)"
+              % (s["webhook_retries"], s["duplicates_suppressed"], s["escalations"],
+                 s["duplicate_sends"], s.get("duplicate_interactions", 0)))
+        for p in problems[:30]:
+            print("chaos: PROBLEM " + p)
+        print("chaos: %s" % ("ok" if not problems else "%d problems" % len(problems)))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--conversations", type=int, default=200)
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--escalate-share", type=float, default=0.3)
+    ap.add_argument("--llm-latency-ms", type=int, default=20)
+    ap.add_argument("--pace", type=float, default=3.0,
+                    help="most seconds between two messages of one customer")
+    ap.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "7")))
+    ap.add_argument("--strict", action="store_true",
+                    help="count the known duplicate-interaction window as a failure")
+    args = ap.parse_args(argv)
+    c = Chaos(args)
+    try:
+        problems = c.run()
+    finally:
+        c.stop_killer.set()
+        c.p.keep = c.p.keep or bool(os.environ.get("BATON_KEEP"))
+        try:
+            c.p.close()
+        except AssertionError as e:
+            print("chaos: unclean exit: %s" % str(e)[:2000], file=sys.stderr)
+            return 1
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
