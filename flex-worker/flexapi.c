@@ -266,3 +266,37 @@ char *flexapi_transcript(const struct env_turn *turns, size_t n, const char *cus
 	}
 	return out;
 }
+
+char *flexapi_task_query(const char *ch)
+{
+	return xasprintf("conversationSid == \"%s\"", ch);
+}
+
+int flexapi_parse_tasks(const char *body, size_t len, const char *ch, struct flex_sids *out)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	json_t *list = json_object_get(root, "tasks");
+	size_t i;
+	json_t *t;
+	int rc = -1;
+	memset(out, 0, sizeof(*out));
+	json_array_foreach(list, i, t) {
+		const char *attrs = flexapi_str(t, "attributes");
+		const char *wt = flexapi_str(t, "sid");
+		json_t *a = attrs ? json_loads(attrs, 0, NULL) : NULL;
+		const char *c = flexapi_str(a, "conversationSid");
+		const char *kd = flexapi_str(a, "flexInteractionSid");
+		const char *uo = flexapi_str(a, "flexInteractionChannelSid");
+		if (c && !strcmp(c, ch) && kd && uo && wt) {
+			out->kd = xstrdup(kd);
+			out->uo = xstrdup(uo);
+			out->wt = xstrdup(wt);
+			rc = 0;
+		}
+		json_decref(a);
+		if (rc == 0)
+			break;
+	}
+	json_decref(root);
+	return rc;
+}

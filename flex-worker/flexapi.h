@@ -58,6 +58,16 @@ int flexapi_parse_participant(const char *body, size_t len, const char *address,
  *  {"baton_job": job, "baton_turn": i} (i < n). */
 int flexapi_parse_injected(const char *body, size_t len, unsigned long long job, bool *done,
 			   size_t n, char **next);
+/**
+ * From GET {taskrouter}/v1/Workspaces/{WS}/Tasks?EvaluateTaskAttributes=...:
+ * the Interaction Flex made for conversation ch (Flex writes conversationSid,
+ * flexInteractionSid and flexInteractionChannelSid into the task's
+ * attributes). 0 with *out filled when found, -1 when not.
+ */
+int flexapi_parse_tasks(const char *body, size_t len, const char *ch, struct flex_sids *out);
+/** The EvaluateTaskAttributes expression that finds the tasks of conversation ch. Caller frees. */
+char *flexapi_task_query(const char *ch);
+
 /** From a Conversation: the interaction SIDs baton stored in its Attributes, if any. */
 int flexapi_parse_marked(const char *body, size_t len, struct flex_sids *out);
 

@@ -34,6 +34,7 @@ enum fstep {
 	FS_LIST_PARTICIPANTS,
 	FS_ADD_PARTICIPANT,
 	FS_CHECK_MARK,
+	FS_FIND_TASK,
 	FS_INTERACTION,
 	FS_MARK,
 	FS_FORWARD,
@@ -44,7 +45,8 @@ enum fstep {
 static const char *const fstep_names[] = {
 	"list conversations", "close conversation", "create conversation",
 	"fetch conversation", "list messages", "inject history", "list participants",
-	"add participant", "check interaction", "create interaction", "mark conversation",
+	"add participant", "check interaction", "find task", "create interaction",
+	"mark conversation",
 	"forward message", "close interaction channel", "close conversation",
 };
 
@@ -304,6 +306,16 @@ static void fjob_step(struct fjob *f, enum fstep s)
 	case FS_CHECK_MARK:
 		fjob_call(f, "GET", fjob_conv_url(f, ""), NULL);
 		return;
+	case FS_FIND_TASK: {
+		char *q = flexapi_task_query(f->ch);
+		char *eq = curl_easy_escape(NULL, q, 0);
+		char *url = xasprintf("%s/v1/Workspaces/%s/Tasks?EvaluateTaskAttributes=%s&PageSize=20",
+				      cfg->twilio_taskrouter_base, cfg->flex_workspace_sid, eq);
+		curl_free(eq);
+		free(q);
+		fjob_call(f, "GET", url, NULL);
+		return;
+	}
 	case FS_INTERACTION: {
 		struct flex_interaction_req ir = {
 			.ch = f->ch, .workspace = cfg->flex_workspace_sid,
@@ -450,6 +462,19 @@ static void fjob_advance(struct fjob *f, const char *body, size_t len)
 			fjob_finish(f); /* an earlier attempt created the interaction */
 			return;
 		}
+		fjob_step(f, FS_FIND_TASK);
+		return;
+	case FS_FIND_TASK:
+		/* An attempt that died after creating the Interaction but before
+		 * marking the conversation: Flex's task names the Interaction. */
+		if (flexapi_parse_tasks(body, len, f->ch, &f->sids) == 0) {
+			struct log_ids ids = { .conv = f->conv, .job = f->job };
+			log_emit(LOG_INFO, &ids, "interaction %s already exists (task %s): not creating "
+				 "another", f->sids.kd, f->sids.wt);
+			fjob_step(f, FS_MARK);
+			return;
+		}
+		flexapi_sids_release(&f->sids);
 		fjob_step(f, FS_INTERACTION);
 		return;
 	case FS_INTERACTION:
@@ -528,6 +553,15 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 		free(msg);
 		f->iclose++;
 		fjob_step(f, FS_CLOSE);
+		return;
+	}
+	if (f->step == FS_FIND_TASK) {
+		/* Without TaskRouter access the pipeline still works, with the
+		 * narrow duplicate window the README documents. */
+		log_emit(LOG_WARN, &ids, "cannot search tasks (%ld %s): creating the interaction", code,
+			 msg);
+		free(msg);
+		fjob_step(f, FS_INTERACTION);
 		return;
 	}
 	if (f->step == FS_CLOSE_CHANNEL || f->step == FS_CLOSE_CONV) {

@@ -18,8 +18,10 @@
  *   5. create the Flex Interaction (whatsapp, initiated by customer, media
  *      channel = the conversation) unless the conversation's Attributes
  *      already name one, then write its SIDs into those Attributes.
- * The one window left: a crash between the Interaction's creation and
- * step 5's mark can create a second task on retry.
+ * A crash between the Interaction's creation and the mark is caught on
+ * retry by looking up Flex's task for the conversation in TaskRouter
+ * (EvaluateTaskAttributes conversationSid == CH), which names the
+ * Interaction.
  *
  * Within one attempt 429/5xx/network errors are retried with backoff
  * until flex.retry_deadline_ms; the result is then ST_RETRY. Other 4xx

@@ -290,12 +290,43 @@ class ConversationsState:
         with self._lock:
             return self._route(method, path, query, form, base)
 
+    def _list_tasks(self, workspace, query, base):
+        """TaskRouter's task list: the tasks Flex made for Interactions, filtered
+        by an EvaluateTaskAttributes expression of the form key == "value"
+        (the only form clients of this fake use)."""
+        q = urllib.parse.parse_qs(query)
+        expr = (q.get("EvaluateTaskAttributes") or [""])[0]
+        m = re.match(r'^\s*(\w+)\s*==\s*"([^"]*)"\s*$', expr) if expr else None
+        if expr and not m:
+            return _error(400, 20001, "EvaluateTaskAttributes: unsupported expression %r" % expr)
+        tasks = []
+        for inter in self._interactions.values():
+            props = inter["routing"]["properties"]
+            if props.get("workspace_sid") != workspace:
+                continue
+            attrs = json.loads(props["attributes"])
+            if m and str(attrs.get(m.group(1))) != m.group(2):
+                continue
+            tasks.append({"sid": inter["task_sid"], "workspace_sid": workspace,
+                          "attributes": props["attributes"],
+                          "assignment_status": props.get("assignment_status", "pending"),
+                          "task_channel_unique_name": props.get("task_channel_unique_name"),
+                          "url": "%s/v1/Workspaces/%s/Tasks/%s" % (base, workspace, inter["task_sid"])})
+        url = "%s/v1/Workspaces/%s/Tasks" % (base, workspace)
+        return 200, {"tasks": tasks, "meta": {"page": 0, "page_size": 50, "first_page_url": url,
+                                               "previous_page_url": None, "url": url,
+                                               "next_page_url": None, "key": "tasks"}}, {}
+
     def _violate(self, method, path, problem):
         with self._lock:
             self._violations.append({"method": method, "path": path, "problem": problem})
 
     def _route(self, method, path, query, form, base):
         segs = [urllib.parse.unquote(s) for s in path.split("/")[2:]]  # after "/v1"
+        if len(segs) == 3 and segs[0] == "Workspaces" and segs[2] == "Tasks":
+            if method != "GET":
+                return _error(405, 20004, "Method not allowed")
+            return self._list_tasks(segs[1], query, base)
         routes = None
         if segs == ["ParticipantConversations"]:
             routes = {"GET": lambda: self._list_participant_conversations(path, query, base)}

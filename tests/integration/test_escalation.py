@@ -358,6 +358,26 @@ class TestResumable(FlexCase):
         self.check_exactly_once()
 
 
+class TestInteractionWindow(FlexCase):
+    env = {"BATON_HANDOFF_MAX_ATTEMPTS": "8", "BATON_HANDOFF_RETRY_BASE_MS": "100"}
+
+    def test_worker_killed_after_creating_the_interaction_does_not_create_another(self):
+        # The Interaction exists; marking the conversation hangs; the worker dies.
+        self.p.fake_post("twilio", "/_fake/fail", {"path_regex": r"^/v1/Conversations/[^/]+$",
+                                                   "method": "POST", "delay_ms": 3000,
+                                                   "status": 503, "count": 1})
+        self.p.send(ANA, "Where is the clinic?")
+        wait_for(lambda: self.replies(), 10, what="reply")
+        self.p.send(ANA, "humano")
+        wait_for(lambda: self.interactions(), 10, what="interaction created")
+        self.p.stop("flex-worker", signal.SIGKILL)
+        self.p.start("flex-worker")
+        self.wait_handoff(25)
+        self.assertEqual(len(self.interactions()), 1)
+        self.assertTrue(self.p.log_contains("flex-worker", "already exists"))
+        self.assert_spec_clean()
+
+
 class TestGiveUp(FlexCase):
     env = {"BATON_HANDOFF_MAX_ATTEMPTS": "2", "BATON_HANDOFF_RETRY_BASE_MS": "100"}
 
