@@ -99,11 +99,12 @@ static void aiwork_done(const struct httpc_resp *resp, void *arg)
 		oc = llm_parse(&a->llm, resp->status, resp->body, resp->body_len, &rep);
 	}
 
-	if (oc == LLM_RETRY && c->attempt < (unsigned)a->cfg->llm_retries) {
+	uint64_t d = backoff_ms(c->attempt + 1, AIWORK_BACKOFF_BASE_MS, AIWORK_BACKOFF_CAP_MS,
+				resp->retry_after_ms);
+	bool in_time = clock_mono_ms() + d < c->started + (uint64_t)a->cfg->llm_retry_deadline_ms;
+	if (oc == LLM_RETRY && c->attempt < (unsigned)a->cfg->llm_retries && in_time) {
 		c->attempt++;
 		a->retries++;
-		uint64_t d = backoff_ms(c->attempt, AIWORK_BACKOFF_BASE_MS, AIWORK_BACKOFF_CAP_MS,
-					resp->retry_after_ms);
 		log_emit(LOG_WARN, &ids, "LLM call failed (%s): retry %u in %llu ms", rep.error,
 			 c->attempt, (unsigned long long)d);
 		llm_reply_release(&rep);

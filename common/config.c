@@ -104,6 +104,8 @@ static const struct config_entry config_table[] = {
 	{ "llm.retries", CT_INT, "2", 0, 10, NULL, F(llm_retries), false,
 	  "retries of a failed LLM call (429, 5xx, 529, timeouts) with backoff" },
 
+	{ "llm.retry_deadline_ms", CT_INT, "60000", 0, 600000, NULL, F(llm_retry_deadline_ms), false,
+	  "total time one AI job may spend retrying before the give-up policy (ai.on_failure)" },
 	{ "ai.system_prompt", CT_STR, DEFAULT_PROMPT, 0, 0, NULL, F(ai_system_prompt), false,
 	  "system prompt of the assistant" },
 	{ "ai.system_prompt_file", CT_STR, "", 0, 0, NULL, F(ai_system_prompt_file), false,

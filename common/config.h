@@ -58,6 +58,7 @@ struct config {
 	int llm_timeout_ms;
 	int llm_max_tokens;
 	int llm_retries;
+	int llm_retry_deadline_ms;
 
 	/* AI behaviour */
 	char *ai_system_prompt;

@@ -211,6 +211,13 @@ void dispatch_hello(struct dispatch *d, const struct zmqx_peer *peer, enum job_k
 	w->last_seen = now;
 }
 
+bool dispatch_knows(const struct dispatch *d, const struct zmqx_peer *peer)
+{
+	struct worker *w = NULL;
+	HASH_FIND(hh, d->workers, peer->id, peer->len, w);
+	return w != NULL;
+}
+
 static void worker_drop(struct dispatch *d, struct worker *w)
 {
 	struct djob *j, *jt;

@@ -256,6 +256,14 @@ static void router_collect(struct router *r)
 				env_release(&it->env);
 				continue;
 			}
+			/* A result from a peer that never said hello is not a worker of
+			 * ours (a router restart is covered: workers say hello every
+			 * heartbeat, and their jobs are re-dispatched anyway). */
+			if (!it->from_ingress && !dispatch_knows(r->disp, &it->peer)) {
+				log_warn("dropped a %s from an unknown peer", env_type_name(it->env.type));
+				env_release(&it->env);
+				continue;
+			}
 			r->nitems++;
 		}
 	}

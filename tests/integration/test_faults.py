@@ -48,6 +48,8 @@ class TestSockets(FaultCase):
             zsend(self.p, ep, "00", "82a17601a17402", multipart=True)
         wait_for(lambda: self.p.log_text("router").count("dropped a malformed envelope") >= 6, 10,
                  what="drops logged")
+        wait_for(lambda: self.p.log_contains("router", "from an unknown peer"), 10,
+                 what="a worker-looking result from a stranger dropped")
         self.assertIsNone(self.p.procs["router"].poll())
         self.p.send(ANA, "Where is the clinic?")
         wait_for(lambda: self.replies(), 10, what="the pipeline still works")
@@ -80,7 +82,11 @@ class TestWorkerLoss(FaultCase):
         wait_for(lambda: self.replies(), 10, what="reply from the second worker")
         self.assertLess(time.monotonic() - t0, 6, "re-dispatched within a few seconds")
         frozen.send_signal(signal.SIGCONT)
-        wait_for(lambda: self.p.log_contains("router", "stale AI result"), 10, what="stale dropped")
+        # Its late answer is dropped: as a stale result, or as coming from a
+        # peer the router already wrote off.
+        wait_for(lambda: self.p.log_contains("router", "stale AI result") or
+                 self.p.log_contains("router", "result_ai from an unknown peer"), 10,
+                 what="late answer dropped")
         self.assertEqual(len(self.replies()), 1)
         self.p.logs["ai-worker-2"] = self.p.logs["ai-worker"]
 
@@ -156,6 +162,19 @@ class TestHostileHttp(FaultCase):
         self.assertEqual(st, 400)
         time.sleep(0.2)
         self.assertEqual(self.p.llm_requests(), [])
+
+
+class TestTwilioAnswers(FaultCase):
+    def test_unreadable_twilio_answer_is_final_and_logged(self):
+        # Twilio may have sent it: a retry could double the message.
+        self.p.fake_post("twilio", "/_fake/fail", {"path_contains": "Messages.json", "malformed": True,
+                                                   "count": 1})
+        self.p.send(ANA, "Where is the clinic?")
+        wait_for(lambda: self.p.log_contains("egress", "unreadable Twilio answer"), 10, what="logged")
+        time.sleep(0.5)
+        recs = self.p.fake_get("twilio", "/_fake/requests?path_contains=Messages.json")
+        self.assertEqual(len(recs), 1)
+        self.assertIsNone(self.p.procs["egress"].poll())
 
 
 class TestHugeUpstream(FaultCase):
