@@ -31,9 +31,10 @@
 /* Bounds on ids that become LMDB keys. */
 #define ROUTER_SID_MAX 64
 #define ROUTER_ADDR_MAX 128
-/* Backoff of a send the egress gave up on (Twilio down): up to 5 min apart. */
+/* Backoff of a send the egress gave up on (Twilio down): up to 1 min apart,
+ * so replies leave within a minute of Twilio coming back. */
 #define ROUTER_RETRY_BASE_MS 1000
-#define ROUTER_RETRY_CAP_MS (5 * 60 * 1000)
+#define ROUTER_RETRY_CAP_MS (60 * 1000)
 /* Backoff cap between attempts of the Flex pipeline (the first delay is
  * handoff.retry_base_ms); the worker already retried 429/5xx inside each. */
 #define ROUTER_FLEX_RETRY_CAP_MS 30000

@@ -93,9 +93,28 @@ class Chaos:
                 self.acked.setdefault(customer, []).append(sid)
             time.sleep(self.rng.uniform(0.0, self.args.pace))
 
+    def inject(self, rng):
+        """Failure injection beside the kills: upstream errors now and then."""
+        rules = [("llm", {"path_contains": "/v1/", "status": 529, "count": 2}),
+                 ("llm", {"path_contains": "/v1/", "status": 500, "count": 1}),
+                 ("twilio", {"path_contains": "Messages.json", "status": 429, "code": 20429,
+                             "retry_after": 1, "count": 2}),
+                 ("twilio", {"path_contains": "Messages.json", "status": 503, "count": 1}),
+                 ("twilio", {"path_regex": r"^/v1/Conversations/[^/]+/Messages$", "status": 500,
+                             "count": 1})]
+        fake, rule = rng.choice(rules)
+        try:
+            self.p.fake_post(fake, "/_fake/fail", rule)
+            with self.lock:
+                self.stats["injected"] = self.stats.get("injected", 0) + 1
+        except AssertionError:
+            pass
+
     def killer(self):
         rng = random.Random(self.args.seed + 1)
         while not self.stop_killer.wait(rng.uniform(1.0, 2.0)):
+            if rng.random() < 0.4:
+                self.inject(rng)
             name = rng.choice(KILLABLE)
             try:
                 self.p.stop(name, signal.SIGKILL)
@@ -224,7 +243,8 @@ class Chaos:
         s = self.stats
         print("chaos: %d conversations, %d messages (%d acknowledged) in %.1f s"
               % (self.args.conversations, s["messages"], s["acked"], secs))
-        print("chaos: kills %s (total %d)" % (json.dumps(s["kills"], sort_keys=True), sum(s["kills"].values())))
+        print("chaos: kills %s (total %d), upstream failures injected %d"
+              % (json.dumps(s["kills"], sort_keys=True), sum(s["kills"].values()), s.get("injected", 0)))
         print("chaos: webhook retries %d, duplicates suppressed %d, escalations %d, "
               "duplicate sends after a kill %d, duplicate interactions after a kill %d (documented)"
               % (s["webhook_retries"], s["duplicates_suppressed"], s["escalations"],

@@ -249,6 +249,12 @@ class Pipeline:
                 except subprocess.TimeoutExpired:
                     p.kill()
         self.fakes = {}
+        # No secret ever reaches a log line (tokens, keys, Authorization).
+        for name in list(self.logs):
+            text = self.log_text(name)
+            for secret in (AUTH_TOKEN, LLM_KEY, ADMIN_TOKEN):
+                if secret in text:
+                    unclean.append("%s: a secret appears in the log" % name)
         if unclean:
             self.keep = True
         if not self.keep and not os.environ.get("BATON_KEEP"):
