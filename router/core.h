@@ -91,6 +91,16 @@ struct effect *router_fx_push(struct router *r, enum fx_type type);
 void router_fx_ack(struct router *r, const struct item *it, int status);
 /** Store a job and have it dispatched after the commit. */
 int router_job_add(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id);
+/* router_result_job()'s answer for a late or duplicate result (not an LMDB code). */
+#define ROUTER_STALE (-1)
+
+/**
+ * The job a worker's result is for: 0 with *j filled (caller releases),
+ * ROUTER_STALE when the job is gone or of another kind (a late or
+ * duplicate result: logged, to be dropped), or an LMDB error.
+ */
+int router_result_job(struct router *r, MDB_txn *txn, const struct envelope *env,
+		      enum job_kind kind, struct job_rec *j);
 /** Replace *dst with a copy of v when v is non-empty. */
 void router_set_str(char **dst, const char *v);
 

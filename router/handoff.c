@@ -247,16 +247,10 @@ int handoff_result(struct router *r, MDB_txn *txn, struct item *it)
 	struct job_rec j;
 	struct conv_rec c;
 	struct log_ids ids = { .job = env->id };
-	int rc = store_job_get(&r->st, txn, env->id, &j);
+	int rc = router_result_job(r, txn, env, JOB_FLEX, &j);
 
-	if (rc == MDB_NOTFOUND || (rc == 0 && j.kind != JOB_FLEX)) {
-		log_emit(LOG_INFO, &ids, "dropped a stale flex result (job already finished)");
-		if (rc == 0)
-			job_rec_release(&j);
-		return 0;
-	}
 	if (rc)
-		return rc;
+		return rc == ROUTER_STALE ? 0 : rc;
 	ids.conv = j.conv;
 	if ((rc = store_conv_get(&r->st, txn, j.conv, &c))) {
 		job_rec_release(&j);

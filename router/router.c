@@ -58,6 +58,22 @@ int router_job_add(struct router *r, MDB_txn *txn, const struct job_rec *j, uint
 	return 0;
 }
 
+int router_result_job(struct router *r, MDB_txn *txn, const struct envelope *env,
+		      enum job_kind kind, struct job_rec *j)
+{
+	struct log_ids ids = { .job = env->id, .conv = env->conv };
+	int rc = store_job_get(&r->st, txn, env->id, j);
+	if (rc == 0 && j->kind == kind)
+		return 0;
+	if (rc == 0)
+		job_rec_release(j);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	log_emit(LOG_INFO, &ids, "dropped a stale %s result (job already finished)",
+		 job_kind_name(kind));
+	return ROUTER_STALE;
+}
+
 void router_set_str(char **dst, const char *v)
 {
 	if (v && *v) {

@@ -155,16 +155,10 @@ int turns_result_ai(struct router *r, MDB_txn *txn, struct item *it)
 	struct job_rec j;
 	struct conv_rec c;
 	struct log_ids ids = { .job = env->id };
-	int rc = store_job_get(&r->st, txn, env->id, &j);
+	int rc = router_result_job(r, txn, env, JOB_AI, &j);
 
-	if (rc == MDB_NOTFOUND || (rc == 0 && j.kind != JOB_AI)) {
-		log_emit(LOG_INFO, &ids, "dropped a stale AI result (job already finished)");
-		if (rc == 0)
-			job_rec_release(&j);
-		return 0;
-	}
 	if (rc)
-		return rc;
+		return rc == ROUTER_STALE ? 0 : rc;
 	ids.conv = j.conv;
 	if ((rc = store_conv_get(&r->st, txn, j.conv, &c))) {
 		log_emit(LOG_ERROR, &ids, "AI job without conversation: %s", mdb_strerror(rc));
@@ -226,16 +220,10 @@ int turns_result_send(struct router *r, MDB_txn *txn, struct item *it)
 	struct envelope *env = &it->env;
 	struct job_rec j;
 	struct log_ids ids = { .job = env->id, .sid = env->sid };
-	int rc = store_job_get(&r->st, txn, env->id, &j);
+	int rc = router_result_job(r, txn, env, JOB_SEND, &j);
 
-	if (rc == MDB_NOTFOUND || (rc == 0 && j.kind != JOB_SEND)) {
-		log_emit(LOG_INFO, &ids, "dropped a stale send result (job already finished)");
-		if (rc == 0)
-			job_rec_release(&j);
-		return 0;
-	}
 	if (rc)
-		return rc;
+		return rc == ROUTER_STALE ? 0 : rc;
 	ids.conv = j.conv;
 	if (env->status == ST_OK) {
 		struct hist_rec h;

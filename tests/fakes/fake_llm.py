@@ -47,21 +47,21 @@ delay_ms delays the request and then processes it normally.
 
 Latency (--latency-ms / _fake/config) applies to every 200 answer on /v1/,
 including malformed and wrong_shape ones; error answers only wait delay_ms.
+
+The plumbing shared with fake_twilio.py (recording, failure rules, the common
+control endpoints, startup and shutdown) lives in fakelib.py.
 """
 
 import argparse
 import json
 import math
 import secrets
-import signal
-import socket
 import string
 import sys
-import threading
 import time
-import urllib.parse
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import fakelib
+from fakelib import FailureRules, FakeHandler, is_non_negative_number, parse_json_or_none
 
 # Prompts in tests are small; the cap only stops a runaway client.
 MAX_REQUEST_BYTES = 32 * 1024 * 1024   # Anthropic's own request limit
@@ -87,11 +87,12 @@ def approx_tokens(text):
     return max(1, math.ceil(len(text) / 4))
 
 
+# Anthropic's overload status; HTTPStatus has no phrase for it.
+EXTRA_PHRASES = {529: "Overloaded"}
+
+
 def status_phrase(status):
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Overloaded" if status == 529 else "Error"
+    return fakelib.status_phrase(status, EXTRA_PHRASES)
 
 
 def anthropic_error(status, message, error_type=None, request_id=None):
@@ -300,241 +301,37 @@ def openai_reply(req, script):
                       "total_tokens": n_in + n_out}}
 
 
-# ---- shared server machinery ---------------------------------------------
+# ---- server ---------------------------------------------------------------
 
-class Recorder:
-    """Thread-safe request log, optionally mirrored to a JSON-lines file."""
-
-    def __init__(self, path=None):
-        self._lock = threading.Lock()
-        self._records = []
-        self._seq = 0
-        # Line-buffered append so a test can tail the file while we run.
-        self._file = open(path, "a", encoding="utf-8", buffering=1) if path else None
-
-    def add(self, record):
-        with self._lock:
-            self._seq += 1
-            record = {"seq": self._seq, **record}
-            self._records.append(record)
-            if self._file:
-                self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-                self._file.flush()
-
-    def list(self, path_contains=None, since=0):
-        with self._lock:
-            return [r for r in self._records
-                    if r["seq"] > since
-                    and (path_contains is None or path_contains in r["path"])]
-
-    def reset(self):
-        # The file is a log of the whole run, so it is not truncated.
-        with self._lock:
-            self._records.clear()
-            self._seq = 0
-
-    def close(self):
-        if self._file:
-            self._file.close()
+class Response(fakelib.Response):
+    # Replies carry the script's text (accents, "–") unescaped, as the real
+    # APIs send UTF-8.
+    ensure_ascii = False
 
 
-class FailureRules:
-    """Ordered failure-injection rules; each fires `count` times, then goes."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._rules = []
-
-    @staticmethod
-    def validate(rule):
-        if not isinstance(rule, dict):
-            raise ValueError("rule must be a JSON object")
-        rule = dict(rule)
-        rule.setdefault("path_contains", "")
-        rule.setdefault("count", 1)
-        if not isinstance(rule["path_contains"], str):
-            raise ValueError("path_contains must be a string")
-        if rule.get("method") is not None:
-            if not isinstance(rule["method"], str):
-                raise ValueError("method must be a string")
-            rule["method"] = rule["method"].upper()
-        if not isinstance(rule["count"], int) or isinstance(rule["count"], bool) \
-                or rule["count"] == 0:
-            raise ValueError("count must be a non-zero integer")
-        status = rule.get("status")
-        if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
-            raise ValueError("status must be an integer 100..599")
-        delay = rule.get("delay_ms", 0)
-        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
-            raise ValueError("delay_ms must be a non-negative number")
-        if rule.get("body") is not None and not isinstance(rule["body"], str):
-            raise ValueError("body must be a string")
-        if not isinstance(rule.get("headers", {}), dict):
-            raise ValueError("headers must be an object")
-        return rule
-
-    def add(self, rule):
-        with self._lock:
-            self._rules.append(rule)
-            return list(self._rules)
-
-    def list(self):
-        with self._lock:
-            return list(self._rules)
-
-    def take(self, method, path):
-        """Return the first rule matching the request and use up one count."""
-        with self._lock:
-            for i, rule in enumerate(self._rules):
-                if rule.get("method") not in (None, method):
-                    continue
-                if rule["path_contains"] not in path:
-                    continue
-                if rule["count"] > 0:
-                    rule["count"] -= 1
-                    if rule["count"] == 0:
-                        del self._rules[i]
-                return dict(rule)
-            return None
-
-    def reset(self):
-        with self._lock:
-            self._rules.clear()
-
-
-class Response:
-    """What a handler decided to answer; recorded before it is sent."""
-
-    def __init__(self, status, payload=None, raw=None, headers=None,
-                 content_type="application/json"):
-        self.status = status
-        self.payload = payload          # parsed JSON for the record, or None
-        if raw is None:
-            raw = b"" if payload is None else json.dumps(payload, ensure_ascii=False).encode()
-        self.raw = raw if isinstance(raw, bytes) else raw.encode()
-        self.headers = headers or {}
-        self.content_type = content_type
-
-
-def parse_json_or_none(raw):
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-class LLMHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class LLMHandler(FakeHandler):
     server_version = "FakeLLM/1.0"
-    sys_version = ""
+    response_class = Response
+    max_request_bytes = MAX_REQUEST_BYTES
+    extra_phrases = EXTRA_PHRASES
+    redacted_headers = ("x-api-key", "authorization")   # keys never reach records
+    retry_after_header = "retry-after"   # Anthropic and OpenAI send it lower-case
 
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
-        pass
+    # ---- FakeHandler hooks ----------------------------------------------
 
-    # One entry point for every method so unknown methods get JSON errors
-    # instead of the stdlib's HTML 501 page.
-    def do_GET(self):
-        self._dispatch()
+    def _unreadable_body(self):
+        return Response(400, openai_error("unreadable request body"))
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
-
-    # ---- plumbing -------------------------------------------------------
-
-    def _read_body(self):
-        """Read the whole request body so the connection stays in sync for
-        keep-alive; returns None (and marks the connection for closing) when
-        the framing is unusable."""
-        te = self.headers.get("Transfer-Encoding", "")
-        if "chunked" in te.lower():
-            return self._read_chunked()
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        try:
-            n = int(length)
-        except ValueError:
-            n = -1
-        if n < 0 or n > MAX_REQUEST_BYTES:
-            self.close_connection = True
-            return None
-        return self.rfile.read(n) if n else b""
-
-    def _read_chunked(self):
-        chunks, total = [], 0
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self.close_connection = True
-                return None
-            if size == 0:
-                # Skip trailers up to the blank line.
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(chunks)
-            total += size
-            if total > MAX_REQUEST_BYTES:
-                self.close_connection = True
-                return None
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline(1024)  # CRLF after each chunk
-
-    def _send(self, resp):
-        # The stdlib leaves the reason phrase empty for codes it does not know (529).
-        self.send_response(resp.status, status_phrase(resp.status))
-        self.send_header("Content-Type", resp.content_type)
-        self.send_header("Content-Length", str(len(resp.raw)))
-        for name, value in resp.headers.items():
-            self.send_header(name, str(value))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(resp.raw)
-        self.wfile.flush()
-
-    def _headers_for_record(self):
-        headers = {}
-        for name, value in self.headers.items():
-            name = name.lower()
-            if name in ("x-api-key", "authorization"):
-                value = "<redacted>"   # keys never reach logs or records
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        return headers
-
-    # ---- dispatch -------------------------------------------------------
-
-    def _dispatch(self):
-        url = urllib.parse.urlsplit(self.path)
-        path, query = url.path, url.query
-        body = self._read_body()
-        if body is None:
-            self._send(Response(400, openai_error("unreadable request body")))
-            return
-        if path == "/_fake" or path.startswith("/_fake/"):
-            self._send(self._control(path, query, body))
-            return
-
-        started = time.time()
+    def _start_record(self, path, query, body):
         parsed = parse_json_or_none(body) if body else None
-        record = {"time": started, "method": self.command, "path": path, "query": query,
+        record = {"time": time.time(), "method": self.command, "path": path, "query": query,
                   "headers": self._headers_for_record(), "form": None, "json": parsed}
         # Anthropic puts a request id on every response, errors included.
         request_id = rand_id("req_") if path == ANTHROPIC_PATH else None
+        return record, (parsed, request_id)
 
-        rule = self.server.rules.take(self.command, path)
-        resp = None
-        if rule:
-            if rule.get("delay_ms"):
-                time.sleep(rule["delay_ms"] / 1000.0)
-            if rule.get("disconnect"):
-                # Simulate a dropped connection: no status line at all.
-                self.server.recorder.add({**record, "status": None, "response": None})
-                self.close_connection = True
-                return
-            resp = self._injected(rule, path, parsed, request_id)
-        if resp is None:
-            resp = self._route(path, parsed, request_id)
+    def _finish(self, path, resp, ctx):
+        _, request_id = ctx
         if resp.status == 200 and path.startswith("/v1/"):
             latency = self.server.latency_ms
             if latency > 0:
@@ -543,39 +340,17 @@ class LLMHandler(BaseHTTPRequestHandler):
             resp.headers.setdefault("request-id", request_id)
         elif path == OPENAI_PATH:
             resp.headers.setdefault("x-request-id", rand_id("req_"))
-        self.server.recorder.add({**record, "status": resp.status, "response": resp.payload})
-        self._send(resp)
 
-    def _injected(self, rule, path, parsed, request_id):
-        """Build the response a failure rule asks for; None means 'no override,
-        process normally' (delay-only rules)."""
-        headers = dict(rule.get("headers", {}))
-        if rule.get("retry_after") is not None:
-            headers["retry-after"] = rule["retry_after"]
-        if rule.get("body") is not None:
-            return Response(rule.get("status", 200), parse_json_or_none(rule["body"]),
-                            raw=rule["body"], headers=headers,
-                            content_type=rule.get("content_type", "application/json"))
-        if rule.get("malformed"):
-            # A plausible answer cut mid-way: the client must not crash on it.
-            full = json.dumps(self._sample_answer(path, parsed)).encode()
-            return Response(rule.get("status", 200), None, raw=full[:len(full) // 2],
-                            headers=headers)
-        if rule.get("wrong_shape"):
-            return Response(rule.get("status", 200), {"foo": 1}, headers=headers)
-        status = rule.get("status")
-        if status is None:
-            return None
-        message = rule.get("message") or status_phrase(status)
+    def _rule_error(self, rule, status, message, path, ctx):
+        # Status-only rules answer in the provider's error shape.
         if path == ANTHROPIC_PATH:
-            payload = anthropic_error(status, message, rule.get("error_type"), request_id)
-        else:
-            payload = openai_error_for_status(status, message, rule.get("error_type"),
-                                              rule.get("code"))
-        return Response(status, payload, headers=headers)
+            return anthropic_error(status, message, rule.get("error_type"), ctx[1])
+        return openai_error_for_status(status, message, rule.get("error_type"),
+                                       rule.get("code"))
 
-    def _sample_answer(self, path, parsed):
+    def _sample_answer(self, path, ctx):
         """A valid answer for this request if it is well formed, else a stock one."""
+        parsed = ctx[0]
         script = self.server.script
         try:
             if path == OPENAI_PATH:
@@ -589,7 +364,8 @@ class LLMHandler(BaseHTTPRequestHandler):
             return openai_reply(req, script) if path == OPENAI_PATH \
                 else anthropic_reply(req, script)
 
-    def _route(self, path, parsed, request_id):
+    def _route(self, path, ctx):
+        parsed, request_id = ctx
         if path == ANTHROPIC_PATH:
             if self.command != "POST":
                 return Response(405, anthropic_error(405, "Method not allowed", None,
@@ -604,6 +380,8 @@ class LLMHandler(BaseHTTPRequestHandler):
             return Response(404, anthropic_error(404, f"Not found: {path}", None, request_id))
         return Response(404, openai_error(f"Unknown request URL: {self.command} {path}",
                                           "invalid_request_error", None, "unknown_url"))
+
+    # ---- the two APIs ---------------------------------------------------
 
     def _anthropic(self, parsed, request_id):
         key = self.server.api_key
@@ -638,87 +416,37 @@ class LLMHandler(BaseHTTPRequestHandler):
             return Response(400, openai_error(e.args[0], "invalid_request_error", param))
         return Response(200, openai_reply(parsed, self.server.script))
 
-    # ---- control API ----------------------------------------------------
+    # ---- control API: healthz, requests, reset and fail come from FakeHandler
 
-    def _control(self, path, query, body):
-        srv = self.server
-        method = self.command
-        routes = {("GET", "/_fake/healthz"), ("GET", "/_fake/requests"),
-                  ("POST", "/_fake/reset"), ("GET", "/_fake/fail"), ("POST", "/_fake/fail"),
-                  ("GET", "/_fake/config"), ("POST", "/_fake/config"),
-                  ("POST", "/_fake/script")}
-        if (method, path) not in routes:
-            if any(p == path for _, p in routes):
-                return Response(405, {"error": f"{method} not allowed on {path}"})
-            return Response(404, {"error": f"unknown control path {path}"})
-        if path == "/_fake/healthz":
-            return Response(200, {"ok": True})
-        if path == "/_fake/requests":
-            q = urllib.parse.parse_qs(query)
-            try:
-                since = int(q.get("since", ["0"])[0])
-            except ValueError:
-                return Response(400, {"error": "since must be an integer"})
-            return Response(200, srv.recorder.list(q.get("path_contains", [None])[0], since))
-        if path == "/_fake/reset":
-            srv.recorder.reset()
-            srv.rules.reset()
-            return Response(200, {})
-        if path == "/_fake/fail" and method == "GET":
-            return Response(200, {"rules": srv.rules.list()})
-        if path == "/_fake/config" and method == "GET":
-            return Response(200, {"latency_ms": srv.latency_ms})
+    def _control_routes(self):
+        routes = super()._control_routes()
+        routes.update({("GET", "/_fake/config"): self._ctl_get_config,
+                       ("POST", "/_fake/config"): self._ctl_set_config,
+                       ("POST", "/_fake/script"): self._ctl_set_script})
+        return routes
 
+    def _ctl_get_config(self, query, body):
+        return Response(200, {"latency_ms": self.server.latency_ms})
+
+    def _ctl_set_config(self, query, body):
+        obj, err = self._control_json(body)
+        if err:
+            return err
+        latency = obj.get("latency_ms") if isinstance(obj, dict) else None
+        if not is_non_negative_number(latency):
+            return Response(400, {"error": "latency_ms must be a non-negative number"})
+        self.server.latency_ms = latency   # a plain attribute swap is atomic under the GIL
+        return Response(200, {"latency_ms": latency})
+
+    def _ctl_set_script(self, query, body):
+        obj, err = self._control_json(body)
+        if err:
+            return err
         try:
-            obj = json.loads(body or b"null")
-        except (ValueError, UnicodeDecodeError) as e:
-            return Response(400, {"error": f"invalid JSON: {e}"})
-        if path == "/_fake/fail":
-            try:
-                rule = FailureRules.validate(obj)
-            except ValueError as e:
-                return Response(400, {"error": f"bad rule: {e}"})
-            return Response(200, {"rules": srv.rules.add(rule)})
-        if path == "/_fake/config":
-            latency = obj.get("latency_ms") if isinstance(obj, dict) else None
-            if not isinstance(latency, (int, float)) or isinstance(latency, bool) or latency < 0:
-                return Response(400, {"error": "latency_ms must be a non-negative number"})
-            srv.latency_ms = latency   # a plain attribute swap is atomic under the GIL
-            return Response(200, {"latency_ms": latency})
-        # /_fake/script
-        try:
-            srv.script = load_script(obj)
+            self.server.script = load_script(obj)
         except ValueError as e:
             return Response(400, {"error": f"bad script: {e}"})
-        return Response(200, {"rules": len(srv.script["rules"])})
-
-
-class FakeServer(ThreadingHTTPServer):
-    daemon_threads = True          # in-flight (e.g. slow) requests never block exit
-    request_queue_size = 128       # default 5 drops SYNs under parallel test load
-    allow_reuse_address = True
-
-    def handle_error(self, request, client_address):
-        # Clients hanging up mid-request are normal in timeout tests.
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
-
-
-def serve(server):
-    """Print the ready line and serve until SIGTERM/SIGINT."""
-    def stop(signum, frame):
-        # shutdown() waits for serve_forever to return, so it cannot run on
-        # the thread that is inside serve_forever.
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    print(json.dumps({"ready": True, "port": server.server_address[1]}), flush=True)
-    try:
-        server.serve_forever(poll_interval=0.1)
-    finally:
-        server.server_close()
+        return Response(200, {"rules": len(self.server.script["rules"])})
 
 
 def main():
@@ -741,24 +469,15 @@ def main():
     if args.latency_ms < 0:
         print("fake_llm: --latency-ms must be >= 0", file=sys.stderr)
         return 2
-    if ":" in args.bind:
-        FakeServer.address_family = socket.AF_INET6
-    try:
-        server = FakeServer((args.bind, args.port), LLMHandler)
-        recorder = Recorder(args.record)
-    except OSError as e:
-        print(f"fake_llm: {e}", file=sys.stderr)
+    server = fakelib.open_server("fake_llm", args.bind, args.port, LLMHandler,
+                                 args.record, FailureRules())
+    if server is None:
         return 2
     server.script = script
     # Keep "500" rather than "500.0" in /_fake/config answers.
     server.latency_ms = int(args.latency_ms) if args.latency_ms.is_integer() else args.latency_ms
     server.api_key = args.api_key
-    server.recorder = recorder
-    server.rules = FailureRules()
-    try:
-        serve(server)
-    finally:
-        recorder.close()
+    fakelib.serve(server)
     return 0
 
 

@@ -44,25 +44,22 @@ body (raw response text, status defaults to 201; content_type sets its
 Content-Type), disconnect (close the connection without answering).
 A rule with only delay_ms delays the request and then lets it be processed
 normally. First matching rule wins.
+
+The plumbing shared with fake_llm.py (recording, failure rules, the common
+control endpoints, startup and shutdown) lives in fakelib.py.
 """
 
 import argparse
 import base64
 import binascii
-import json
 import re
-import secrets
-import signal
-import socket
 import sys
-import threading
 import time
 import urllib.parse
-from datetime import datetime, timezone
-from email.utils import format_datetime
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import fakelib
+from fakelib import (FailureRules, FakeHandler, Response, parse_json_or_none,
+                     rfc2822_now, twilio_error, twilio_sid)
 from twilio_conversations import ConversationsState
 from twilio_sim import Simulator
 
@@ -72,8 +69,6 @@ MESSAGES_RE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
 # the number at 15 digits.
 TO_RE = re.compile(r"^(whatsapp:)?\+[0-9]{1,15}$")
 BODY_LIMIT_CHARS = 1600
-# Test bodies are tiny; the cap only stops a runaway client from eating memory.
-MAX_REQUEST_BYTES = 10 * 1024 * 1024
 
 # Default Twilio error codes for status-only failure rules.
 STATUS_TO_CODE = {400: 21211, 401: 20003, 403: 20003, 404: 20404,
@@ -83,25 +78,6 @@ STATUS_TO_CODE = {400: 21211, 401: 20003, 403: 20003, 404: 20404,
 GSM_BASIC = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789"
                 ":;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
 GSM_EXT = set("^{}\\[~]|€")
-
-
-def status_phrase(status):
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
-def twilio_error(status, code, message):
-    return {"code": code, "message": message,
-            "more_info": f"https://www.twilio.com/docs/errors/{code}",
-            "status": status}
-
-
-def rfc2822_now():
-    # format_datetime on an aware UTC datetime gives "+0000" like Twilio
-    # (email.utils.formatdate would give "-0000").
-    return format_datetime(datetime.now(timezone.utc).replace(microsecond=0))
 
 
 def num_segments(to, body):
@@ -117,211 +93,37 @@ def num_segments(to, body):
     return 1 if units <= single else -(-units // multi)
 
 
-class Recorder:
-    """Thread-safe request log, optionally mirrored to a JSON-lines file."""
 
-    def __init__(self, path=None):
-        self._lock = threading.Lock()
-        self._records = []
-        self._seq = 0
-        # Line-buffered append so a test can tail the file while we run.
-        self._file = open(path, "a", encoding="utf-8", buffering=1) if path else None
+class TwilioFailureRules(FailureRules):
+    """FailureRules plus path_regex (re.search on the path), which tests use
+    to hit one Twilio resource among many that share a path prefix."""
 
-    def add(self, record):
-        with self._lock:
-            self._seq += 1
-            record = {"seq": self._seq, **record}
-            self._records.append(record)
-            if self._file:
-                self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-                self._file.flush()
+    PRIVATE_KEYS = ("_re",)   # the compiled path_regex
 
-    def list(self, path_contains=None, since=0):
-        with self._lock:
-            return [r for r in self._records
-                    if r["seq"] > since
-                    and (path_contains is None or path_contains in r["path"])]
-
-    def reset(self):
-        # The file is a log of the whole run, so it is not truncated.
-        with self._lock:
-            self._records.clear()
-            self._seq = 0
-
-    def close(self):
-        if self._file:
-            self._file.close()
-
-
-class FailureRules:
-    """Ordered failure-injection rules; each fires `count` times, then goes."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._rules = []
-
-    @staticmethod
-    def validate(rule):
-        if not isinstance(rule, dict):
-            raise ValueError("rule must be a JSON object")
-        rule = dict(rule)
-        rule.setdefault("path_contains", "")
-        rule.setdefault("count", 1)
-        if not isinstance(rule["path_contains"], str):
-            raise ValueError("path_contains must be a string")
+    def _validate_more(self, rule):
         if rule.get("path_regex") is not None:
             try:
                 rule["_re"] = re.compile(rule["path_regex"])
             except (re.error, TypeError) as e:
                 raise ValueError(f"path_regex: {e}")
-        if rule.get("method") is not None:
-            if not isinstance(rule["method"], str):
-                raise ValueError("method must be a string")
-            rule["method"] = rule["method"].upper()
-        if not isinstance(rule["count"], int) or isinstance(rule["count"], bool) \
-                or rule["count"] == 0:
-            raise ValueError("count must be a non-zero integer")
-        status = rule.get("status")
-        if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
-            raise ValueError("status must be an integer 100..599")
-        delay = rule.get("delay_ms", 0)
-        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
-            raise ValueError("delay_ms must be a non-negative number")
-        if rule.get("body") is not None and not isinstance(rule["body"], str):
-            raise ValueError("body must be a string")
-        if not isinstance(rule.get("headers", {}), dict):
-            raise ValueError("headers must be an object")
-        return rule
 
-    def add(self, rule):
-        with self._lock:
-            self._rules.append(rule)
-            return list(self._rules)
-
-    def list(self):
-        with self._lock:
-            return [{k: v for k, v in r.items() if k != "_re"} for r in self._rules]
-
-    def take(self, method, path):
-        """Return the first rule matching the request and use up one count."""
-        with self._lock:
-            for i, rule in enumerate(self._rules):
-                if rule.get("method") not in (None, method):
-                    continue
-                if rule["path_contains"] not in path:
-                    continue
-                if rule.get("_re") is not None and not rule["_re"].search(path):
-                    continue
-                if rule["count"] > 0:
-                    rule["count"] -= 1
-                    if rule["count"] == 0:
-                        del self._rules[i]
-                return dict(rule)
-            return None
-
-    def reset(self):
-        with self._lock:
-            self._rules.clear()
+    def _matches(self, rule, method, path):
+        return super()._matches(rule, method, path) and \
+            (rule.get("_re") is None or bool(rule["_re"].search(path)))
 
 
-class Response:
-    """What a handler decided to answer; recorded before it is sent."""
-
-    def __init__(self, status, payload=None, raw=None, headers=None,
-                 content_type="application/json"):
-        self.status = status
-        self.payload = payload          # parsed JSON for the record, or None
-        if raw is None:
-            raw = b"" if payload is None else json.dumps(payload).encode()
-        self.raw = raw if isinstance(raw, bytes) else raw.encode()
-        self.headers = headers or {}
-        self.content_type = content_type
-
-
-def parse_json_or_none(raw):
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-class TwilioHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class TwilioHandler(FakeHandler):
     server_version = "FakeTwilio/1.0"
-    sys_version = ""
-
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
-        pass
-
-    # Route every method through one place so unknown methods get Twilio JSON
-    # errors instead of the stdlib's HTML 501 page.
-    def do_GET(self):
-        self._dispatch()
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
-
-    # ---- plumbing -------------------------------------------------------
-
-    def _read_body(self):
-        """Read the whole request body so the connection stays in sync for
-        keep-alive; returns None (and marks the connection for closing) when
-        the framing is unusable."""
-        te = self.headers.get("Transfer-Encoding", "")
-        if "chunked" in te.lower():
-            return self._read_chunked()
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        try:
-            n = int(length)
-        except ValueError:
-            n = -1
-        if n < 0 or n > MAX_REQUEST_BYTES:
-            self.close_connection = True
-            return None
-        return self.rfile.read(n) if n else b""
-
-    def _read_chunked(self):
-        chunks, total = [], 0
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self.close_connection = True
-                return None
-            if size == 0:
-                # Skip trailers up to the blank line.
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(chunks)
-            total += size
-            if total > MAX_REQUEST_BYTES:
-                self.close_connection = True
-                return None
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline(1024)  # CRLF after each chunk
-
-    def _send(self, resp):
-        # The stdlib leaves the reason phrase empty for codes it does not know.
-        self.send_response(resp.status, status_phrase(resp.status))
-        self.send_header("Content-Type", resp.content_type)
-        self.send_header("Content-Length", str(len(resp.raw)))
-        for name, value in resp.headers.items():
-            self.send_header(name, str(value))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(resp.raw)
-        self.wfile.flush()
+    # Test bodies are tiny; the cap only stops a runaway client from eating memory.
+    max_request_bytes = 10 * 1024 * 1024
+    dropped_headers = ("authorization",)   # never kept; auth_user stands in for it
+    rule_default_status = 201              # what Messages.json answers on success
+    # Unparsable POST /_fake/fail bodies have always been reported as a bad
+    # rule here (fake_llm says "invalid JSON"); kept so messages do not move.
+    rule_json_error = "bad rule"
 
     def _headers_for_record(self):
-        headers = {}
-        for name, value in self.headers.items():
-            name = name.lower()
-            if name == "authorization":
-                continue  # never keep credentials; see auth_user below
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        headers = super()._headers_for_record()
         if "Authorization" in self.headers:
             headers["auth_user"] = self._basic_auth()[0]
         return headers
@@ -339,19 +141,12 @@ class TwilioHandler(BaseHTTPRequestHandler):
         user, sep, password = decoded.partition(":")
         return (user, password) if sep else (None, None)
 
-    # ---- dispatch -------------------------------------------------------
+    # ---- FakeHandler hooks ----------------------------------------------
 
-    def _dispatch(self):
-        url = urllib.parse.urlsplit(self.path)
-        path, query = url.path, url.query
-        body = self._read_body()
-        if body is None:
-            self._send(Response(400, twilio_error(400, 20001, "Unreadable request body")))
-            return
-        if path == "/_fake" or path.startswith("/_fake/"):
-            self._send(self._control(path, query, body))
-            return
+    def _unreadable_body(self):
+        return Response(400, twilio_error(400, 20001, "Unreadable request body"))
 
+    def _start_record(self, path, query, body):
         started = time.time()
         ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         form = None
@@ -362,50 +157,21 @@ class TwilioHandler(BaseHTTPRequestHandler):
                   "query": query, "headers": self._headers_for_record(),
                   "auth_user": self._basic_auth()[0], "form": form,
                   "json": parse_json_or_none(body) if ctype == "application/json" else None}
+        return record, (ctype, form)
 
-        rule = self.server.rules.take(self.command, path)
-        resp = None
-        if rule:
-            if rule.get("delay_ms"):
-                time.sleep(rule["delay_ms"] / 1000.0)
-            if rule.get("disconnect"):
-                # Simulate a dropped connection: no status line at all.
-                self.server.recorder.add({**record, "status": None, "response": None})
-                self.close_connection = True
-                return
-            resp = self._injected(rule, path, form or {})
-        if resp is None:
-            resp = self._route(path, ctype, form)
-        self.server.recorder.add({**record, "status": resp.status, "response": resp.payload})
-        self._send(resp)
-
-    def _injected(self, rule, path, form):
-        """Build the response a failure rule asks for; None means 'no override,
-        process normally' (delay-only rules)."""
-        headers = dict(rule.get("headers", {}))
-        if rule.get("retry_after") is not None:
-            headers["Retry-After"] = rule["retry_after"]
-        if rule.get("body") is not None:
-            return Response(rule.get("status", 201), parse_json_or_none(rule["body"]),
-                            raw=rule["body"], headers=headers,
-                            content_type=rule.get("content_type", "application/json"))
-        if rule.get("malformed"):
-            # A plausible resource cut mid-way: the client must not crash on it.
-            full = json.dumps(self._message_resource(
-                form.get("To", ["whatsapp:+10000000000"])[0],
-                form.get("From", [None])[0], None, form.get("Body", [""])[0], 0)).encode()
-            return Response(rule.get("status", 201), None, raw=full[:len(full) // 2],
-                            headers=headers)
-        if rule.get("wrong_shape"):
-            return Response(rule.get("status", 201), {"foo": 1}, headers=headers)
-        status = rule.get("status")
-        if status is None:
-            return None
+    def _rule_error(self, rule, status, message, path, ctx):
         code = rule.get("code", STATUS_TO_CODE.get(status, status))
-        message = rule.get("message") or status_phrase(status)
-        return Response(status, twilio_error(status, code, message), headers=headers)
+        return twilio_error(status, code, message)
 
-    def _route(self, path, ctype, form):
+    def _sample_answer(self, path, ctx):
+        # A resource built from what the client sent, as Messages.json would.
+        form = ctx[1] or {}
+        return self._message_resource(
+            form.get("To", ["whatsapp:+10000000000"])[0],
+            form.get("From", [None])[0], None, form.get("Body", [""])[0], 0)
+
+    def _route(self, path, ctx):
+        ctype, form = ctx
         if path.startswith("/v1/"):
             user, password = self._basic_auth()
             auth_ok = user == self.server.account_sid and password == self.server.auth_token
@@ -455,7 +221,7 @@ class TwilioHandler(BaseHTTPRequestHandler):
         return Response(201, self._message_resource(to, from_, mss, body or "", len(media)))
 
     def _message_resource(self, to, from_, mss, body, n_media):
-        sid = "SM" + secrets.token_hex(16)
+        sid = twilio_sid("SM")
         acct = self.server.account_sid
         now = rfc2822_now()
         base = f"/2010-04-01/Accounts/{acct}/Messages/{sid}"
@@ -470,74 +236,31 @@ class TwilioHandler(BaseHTTPRequestHandler):
             "subresource_uris": {"media": base + "/Media.json"},
         }
 
-    # ---- control API ----------------------------------------------------
+    # ---- control API: healthz, requests, reset and fail come from FakeHandler
 
-    def _control(self, path, query, body):
-        srv = self.server
-        method = self.command
-        if path == "/_fake/healthz" and method == "GET":
-            return Response(200, {"ok": True})
-        if path == "/_fake/requests" and method == "GET":
-            q = urllib.parse.parse_qs(query)
-            try:
-                since = int(q.get("since", ["0"])[0])
-            except ValueError:
-                return Response(400, {"error": "since must be an integer"})
-            return Response(200, srv.recorder.list(q.get("path_contains", [None])[0], since))
-        if path == "/_fake/reset" and method == "POST":
-            srv.recorder.reset()
-            srv.rules.reset()
-            srv.conversations.reset()
-            srv.sim.reset()
-            return Response(200, {})
-        if path == "/_fake/state" and method == "GET":
-            return Response(200, srv.conversations.dump(f"http://{self.headers.get('Host', '')}"))
-        if path == "/_fake/spec_violations" and method == "GET":
-            return Response(200, srv.conversations.violations())
-        if path == "/_fake/fail" and method == "GET":
-            return Response(200, {"rules": srv.rules.list()})
-        if path == "/_fake/fail" and method == "POST":
-            try:
-                rule = FailureRules.validate(json.loads(body or b"null"))
-            except ValueError as e:
-                return Response(400, {"error": f"bad rule: {e}"})
-            srv.rules.add(rule)
-            return Response(200, {"rules": srv.rules.list()})
-        sim = srv.sim.control(method, path, query, body)
-        if sim is not None:
-            return Response(*sim)
-        if path in ("/_fake/healthz", "/_fake/requests", "/_fake/reset", "/_fake/fail",
-                    "/_fake/state", "/_fake/spec_violations"):
-            return Response(405, {"error": f"{method} not allowed on {path}"})
-        return Response(404, {"error": f"unknown control path {path}"})
+    def _control_routes(self):
+        routes = super()._control_routes()
+        routes.update({("GET", "/_fake/state"): self._ctl_state,
+                       ("GET", "/_fake/spec_violations"): self._ctl_spec_violations})
+        return routes
 
+    def _control_fallback(self, path, query, body):
+        # Webhooks, the simulated customer and the simulated agent.
+        sim = self.server.sim.control(self.command, path, query, body)
+        return Response(*sim) if sim is not None else None
 
-class FakeServer(ThreadingHTTPServer):
-    daemon_threads = True          # in-flight (e.g. delayed) requests never block exit
-    request_queue_size = 128       # default 5 drops SYNs under parallel test load
-    allow_reuse_address = True
+    def _ctl_reset(self, query, body):
+        resp = super()._ctl_reset(query, body)
+        self.server.conversations.reset()
+        self.server.sim.reset()
+        return resp
 
-    def handle_error(self, request, client_address):
-        # Clients hanging up mid-request are normal in failure tests.
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
+    def _ctl_state(self, query, body):
+        return Response(200, self.server.conversations.dump(
+            f"http://{self.headers.get('Host', '')}"))
 
-
-def serve(server):
-    """Print the ready line and serve until SIGTERM/SIGINT."""
-    def stop(signum, frame):
-        # shutdown() waits for serve_forever to return, so it cannot run on
-        # the thread that is inside serve_forever.
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    print(json.dumps({"ready": True, "port": server.server_address[1]}), flush=True)
-    try:
-        server.serve_forever(poll_interval=0.1)
-    finally:
-        server.server_close()
+    def _ctl_spec_violations(self, query, body):
+        return Response(200, self.server.conversations.violations())
 
 
 def main():
@@ -551,30 +274,20 @@ def main():
                     help="check /v1/ requests against the Twilio OpenAPI specs in DIR")
     args = ap.parse_args()
 
-    if ":" in args.bind:
-        FakeServer.address_family = socket.AF_INET6
-    try:
-        server = FakeServer((args.bind, args.port), TwilioHandler)
-        recorder = Recorder(args.record)
-    except OSError as e:
-        print(f"fake_twilio: {e}", file=sys.stderr)
+    server = fakelib.open_server("fake_twilio", args.bind, args.port, TwilioHandler,
+                                 args.record, TwilioFailureRules())
+    if server is None:
         return 2
     server.account_sid = args.account_sid
     server.auth_token = args.auth_token
-    server.recorder = recorder
-    server.rules = FailureRules()
     try:
         server.conversations = ConversationsState(args.account_sid, args.specs)
     except (OSError, ValueError) as e:
         print(f"fake_twilio: cannot load specs: {e}", file=sys.stderr)
-        server.server_close()
-        recorder.close()
+        fakelib.close_server(server)
         return 2
     server.sim = Simulator(server)
-    try:
-        serve(server)
-    finally:
-        recorder.close()
+    fakelib.serve(server)
     return 0
 
 

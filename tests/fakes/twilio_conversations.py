@@ -31,11 +31,14 @@ at conversations.twilio.com, so a client following them stays on the fake.
 import json
 import os
 import re
-import secrets
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timezone
+
+from fakelib import iso_now, parse_json_or_none, twilio_sid
+# Short local names: nearly every route below answers through these.
+from fakelib import form_first as _first
+from fakelib import twilio_error_reply as _error
 
 SPEC_FILES = ("twilio_conversations_v1.json", "twilio_flex_v1.json")
 
@@ -52,27 +55,6 @@ WEBHOOK_TTID = "flex_interactionwebhook_00000000000000000000000000"
 E164_RE = re.compile(r"^\+[1-9][0-9]{1,14}$")
 WS_RE = re.compile(r"^WS[0-9a-fA-F]{32}$")
 WW_RE = re.compile(r"^WW[0-9a-fA-F]{32}$")
-
-
-def _sid(prefix):
-    return prefix + secrets.token_hex(16)
-
-
-def _iso_now():
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _error(status, code, message, headers=None):
-    body = {"code": code, "message": message,
-            "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
-    return status, body, headers or {}
-
-
-def _first(form, key):
-    """First value of a form field, or None when absent.  An empty value is
-    kept: Twilio treats Attributes= or UniqueName= as "set to empty"."""
-    vals = form.get(key)
-    return vals[0] if vals else None
 
 
 def _valid_json(text):
@@ -223,11 +205,11 @@ class ConversationsState:
         self.account_sid = account_sid
         # Real accounts have one default chat service and messaging service;
         # keeping them fixed lets tests compare them across conversations.
-        self.chat_service_sid = _sid("IS")
-        self.messaging_service_sid = _sid("MG")
-        self.workflow_sid = _sid("WW")
-        self.queue_sid = _sid("WQ")
-        self.task_channel_sid = _sid("TC")
+        self.chat_service_sid = twilio_sid("IS")
+        self.messaging_service_sid = twilio_sid("MG")
+        self.workflow_sid = twilio_sid("WW")
+        self.queue_sid = twilio_sid("WQ")
+        self.task_channel_sid = twilio_sid("TC")
         self.checker = SpecChecker(specs_dir) if specs_dir else None
         # RLock: handlers call helpers that also take it.
         self._lock = threading.RLock()
@@ -476,8 +458,8 @@ class ConversationsState:
         return None
 
     def _create_conversation(self, form, base):
-        now = _iso_now()
-        c = {"sid": _sid("CH"), "friendly_name": None, "unique_name": None,
+        now = iso_now()
+        c = {"sid": twilio_sid("CH"), "friendly_name": None, "unique_name": None,
              "attributes": "{}", "state": "active",
              "messaging_service_sid": self.messaging_service_sid,
              "date_created": now, "date_updated": _first(form, "DateUpdated") or now,
@@ -495,7 +477,7 @@ class ConversationsState:
         err = self._apply_conversation_params(c, form, creating=False)
         if err:
             return err
-        c["date_updated"] = _first(form, "DateUpdated") or _iso_now()
+        c["date_updated"] = _first(form, "DateUpdated") or iso_now()
         return 200, self._conv_resource(c, base), {}
 
     def _delete_conversation(self, c):
@@ -595,8 +577,8 @@ class ConversationsState:
             binding = {"type": _binding_type(address), "address": address, "proxy_address": proxy}
         elif any(p["identity"] == identity for p in c["participants"].values()):
             return _error(409, 50433, "Participant already exists")
-        now = _iso_now()
-        p = {"sid": _sid("MB"), "identity": identity, "attributes": attrs or "{}",
+        now = iso_now()
+        p = {"sid": twilio_sid("MB"), "identity": identity, "attributes": attrs or "{}",
              "messaging_binding": binding, "role_sid": _first(form, "RoleSid"),
              "date_created": _first(form, "DateCreated") or now,
              "date_updated": _first(form, "DateUpdated") or now}
@@ -632,8 +614,8 @@ class ConversationsState:
         psid = next((p["sid"] for p in c["participants"].values()
                      if p["identity"] == author
                      or (p["messaging_binding"] or {}).get("address") == author), None)
-        now = _iso_now()
-        m = {"sid": _sid("IM"), "index": len(c["messages"]), "author": author,
+        now = iso_now()
+        m = {"sid": twilio_sid("IM"), "index": len(c["messages"]), "author": author,
              "body": body if body is not None else None,
              "media": [{"sid": media_sid}] if media_sid else None,
              "attributes": attrs or "{}", "participant_sid": psid,
@@ -692,14 +674,11 @@ class ConversationsState:
         attrs = rprops.get("attributes", {})
         if isinstance(attrs, str):
             # Some clients double-encode; Flex accepts a JSON string too.
-            try:
-                attrs = json.loads(attrs)
-            except ValueError:
-                attrs = None
+            attrs = parse_json_or_none(attrs)
         if not isinstance(attrs, dict):
             return _error(400, 20001, "Routing properties.attributes must be a JSON object")
 
-        kd, uo, wt = _sid("KD"), _sid("UO"), _sid("WT")
+        kd, uo, wt = twilio_sid("KD"), twilio_sid("UO"), twilio_sid("WT")
         # Flex copies the routing attributes onto the task "as is" and adds
         # its own keys: the hand-back side reads conversationSid from them.
         task_attrs = dict(attrs)

@@ -81,7 +81,9 @@ import threading
 import time
 import traceback
 import urllib.parse
-from datetime import datetime, timezone
+
+from fakelib import (Recorder, form_first, iso_ms, is_non_negative_number, list_filters,
+                     parse_iso, parse_json_or_none, twilio_error_reply, twilio_sid)
 
 PATH_MESSAGES = "/twilio/messages"
 PATH_CONVERSATIONS = "/twilio/conversations"
@@ -119,34 +121,6 @@ def twilio_signature(token, url, params):
             data += name + value
     digest = hmac.new(token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
-
-
-def iso_ms(t):
-    d = datetime.fromtimestamp(t, timezone.utc)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (d.microsecond // 1000)
-
-
-def parse_iso(text):
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=timezone.utc).timestamp()
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def twilio_error(status, code, message):
-    return status, {"code": code, "message": message,
-                    "more_info": f"https://www.twilio.com/docs/errors/{code}",
-                    "status": status}, {}
-
-
-def form_first(form, key):
-    vals = (form or {}).get(key)
-    return vals[0] if vals else None
-
-
-def is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
 
 
 # ---- the one worker thread ------------------------------------------------
@@ -228,8 +202,9 @@ class Webhooks:
         self.deliver_to = None
         self.public_url = None
         self.auth_token = default_token
-        self._log = []
-        self._seq = 0
+        # Same numbering and ?path_contains=&since= filtering as the request
+        # log, without a file.
+        self._log = Recorder()
 
     def configure(self, obj):
         if not isinstance(obj, dict):
@@ -280,11 +255,7 @@ class Webhooks:
         record = {"time": started, "path": req["path"], "params": dict(req["params"]),
                   "status": status, "body": body, "idempotency_token": req["token"],
                   "attempt": attempt, "error": error}
-        with self._lock:
-            self._seq += 1
-            record = {"seq": self._seq, **record}
-            self._log.append(record)
-        return record
+        return self._log.add(record)
 
     @staticmethod
     def _post(deliver_to, public_url, token, req):
@@ -313,14 +284,10 @@ class Webhooks:
             conn.close()
 
     def list(self, path_contains=None, since=0):
-        with self._lock:
-            return [dict(r) for r in self._log
-                    if r["seq"] > since and (path_contains is None or path_contains in r["path"])]
+        return self._log.list(path_contains, since)
 
     def clear(self):
-        with self._lock:
-            self._log.clear()
-            self._seq = 0
+        self._log.reset()
 
 
 # ---- the simulator --------------------------------------------------------
@@ -374,10 +341,10 @@ class Simulator:
             return (400, {"error": err}) if err else (200, self.webhooks.config())
         if path == "/_fake/webhooks":
             try:
-                since = int(q.get("since", ["0"])[0])
-            except ValueError:
-                return 400, {"error": "since must be an integer"}
-            return 200, self.webhooks.list(q.get("path_contains", [None])[0], since)
+                path_contains, since = list_filters(q)
+            except ValueError as e:
+                return 400, {"error": str(e)}
+            return 200, self.webhooks.list(path_contains, since)
         if path == "/_fake/inbound":
             return self.inbound(obj)
         if path == "/_fake/whatsapp":
@@ -430,9 +397,9 @@ class Simulator:
         if not isinstance(cfg["identity"], str) or not cfg["identity"]:
             return None, "identity must be a non-empty string"
         for key in ("accept_after_ms", "cancel_after_ms"):
-            if cfg[key] is not None and not is_number(cfg[key]):
+            if cfg[key] is not None and not is_non_negative_number(cfg[key]):
                 return None, f"{key} must be a non-negative number or null"
-        if not is_number(cfg["reply_delay_ms"]):
+        if not is_non_negative_number(cfg["reply_delay_ms"]):
             return None, "reply_delay_ms must be a non-negative number"
         if cfg["greeting"] is not None and not isinstance(cfg["greeting"], str):
             return None, "greeting must be a string or null"
@@ -491,8 +458,8 @@ class Simulator:
         identity = cfg["identity"]
         sess = {"kd": kd, "wt": inter["task_sid"], "uo": inter["channel_sid"],
                 "conv": inter["conversation_sid"], "cfg": cfg, "state": "pending",
-                "wr": "WR" + secrets.token_hex(16),
-                "wk": self._worker_sids.setdefault(identity, "WK" + secrets.token_hex(16)),
+                "wr": twilio_sid("WR"),
+                "wk": self._worker_sids.setdefault(identity, twilio_sid("WK")),
                 "props": props, "created": time.time(),
                 "participant_sid": None, "joined_index": None}
         self._sessions[kd] = sess
@@ -511,7 +478,7 @@ class Simulator:
     def _channel(self, kd, uo, path):
         inter = self.state._interactions.get(kd)
         if inter is None or inter.get("channel_sid") != uo:
-            return None, twilio_error(404, 20404, f"The requested resource {path} was not found")
+            return None, twilio_error_reply(404, 20404, f"The requested resource {path} was not found")
         return inter, None
 
     def _channel_resource(self, inter, base):
@@ -540,22 +507,19 @@ class Simulator:
             return err
         status = form_first(form, "Status")
         if status is None:
-            return twilio_error(400, 20001, "Missing required parameter Status in the post body")
+            return twilio_error_reply(400, 20001, "Missing required parameter Status in the post body")
         if status not in ("closed", "inactive"):
-            return twilio_error(400, 20001, f"Invalid Status {status!r}: closed or inactive")
+            return twilio_error_reply(400, 20001, f"Invalid Status {status!r}: closed or inactive")
         routing_raw = form_first(form, "Routing")
         routing = None
         if routing_raw is not None:
-            try:
-                routing = json.loads(routing_raw)
-            except ValueError:
-                routing = None
+            routing = parse_json_or_none(routing_raw)
             if not isinstance(routing, dict):
-                return twilio_error(400, 20001, "Routing must be a JSON object")
+                return twilio_error_reply(400, 20001, "Routing must be a JSON object")
             if routing.get("status") != "closed":
-                return twilio_error(400, 20001, "Routing status must be 'closed'")
+                return twilio_error_reply(400, 20001, "Routing status must be 'closed'")
         if status == "inactive" and routing is None:
-            return twilio_error(400, 20001, "Routing is required when Status is inactive")
+            return twilio_error_reply(400, 20001, "Routing is required when Status is inactive")
         inter["channel_status"] = status
         if inter.get("task_status") not in ("completed", "canceled"):
             inter["task_status"] = "completed" if routing else "wrapping"
@@ -626,7 +590,7 @@ class Simulator:
             with self._lock:
                 self._agent_observe(conv, msg)
             return 200, out
-        sid = "SM" + secrets.token_hex(16)
+        sid = twilio_sid("SM")
         params = {"SmsMessageSid": sid, "NumMedia": "0"}
         if name:
             params["ProfileName"] = name
