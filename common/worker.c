@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <uthash.h>
 #include <zmq.h>
 
 #include "clock.h"
@@ -13,8 +14,16 @@
 #include "xalloc.h"
 #include "zmqx.h"
 
+/* A job this worker is running: a re-dispatch of it (after a router
+ * restart) is ignored rather than run twice at once. */
+struct running {
+	uint64_t id;
+	UT_hash_handle hh;
+};
+
 struct worker {
 	const struct config *cfg;
+	struct running *running;
 	char *kind;
 	char *name;
 	int capacity;
@@ -48,6 +57,11 @@ void worker_destroy(struct worker **wp)
 		return;
 	struct worker *w = *wp;
 	httpc_destroy(&w->http);
+	struct running *j, *tmp;
+	HASH_ITER(hh, w->running, j, tmp) {
+		HASH_DEL(w->running, j);
+		free(j);
+	}
 	/* Results just sent deserve a moment to leave. */
 	zmqx_close(&w->sock, 1000);
 	if (w->zctx)
@@ -65,6 +79,15 @@ struct httpc *worker_http(struct worker *w)
 
 int worker_reply(struct worker *w, const struct envelope *result)
 {
+	if (result->status != ST_PROGRESS) {
+		struct running *j = NULL;
+		uint64_t id = result->id;
+		HASH_FIND(hh, w->running, &id, sizeof(id), j);
+		if (j) {
+			HASH_DEL(w->running, j);
+			free(j);
+		}
+	}
 	if (zmqx_send_env(w->sock, NULL, result) < 0) {
 		struct log_ids ids = { .conv = result->conv, .job = result->id };
 		return log_err_ids(&ids, "cannot send result to router: %s", zmq_strerror(errno));
@@ -89,8 +112,19 @@ static void worker_drain(struct worker *w, int job_type, worker_job_fn *fn, void
 		if (rc < 0)
 			continue;
 		if ((int)env.type == job_type) {
-			w->jobs++;
-			fn(w, &env, arg);
+			struct running *j = NULL;
+			uint64_t id = env.id;
+			HASH_FIND(hh, w->running, &id, sizeof(id), j);
+			if (j) {
+				struct log_ids ids = { .conv = env.conv, .job = env.id };
+				log_emit(LOG_INFO, &ids, "job already running here: re-dispatch ignored");
+			} else {
+				j = xcalloc(1, sizeof(*j));
+				j->id = id;
+				HASH_ADD(hh, w->running, id, sizeof(j->id), j);
+				w->jobs++;
+				fn(w, &env, arg);
+			}
 		} else {
 			log_warn("ignored a %s envelope from the router", env_type_name(env.type));
 		}

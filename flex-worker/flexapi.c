@@ -300,3 +300,29 @@ int flexapi_parse_tasks(const char *body, size_t len, const char *ch, struct fle
 	json_decref(root);
 	return rc;
 }
+
+char *flexapi_forward_attributes(long long seq)
+{
+	return xasprintf("{\"baton_seq\":%lld}", seq);
+}
+
+bool flexapi_parse_forwarded(const char *body, size_t len, long long seq)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	json_t *list = json_object_get(root, "messages");
+	size_t i;
+	json_t *m;
+	bool found = false;
+	json_array_foreach(list, i, m) {
+		const char *attrs = flexapi_str(m, "attributes");
+		json_t *a = attrs ? json_loads(attrs, 0, NULL) : NULL;
+		json_t *s = json_object_get(a, "baton_seq");
+		if (json_is_integer(s) && json_integer_value(s) == seq)
+			found = true;
+		json_decref(a);
+		if (found)
+			break;
+	}
+	json_decref(root);
+	return found;
+}

@@ -68,6 +68,11 @@ int flexapi_parse_tasks(const char *body, size_t len, const char *ch, struct fle
 /** The EvaluateTaskAttributes expression that finds the tasks of conversation ch. Caller frees. */
 char *flexapi_task_query(const char *ch);
 
+/** From GET .../Messages: whether a forward of history turn seq is already there. */
+bool flexapi_parse_forwarded(const char *body, size_t len, long long seq);
+/** Attributes JSON of a forwarded customer message. Caller frees. */
+char *flexapi_forward_attributes(long long seq);
+
 /** From a Conversation: the interaction SIDs baton stored in its Attributes, if any. */
 int flexapi_parse_marked(const char *body, size_t len, struct flex_sids *out);
 

@@ -37,6 +37,7 @@ enum fstep {
 	FS_FIND_TASK,
 	FS_INTERACTION,
 	FS_MARK,
+	FS_FORWARD_CHECK,
 	FS_FORWARD,
 	FS_CLOSE_CHANNEL,
 	FS_CLOSE_CONV,
@@ -47,7 +48,7 @@ static const char *const fstep_names[] = {
 	"fetch conversation", "list messages", "inject history", "list participants",
 	"add participant", "check interaction", "find task", "create interaction",
 	"mark conversation",
-	"forward message", "close interaction channel", "close conversation",
+	"check forward", "forward message", "close interaction channel", "close conversation",
 };
 
 enum fop { FOP_HANDOFF, FOP_FORWARD, FOP_CLOSE };
@@ -74,6 +75,7 @@ struct fjob {
 	char *page; /* next page URL of the list being read */
 	unsigned pages;
 	enum fstep step;
+	uint64_t delay; /* before the next request (a step re-checked after a failure) */
 	unsigned attempt;
 	uint64_t deadline;
 	/* the request in flight, kept for retries */
@@ -174,7 +176,9 @@ static void fjob_call(struct fjob *f, const char *method, char *url, char *form)
 	f->method = method;
 	f->url = url;
 	f->form = form;
-	fjob_send(f, 0);
+	uint64_t delay = f->delay;
+	f->delay = 0;
+	fjob_send(f, delay);
 }
 
 static char *fjob_conv_url(const struct fjob *f, const char *suffix)
@@ -352,8 +356,12 @@ static void fjob_step(struct fjob *f, enum fstep s)
 		form_append(&form, "State", "closed");
 		fjob_call(f, "POST", fjob_conv_url(f, ""), form);
 		return;
+	case FS_FORWARD_CHECK:
+		/* A retried forward (after a crash or a timeout) may already be there. */
+		fjob_call(f, "GET", fjob_conv_url(f, "/Messages?Order=desc&PageSize=50"), NULL);
+		return;
 	case FS_FORWARD: {
-		char *attrs = xasprintf("{\"baton_seq\":%lld}", (long long)f->seq);
+		char *attrs = flexapi_forward_attributes((long long)f->seq);
 		form_append(&form, "Author", f->customer);
 		form_append(&form, "Body", f->body && *f->body ? f->body : "(empty message)");
 		form_append(&form, "Attributes", attrs);
@@ -484,6 +492,12 @@ static void fjob_advance(struct fjob *f, const char *body, size_t len)
 		}
 		fjob_step(f, FS_MARK);
 		return;
+	case FS_FORWARD_CHECK:
+		if (flexapi_parse_forwarded(body, len, (long long)f->seq))
+			fjob_finish(f);
+		else
+			fjob_step(f, FS_FORWARD);
+		return;
 	case FS_CLOSE_CHANNEL:
 		fjob_step(f, FS_CLOSE_CONV);
 		return;
@@ -493,6 +507,25 @@ static void fjob_advance(struct fjob *f, const char *body, size_t len)
 		fjob_finish(f);
 		return;
 	}
+}
+
+/* The step that finds out whether a creating POST already happened. */
+static enum fstep fjob_check_step(enum fstep s)
+{
+	switch (s) {
+	case FS_INJECT: return FS_LIST_MESSAGES;
+	case FS_ADD_PARTICIPANT: return FS_LIST_PARTICIPANTS;
+	case FS_INTERACTION: return FS_CHECK_MARK;
+	case FS_FORWARD: return FS_FORWARD_CHECK;
+	default: return s; /* reads, and writes that are idempotent by themselves */
+	}
+}
+
+/* Twilio did not act on the request: throttled (429) or never reached. */
+static bool fjob_surely_not_done(const struct httpc_resp *resp)
+{
+	return resp->status == 429 || resp->curl_code == CURLE_COULDNT_CONNECT ||
+	       resp->curl_code == CURLE_COULDNT_RESOLVE_HOST;
 }
 
 static long fjob_twilio_code(const char *body, size_t len, long status)
@@ -536,7 +569,14 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 			log_emit(LOG_WARN, &ids, "'%s' failed (%ld %s): retry %u in %llu ms",
 				 fstep_names[f->step], code, msg, f->attempt, (unsigned long long)d);
 			free(msg);
-			fjob_send(f, d);
+			enum fstep check = fjob_check_step(f->step);
+			if (check != f->step && !fjob_surely_not_done(resp)) {
+				/* A creating POST that may have worked: look before posting again. */
+				f->delay = d;
+				fjob_step(f, check);
+			} else {
+				fjob_send(f, d);
+			}
 			return;
 		}
 		fjob_fail(f, ST_RETRY, code, msg);
@@ -625,7 +665,7 @@ void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
 			fjob_fail(f, ST_FAILED, 0, "no Flex conversation to forward to");
 			return;
 		}
-		fjob_step(f, FS_FORWARD);
+		fjob_step(f, FS_FORWARD_CHECK);
 		return;
 	}
 	/* The router may send an empty history (a brand-new conversation). */

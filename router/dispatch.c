@@ -211,6 +211,14 @@ void dispatch_hello(struct dispatch *d, const struct zmqx_peer *peer, enum job_k
 	w->last_seen = now;
 }
 
+void dispatch_touch(struct dispatch *d, const struct zmqx_peer *peer, uint64_t now)
+{
+	struct worker *w = NULL;
+	HASH_FIND(hh, d->workers, peer->id, peer->len, w);
+	if (w)
+		w->last_seen = now;
+}
+
 bool dispatch_knows(const struct dispatch *d, const struct zmqx_peer *peer)
 {
 	struct worker *w = NULL;

@@ -41,6 +41,8 @@ bool dispatch_known(const struct dispatch *d, uint64_t id);
 /** A worker said hello (or heartbeat). kind is "ai", "egress" or "flex". */
 void dispatch_hello(struct dispatch *d, const struct zmqx_peer *peer, enum job_kind kind,
 		    int capacity, uint64_t now);
+/** Any message from a worker shows it alive, not only its heartbeat. */
+void dispatch_touch(struct dispatch *d, const struct zmqx_peer *peer, uint64_t now);
 /** Whether this peer said HELLO (and was not dropped since). */
 bool dispatch_knows(const struct dispatch *d, const struct zmqx_peer *peer);
 /** Drop a worker; its jobs go back to their lanes. */

@@ -21,6 +21,28 @@
 #include "log.h"
 #include "xalloc.h"
 
+/* *dst becomes a copy of v, or NULL when v is NULL or empty. */
+static void handoff_replace(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = v && *v ? xstrdup(v) : NULL;
+}
+
+/* Customer turns waiting behind an AI job move into history, in order: a
+ * mode change must not strand them in `pend`. */
+static int handoff_drain_pend(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c)
+{
+	struct hist_rec h;
+	int rc;
+	while ((rc = store_pend_pop(&r->st, txn, key, c, &h)) == 0) {
+		rc = store_hist_append(&r->st, txn, key, c, &h);
+		hist_rec_release(&h);
+		if (rc)
+			return rc;
+	}
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* Every mode change goes through here: the modes index feeds the timers. */
 static int handoff_set_mode(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
 			   enum conv_mode mode)
@@ -70,19 +92,22 @@ int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct con
 			   const char *trigger, const char *reason, const char *summary)
 {
 	struct log_ids ids = { .conv = key };
-	struct hist_rec h;
 	int rc;
 
 	if (c->mode != MODE_AI)
 		return 0;
-	while ((rc = store_pend_pop(&r->st, txn, key, c, &h)) == 0) {
-		rc = store_hist_append(&r->st, txn, key, c, &h);
-		hist_rec_release(&h);
-		if (rc)
-			return rc;
-	}
-	if (rc != MDB_NOTFOUND)
+	if ((rc = handoff_drain_pend(r, txn, key, c)))
 		return rc;
+	/* The AI job in flight is no longer this conversation's: its answer is
+	 * dropped even if the conversation is handed back before it arrives. */
+	c->ai_job = 0;
+	/* A new handoff: nothing of the previous one may match its events. */
+	handoff_replace(&c->flex_ch, NULL);
+	handoff_replace(&c->flex_mb, NULL);
+	handoff_replace(&c->flex_kd, NULL);
+	handoff_replace(&c->flex_uo, NULL);
+	handoff_replace(&c->flex_wt, NULL);
+	handoff_replace(&c->agent, NULL);
 	uint64_t last = c->seq;
 	struct job_rec j = { .kind = JOB_FLEX, .conv = (char *)key, .created = clock_wall_ms(),
 			     .op = OP_HANDOFF, .hfrom = handoff_first(r, last), .upto = last,
@@ -139,13 +164,9 @@ int handoff_back(struct router *r, MDB_txn *txn, const char *key, struct conv_re
 
 	if (c->mode == MODE_AI)
 		return 0;
-	if (c->handoff_job) {
-		/* Still escalating: the pipeline's result will find its job gone. */
-		if ((rc = store_job_del(&r->st, txn, c->handoff_job)) && rc != MDB_NOTFOUND)
-			return rc;
-		router_fx_push(r, FX_DONE)->id = c->handoff_job;
-		c->handoff_job = 0;
-	}
+	/* Still escalating: the pipeline runs on; its result, no longer the
+	 * conversation's handoff, closes what it created (handoff_result). */
+	c->handoff_job = 0;
 	uint64_t now = clock_wall_ms();
 	clock_iso8601(c->esc_at ? c->esc_at : now, from, sizeof(from));
 	clock_iso8601(now, to, sizeof(to));
@@ -163,8 +184,11 @@ int handoff_back(struct router *r, MDB_txn *txn, const char *key, struct conv_re
 	    (rc = handoff_set_mode(r, txn, key, c, MODE_AI)))
 		return rc;
 	if (close_flex && (c->flex_ch || c->flex_kd)) {
+		/* The close carries the SIDs it closes: a new escalation may
+		 * replace the conversation's before it runs. */
 		struct job_rec j = { .kind = JOB_FLEX, .conv = (char *)key, .created = now,
-				     .op = OP_CLOSE };
+				     .op = OP_CLOSE, .ch = c->flex_ch, .kd = c->flex_kd,
+				     .uo = c->flex_uo };
 		uint64_t id;
 		if ((rc = router_job_add(r, txn, &j, &id)))
 			return rc;
@@ -231,6 +255,15 @@ static int handoff_failed(struct router *r, MDB_txn *txn, const struct envelope 
 		return rc;
 	if (c->mode == MODE_ESCALATING && (rc = handoff_set_mode(r, txn, j->conv, c, MODE_AI)))
 		return rc;
+	if (c->flex_ch) {
+		/* The attempt may have bound the customer to a conversation without a
+		 * task: close it, or their messages would go where nobody reads. */
+		struct job_rec cj = { .kind = JOB_FLEX, .conv = j->conv, .created = clock_wall_ms(),
+				      .op = OP_CLOSE, .ch = c->flex_ch };
+		uint64_t id;
+		if ((rc = router_job_add(r, txn, &cj, &id)))
+			return rc;
+	}
 	const char *msg = r->cfg->handoff_failure_message;
 	if (*msg) {
 		struct hist_rec h = { .role = ROLE_AI, .text = (char *)msg, .ts = clock_wall_ms() };
@@ -260,8 +293,9 @@ int handoff_result(struct router *r, MDB_txn *txn, struct item *it)
 	if (env->status == ST_PROGRESS) {
 		/* The conversation exists: agent messages in it can be matched from
 		 * now on, even before the pipeline's final result arrives. */
-		if (handoff && c.handoff_job == env->id && env->ch) {
-			router_set_str(&c.flex_ch, env->ch);
+		if (handoff && env->ch) {
+			if (c.handoff_job == env->id)
+				handoff_replace(&c.flex_ch, env->ch);
 			rc = store_idx_put(&r->st, txn, "ch", env->ch, j.conv);
 		}
 	} else if (handoff && c.handoff_job != env->id) {
@@ -271,23 +305,20 @@ int handoff_result(struct router *r, MDB_txn *txn, struct item *it)
 		if ((rc = store_job_del(&r->st, txn, env->id)) == 0)
 			router_fx_push(r, FX_DONE)->id = env->id;
 		if (rc == 0 && env->status == ST_OK && env->ch) {
-			router_set_str(&c.flex_ch, env->ch);
-			router_set_str(&c.flex_kd, env->kd);
-			router_set_str(&c.flex_uo, env->uo);
-			router_set_str(&c.flex_wt, env->wt);
 			struct job_rec cj = { .kind = JOB_FLEX, .conv = j.conv, .created = clock_wall_ms(),
-					      .op = OP_CLOSE };
+					      .op = OP_CLOSE, .ch = env->ch, .kd = env->kd, .uo = env->uo };
 			uint64_t id;
 			rc = router_job_add(r, txn, &cj, &id);
 		}
 	} else if (handoff && env->status != ST_OK) {
 		rc = handoff_failed(r, txn, env, &j, &c, &ids);
 	} else if (handoff) {
-		router_set_str(&c.flex_ch, env->ch);
-		router_set_str(&c.flex_mb, env->mb);
-		router_set_str(&c.flex_kd, env->kd);
-		router_set_str(&c.flex_uo, env->uo);
-		router_set_str(&c.flex_wt, env->wt);
+		/* This handoff's SIDs, all of them: none may stay from an older one. */
+		handoff_replace(&c.flex_ch, env->ch);
+		handoff_replace(&c.flex_mb, env->mb);
+		handoff_replace(&c.flex_kd, env->kd);
+		handoff_replace(&c.flex_uo, env->uo);
+		handoff_replace(&c.flex_wt, env->wt);
 		c.handoff_job = 0;
 		if (c.mode == MODE_ESCALATING)
 			rc = handoff_set_mode(r, txn, j.conv, &c, MODE_HUMAN);
@@ -387,6 +418,9 @@ static int handoff_flex_message(struct router *r, MDB_txn *txn, const char *key,
 		if (c->mode == MODE_AI) {
 			c->esc_at = c->last_activity;
 			c->accepted_at = c->last_activity;
+			c->ai_job = 0; /* its answer must not reach a customer a person has */
+			if ((rc = handoff_drain_pend(r, txn, key, c)))
+				return rc;
 		}
 		if ((rc = handoff_set_mode(r, txn, key, c, MODE_HUMAN)))
 			return rc;
@@ -402,6 +436,26 @@ static bool handoff_is_current(const struct conv_rec *c, const struct envelope *
 }
 
 /* Conversations/TaskRouter/status events, operator commands and timers. */
+/* The fields each event needs; a frame without them is dropped, not followed. */
+static bool handoff_event_complete(const struct item *it)
+{
+	const struct envelope *e = &it->env;
+	const char *op = e->op;
+	if (it->synthetic)
+		return e->conv != NULL;
+	if (!strcmp(op, EV_MESSAGE_ADDED))
+		return e->ch && e->sid && e->from && e->body;
+	if (!strcmp(op, EV_CONV_CLOSED))
+		return e->ch != NULL;
+	if (!strcmp(op, EV_TASK_DONE) || !strcmp(op, EV_TASK_CANCELED) || !strcmp(op, EV_ACCEPTED))
+		return e->wt != NULL;
+	if (!strcmp(op, EV_MESSAGE_FAILED))
+		return e->sid != NULL;
+	if (!strcmp(op, EV_ADMIN_HANDBACK) || !strcmp(op, EV_ADMIN_ESCALATE))
+		return e->from != NULL;
+	return false;
+}
+
 int handoff_event(struct router *r, MDB_txn *txn, struct item *it)
 {
 	struct envelope *env = &it->env;
@@ -410,6 +464,12 @@ int handoff_event(struct router *r, MDB_txn *txn, struct item *it)
 	const char *op = env->op;
 	struct log_ids ids = { .sid = env->sid };
 	int rc;
+
+	if (!handoff_event_complete(it)) {
+		log_emit(LOG_WARN, &ids, "dropped a '%s' event without the fields it needs", op);
+		router_fx_ack(r, it, ST_FAILED);
+		return 0;
+	}
 
 	if (env->sid && !strcmp(op, EV_MESSAGE_ADDED)) {
 		if ((rc = store_seen_get(&r->st, txn, env->sid)) == 0) {

@@ -51,8 +51,11 @@ static void jobs_flex_env(struct router *r, MDB_txn *txn, const struct job_rec *
 		env->name = c.name ? xstrdup(c.name) : NULL;
 		env->ch = c.flex_ch ? xstrdup(c.flex_ch) : NULL;
 		if (!strcmp(env->op, OP_CLOSE)) {
-			env->kd = c.flex_kd ? xstrdup(c.flex_kd) : NULL;
-			env->uo = c.flex_uo ? xstrdup(c.flex_uo) : NULL;
+			/* What the close job recorded, not what the conversation has now. */
+			free(env->ch);
+			env->ch = j->ch ? xstrdup(j->ch) : NULL;
+			env->kd = j->kd ? xstrdup(j->kd) : NULL;
+			env->uo = j->uo ? xstrdup(j->uo) : NULL;
 		}
 		conv_rec_release(&c);
 	} else {

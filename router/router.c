@@ -150,6 +150,32 @@ static int router_apply(struct router *r, MDB_txn *txn, struct item *it)
 	return 0;
 }
 
+/*
+ * A batch that did not commit: the effects collected so far are void, and
+ * the items after the failing one collected none. So every webhook of the
+ * batch gets 503 (Twilio retries) and every worker result's job is
+ * re-dispatched (its effect was not kept).
+ */
+static void router_unwind(struct router *r)
+{
+	uint64_t now = clock_mono_ms();
+	for (size_t i = 0; i < r->nfx; i++)
+		free(r->fx[i].conv);
+	r->nfx = 0;
+	for (size_t i = 0; i < r->nitems; i++) {
+		struct item *it = &r->items[i];
+		if (it->synthetic)
+			continue;
+		if (it->from_ingress) {
+			struct effect e = { .type = FX_ACK, .peer = it->peer, .id = it->env.id };
+			router_send_ack(r, &e, ST_BUSY);
+		} else if (it->env.type == ENV_RESULT_AI || it->env.type == ENV_RESULT_SEND ||
+			   (it->env.type == ENV_RESULT_FLEX && it->env.status != ST_PROGRESS)) {
+			dispatch_retry(r->disp, it->env.id, now + 1000);
+		}
+	}
+}
+
 static void router_apply_batch(struct router *r)
 {
 	MDB_txn *txn = NULL;
@@ -165,12 +191,14 @@ static void router_apply_batch(struct router *r)
 	}
 	if (txn)
 		mdb_txn_abort(txn);
-	if (!committed)
+	if (!committed) {
 		log_err("cannot commit a batch of %zu messages: %s (webhooks get 503, jobs retry)",
 			r->nitems, mdb_strerror(rc));
-	else
+		router_unwind(r);
+	} else {
 		r->stat_commits++;
-	router_effects(r, committed);
+		router_effects(r, committed);
+	}
 	for (size_t i = 0; i < r->nitems; i++)
 		env_release(&r->items[i].env);
 	r->nitems = 0;
@@ -280,6 +308,8 @@ static void router_collect(struct router *r)
 				env_release(&it->env);
 				continue;
 			}
+			if (!it->from_ingress)
+				dispatch_touch(r->disp, &it->peer, clock_mono_ms());
 			r->nitems++;
 		}
 	}
@@ -334,10 +364,11 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 			break;
 		}
 		router_collect(&r);
+		/* Before the batch: a slow commit must not make live workers look dead. */
+		dispatch_expire(r.disp, clock_mono_ms(), (uint64_t)cfg->worker_timeout_ms);
 		router_cron(&r);
 		if (r.nitems)
 			router_apply_batch(&r);
-		dispatch_expire(r.disp, clock_mono_ms(), (uint64_t)cfg->worker_timeout_ms);
 		jobs_dispatch(&r);
 	}
 	log_info("stopping: %llu messages stored, %llu duplicates, %llu escalations, %llu commits; "

@@ -95,6 +95,9 @@ static const struct rec_field job_fields[] = {
 	RF("sum", RK_STR, struct job_rec, summary),
 	RF("tmpl", RK_STR, struct job_rec, tmpl),
 	RF("vars", RK_STR, struct job_rec, vars),
+	RF("ch", RK_STR, struct job_rec, ch),
+	RF("kd", RK_STR, struct job_rec, kd),
+	RF("uo", RK_STR, struct job_rec, uo),
 };
 
 #define NF(a) (sizeof(a) / sizeof((a)[0]))

@@ -93,6 +93,7 @@ struct job_rec {
 	uint64_t hseq;   /* SEND: hist seq of the turn this sends; FLEX forward: turn to forward */
 	char *to, *from, *body; /* SEND */
 	char *tmpl, *vars;      /* SEND outside the 24 h window: template and its variables */
+	char *ch, *kd, *uo;     /* FLEX close: what to close */
 	char *op;        /* FLEX: "handoff" or "forward" */
 	char *trigger, *reason, *summary; /* FLEX handoff */
 	int64_t attempts;

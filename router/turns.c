@@ -168,8 +168,14 @@ int turns_result_ai(struct router *r, MDB_txn *txn, struct item *it)
 	if ((rc = store_job_del(&r->st, txn, env->id)))
 		goto out;
 	router_fx_push(r, FX_DONE)->id = env->id;
-	if (c.ai_job == env->id)
-		c.ai_job = 0;
+	if (c.ai_job != env->id) {
+		/* Superseded: the conversation escalated (or an agent took over)
+		 * while this answer was being written. */
+		log_emit(LOG_INFO, &ids, "dropped AI reply: no longer the conversation's turn (%s mode)",
+			 conv_mode_name(c.mode));
+		goto out;
+	}
+	c.ai_job = 0;
 
 	const char *text = env->text;
 	bool failed_for_good = env->status == ST_RETRY || env->status == ST_FAILED;

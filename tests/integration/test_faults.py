@@ -55,6 +55,30 @@ class TestSockets(FaultCase):
         wait_for(lambda: self.replies(), 10, what="the pipeline still works")
 
 
+def mp(o):
+    """A minimal msgpack encoder for hand-made frames."""
+    if isinstance(o, int):
+        return bytes([o]) if 0 <= o < 128 else b"\xcf" + o.to_bytes(8, "big")
+    if isinstance(o, str):
+        b = o.encode()
+        return bytes([0xa0 | len(b)]) + b
+    if isinstance(o, dict):
+        return bytes([0x80 | len(o)]) + b"".join(mp(k) + mp(v) for k, v in o.items())
+    raise TypeError(o)
+
+
+class TestIncompleteEvent(FaultCase):
+    def test_event_without_its_fields_is_dropped_and_the_router_lives(self):
+        ep = "ipc://" + os.path.join(self.p.dir, "state", "ingress.ipc")
+        frame = mp({"v": 1, "t": 10, "id": 1, "ts": 1, "op": "message_added", "ch": "CH1", "sid": "IMx"})
+        zsend(self.p, ep, frame.hex())
+        wait_for(lambda: self.p.log_contains("router", "without the fields it needs"), 10,
+                 what="incomplete event dropped")
+        self.assertIsNone(self.p.procs["router"].poll())
+        self.p.send(ANA, "Where is the clinic?")
+        wait_for(lambda: self.replies(), 10, what="the pipeline still works")
+
+
 class TestWorkerLoss(FaultCase):
     latency = 1500
 

@@ -178,6 +178,47 @@ class TestHandBackPaths(LifeCase):
         self.assertEqual(st, 401)
 
 
+class TestReviewRaces(LifeCase):
+    agent = dict(AGENT, replies=[{"match": ["bye"], "reply": "Bye!", "close_after": True}])
+
+    def test_handback_while_escalating_closes_what_the_pipeline_made(self):
+        self.p.agent(enabled=False)
+        self.p.fake_post("twilio", "/_fake/fail", {"path_contains": "/v1/Interactions",
+                                                   "delay_ms": 1500, "count": 1})
+        self.p.customer(ANA, "Where is the clinic located?")
+        wait_for(lambda: len(self.wa()) == 1, 10, what="first AI reply")
+        self.p.customer(ANA, "humano")
+        self.wait_wa(HOLD)
+        rc, _, err = self.p.ctl("handback", ANA)
+        self.assertEqual(rc, 0, err)
+        self.wait_mode("ai")
+        wait_for(lambda: self.p.log_contains("router", "late handoff result"), 15, what="late result")
+        wait_for(lambda: self.p.log_contains("flex-worker", "Flex side closed"), 15, what="closed")
+        state = self.p.fake_get("twilio", "/_fake/state")
+        ours = [c for c in state["conversations"] if (c.get("unique_name") or "").startswith("baton-")]
+        self.assertTrue(ours and all(c["state"] == "closed" for c in ours))
+        r = self.p.customer(ANA, "Where is the clinic?")
+        self.assertEqual(r["routed"], "messaging", "the customer is not left bound to an orphan")
+        wait_for(lambda: self.wa()[-1].startswith("Clínica Sol is at"), 10, what="AI again")
+
+    def test_an_old_task_event_does_not_end_a_new_handoff(self):
+        self.escalate()
+        self.wait_wa(GREETING)
+        old_task = self.p.show(ANA)["task"]
+        self.p.customer(ANA, "ok bye")
+        self.wait_mode("ai")
+        rc, _, err = self.p.ctl("escalate", ANA, "--reason", "again")
+        self.assertEqual(rc, 0, err)
+        wait_for(lambda: self.p.log_text("router").count("handoff done") == 2, 15, what="2nd handoff")
+        self.assertNotEqual(self.p.show(ANA)["task"], old_task)
+        st, _, _ = self.p.signed("/twilio/taskrouter", [("EventType", "task.completed"),
+                                                         ("TaskSid", old_task),
+                                                         ("AccountSid", ACCOUNT_SID)])
+        self.assertEqual(st, 204)
+        time.sleep(0.8)
+        self.assertEqual(self.mode(), "human")
+
+
 class TestTakeover(LifeCase):
     agent = None
 
