@@ -454,7 +454,7 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--bind", default="127.0.0.1")
     ap.add_argument("--script", required=True, metavar="FILE.json")
-    ap.add_argument("--latency-ms", type=float, default=0)
+    ap.add_argument("--latency-ms", type=float, default=0.0)
     ap.add_argument("--api-key", default="sandbox-key",
                     help="expected key; empty string disables the check")
     ap.add_argument("--record", metavar="FILE", help="append each record as a JSON line")
