@@ -108,7 +108,7 @@ class TestWorkerLoss(FaultCase):
         frozen.send_signal(signal.SIGCONT)
         # Its late answer is dropped: as a stale result, or as coming from a
         # peer the router already wrote off.
-        wait_for(lambda: self.p.log_contains("router", "stale AI result") or
+        wait_for(lambda: self.p.log_contains("router", "dropped a stale ai result") or
                  self.p.log_contains("router", "result_ai from an unknown peer"), 10,
                  what="late answer dropped")
         self.assertEqual(len(self.replies()), 1)
