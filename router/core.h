@@ -42,6 +42,10 @@
 #define OP_HANDOFF "handoff"
 #define OP_FORWARD "forward"
 #define OP_CLOSE "close"
+/* The op of a send job that carries an AI answer. */
+#define OP_AI_REPLY "ai"
+/* Queued sends one escalation looks at: a conversation's outbox is short. */
+#define HANDOFF_CANCEL_MAX 64
 /* Synthetic events the router's own timers feed into the next batch. */
 #define EV_TIMER_NO_AGENT "timer_no_agent"
 #define EV_TIMER_IDLE "timer_idle"
@@ -125,9 +129,10 @@ int handoff_event(struct router *r, MDB_txn *txn, struct item *it);
 /** Record that the 24 h window blocked an outbound message. */
 int outbox_window_closed(struct router *r, MDB_txn *txn, const char *key,
 	struct conv_rec *c, const char *why);
-/** Queue text for the customer (split, or the template outside the window, or nothing). */
+/** Queue text for the customer (split, or the template outside the window, or nothing).
+ *  from_ai marks an AI answer: an escalation cancels those not yet sent. */
 int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
-	struct conv_rec *c, const char *text, uint64_t hseq);
+	struct conv_rec *c, const char *text, uint64_t hseq, bool from_ai);
 
 /* --- jobs.c --- */
 void jobs_dispatch(struct router *r);

@@ -307,6 +307,23 @@ bool dispatch_next(struct dispatch *d, uint64_t now, uint64_t *id, struct zmqx_p
 	return false;
 }
 
+size_t dispatch_queued_ids(const struct dispatch *d, enum job_kind kind, const char *conv,
+			   uint64_t *out, size_t max)
+{
+	char *key = xasprintf("%d%s", (int)kind, conv);
+	struct lane *l = NULL;
+	size_t n = 0;
+	HASH_FIND_STR(d->lanes, key, l);
+	free(key);
+	if (!l)
+		return 0;
+	const struct djob *j;
+	DL_FOREACH(l->jobs, j)
+		if (!j->worker && n < max)
+			out[n++] = j->id;
+	return n;
+}
+
 uint64_t dispatch_next_due(const struct dispatch *d)
 {
 	uint64_t due = 0;

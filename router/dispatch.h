@@ -58,6 +58,9 @@ bool dispatch_next(struct dispatch *d, uint64_t now, uint64_t *id, struct zmqx_p
 /** Mono ms when a delayed job becomes ready, 0 if none waits. */
 uint64_t dispatch_next_due(const struct dispatch *d);
 
+/** Up to max ids of the jobs queued (not in flight) in one lane, oldest first. */
+size_t dispatch_queued_ids(const struct dispatch *d, enum job_kind kind, const char *conv,
+			   uint64_t *out, size_t max);
 /** Counters for logs and tests. */
 size_t dispatch_queued(const struct dispatch *d, enum job_kind kind);
 size_t dispatch_inflight(const struct dispatch *d);

@@ -43,6 +43,33 @@ static int handoff_drain_pend(struct router *r, MDB_txn *txn, const char *key, s
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* AI answers still waiting in the outbox (say, behind a Twilio outage) must
+ * not reach a customer who is being handed to a person. Sends already in
+ * flight cannot be recalled. */
+static int handoff_cancel_ai_sends(struct router *r, MDB_txn *txn, const char *key)
+{
+	uint64_t ids[HANDOFF_CANCEL_MAX];
+	size_t n = dispatch_queued_ids(r->disp, JOB_SEND, key, ids, HANDOFF_CANCEL_MAX);
+	for (size_t i = 0; i < n; i++) {
+		struct job_rec j;
+		int rc = store_job_get(&r->st, txn, ids[i], &j);
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if (rc)
+			return rc;
+		bool ai = j.op && !strcmp(j.op, OP_AI_REPLY);
+		job_rec_release(&j);
+		if (!ai)
+			continue;
+		if ((rc = store_job_del(&r->st, txn, ids[i])))
+			return rc;
+		router_fx_push(r, FX_DONE)->id = ids[i];
+		struct log_ids lids = { .conv = key, .job = ids[i] };
+		log_emit(LOG_INFO, &lids, "escalating: unsent AI reply withdrawn from the outbox");
+	}
+	return 0;
+}
+
 /* Every mode change goes through here: the modes index feeds the timers. */
 static int handoff_set_mode(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
 			   enum conv_mode mode)
@@ -96,7 +123,7 @@ int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct con
 
 	if (c->mode != MODE_AI)
 		return 0;
-	if ((rc = handoff_drain_pend(r, txn, key, c)))
+	if ((rc = handoff_drain_pend(r, txn, key, c)) || (rc = handoff_cancel_ai_sends(r, txn, key)))
 		return rc;
 	/* The AI job in flight is no longer this conversation's: its answer is
 	 * dropped even if the conversation is handed back before it arrives. */
@@ -119,7 +146,7 @@ int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct con
 	if (*hold) {
 		struct hist_rec hm = { .role = ROLE_AI, .text = hold, .ts = clock_wall_ms() };
 		if ((rc = store_hist_append(&r->st, txn, key, c, &hm)) ||
-		    (rc = outbox_queue(r, txn, key, c, hold, c->seq))) {
+		    (rc = outbox_queue(r, txn, key, c, hold, c->seq, false))) {
 			free(hold);
 			return rc;
 		}
@@ -215,7 +242,7 @@ static int handoff_no_agent(struct router *r, MDB_txn *txn, const char *key, str
 	if (*msg) {
 		struct hist_rec h = { .role = ROLE_AI, .text = (char *)msg, .ts = clock_wall_ms() };
 		if ((rc = store_hist_append(&r->st, txn, key, c, &h)) ||
-		    (rc = outbox_queue(r, txn, key, c, msg, c->seq)))
+		    (rc = outbox_queue(r, txn, key, c, msg, c->seq, false)))
 			return rc;
 	}
 	return back ? handoff_back(r, txn, key, c, "no_agent", true) : 0;
@@ -268,7 +295,7 @@ static int handoff_failed(struct router *r, MDB_txn *txn, const struct envelope 
 	if (*msg) {
 		struct hist_rec h = { .role = ROLE_AI, .text = (char *)msg, .ts = clock_wall_ms() };
 		if ((rc = store_hist_append(&r->st, txn, j->conv, c, &h)) ||
-		    (rc = outbox_queue(r, txn, j->conv, c, msg, c->seq)))
+		    (rc = outbox_queue(r, txn, j->conv, c, msg, c->seq, false)))
 			return rc;
 	}
 	return 0;

@@ -73,7 +73,7 @@ int outbox_window_closed(struct router *r, MDB_txn *txn, const char *key,
 /* Queues text for the customer, split into WhatsApp-sized messages. Outside
  * the 24 h window it sends the configured template instead, or nothing. */
 int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
-			     struct conv_rec *c, const char *text, uint64_t hseq)
+			     struct conv_rec *c, const char *text, uint64_t hseq, bool from_ai)
 {
 	const char *from = r->cfg->twilio_whatsapp_from[0] ? r->cfg->twilio_whatsapp_from : c->business;
 	const char *p = text;
@@ -84,7 +84,7 @@ int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
 		struct job_rec j = { .kind = JOB_SEND, .conv = (char *)key, .created = clock_wall_ms(),
 				     .hseq = hseq, .to = c->customer, .from = (char *)from,
 				     .body = (char *)text, .tmpl = r->cfg->whatsapp_template_sid,
-				     .vars = vars };
+				     .vars = vars, .op = from_ai ? (char *)OP_AI_REPLY : NULL };
 		uint64_t id;
 		int rc = router_job_add(r, txn, &j, &id);
 		free(vars);
@@ -95,7 +95,7 @@ int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
 		char *part = xstrndup(p, n);
 		struct job_rec j = { .kind = JOB_SEND, .conv = (char *)key, .created = clock_wall_ms(),
 				     .hseq = hseq, .to = c->customer, .from = (char *)from,
-				     .body = part };
+				     .body = part, .op = from_ai ? (char *)OP_AI_REPLY : NULL };
 		uint64_t id;
 		int rc = router_job_add(r, txn, &j, &id);
 		free(part);

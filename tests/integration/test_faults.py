@@ -149,6 +149,24 @@ class TestOutbox(FaultCase):
         self.assertTrue(r[0].startswith(ADDRESS) and r[1].startswith(HOURS), r)
 
 
+class TestOutboxAtEscalation(FaultCase):
+    env = {"BATON_EGRESS_RETRY_DEADLINE_MS": "300"}
+
+    def test_an_unsent_ai_reply_is_withdrawn_when_the_conversation_escalates(self):
+        self.p.fake_post("twilio", "/_fake/fail", {"path_contains": "Messages.json", "status": 503,
+                                                   "count": -1})
+        self.p.send(ANA, "Where is the clinic?")
+        wait_for(lambda: self.p.log_contains("router", "send failed for now"), 10,
+                 what="AI reply waiting in the outbox")
+        self.p.send(ANA, "humano")
+        wait_for(lambda: self.p.log_contains("router", "unsent AI reply withdrawn"), 10,
+                 what="withdrawn")
+        self.p.fake_post("twilio", "/_fake/reset", {})
+        wait_for(lambda: self.replies(), 30, what="holding message")
+        time.sleep(1.0)
+        self.assertEqual(self.replies(), ["Your conversation is being transferred to our team."])
+
+
 class TestHostileHttp(FaultCase):
     env = {"BATON_HTTP_CONN_TIMEOUT_S": "2"}
 
