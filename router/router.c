@@ -90,28 +90,23 @@ static void router_send_ack(struct router *r, const struct effect *e, int status
 			 (unsigned long long)e->id, zmq_strerror(errno));
 }
 
-/* Carries out (committed) or unwinds (!committed) the batch's effects. */
-static void router_effects(struct router *r, bool committed)
+/* Carries out the effects of a committed batch (router_unwind handles the rest). */
+static void router_effects(struct router *r)
 {
-	uint64_t now = clock_mono_ms();
 	for (size_t i = 0; i < r->nfx; i++) {
 		struct effect *e = &r->fx[i];
 		switch (e->type) {
 		case FX_ACK:
-			router_send_ack(r, e, committed ? e->status : ST_BUSY);
+			router_send_ack(r, e, e->status);
 			break;
 		case FX_ADD:
-			if (committed)
-				dispatch_add(r->disp, e->id, e->kind, e->conv, 0);
+			dispatch_add(r->disp, e->id, e->kind, e->conv, 0);
 			break;
 		case FX_DONE:
-			if (committed)
-				dispatch_done(r->disp, e->id);
-			else
-				dispatch_retry(r->disp, e->id, now + 1000);
+			dispatch_done(r->disp, e->id);
 			break;
 		case FX_RETRY:
-			dispatch_retry(r->disp, e->id, committed ? e->not_before : now + 1000);
+			dispatch_retry(r->disp, e->id, e->not_before);
 			break;
 		}
 		free(e->conv);
@@ -197,7 +192,7 @@ static void router_apply_batch(struct router *r)
 		router_unwind(r);
 	} else {
 		r->stat_commits++;
-		router_effects(r, committed);
+		router_effects(r);
 	}
 	for (size_t i = 0; i < r->nitems; i++)
 		env_release(&r->items[i].env);
