@@ -119,6 +119,9 @@ static const struct config_entry config_table[] = {
 	  NULL, F(ai_apology), false, "sent when the AI gives a malformed answer or fails for good" },
 	{ "ai.worker_credit", CT_INT, "256", 1, 100000, NULL, F(ai_worker_credit), false,
 	  "LLM calls one ai-worker keeps in flight" },
+	{ "ai.burst_ms", CT_INT, "0", 0, 60000, NULL, F(ai_burst_ms), false,
+	  "wait this long after a customer message before the AI answers, so a burst of messages "
+	  "gets one reply that sees them all (0 = answer each message in turn)" },
 
 	{ "ai.escalation_mode", CT_ENUM, "structured", 0, 0, "structured|tag", F(ai_escalation_mode),
 	  false, "how the model asks for a human: structured (Anthropic tool escalate_to_human / "
@@ -207,6 +210,12 @@ static const struct config_entry config_table[] = {
 	  "fsync every commit (true) or leave flushing to the OS (false: a host crash can lose the last commits)" },
 	{ "router.batch", CT_INT, "256", 1, 100000, NULL, F(router_batch), false,
 	  "most messages the router applies in one LMDB transaction (group commit)" },
+
+	{ "capture.dir", CT_STR, "", 0, 0, NULL, F(capture_dir), false,
+	  "directory where ingress appends every accepted webhook to capture files for replay "
+	  "(empty = capture off)" },
+	{ "capture.max_mb", CT_INT, "64", 1, 65536, NULL, F(capture_max_mb), false,
+	  "size at which a capture file is closed and the next one started, MiB" },
 
 	{ "log.level", CT_ENUM, "info", 0, 0, "debug|info|warn|error", F(log_level), false,
 	  "lowest level logged" },

@@ -67,6 +67,7 @@ struct config {
 	char *ai_escalation_tag;
 	char *ai_apology;
 	int ai_worker_credit;
+	int ai_burst_ms;
 	char *ai_escalation_mode; /* "structured" or "tag" */
 	char *ai_on_failure;      /* "escalate" or "apologize" */
 	char *escalation_phrases;
@@ -108,6 +109,8 @@ struct config {
 	long lmdb_map_size_mb;
 	bool lmdb_sync;
 	int router_batch;
+	char *capture_dir;
+	int capture_max_mb;
 
 	/* logging */
 	char *log_level;
