@@ -63,7 +63,7 @@ struct effect {
 	int status;            /* FX_ACK */
 	enum job_kind kind;    /* FX_ADD */
 	char *conv;            /* FX_ADD, owned */
-	uint64_t not_before;   /* FX_RETRY */
+	uint64_t not_before;   /* FX_RETRY, FX_ADD: mono ms, 0 = now */
 };
 
 struct item {
@@ -95,6 +95,9 @@ struct effect *router_fx_push(struct router *r, enum fx_type type);
 void router_fx_ack(struct router *r, const struct item *it, int status);
 /** Store a job and have it dispatched after the commit. */
 int router_job_add(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id);
+/** router_job_add for a job that must not start before not_before (mono ms). */
+int router_job_add_at(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id,
+		      uint64_t not_before);
 /* router_result_job()'s answer for a late or duplicate result (not an LMDB code). */
 #define ROUTER_STALE (-1)
 

@@ -194,6 +194,13 @@ bool dispatch_known(const struct dispatch *d, uint64_t id)
 	return j != NULL;
 }
 
+bool dispatch_in_flight(const struct dispatch *d, uint64_t id)
+{
+	struct djob *j = NULL;
+	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
+	return j && j->worker;
+}
+
 void dispatch_hello(struct dispatch *d, const struct zmqx_peer *peer, enum job_kind kind,
 		    int capacity, uint64_t now)
 {

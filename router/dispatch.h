@@ -37,6 +37,8 @@ void dispatch_done(struct dispatch *d, uint64_t id);
 /** Put an in-flight job back at the head of its lane, to retry after not_before. */
 void dispatch_retry(struct dispatch *d, uint64_t id, uint64_t not_before);
 bool dispatch_known(const struct dispatch *d, uint64_t id);
+/** Whether the job has been sent to a worker and not finished or put back. */
+bool dispatch_in_flight(const struct dispatch *d, uint64_t id);
 
 /** A worker said hello (or heartbeat). kind is "ai", "egress" or "flex". */
 void dispatch_hello(struct dispatch *d, const struct zmqx_peer *peer, enum job_kind kind,

@@ -46,7 +46,8 @@ void router_fx_ack(struct router *r, const struct item *it, int status)
 	e->status = status;
 }
 
-int router_job_add(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id)
+int router_job_add_at(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id,
+		      uint64_t not_before)
 {
 	int rc = store_job_add(&r->st, txn, j, id);
 	if (rc)
@@ -55,7 +56,13 @@ int router_job_add(struct router *r, MDB_txn *txn, const struct job_rec *j, uint
 	e->id = *id;
 	e->kind = j->kind;
 	e->conv = xstrdup(j->conv);
+	e->not_before = not_before;
 	return 0;
+}
+
+int router_job_add(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id)
+{
+	return router_job_add_at(r, txn, j, id, 0);
 }
 
 int router_result_job(struct router *r, MDB_txn *txn, const struct envelope *env,
@@ -100,7 +107,7 @@ static void router_effects(struct router *r)
 			router_send_ack(r, e, e->status);
 			break;
 		case FX_ADD:
-			dispatch_add(r->disp, e->id, e->kind, e->conv, 0);
+			dispatch_add(r->disp, e->id, e->kind, e->conv, e->not_before);
 			break;
 		case FX_DONE:
 			dispatch_done(r->disp, e->id);

@@ -19,12 +19,46 @@
 #include "log.h"
 #include "xalloc.h"
 
-/* Starts the AI turn for the customer message at c->seq. */
-static int turns_start_ai(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c)
+/*
+ * Starts the AI turn for the customer message at c->seq. With ai.burst_ms
+ * the job waits that long in its lane, so the customer's next fragments
+ * can still join it (turns_join_burst).
+ */
+static int turns_start_ai(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+			  bool wait_burst)
 {
 	struct job_rec j = { .kind = JOB_AI, .conv = (char *)key, .created = clock_wall_ms(),
 			     .upto = c->seq };
-	return router_job_add(r, txn, &j, &c->ai_job);
+	uint64_t at = wait_burst && r->cfg->ai_burst_ms > 0 ?
+		clock_mono_ms() + (uint64_t)r->cfg->ai_burst_ms : 0;
+	return router_job_add_at(r, txn, &j, &c->ai_job, at);
+}
+
+/*
+ * A message from a customer whose AI turn has not reached a worker yet
+ * (still in its burst wait, or added earlier in this batch): it joins that
+ * turn, which will answer everything up to it. *joined tells whether it
+ * did; if not, the turn is already being written and the message must
+ * wait. Returns 0 or an LMDB error.
+ */
+static int turns_join_burst(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+			    const struct hist_rec *h, bool *joined)
+{
+	struct job_rec j;
+	int rc;
+
+	*joined = false;
+	if (r->cfg->ai_burst_ms <= 0 || dispatch_in_flight(r->disp, c->ai_job))
+		return 0;
+	if ((rc = store_job_get(&r->st, txn, c->ai_job, &j)))
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	if ((rc = store_hist_append(&r->st, txn, key, c, h)) == 0) {
+		j.upto = c->seq;
+		rc = store_job_put(&r->st, txn, c->ai_job, &j);
+	}
+	job_rec_release(&j);
+	*joined = rc == 0;
+	return rc;
 }
 
 static bool turns_is_reset(const char *text)
@@ -56,8 +90,11 @@ int turns_customer(struct router *r, MDB_txn *txn, const char *key,
 	if (c->window_closed)
 		c->window_closed = 0; /* the customer wrote: the window is open again */
 	if (c->mode == MODE_AI && c->ai_job) {
-		/* A reply is being written: this message waits its turn. */
-		if ((rc = store_pend_push(&r->st, txn, key, c, h)))
+		bool joined = false;
+		if (!rule && (rc = turns_join_burst(r, txn, key, c, h, &joined)))
+			return rc;
+		/* Otherwise a reply is being written: this message waits its turn. */
+		if (!joined && (rc = store_pend_push(&r->st, txn, key, c, h)))
 			return rc;
 	} else if ((rc = store_hist_append(&r->st, txn, key, c, h))) {
 		return rc;
@@ -74,7 +111,7 @@ int turns_customer(struct router *r, MDB_txn *txn, const char *key,
 		free(why);
 		return rc;
 	}
-	return c->ai_job ? 0 : turns_start_ai(r, txn, key, c);
+	return c->ai_job ? 0 : turns_start_ai(r, txn, key, c, true);
 }
 
 int turns_inbound(struct router *r, MDB_txn *txn, struct item *it)
@@ -133,20 +170,31 @@ out:
 	return rc;
 }
 
-/* After an AI turn ends: the next waiting customer message gets its turn. */
+/*
+ * After an AI turn ends: the next waiting customer message gets its turn.
+ * With ai.burst_ms every waiting message joins that one turn: they
+ * arrived while the last reply was written, which is the burst.
+ */
 static int turns_next(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c)
 {
 	struct hist_rec h;
-	int rc = store_pend_pop(&r->st, txn, key, c, &h);
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc)
-		return rc;
-	rc = store_hist_append(&r->st, txn, key, c, &h);
-	hist_rec_release(&h);
-	if (rc == 0 && c->mode == MODE_AI)
-		rc = turns_start_ai(r, txn, key, c);
-	return rc;
+	int rc, moved = 0;
+
+	do {
+		rc = store_pend_pop(&r->st, txn, key, c, &h);
+		if (rc == MDB_NOTFOUND)
+			break;
+		if (rc)
+			return rc;
+		rc = store_hist_append(&r->st, txn, key, c, &h);
+		hist_rec_release(&h);
+		if (rc)
+			return rc;
+		moved++;
+	} while (r->cfg->ai_burst_ms > 0);
+	if (moved && c->mode == MODE_AI)
+		return turns_start_ai(r, txn, key, c, false);
+	return 0;
 }
 
 int turns_result_ai(struct router *r, MDB_txn *txn, struct item *it)

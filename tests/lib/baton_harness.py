@@ -149,15 +149,19 @@ class Pipeline:
         e.update(self.extra_env)
         return e
 
-    def start(self, name, wait=True):
+    def start(self, name, wait=True, as_name=None, env=None):
+        """Start one process of kind name; as_name lets a second instance run beside it."""
         os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
-        path = os.path.join(self.dir, name + ".log")
+        tag = as_name or name
+        path = os.path.join(self.dir, tag + ".log")
         log = open(path, "a")
         start_at = os.path.getsize(path)
-        p = subprocess.Popen([os.path.join(self.bindir, PROCS[name])], env=self.env(),
+        penv = self.env()
+        penv.update(env or {})
+        p = subprocess.Popen([os.path.join(self.bindir, PROCS[name])], env=penv,
                              stdout=log, stderr=log)
-        self.procs[name] = p
-        self.logs[name] = path
+        self.procs[tag] = p
+        self.logs[tag] = path
         if wait:
             line = wait_for(lambda: self._ready_line(path, start_at, p), 10,
                             what=name + " ready")
