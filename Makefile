@@ -46,6 +46,7 @@ BIN     := $(BUILD)/bin
 COMMON_SRC := \
 	common/xalloc.c \
 	common/clock.c \
+	common/lathist.c \
 	common/log.c \
 	common/config.c \
 	common/envelope.c \
@@ -107,7 +108,7 @@ LIBCOMMON   := $(BUILD)/libcommon.a
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
             $(BIN)/baton-flex-worker $(BIN)/batonctl
 
-UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours
+UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 .PHONY: all test unit integration demo run clean deps help fuzz chaos

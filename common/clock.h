@@ -13,6 +13,8 @@
 
 uint64_t clock_wall_ms(void);
 uint64_t clock_mono_ms(void);
+/** Monotonic microseconds, for measuring work. */
+uint64_t clock_mono_us(void);
 /** Format wall ms as ISO-8601 UTC with milliseconds into buf (>= 25 bytes). */
 void clock_iso8601(uint64_t wall_ms, char *buf, size_t len);
 

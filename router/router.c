@@ -184,12 +184,19 @@ static void router_apply_batch(struct router *r)
 	int rc = mdb_txn_begin(r->st.env, NULL, 0, &txn);
 	bool committed = false;
 
-	for (size_t i = 0; rc == 0 && i < r->nitems; i++)
-		rc = router_apply(r, txn, &r->items[i]);
+	for (size_t i = 0; rc == 0 && i < r->nitems; i++) {
+		struct item *it = &r->items[i];
+		uint64_t t0 = clock_mono_us();
+		rc = router_apply(r, txn, it);
+		if (it->from_ingress && it->env.type == ENV_INBOUND)
+			lathist_record(&r->work_inbound, clock_mono_us() - t0);
+	}
 	if (rc == 0) {
+		uint64_t t0 = clock_mono_us();
 		rc = mdb_txn_commit(txn);
 		txn = NULL;
 		committed = rc == 0;
+		lathist_record(&r->work_commit, clock_mono_us() - t0);
 	}
 	if (txn)
 		mdb_txn_abort(txn);
@@ -377,6 +384,15 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		 "unfinished jobs stay in the store",
 		 (unsigned long long)r.stat_msgs, (unsigned long long)r.stat_dups,
 		 (unsigned long long)r.stat_escalations, (unsigned long long)r.stat_commits);
+	log_info("work per inbound message: n=%llu p50=%lluus p99=%lluus max=%lluus; "
+		 "per commit: n=%llu p50=%lluus p99=%lluus",
+		 (unsigned long long)r.work_inbound.count,
+		 (unsigned long long)lathist_quantile(&r.work_inbound, 0.50),
+		 (unsigned long long)lathist_quantile(&r.work_inbound, 0.99),
+		 (unsigned long long)r.work_inbound.max_us,
+		 (unsigned long long)r.work_commit.count,
+		 (unsigned long long)lathist_quantile(&r.work_commit, 0.50),
+		 (unsigned long long)lathist_quantile(&r.work_commit, 0.99));
 	rc = 0;
 fail:
 	zmqx_close(&r.ingress, 0);
