@@ -181,6 +181,14 @@ $(BUILD)/tests/zsend: $(BUILD)/tests/tools/zsend.o
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Tools of make bench (several lines may add prerequisites to bench-tools).
+.PHONY: bench-tools
+bench-tools: $(BUILD)/tools/preload
+$(BUILD)/tools/preload: $(BUILD)/tests/tools/preload.o $(BUILD)/router/store.o $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tests/tools/preload.o: CFLAGS += -Irouter
+
 # One line at the end: "N passed, N failed" (unit + integration).
 test: all $(UNIT_BINS) $(TOOLS)
 	@python3 tests/run.py --build $(BUILD) $(UNIT_BINS)
