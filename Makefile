@@ -58,7 +58,8 @@ COMMON_SRC := \
 	common/utf8.c \
 	common/backoff.c \
 	common/worker.c \
-	common/proc.c
+	common/proc.c \
+	common/capture.c
 
 INGRESS_SRC := \
 	ingress/webhook.c \
@@ -108,7 +109,7 @@ LIBCOMMON   := $(BUILD)/libcommon.a
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
             $(BIN)/baton-flex-worker $(BIN)/batonctl
 
-UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist
+UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 .PHONY: all test unit integration demo run clean deps help fuzz chaos
@@ -188,6 +189,11 @@ $(BUILD)/tools/preload: $(BUILD)/tests/tools/preload.o $(BUILD)/router/store.o $
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/tests/tools/preload.o: CFLAGS += -Irouter
+# benchfake: the fast fake LLM + Twilio Messages API of make bench.
+bench-tools: $(BUILD)/tools/benchfake
+$(BUILD)/tools/benchfake: $(BUILD)/tests/tools/benchfake.o $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
 
 # One line at the end: "N passed, N failed" (unit + integration).
 test: all $(UNIT_BINS) $(TOOLS)
