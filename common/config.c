@@ -217,8 +217,8 @@ static const struct config_entry config_table[] = {
 	{ "capture.max_mb", CT_INT, "64", 1, 65536, NULL, F(capture_max_mb), false,
 	  "size at which a capture file is closed and the next one started, MiB" },
 
-	{ "log.level", CT_ENUM, "info", 0, 0, "debug|info|warn|error", F(log_level), false,
-	  "lowest level logged" },
+	{ "log.level", CT_ENUM, "info", 0, 0, "debug|info|notice|warn|error", F(log_level), false,
+	  "lowest level logged (notice: only start/stop lines, warnings and errors)" },
 	{ "log.mask_phone", CT_BOOL, "true", 0, 0, NULL, F(log_mask_phone), false,
 	  "mask customer phone numbers in logs" },
 };

@@ -17,7 +17,7 @@ static const char *log_proc = "baton";
 static enum log_level log_min = LOG_INFO;
 static bool log_mask = true;
 
-static const char *const log_names[] = { "debug", "info", "warn", "error" };
+static const char *const log_names[] = { "debug", "info", "notice", "warn", "error" };
 
 void log_init(const char *proc, enum log_level min, bool mask_phone)
 {

@@ -16,7 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+/* NOTICE: a process's own life (ready, stopping, its figures at exit), so
+ * that a quiet level still says when a process is up. */
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_NOTICE, LOG_WARN, LOG_ERROR };
 
 /** Ids attached to a line; any field may be NULL/0. Borrowed for the call. */
 struct log_ids {
@@ -27,7 +29,7 @@ struct log_ids {
 
 /** Set the process name and threshold. mask_phone hides all but the last 4 digits. */
 void log_init(const char *proc, enum log_level min, bool mask_phone);
-/** Parse "debug|info|warn|error"; returns -1 on anything else. */
+/** Parse "debug|info|notice|warn|error"; returns -1 on anything else. */
 int log_level_parse(const char *s, enum log_level *out);
 
 void log_emit(enum log_level lvl, const struct log_ids *ids, const char *fmt, ...)
@@ -38,6 +40,7 @@ void log_mask_address(const char *addr, char *buf, size_t len);
 
 #define log_debug(...) log_emit(LOG_DEBUG, NULL, __VA_ARGS__)
 #define log_info(...)  log_emit(LOG_INFO, NULL, __VA_ARGS__)
+#define log_notice(...) log_emit(LOG_NOTICE, NULL, __VA_ARGS__)
 #define log_warn(...)  log_emit(LOG_WARN, NULL, __VA_ARGS__)
 /** Logs at error level and returns -1, for `return log_err(...)`. */
 int log_fail(const struct log_ids *ids, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -141,7 +141,7 @@ int worker_run(struct worker *w, int job_type, worker_job_fn *fn, void *arg,
 		return log_err("cannot get the socket's fd: %s", zmq_strerror(errno));
 
 	worker_hello(w, w->capacity);
-	log_info("ready: %s worker %s, capacity %d, router %s", w->kind, w->name, w->capacity,
+	log_notice("ready: %s worker %s, capacity %d, router %s", w->kind, w->name, w->capacity,
 		 w->cfg->router_work_endpoint);
 	while (!*stop) {
 		worker_drain(w, job_type, fn, arg);

@@ -359,7 +359,7 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	if (!(r.ingress = zmqx_router_bind(r.zctx, cfg->router_ingress_endpoint)) ||
 	    !(r.work = zmqx_router_bind(r.zctx, cfg->router_work_endpoint)))
 		goto fail;
-	log_info("ready: state in %s, ingress on %s, workers on %s (sync=%s)", cfg->state_dir,
+	log_notice("ready: state in %s, ingress on %s, workers on %s (sync=%s)", cfg->state_dir,
 		 cfg->router_ingress_endpoint, cfg->router_work_endpoint,
 		 cfg->lmdb_sync ? "true" : "false");
 
@@ -380,11 +380,11 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 			router_apply_batch(&r);
 		jobs_dispatch(&r);
 	}
-	log_info("stopping: %llu messages stored, %llu duplicates, %llu escalations, %llu commits; "
+	log_notice("stopping: %llu messages stored, %llu duplicates, %llu escalations, %llu commits; "
 		 "unfinished jobs stay in the store",
 		 (unsigned long long)r.stat_msgs, (unsigned long long)r.stat_dups,
 		 (unsigned long long)r.stat_escalations, (unsigned long long)r.stat_commits);
-	log_info("work per inbound message: n=%llu p50=%lluus p99=%lluus max=%lluus; "
+	log_notice("work per inbound message: n=%llu p50=%lluus p99=%lluus max=%lluus; "
 		 "per commit: n=%llu p50=%lluus p99=%lluus",
 		 (unsigned long long)r.work_inbound.count,
 		 (unsigned long long)lathist_quantile(&r.work_inbound, 0.50),
