@@ -35,6 +35,38 @@ struct config_entry {
 
 #define F(field) offsetof(struct config, field)
 
+/* What a business number may set for itself: what its customers read and
+ * who answers them. Transport, limits and secrets stay process-wide. */
+static const char *const config_number_keys[] = {
+	"ai.system_prompt", "ai.system_prompt_file", "ai.apology", "ai.language",
+	"handoff.holding_message", "handoff.failure_message", "handoff.closed_message",
+	"handoff.no_agent_message", "handoff.no_agent_ai_message", "handoff.after_hours",
+	"business.hours", "business.utc_offset_min", "flex.workflow_sid", "flex.task_channel",
+	"whatsapp.template_sid", "whatsapp.template_vars", NULL,
+};
+
+/* The lines of the file's [number] sections, applied after the base. */
+struct config_line {
+	char *address, *key, *val, *origin;
+};
+
+struct config_lines {
+	struct config_line *v;
+	size_t n, cap;
+};
+
+static void config_lines_release(struct config_lines *ls)
+{
+	for (size_t i = 0; i < ls->n; i++) {
+		free(ls->v[i].address);
+		free(ls->v[i].key);
+		free(ls->v[i].val);
+		free(ls->v[i].origin);
+	}
+	free(ls->v);
+	memset(ls, 0, sizeof(*ls));
+}
+
 /* The escalation instruction itself is added by the ai-worker, worded for
  * the configured ai.escalation_mode (tag or tool/JSON field). */
 static const char DEFAULT_PROMPT[] =
@@ -119,6 +151,9 @@ static const struct config_entry config_table[] = {
 	  NULL, F(ai_apology), false, "sent when the AI gives a malformed answer or fails for good" },
 	{ "ai.worker_credit", CT_INT, "256", 1, 100000, NULL, F(ai_worker_credit), false,
 	  "LLM calls one ai-worker keeps in flight" },
+	{ "ai.language", CT_STR, "", 0, 0, NULL, F(ai_language), false,
+	  "language of this number's customers (e.g. es, pt-BR): set as the Flex task's language "
+	  "attribute so agents who speak it get the task; empty = not set" },
 	{ "ai.burst_ms", CT_INT, "0", 0, 60000, NULL, F(ai_burst_ms), false,
 	  "wait this long after a customer message before the AI answers, so a burst of messages "
 	  "gets one reply that sees them all (0 = answer each message in turn)" },
@@ -166,6 +201,9 @@ static const struct config_entry config_table[] = {
 	  "Our team is available %h. A person will answer you as soon as we open.", 0, 0, NULL,
 	  F(handoff_closed_message), false,
 	  "holding message outside business.hours (%h is replaced by the hours)" },
+	{ "handoff.after_hours", CT_ENUM, "create", 0, 0, "create|queue", F(handoff_after_hours),
+	  false, "an escalation outside business.hours: create the Flex task at once, or queue the "
+		 "handoff until the next opening (the customer is told when a person will answer)" },
 	{ "business.hours", CT_STR, "", 0, 0, NULL, F(business_hours), false,
 	  "when agents work, e.g. \"mon-fri 08:00-19:00; sat 08:00-13:00\" (empty = always)" },
 	{ "business.utc_offset_min", CT_INT, "0", -720, 840, NULL, F(business_utc_offset_min), false,
@@ -380,10 +418,41 @@ static int config_unquote(char *v)
 	return 0;
 }
 
-static int config_load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+bool config_per_number(const char *key)
+{
+	for (size_t i = 0; config_number_keys[i]; i++)
+		if (!strcmp(config_number_keys[i], key))
+			return true;
+	return false;
+}
+
+/* "[number ADDRESS]": 1 with *address set (malloc'd), 0 if not a section
+ * line, -1 if malformed. */
+static int config_section(const char *s, char **address)
+{
+	size_t n = strlen(s);
+	if (s[0] != '[')
+		return 0;
+	if (n < 3 || s[n - 1] != ']' || strncmp(s, "[number ", 8) != 0)
+		return -1;
+	const char *a = s + 8;
+	while (*a == ' ')
+		a++;
+	size_t l = (size_t)(s + n - 1 - a);
+	while (l > 0 && a[l - 1] == ' ')
+		l--;
+	if (l == 0 || l > 200 || memchr(a, '|', l) || memchr(a, ' ', l))
+		return -1;
+	*address = xstrndup(a, l);
+	return 1;
+}
+
+static int config_load_file(struct config *cfg, const char *path, struct config_lines *sections,
+			    char *err, size_t errlen)
 {
 	char line[CONFIG_LINE_MAX], origin[512];
 	int lineno = 0, rc = -1;
+	char *address = NULL; /* the [number] section we are in, if any */
 	FILE *f = fopen(path, "r");
 
 	if (!f) {
@@ -400,6 +469,18 @@ static int config_load_file(struct config *cfg, const char *path, char *err, siz
 		char *s = config_trim(line);
 		if (*s == '\0' || *s == '#')
 			continue;
+		char *sec = NULL;
+		int is_sec = config_section(s, &sec);
+		if (is_sec < 0) {
+			config_errf(err, errlen, "%s:%d: expected '[number whatsapp:+E164]'", path,
+				    lineno);
+			goto fail;
+		}
+		if (is_sec) {
+			free(address);
+			address = sec;
+			continue;
+		}
 		char *eq = strchr(s, '=');
 		if (!eq) {
 			config_errf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
@@ -417,11 +498,28 @@ static int config_load_file(struct config *cfg, const char *path, char *err, siz
 			goto fail;
 		}
 		snprintf(origin, sizeof(origin), "%s:%d", path, lineno);
+		if (address) {
+			if (!config_per_number(key)) {
+				config_errf(err, errlen, "%s:%d: %s cannot be set per number (only in the "
+					    "base settings, before the first [number] section)",
+					    path, lineno, key);
+				goto fail;
+			}
+			if (sections->n == sections->cap) {
+				sections->cap = sections->cap ? 2 * sections->cap : 16;
+				sections->v = xrealloc(sections->v, sections->cap * sizeof(*sections->v));
+			}
+			sections->v[sections->n++] = (struct config_line){
+				.address = xstrdup(address), .key = xstrdup(key), .val = xstrdup(val),
+				.origin = xstrdup(origin) };
+			continue;
+		}
 		if (config_set(cfg, e, val, origin, err, errlen) < 0)
 			goto fail;
 	}
 	rc = 0;
 fail:
+	free(address);
 	fclose(f);
 	return rc;
 }
@@ -483,9 +581,63 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* dst = a deep copy of src's settings, without its numbers. */
+static void config_clone(struct config *dst, const struct config *src)
+{
+	memcpy(dst, src, sizeof(*dst));
+	dst->numbers = NULL;
+	dst->nnumbers = 0;
+	for (size_t i = 0; i < CONFIG_N; i++) {
+		const struct config_entry *e = &config_table[i];
+		if (e->type == CT_STR || e->type == CT_ENUM || e->type == CT_URL) {
+			char **d = config_field(dst, e);
+			*d = xstrdup(*(char *const *)config_cfield(src, e));
+		}
+	}
+}
+
+/* Each [number] section: the finished base, with the section's lines applied. */
+static int config_build_numbers(struct config *cfg, const struct config_lines *ls, char *err,
+				size_t errlen)
+{
+	for (size_t i = 0; i < ls->n; i++) {
+		const struct config_line *l = &ls->v[i];
+		struct config_number *num = NULL;
+		for (size_t k = 0; k < cfg->nnumbers; k++)
+			if (!strcmp(cfg->numbers[k].address, l->address))
+				num = &cfg->numbers[k];
+		if (!num) {
+			cfg->numbers = xrealloc(cfg->numbers, (cfg->nnumbers + 1) * sizeof(*cfg->numbers));
+			num = &cfg->numbers[cfg->nnumbers++];
+			num->address = xstrdup(l->address);
+			config_clone(&num->cfg, cfg);
+		}
+		if (config_set(&num->cfg, config_find(l->key), l->val, l->origin, err, errlen) < 0)
+			return -1;
+		if (!strcmp(l->key, "ai.system_prompt_file") && l->val[0] &&
+		    config_read_prompt(&num->cfg, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+const struct config *config_for(const struct config *cfg, const char *business)
+{
+	if (!business || !cfg->nnumbers)
+		return cfg;
+	const char *bar = strchr(business, '|');
+	if (bar)
+		business = bar + 1;
+	for (size_t i = 0; i < cfg->nnumbers; i++)
+		if (!strcmp(cfg->numbers[i].address, business))
+			return &cfg->numbers[i].cfg;
+	return cfg;
+}
+
 int config_load(struct config *cfg, const char *file, char *err, size_t errlen)
 {
 	char env[128], origin[160];
+	struct config_lines sections = { 0 };
 
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < CONFIG_N; i++)
@@ -493,7 +645,7 @@ int config_load(struct config *cfg, const char *file, char *err, size_t errlen)
 			goto fail;
 	if (!file)
 		file = getenv("BATON_CONFIG");
-	if (file && *file && config_load_file(cfg, file, err, errlen) < 0)
+	if (file && *file && config_load_file(cfg, file, &sections, err, errlen) < 0)
 		goto fail;
 	for (size_t i = 0; i < CONFIG_N; i++) {
 		config_env_name(config_table[i].key, env, sizeof(env));
@@ -506,14 +658,23 @@ int config_load(struct config *cfg, const char *file, char *err, size_t errlen)
 	}
 	if (config_finish(cfg, err, errlen) < 0)
 		goto fail;
+	if (config_build_numbers(cfg, &sections, err, errlen) < 0)
+		goto fail;
+	config_lines_release(&sections);
 	return 0;
 fail:
+	config_lines_release(&sections);
 	config_release(cfg);
 	return -1;
 }
 
 void config_release(struct config *cfg)
 {
+	for (size_t i = 0; i < cfg->nnumbers; i++) {
+		free(cfg->numbers[i].address);
+		config_release(&cfg->numbers[i].cfg);
+	}
+	free(cfg->numbers);
 	for (size_t i = 0; i < CONFIG_N; i++) {
 		const struct config_entry *e = &config_table[i];
 		if (e->type == CT_STR || e->type == CT_ENUM || e->type == CT_URL) {
@@ -525,54 +686,67 @@ void config_release(struct config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 }
 
+static void config_dump_entry(const struct config *cfg, const struct config_entry *e, FILE *out)
+{
+	const void *f = config_cfield(cfg, e);
+	fprintf(out, "%s = ", e->key);
+	switch (e->type) {
+	case CT_INT:
+		fprintf(out, "%d\n", *(const int *)f);
+		break;
+	case CT_LONG:
+		fprintf(out, "%ld\n", *(const long *)f);
+		break;
+	case CT_BOOL:
+		fprintf(out, "%s\n", *(const bool *)f ? "true" : "false");
+		break;
+	default: {
+		const char *s = *(char *const *)f;
+		if (e->secret) {
+			fprintf(out, "\"%s\"\n", s[0] ? "********" : "");
+			break;
+		}
+		fputc('"', out);
+		for (const char *p = s; *p; p++) {
+			if (*p == '\n')
+				fputs("\\n", out);
+			else if (*p == '"' || *p == '\\')
+				fprintf(out, "\\%c", *p);
+			else
+				fputc(*p, out);
+		}
+		fputs("\"\n", out);
+	}
+	}
+}
+
 void config_dump(const struct config *cfg, FILE *out)
 {
-	for (size_t i = 0; i < CONFIG_N; i++) {
-		const struct config_entry *e = &config_table[i];
-		const void *f = config_cfield(cfg, e);
-		fprintf(out, "%s = ", e->key);
-		switch (e->type) {
-		case CT_INT:
-			fprintf(out, "%d\n", *(const int *)f);
-			break;
-		case CT_LONG:
-			fprintf(out, "%ld\n", *(const long *)f);
-			break;
-		case CT_BOOL:
-			fprintf(out, "%s\n", *(const bool *)f ? "true" : "false");
-			break;
-		default: {
-			const char *s = *(char *const *)f;
-			if (e->secret)
-				fprintf(out, "\"%s\"\n", s[0] ? "********" : "");
-			else {
-				fputc('"', out);
-				for (const char *p = s; *p; p++) {
-					if (*p == '\n')
-						fputs("\\n", out);
-					else if (*p == '"' || *p == '\\')
-						fprintf(out, "\\%c", *p);
-					else
-						fputc(*p, out);
-				}
-				fputs("\"\n", out);
-			}
-		}
-		}
+	for (size_t i = 0; i < CONFIG_N; i++)
+		config_dump_entry(cfg, &config_table[i], out);
+	/* Each number's effective per-number settings, inherited ones included. */
+	for (size_t n = 0; n < cfg->nnumbers; n++) {
+		fprintf(out, "\n[number %s]\n", cfg->numbers[n].address);
+		for (size_t i = 0; i < CONFIG_N; i++)
+			if (config_per_number(config_table[i].key))
+				config_dump_entry(&cfg->numbers[n].cfg, &config_table[i], out);
 	}
 }
 
 void config_help(FILE *out)
 {
 	char env[128];
-	fprintf(out, "Settings (file key, environment variable, default):\n");
+	fprintf(out, "Settings (file key, environment variable, default):\n"
+		     "A config file may end with [number whatsapp:+E164] sections setting the ones\n"
+		     "marked [per number] for one business number's conversations.\n");
 	for (size_t i = 0; i < CONFIG_N; i++) {
 		const struct config_entry *e = &config_table[i];
 		config_env_name(e->key, env, sizeof(env));
 		const char *def = e->def;
-		fprintf(out, "  %-28s %-34s default: %.40s%s\n      %s\n", e->key, env,
+		fprintf(out, "  %-28s %-34s default: %.40s%s\n      %s%s\n", e->key, env,
 			e->secret ? "(secret)" : (def[0] ? def : "(empty)"),
-			strlen(def) > 40 && !e->secret ? "..." : "", e->help);
+			strlen(def) > 40 && !e->secret ? "..." : "", e->help,
+			config_per_number(e->key) ? " [per number]" : "");
 	}
 }
 

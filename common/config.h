@@ -7,7 +7,11 @@
  * http.port -> BATON_HTTP_PORT).
  *
  * File format: one `key = value` per line, `#` starts a comment line,
- * values may be double-quoted with \n, \" and \\ escapes.
+ * values may be double-quoted with \n, \" and \\ escapes. A line
+ * `[number whatsapp:+E164]` starts the section of one business number:
+ * the per-number settings below it (prompt, messages, language, hours,
+ * Flex workflow; see config_per_number) apply to its conversations only.
+ * Sections come after the base settings.
  *
  * config_load() fills a struct config whose strings it owns until
  * config_release(). On any error it writes a message naming the setting
@@ -90,6 +94,8 @@ struct config {
 	int handoff_human_timeout_s;
 	char *handoff_closed_message;
 	char *business_hours;
+	char *handoff_after_hours; /* "create" or "queue" */
+	char *ai_language;
 	int business_utc_offset_min;
 	int whatsapp_window_s;
 	char *whatsapp_template_sid;
@@ -115,12 +121,30 @@ struct config {
 	/* logging */
 	char *log_level;
 	bool log_mask_phone;
+
+	/* Per business number overrides ([number ADDRESS] sections of the
+	 * file): each is a whole config, the base with the section applied. */
+	struct config_number *numbers;
+	size_t nnumbers;
+};
+
+struct config_number {
+	char *address; /* "whatsapp:+14155238886" */
+	struct config cfg;
 };
 
 /** Load defaults, then file, then environment. argv may hold --config FILE. */
 int config_load(struct config *cfg, const char *file, char *err, size_t errlen);
 /** Free every string; cfg is zeroed. */
 void config_release(struct config *cfg);
+/**
+ * The settings for conversations with one business number: its [number]
+ * section if the file has one, else cfg itself. business may be a
+ * conversation key ("customer|business") or a bare address, or NULL.
+ */
+const struct config *config_for(const struct config *cfg, const char *business);
+/** Whether key may appear in a [number] section. */
+bool config_per_number(const char *key);
 /** Print the effective settings, secrets masked, one `key = value` a line. */
 void config_dump(const struct config *cfg, FILE *out);
 /** Print every setting with its env var, default and meaning. */

@@ -471,6 +471,58 @@ static void test_release_zeroes(void **state)
 	config_release(&fx->cfg); /* twice is harmless */
 }
 
+/* [number] sections override the per-number settings of one business number. */
+static void test_number_sections(void **state)
+{
+	struct fixture *fx = *state;
+	assert_int_equal(load_text(fx, "handoff.holding_message = base hold\n"
+				       "flex.workflow_sid = WWbase\n"
+				       "[number whatsapp:+15550001111]\n"
+				       "ai.system_prompt = \"You are the shop.\"\n"
+				       "ai.language = en\n"
+				       "flex.workflow_sid = WWshop\n"
+				       "[number whatsapp:+15550002222]\n"
+				       "handoff.holding_message = Un momento\n"
+				       "business.hours = mon-fri 09:00-18:00\n"
+				       "handoff.after_hours = queue\n"), 0);
+	const struct config *base = &fx->cfg;
+	assert_int_equal(base->nnumbers, 2);
+	const struct config *shop = config_for(base, "whatsapp:+15550001111");
+	const struct config *clinic = config_for(base, "whatsapp:+5511900000000|whatsapp:+15550002222");
+	assert_ptr_not_equal(shop, base);
+	assert_string_equal(shop->ai_system_prompt, "You are the shop.");
+	assert_string_equal(shop->ai_language, "en");
+	assert_string_equal(shop->flex_workflow_sid, "WWshop");
+	assert_string_equal(shop->handoff_holding_message, "base hold"); /* inherited */
+	assert_string_equal(clinic->handoff_holding_message, "Un momento");
+	assert_string_equal(clinic->flex_workflow_sid, "WWbase");
+	assert_string_equal(clinic->handoff_after_hours, "queue");
+	assert_string_equal(clinic->business_hours, "mon-fri 09:00-18:00");
+	/* unknown numbers and NULL get the base */
+	assert_ptr_equal(config_for(base, "whatsapp:+19999999999"), base);
+	assert_ptr_equal(config_for(base, NULL), base);
+	assert_string_equal(base->ai_language, "");
+	char *out = dump_to_string(base);
+	assert_non_null(strstr(out, "[number whatsapp:+15550001111]\nai.system_prompt = \"You are the shop.\"\n"));
+	assert_non_null(strstr(out, "[number whatsapp:+15550002222]"));
+	free(out);
+}
+
+static void test_number_section_errors(void **state)
+{
+	struct fixture *fx = *state;
+	assert_int_equal(load_text(fx, "[number whatsapp:+1555]\nhttp.port = 9\n"), -1);
+	assert_err_has(fx, "http.port", "per number");
+	assert_int_equal(load_text(fx, "[numbers x]\n"), -1);
+	assert_err_has(fx, ":1:", "[number");
+	assert_int_equal(load_text(fx, "[number ]\n"), -1);
+	assert_err_has(fx, ":1:", NULL);
+	assert_int_equal(load_text(fx, "[number whatsapp:+1555]\nhandoff.after_hours = later\n"), -1);
+	assert_err_has(fx, "handoff.after_hours", "later");
+	assert_int_equal(load_text(fx, "[number whatsapp:+1555]\nbogus.key = 1\n"), -1);
+	assert_err_has(fx, "bogus.key", NULL);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -497,6 +549,8 @@ int main(void)
 		T(test_dump_empty_secret),
 		T(test_help_lists_settings),
 		T(test_release_zeroes),
+		T(test_number_sections),
+		T(test_number_section_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
