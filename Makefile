@@ -75,7 +75,8 @@ ROUTER_SRC := \
 	router/turns.c \
 	router/handoff.c \
 	router/outbox.c \
-	router/jobs.c
+	router/jobs.c \
+	router/purge.c
 
 AI_SRC := \
 	ai-worker/escalate.c \
@@ -87,11 +88,15 @@ EGRESS_SRC := \
 	egress/sender.c
 
 CTL_SRC := \
-	ctl/ctl.c
+	ctl/ctl.c \
+	ctl/report.c
 
 FLEX_SRC := \
 	flex-worker/flexapi.c \
 	flex-worker/pipeline.c
+
+REPLAY_SRC := \
+	replay/replay.c
 
 PROGS := ingress router ai-worker egress
 
@@ -104,12 +109,13 @@ AI_OBJ      := $(call obj,$(AI_SRC))
 EGRESS_OBJ  := $(call obj,$(EGRESS_SRC))
 FLEX_OBJ    := $(call obj,$(FLEX_SRC))
 CTL_OBJ     := $(call obj,$(CTL_SRC))
+REPLAY_OBJ  := $(call obj,$(REPLAY_SRC))
 LIBCOMMON   := $(BUILD)/libcommon.a
 
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
-            $(BIN)/baton-flex-worker $(BIN)/batonctl
+            $(BIN)/baton-flex-worker $(BIN)/batonctl $(BIN)/baton-replay
 
-UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture
+UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 .PHONY: all test unit integration demo run clean deps help fuzz chaos
@@ -166,6 +172,15 @@ $(BIN)/batonctl: $(BUILD)/ctl/main.o $(CTL_OBJ) $(BUILD)/router/store.o $(LIBCOM
 
 $(BUILD)/ctl/%.o: CFLAGS += -Irouter
 
+# baton-replay converts records with ingress's own webhook and event code (--to router).
+$(BIN)/baton-replay: $(BUILD)/replay/main.o $(REPLAY_OBJ) $(BUILD)/ingress/webhook.o \
+                     $(BUILD)/ingress/events.o $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/replay/%.o: CFLAGS += -Iingress
+
 # Unit tests link the module under test plus libcommon and cmocka.
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(INGRESS_OBJ) $(ROUTER_OBJ) $(AI_OBJ) $(EGRESS_OBJ) $(FLEX_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -173,6 +188,9 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(INGRESS_OBJ) $(ROUTER_OBJ)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(BUILD)/tests/unit/%.o: CFLAGS += -Iingress -Irouter -Iai-worker -Iegress -Iflex-worker
+# test_ctl tests batonctl's own modules.
+$(BUILD)/tests/test_ctl: $(CTL_OBJ)
+$(BUILD)/tests/unit/test_ctl.o: CFLAGS += -Ictl
 
 unit: $(UNIT_BINS)
 
@@ -183,7 +201,12 @@ $(BUILD)/tests/zsend: $(BUILD)/tests/tools/zsend.o
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Tools of make bench (several lines may add prerequisites to bench-tools).
-.PHONY: bench-tools
+.PHONY: bench-tools bench
+# make bench: release build, every figure of bench/run.py (README "Performance").
+bench:
+	@scripts/install-deps --bench
+	@$(MAKE) --no-print-directory RELEASE=1 -j2 all bench-tools
+	@python3 bench/run.py $(BENCH_ARGS)
 bench-tools: $(BUILD)/tools/preload
 $(BUILD)/tools/preload: $(BUILD)/tests/tools/preload.o $(BUILD)/router/store.o $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -194,6 +217,12 @@ bench-tools: $(BUILD)/tools/benchfake
 $(BUILD)/tools/benchfake: $(BUILD)/tests/tools/benchfake.o $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
+# streamgen: synthetic capture files (Zipf conversations, escalations, hand-backs) for baton-replay.
+bench-tools: $(BUILD)/tools/streamgen
+TOOLS += $(BUILD)/tools/streamgen
+$(BUILD)/tools/streamgen: $(BUILD)/tests/tools/streamgen.o $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # One line at the end: "N passed, N failed" (unit + integration).
 test: all $(UNIT_BINS) $(TOOLS)

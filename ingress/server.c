@@ -20,6 +20,7 @@
 #include <utlist.h>
 #include <zmq.h>
 
+#include "capture.h"
 #include "clock.h"
 #include "envelope.h"
 #include "events.h"
@@ -53,6 +54,7 @@ static const struct route routes[] = {
 	{ "/twilio/status", RT_STATUS, NULL },
 	{ "/admin/handback", RT_ADMIN, EV_ADMIN_HANDBACK },
 	{ "/admin/escalate", RT_ADMIN, EV_ADMIN_ESCALATE },
+	{ "/admin/purge", RT_ADMIN, EV_ADMIN_PURGE },
 };
 
 struct request {
@@ -65,6 +67,7 @@ struct request {
 	int status; /* set when REQ_ANSWER */
 	uint64_t rid;
 	uint64_t deadline;
+	uint64_t arrived; /* wall ms when the body was complete, for the capture */
 	char *sid; /* for log lines */
 	UT_hash_handle hh;
 	struct request *prev, *next; /* waiting list, deadline order */
@@ -78,6 +81,8 @@ struct server {
 	struct request *waiting_by_rid;
 	struct request *waiting; /* utlist DL, oldest first */
 	uint64_t next_rid;
+	struct capture_writer *capture; /* NULL unless capture.dir is set */
+	unsigned long capture_failed;   /* accepted webhooks the capture lost */
 	struct MHD_Response *r_twiml, *r_health, *r_404, *r_405_post, *r_405_get,
 		*r_400, *r_403, *r_413, *r_415, *r_503, *r_200, *r_204_json, *r_ok_json,
 		*r_401, *r_no_conv;
@@ -245,6 +250,7 @@ static enum MHD_Result server_forward(struct server *s, struct request *r)
 {
 	struct envelope env;
 
+	r->arrived = clock_wall_ms();
 	if (r->too_big) {
 		log_warn("rejected %s: body over %ld bytes", r->route->path, s->cfg->http_max_body);
 		return server_reply(s, r->conn, 413);
@@ -343,6 +349,17 @@ static void server_completed(void *cls, struct MHD_Connection *c, void **con_cls
 	*con_cls = NULL;
 }
 
+/* Appends an accepted request to the capture. A failure never fails the
+ * request (the message is already durable): the writer logs it, at most
+ * once a minute with the count of the others, so a full disk does not
+ * flood the log with one line per webhook. */
+static void server_capture(struct server *s, const struct request *r)
+{
+	if (s->capture && capture_append(s->capture, r->arrived, r->route->path,
+					 r->body ? r->body : "", r->len) < 0)
+		s->capture_failed++;
+}
+
 static void server_on_ack(struct server *s, const struct envelope *env)
 {
 	struct request *r = NULL;
@@ -356,6 +373,10 @@ static void server_on_ack(struct server *s, const struct envelope *env)
 	int status;
 	switch (env->status) {
 	case ST_OK:
+		/* Only what the router stored: a duplicate was captured the first time. */
+		server_capture(s, r);
+		status = 200;
+		break;
 	case ST_DUPLICATE:
 		status = 200;
 		break;
@@ -447,6 +468,10 @@ int server_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	}
 	if (!(s.router = zmqx_dealer_connect(s.zctx, cfg->router_ingress_endpoint)))
 		goto fail;
+	/* Asked for and impossible is a start-up error, not a silent no-capture. */
+	if (cfg->capture_dir[0] &&
+	    !(s.capture = capture_open(cfg->capture_dir, (size_t)cfg->capture_max_mb * 1024 * 1024)))
+		goto fail;
 	if (server_start(&s) < 0)
 		goto fail;
 	const union MHD_DaemonInfo *pi = MHD_get_daemon_info(s.mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -455,7 +480,7 @@ int server_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		log_err("cannot read the HTTP server's port or epoll fd");
 		goto fail;
 	}
-	log_info("ready: listening on http://%s:%u, router %s", cfg->http_bind,
+	log_notice("ready: listening on http://%s:%u, router %s", cfg->http_bind,
 		 (unsigned)pi->port, cfg->router_ingress_endpoint);
 
 	while (!*stop) {
@@ -472,6 +497,8 @@ int server_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		MHD_run(s.mhd);
 	}
 	log_info("stopping: %u requests waiting for the router get 503", HASH_COUNT(s.waiting_by_rid));
+	if (s.capture_failed)
+		log_warn("capture: %lu accepted webhooks could not be captured", s.capture_failed);
 	rc = 0;
 fail:
 	/* MHD refuses to stop with suspended connections: answer them first. */
@@ -484,6 +511,7 @@ fail:
 	zmqx_close(&s.router, 0);
 	if (s.zctx)
 		zmq_ctx_term(s.zctx);
+	capture_close(&s.capture);
 	server_free_responses(&s);
 	return rc;
 }

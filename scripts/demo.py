@@ -7,8 +7,14 @@ messages that the fake Twilio routes like Twilio does: to baton's Messaging
 webhook, or into the agent's Flex conversation once the customer is bound to
 it. Prints who said what and every mode change, stops everything it started,
 and exits 0 on success, 1 if something did not happen.
+
+    scripts/demo.py [--capture DIR]
+
+--capture DIR (or BATON_CAPTURE_DIR=DIR make demo) makes ingress append
+every accepted webhook to capture files in DIR, for build/bin/baton-replay.
 """
 
+import argparse
 import json
 import os
 import signal
@@ -80,7 +86,13 @@ class Demo:
 
 
 def main():
-    p = Pipeline()
+    ap = argparse.ArgumentParser(description="baton's clinic demo")
+    # The harness drops the caller's BATON_* variables, so this one is passed on explicitly.
+    ap.add_argument("--capture", metavar="DIR", default=os.environ.get("BATON_CAPTURE_DIR"),
+                    help="leave a capture of every accepted webhook in DIR (baton-replay)")
+    args = ap.parse_args()
+    env = {"BATON_CAPTURE_DIR": os.path.abspath(args.capture)} if args.capture else None
+    p = Pipeline(env=env)
     try:
         p.start_all()
         p.agent(identity=AGENT, accept_after_ms=300, greeting=GREETING, reply_delay_ms=400,
