@@ -51,6 +51,7 @@ enum env_type {
 #define EV_MESSAGE_FAILED "message_failed" /* status callback with an ErrorCode */
 #define EV_ADMIN_HANDBACK "admin_handback"
 #define EV_ADMIN_ESCALATE "admin_escalate"
+#define EV_ADMIN_PURGE "admin_purge"       /* erase a conversation (right to erasure) */
 
 enum env_role { ROLE_CUSTOMER = 0, ROLE_AI = 1, ROLE_AGENT = 2, ROLE_SYSTEM = 3 };
 

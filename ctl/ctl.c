@@ -1,4 +1,4 @@
-/* ctl — batonctl show/handback/escalate; see ctl.h. */
+/* ctl — batonctl show/handback/escalate/purge and the shared reads; see ctl.h. */
 #include "ctl.h"
 
 #include <curl/curl.h>
@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
@@ -28,35 +29,75 @@ static json_t *ctl_str(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
-int ctl_show(const struct config *cfg, const char *address, bool json)
+int ctl_read_begin(const struct config *cfg, struct ctl_read *rd)
 {
-	struct store st;
-	MDB_txn *txn = NULL;
-	struct conv_rec c;
-	char *key = NULL, when[32];
-	int ret = CTL_FAIL;
-
-	if (store_open_readonly(&st, cfg->state_dir) < 0)
+	rd->txn = NULL;
+	if (store_open_readonly(&rd->st, cfg->state_dir) < 0)
 		return CTL_FAIL;
-	int rc = mdb_txn_begin(st.env, NULL, MDB_RDONLY, &txn);
+	int rc = mdb_txn_begin(rd->st.env, NULL, MDB_RDONLY, &rd->txn);
 	if (rc) {
 		fprintf(stderr, "batonctl: cannot read state: %s\n", mdb_strerror(rc));
-		goto out;
+		rd->txn = NULL;
+		store_close(&rd->st);
+		return CTL_FAIL;
 	}
+	return CTL_OK;
+}
+
+void ctl_read_end(struct ctl_read *rd)
+{
+	if (rd->txn)
+		mdb_txn_abort(rd->txn);
+	rd->txn = NULL;
+	store_close(&rd->st);
+}
+
+int ctl_read_find(struct ctl_read *rd, const char *address, char **key)
+{
 	const char *bar = strchr(address, '|');
 	char *cust = bar ? xstrndup(address, (size_t)(bar - address)) : xstrdup(address);
-	rc = store_conv_find(&st, txn, cust, bar ? bar + 1 : NULL, &key);
+	int rc = MDB_NOTFOUND;
+	*key = NULL;
+	/* Longer than any key the router stores: not one of ours (and LMDB
+	 * would refuse the lookup). */
+	if (strlen(address) <= STORE_KEY_MAX)
+		rc = store_conv_find(&rd->st, rd->txn, cust, bar ? bar + 1 : NULL, key);
 	free(cust);
 	if (rc == MDB_NOTFOUND) {
 		fprintf(stderr, "batonctl: no conversation for %s\n", address);
-		ret = CTL_NOT_FOUND;
-		goto out;
+		return CTL_NOT_FOUND;
 	}
-	if (rc || (rc = store_conv_get(&st, txn, key, &c))) {
+	if (rc) {
+		fprintf(stderr, "batonctl: cannot read conversation: %s\n", mdb_strerror(rc));
+		return CTL_FAIL;
+	}
+	return CTL_OK;
+}
+
+void ctl_mask(const struct config *cfg, const char *addr, char *buf, size_t len)
+{
+	if (cfg->log_mask_phone)
+		log_mask_address(addr, buf, len);
+	else
+		snprintf(buf, len, "%s", addr);
+}
+
+int ctl_show(const struct config *cfg, const char *address, bool json)
+{
+	struct ctl_read rd;
+	struct conv_rec c;
+	char *key = NULL, when[32];
+	int rc, ret;
+
+	if ((ret = ctl_read_begin(cfg, &rd)) != CTL_OK)
+		return ret;
+	if ((ret = ctl_read_find(&rd, address, &key)) != CTL_OK)
+		goto out;
+	ret = CTL_FAIL;
+	if ((rc = store_conv_get(&rd.st, rd.txn, key, &c))) {
 		fprintf(stderr, "batonctl: cannot read conversation: %s\n", mdb_strerror(rc));
 		goto out;
 	}
-
 	json_t *root = json_object(), *tl = json_array(), *hist = json_array();
 	json_object_set_new(root, "conversation", json_string(key));
 	json_object_set_new(root, "mode", json_string(conv_mode_name(c.mode)));
@@ -68,7 +109,7 @@ int ctl_show(const struct config *cfg, const char *address, bool json)
 	json_object_set_new(root, "last_error_code", json_integer(c.err_code));
 	for (uint64_t i = 1; i <= c.tl_seq; i++) {
 		struct tl_rec t;
-		if (store_tl_get(&st, txn, key, i, &t))
+		if (store_tl_get(&rd.st, rd.txn, key, i, &t))
 			continue;
 		json_array_append_new(tl, json_pack("{s:I, s:s, s:s}", "ts", (json_int_t)t.ts,
 						    "event", t.event ? t.event : "", "detail",
@@ -77,7 +118,7 @@ int ctl_show(const struct config *cfg, const char *address, bool json)
 	}
 	for (uint64_t i = 1; i <= c.seq; i++) {
 		struct hist_rec h;
-		if (store_hist_get(&st, txn, key, i, &h))
+		if (store_hist_get(&rd.st, rd.txn, key, i, &h))
 			continue;
 		json_t *o = json_pack("{s:I, s:s, s:s}", "ts", (json_int_t)h.ts, "role",
 				      env_role_name(h.role), "text", h.text ? h.text : "");
@@ -97,10 +138,9 @@ int ctl_show(const struct config *cfg, const char *address, bool json)
 		json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		fputc('\n', stdout);
 	} else {
-		char masked[256];
-		log_mask_address(key, masked, sizeof(masked));
-		printf("conversation  %s\nmode          %s\n", cfg->log_mask_phone ? masked : key,
-		       conv_mode_name(c.mode));
+		char masked[STORE_KEY_MAX + 1];
+		ctl_mask(cfg, key, masked, sizeof(masked));
+		printf("conversation  %s\nmode          %s\n", masked, conv_mode_name(c.mode));
 		if (c.flex_ch)
 			printf("flex          conversation %s, interaction %s, task %s\n", c.flex_ch,
 			       c.flex_kd ? c.flex_kd : "-", c.flex_wt ? c.flex_wt : "-");
@@ -129,10 +169,8 @@ int ctl_show(const struct config *cfg, const char *address, bool json)
 	conv_rec_release(&c);
 	ret = CTL_OK;
 out:
-	if (txn)
-		mdb_txn_abort(txn);
 	free(key);
-	store_close(&st);
+	ctl_read_end(&rd);
 	return ret;
 }
 
@@ -143,12 +181,15 @@ static size_t ctl_sink(char *p, size_t s, size_t n, void *u)
 	return s * n;
 }
 
-int ctl_admin(const struct config *cfg, const char *what, const char *address,
-	      const char *reason)
+/* POSTs {"address", "business"?, "reason"?} to ingress /admin/<what>. Returns
+ * the HTTP status, 0 when ingress could not be reached (reported), or -1
+ * without admin.token (reported). */
+static long ctl_post(const struct config *cfg, const char *what, const char *address,
+		     const char *reason)
 {
 	if (!cfg->admin_token[0]) {
 		fprintf(stderr, "batonctl: admin.token is not set: operator commands are off\n");
-		return CTL_USAGE;
+		return -1;
 	}
 	const char *bar = strchr(address, '|');
 	json_t *o = json_object();
@@ -167,7 +208,6 @@ int ctl_admin(const struct config *cfg, const char *what, const char *address,
 	h = curl_slist_append(h, "Content-Type: application/json");
 	CURL *e = curl_easy_init();
 	long status = 0;
-	int ret = CTL_FAIL;
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
@@ -176,19 +216,109 @@ int ctl_admin(const struct config *cfg, const char *what, const char *address,
 	CURLcode cc = curl_easy_perform(e);
 	if (cc != CURLE_OK)
 		fprintf(stderr, "batonctl: cannot reach ingress at %s: %s\n", url, curl_easy_strerror(cc));
-	else if (curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status), status == 200)
-		ret = CTL_OK;
-	else if (status == 404) {
-		fprintf(stderr, "batonctl: no conversation for %s\n", address);
-		ret = CTL_NOT_FOUND;
-	} else
-		fprintf(stderr, "batonctl: ingress answered HTTP %ld\n", status);
-	if (ret == CTL_OK)
-		printf("%s: %s done\n", address, what);
+	else
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(e);
 	curl_slist_free_all(h);
 	free(auth);
 	free(url);
 	free(body);
+	return status;
+}
+
+int ctl_admin(const struct config *cfg, const char *what, const char *address,
+	      const char *reason)
+{
+	long status = ctl_post(cfg, what, address, reason);
+	if (status < 0)
+		return CTL_USAGE;
+	if (status == 200) {
+		printf("%s: %s done\n", address, what);
+		return CTL_OK;
+	}
+	if (status == 404) {
+		fprintf(stderr, "batonctl: no conversation for %s\n", address);
+		return CTL_NOT_FOUND;
+	}
+	if (status)
+		fprintf(stderr, "batonctl: ingress answered HTTP %ld\n", status);
+	return CTL_FAIL;
+}
+
+/* Asks on the terminal; true when the operator typed yes. */
+static bool ctl_confirm(const char *what)
+{
+	char line[64];
+	fprintf(stderr, "%s\nType 'yes' to erase it for good: ", what);
+	fflush(stderr);
+	if (!fgets(line, sizeof(line), stdin))
+		return false;
+	line[strcspn(line, "\r\n")] = '\0';
+	return !strcmp(line, "yes") || !strcmp(line, "YES");
+}
+
+int ctl_purge(const struct config *cfg, const char *address, const char *reason, bool yes)
+{
+	struct ctl_read rd;
+	char *key = NULL, masked[STORE_KEY_MAX + 1], *what = NULL;
+	int ret;
+
+	/* What is about to go, from a read-only look: the router decides. */
+	if ((ret = ctl_read_begin(cfg, &rd)) != CTL_OK)
+		return ret;
+	if ((ret = ctl_read_find(&rd, address, &key)) != CTL_OK) {
+		ctl_read_end(&rd);
+		return ret;
+	}
+	struct conv_rec c;
+	if (store_conv_get(&rd.st, rd.txn, key, &c) == 0) {
+		ctl_mask(cfg, key, masked, sizeof(masked));
+		what = xasprintf("Purge conversation %s: %s mode, %llu messages, %llu timeline entries%s.\n"
+				 "Its history, timeline, jobs and index entries are erased; an audit record "
+				 "keeps only when, the masked address and the counts.",
+				 masked, conv_mode_name(c.mode), (unsigned long long)c.seq,
+				 (unsigned long long)c.tl_seq,
+				 c.mode != MODE_AI ? "; its Flex conversation will be closed" : "");
+		conv_rec_release(&c);
+	}
+	ctl_read_end(&rd);
+	if (!yes) {
+		if (!isatty(STDIN_FILENO) || !isatty(STDERR_FILENO)) {
+			fprintf(stderr, "batonctl: purge erases a conversation for good: pass --yes "
+				"(there is no terminal to ask on)\n");
+			ret = CTL_USAGE;
+			goto out;
+		}
+		if (!ctl_confirm(what ? what : "Purge this conversation.")) {
+			fprintf(stderr, "batonctl: not purged\n");
+			ret = CTL_FAIL;
+			goto out;
+		}
+	}
+	/* The key found, not the address typed: the same conversation as shown. */
+	long status = ctl_post(cfg, "purge", key, reason);
+	if (status < 0) {
+		ret = CTL_USAGE;
+	} else if (status == 200) {
+		ctl_mask(cfg, key, masked, sizeof(masked));
+		printf("%s: purged (Twilio keeps its own copies: message logs, Flex conversations "
+		       "and tasks are erased in Twilio)\n", masked);
+		ret = CTL_OK;
+	} else if (status == 404) {
+		fprintf(stderr, "batonctl: no conversation for %s\n", address);
+		ret = CTL_NOT_FOUND;
+	} else if (status == 503) {
+		fprintf(stderr, "batonctl: not purged now: a Flex handoff of this conversation is still "
+			"in progress, or the router is busy; nothing was erased, try again in a few "
+			"seconds\n");
+		ret = CTL_FAIL;
+	} else {
+		if (status)
+			fprintf(stderr, "batonctl: ingress answered HTTP %ld\n", status);
+		ret = CTL_FAIL;
+	}
+out:
+	free(what);
+	free(key);
 	return ret;
 }

@@ -23,7 +23,9 @@
 int events_conversations(const struct form *f, struct envelope *out, const char **why);
 int events_taskrouter(const struct form *f, struct envelope *out, const char **why);
 int events_status(const struct form *f, struct envelope *out, const char **why);
-/** Operator command: JSON {"address", "business"?, "reason"?}; op is EV_ADMIN_*. */
+/** Operator command: JSON {"address", "business"?, "reason"?}; op is EV_ADMIN_*
+ *  (handback, escalate, purge: the same body; purge keeps "reason" in its audit
+ *  record, as the operator's reference for the erasure request). */
 int events_admin(const char *op, const char *body, size_t len, struct envelope *out,
 		 const char **why);
 

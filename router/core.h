@@ -9,6 +9,7 @@
  *   handoff.c  escalation, Flex results, hand-back, webhooks' events, timers
  *   outbox.c   what may be sent to the customer (1600-char parts, 24 h window)
  *   jobs.c     job envelopes for workers, dispatch, recovery after a restart
+ *   purge.c    the operator's erasure of a conversation (right to erasure)
  * Every function taking a txn returns 0 or an LMDB error code that aborts
  * the whole batch (nothing half-done commits).
  */
@@ -65,6 +66,7 @@ struct effect {
 	enum job_kind kind;    /* FX_ADD */
 	char *conv;            /* FX_ADD, owned */
 	uint64_t not_before;   /* FX_RETRY, FX_ADD: mono ms, 0 = now */
+	const char *err;       /* FX_ACK: why, for the caller's log (static text) */
 };
 
 struct item {
@@ -78,6 +80,7 @@ struct router {
 	const struct config *cfg;
 	struct rules *rules;
 	struct hours hours;
+	struct hours *number_hours; /* parallel to cfg->numbers */
 	uint64_t next_cron;
 	struct store st;
 	struct dispatch *disp;
@@ -99,6 +102,10 @@ struct effect *router_fx_push(struct router *r, enum fx_type type);
 /** Acknowledge the item's webhook after the commit (nothing for timer items). */
 void router_fx_ack(struct router *r, const struct item *it, int status);
 /** Store a job and have it dispatched after the commit. */
+/** The settings of the conversation's business number (key "customer|business"). */
+const struct config *router_cfg(const struct router *r, const char *key);
+/** The business hours of the conversation's business number. */
+const struct hours *router_hours(const struct router *r, const char *key);
 int router_job_add(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id);
 /** router_job_add for a job that must not start before not_before (mono ms). */
 int router_job_add_at(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id,
@@ -132,6 +139,16 @@ int handoff_back(struct router *r, MDB_txn *txn, const char *key, struct conv_re
 	const char *path, bool close_flex);
 int handoff_result(struct router *r, MDB_txn *txn, struct item *it);
 int handoff_event(struct router *r, MDB_txn *txn, struct item *it);
+
+/* --- purge.c --- */
+/**
+ * EV_ADMIN_PURGE for conversation key (record *c): erase it in the caller's
+ * transaction and acknowledge the item (ST_OK, or ST_BUSY while a Flex
+ * handoff of it is still running: nothing is changed then). *c is not
+ * written back: the record is gone.
+ */
+int purge_conversation(struct router *r, MDB_txn *txn, struct item *it, const char *key,
+		       const struct conv_rec *c);
 
 /* --- outbox.c --- */
 /** Record that the 24 h window blocked an outbound message. */

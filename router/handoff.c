@@ -89,16 +89,46 @@ int handoff_forward(struct router *r, MDB_txn *txn, const char *key, uint64_t se
 	return router_job_add(r, txn, &j, &id);
 }
 
-/* The holding message, or outside business hours the closed message with
- * the hours in it. Caller frees. */
-static char *handoff_holding_message(const struct router *r)
+/* text with every %h replaced by the hours and %n by the next opening. Caller frees. */
+static char *handoff_expand(const char *text, const char *hours, const char *next)
 {
-	if (hours_open(&r->hours, clock_wall_ms(), r->cfg->business_utc_offset_min))
-		return xstrdup(r->cfg->handoff_holding_message);
-	const char *t = r->cfg->handoff_closed_message, *mark = strstr(t, "%h");
-	if (!mark)
-		return xstrdup(t);
-	return xasprintf("%.*s%s%s", (int)(mark - t), t, r->cfg->business_hours, mark + 2);
+	size_t cap = strlen(text) + 1, n = 0;
+	for (const char *p = text; *p; p++)
+		if (p[0] == '%' && (p[1] == 'h' || p[1] == 'n'))
+			cap += strlen(hours) + strlen(next);
+	char *out = xmalloc(cap);
+	for (const char *p = text; *p; p++) {
+		if (p[0] == '%' && (p[1] == 'h' || p[1] == 'n')) {
+			const char *v = p[1] == 'h' ? hours : next;
+			memcpy(out + n, v, strlen(v));
+			n += strlen(v);
+			p++;
+		} else {
+			out[n++] = *p;
+		}
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/*
+ * The holding message of the conversation's number, or outside its
+ * business hours the closed message with the hours (%h) and the next
+ * opening (%n) in it. *opens gets the wall ms of the next opening when
+ * closed, 0 when open. Caller frees.
+ */
+static char *handoff_holding_message(const struct router *r, const char *key, uint64_t *opens)
+{
+	const struct config *cfg = router_cfg(r, key);
+	const struct hours *h = router_hours(r, key);
+	uint64_t now = clock_wall_ms();
+	char next[32];
+
+	*opens = 0;
+	if (hours_open(h, now, cfg->business_utc_offset_min))
+		return xstrdup(cfg->handoff_holding_message);
+	*opens = hours_next_open(h, now, cfg->business_utc_offset_min, next, sizeof(next));
+	return handoff_expand(cfg->handoff_closed_message, cfg->business_hours, next);
 }
 
 static uint64_t handoff_first(const struct router *r, uint64_t last)
@@ -135,14 +165,33 @@ int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct con
 	handoff_replace(&c->flex_uo, NULL);
 	handoff_replace(&c->flex_wt, NULL);
 	handoff_replace(&c->agent, NULL);
-	uint64_t last = c->seq;
-	struct job_rec j = { .kind = JOB_FLEX, .conv = (char *)key, .created = clock_wall_ms(),
+	uint64_t last = c->seq, opens = 0, now = clock_wall_ms();
+	char *hold = handoff_holding_message(r, key, &opens);
+	/* Outside business hours with handoff.after_hours=queue the task is
+	 * created at the opening, not now when no one would take it. */
+	bool queue = opens > now && !strcmp(router_cfg(r, key)->handoff_after_hours, "queue");
+	struct job_rec j = { .kind = JOB_FLEX, .conv = (char *)key, .created = now,
 			     .op = OP_HANDOFF, .hfrom = handoff_first(r, last), .upto = last,
 			     .trigger = (char *)trigger, .reason = (char *)reason,
-			     .summary = (char *)summary };
-	if ((rc = router_job_add(r, txn, &j, &c->handoff_job)))
+			     .summary = (char *)summary, .not_before = queue ? opens : 0 };
+	if ((rc = router_job_add_at(r, txn, &j, &c->handoff_job,
+				    queue ? clock_mono_ms() + (opens - now) : 0))) {
+		free(hold);
 		return rc;
-	char *hold = handoff_holding_message(r);
+	}
+	c->queued_until = queue ? opens : 0;
+	if (queue) {
+		char iso[40];
+		clock_iso8601(opens, iso, sizeof(iso));
+		char *d = xasprintf("until %s (business hours %s)", iso,
+				    router_cfg(r, key)->business_hours);
+		rc = store_tl_add(&r->st, txn, key, c, "handoff_queued", d);
+		free(d);
+		if (rc) {
+			free(hold);
+			return rc;
+		}
+	}
 	if (*hold) {
 		struct hist_rec hm = { .role = ROLE_AI, .text = hold, .ts = clock_wall_ms() };
 		if ((rc = store_hist_append(&r->st, txn, key, c, &hm)) ||
@@ -235,8 +284,9 @@ static int handoff_no_agent(struct router *r, MDB_txn *txn, const char *key, str
 	c->no_agent_done = clock_wall_ms();
 	if ((rc = store_tl_add(&r->st, txn, key, c, "no_agent", why)))
 		return rc;
+	const struct config *ncfg = router_cfg(r, key);
 	bool back = !strcmp(r->cfg->handoff_no_agent_policy, "ai");
-	const char *msg = back ? r->cfg->handoff_no_agent_ai_message : r->cfg->handoff_no_agent_message;
+	const char *msg = back ? ncfg->handoff_no_agent_ai_message : ncfg->handoff_no_agent_message;
 	log_emit(LOG_WARN, &ids, "no agent (%s): %s", why, back ? "back to the AI" : "telling the "
 		 "customer, still waiting");
 	if (*msg) {
@@ -291,7 +341,7 @@ static int handoff_failed(struct router *r, MDB_txn *txn, const struct envelope 
 		if ((rc = router_job_add(r, txn, &cj, &id)))
 			return rc;
 	}
-	const char *msg = r->cfg->handoff_failure_message;
+	const char *msg = router_cfg(r, j->conv)->handoff_failure_message;
 	if (*msg) {
 		struct hist_rec h = { .role = ROLE_AI, .text = (char *)msg, .ts = clock_wall_ms() };
 		if ((rc = store_hist_append(&r->st, txn, j->conv, c, &h)) ||
@@ -299,6 +349,33 @@ static int handoff_failed(struct router *r, MDB_txn *txn, const struct envelope 
 			return rc;
 	}
 	return 0;
+}
+
+/* The result of a forward or close job: retried while Twilio says so and
+ * attempts remain, else finished (logged when it failed). */
+static int handoff_job_end(struct router *r, MDB_txn *txn, const struct envelope *env,
+			   struct job_rec *j, const struct log_ids *ids)
+{
+	int rc;
+	if (env->status != ST_OK && ++j->attempts < r->cfg->handoff_max_attempts &&
+	    env->status == ST_RETRY) {
+		if ((rc = store_job_put(&r->st, txn, env->id, j)) == 0) {
+			struct effect *e = router_fx_push(r, FX_RETRY);
+			e->id = env->id;
+			e->not_before = clock_mono_ms() + backoff_ms((unsigned)j->attempts,
+								     (uint64_t)r->cfg->handoff_retry_base_ms,
+								     ROUTER_FLEX_RETRY_CAP_MS, -1);
+		}
+		return rc;
+	}
+	if (env->status != ST_OK)
+		log_emit(LOG_ERROR, ids, "could not %s (Twilio %lld: %s)",
+			 j->op && !strcmp(j->op, OP_CLOSE) ? "close the Flex side"
+							   : "forward a customer message to Flex",
+			 (long long)env->code, env->err ? env->err : "");
+	if ((rc = store_job_del(&r->st, txn, env->id)) == 0)
+		router_fx_push(r, FX_DONE)->id = env->id;
+	return rc;
 }
 
 int handoff_result(struct router *r, MDB_txn *txn, struct item *it)
@@ -313,8 +390,17 @@ int handoff_result(struct router *r, MDB_txn *txn, struct item *it)
 		return rc == ROUTER_STALE ? 0 : rc;
 	ids.conv = j.conv;
 	if ((rc = store_conv_get(&r->st, txn, j.conv, &c))) {
+		/* The conversation was purged: a close (kept on purpose) still ends
+		 * its Flex side; anything else just ends. Either way dispatch must
+		 * forget the job, or its lane would stay busy. */
+		if (rc == MDB_NOTFOUND && env->status == ST_PROGRESS)
+			rc = 0; /* its final result ends it */
+		else if (rc == MDB_NOTFOUND && j.op && !strcmp(j.op, OP_CLOSE))
+			rc = handoff_job_end(r, txn, env, &j, &ids);
+		else if (rc == MDB_NOTFOUND && (rc = store_job_del(&r->st, txn, env->id)) == 0)
+			router_fx_push(r, FX_DONE)->id = env->id;
 		job_rec_release(&j);
-		return rc == MDB_NOTFOUND ? store_job_del(&r->st, txn, env->id) : rc;
+		return rc;
 	}
 	bool handoff = j.op && !strcmp(j.op, OP_HANDOFF);
 	if (env->status == ST_PROGRESS) {
@@ -362,21 +448,8 @@ int handoff_result(struct router *r, MDB_txn *txn, struct item *it)
 				 "mode human", env->ch ? env->ch : "?", env->kd ? env->kd : "?",
 				 env->wt ? env->wt : "?");
 		}
-	} else if (env->status != ST_OK && ++j.attempts < r->cfg->handoff_max_attempts &&
-		   env->status == ST_RETRY) {
-		if ((rc = store_job_put(&r->st, txn, env->id, &j)) == 0) {
-			struct effect *e = router_fx_push(r, FX_RETRY);
-			e->id = env->id;
-			e->not_before = clock_mono_ms() + backoff_ms((unsigned)j.attempts,
-								     (uint64_t)r->cfg->handoff_retry_base_ms,
-								     ROUTER_FLEX_RETRY_CAP_MS, -1);
-		}
 	} else {
-		if (env->status != ST_OK)
-			log_emit(LOG_ERROR, &ids, "could not forward a customer message to Flex "
-				 "(Twilio %lld: %s)", (long long)env->code, env->err ? env->err : "");
-		if ((rc = store_job_del(&r->st, txn, env->id)) == 0)
-			router_fx_push(r, FX_DONE)->id = env->id;
+		rc = handoff_job_end(r, txn, env, &j, &ids);
 	}
 	if (rc == 0) {
 		c.updated = clock_wall_ms();
@@ -399,7 +472,7 @@ static int handoff_event_conv(struct router *r, MDB_txn *txn, const struct item 
 		*key = xstrdup(env->conv);
 		return 0;
 	}
-	if (!strcmp(env->op, EV_ADMIN_HANDBACK) || !strcmp(env->op, EV_ADMIN_ESCALATE))
+	if (!strncmp(env->op, "admin_", 6))
 		return store_conv_find(&r->st, txn, env->from, env->to, key);
 	if (env->wt && (rc = store_idx_get(&r->st, txn, "wt", env->wt, key)) == 0)
 		return 0;
@@ -478,8 +551,12 @@ static bool handoff_event_complete(const struct item *it)
 		return e->wt != NULL;
 	if (!strcmp(op, EV_MESSAGE_FAILED))
 		return e->sid != NULL;
-	if (!strcmp(op, EV_ADMIN_HANDBACK) || !strcmp(op, EV_ADMIN_ESCALATE))
-		return e->from != NULL;
+	if (!strcmp(op, EV_ADMIN_HANDBACK) || !strcmp(op, EV_ADMIN_ESCALATE) ||
+	    !strcmp(op, EV_ADMIN_PURGE))
+		/* Bounded: the address becomes an LMDB key, and a key over LMDB's
+		 * limit would fail the whole batch. */
+		return e->from && strlen(e->from) <= ROUTER_ADDR_MAX &&
+		       (!e->to || strlen(e->to) <= ROUTER_ADDR_MAX);
 	return false;
 }
 
@@ -520,6 +597,13 @@ int handoff_event(struct router *r, MDB_txn *txn, struct item *it)
 		return rc;
 	}
 	ids.conv = key;
+	if (!strcmp(op, EV_ADMIN_PURGE)) {
+		/* The record is gone afterwards: nothing to write back below. */
+		rc = purge_conversation(r, txn, it, key, &c);
+		conv_rec_release(&c);
+		free(key);
+		return rc;
+	}
 	if (!strcmp(op, EV_MESSAGE_ADDED)) {
 		if ((rc = handoff_flex_message(r, txn, key, &c, env)) == 0)
 			rc = store_seen_put(&r->st, txn, env->sid, env->ts);

@@ -105,3 +105,36 @@ bool hours_open(const struct hours *h, uint64_t wall_ms, int utc_offset_min)
 			return true;
 	return false;
 }
+
+uint64_t hours_next_open(const struct hours *h, uint64_t wall_ms, int utc_offset_min,
+			 char *when, size_t whenlen)
+{
+	if (hours_open(h, wall_ms, utc_offset_min)) {
+		if (when && whenlen)
+			snprintf(when, whenlen, "now");
+		return wall_ms;
+	}
+	long long mins = (long long)(wall_ms / 60000) + utc_offset_min;
+	long long today = mins / 1440;
+	int minute = (int)(mins % 1440);
+	/* Eight days: today's later ranges, the six days after, and today's
+	 * earlier ranges a week on. */
+	for (int ahead = 0; ahead <= 7; ahead++) {
+		int dow = (int)((today + ahead + 4) % 7);
+		int best = -1;
+		for (int i = 0; i < h->n[dow]; i++) {
+			int from = h->from[dow][i];
+			if ((ahead > 0 || from > minute) && (best < 0 || from < best))
+				best = from;
+		}
+		if (best < 0)
+			continue;
+		long long at = (today + ahead) * 1440 + best - utc_offset_min; /* UTC minutes */
+		if (when && whenlen)
+			snprintf(when, whenlen, "%s %02d:%02d", hours_days[dow], best / 60, best % 60);
+		return (uint64_t)at * 60000u;
+	}
+	if (when && whenlen)
+		snprintf(when, whenlen, "never");
+	return 0;
+}

@@ -10,6 +10,7 @@
 #define BATON_HOURS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Ranges per day: a split shift or two at most in practice. */
@@ -25,5 +26,12 @@ struct hours {
 int hours_parse(const char *spec, struct hours *h, const char **why);
 /** Whether wall_ms falls inside the hours, at utc_offset_min from UTC. */
 bool hours_open(const struct hours *h, uint64_t wall_ms, int utc_offset_min);
+/**
+ * The next opening at or after wall_ms (wall ms), or wall_ms itself when
+ * open now. 0 when the hours never open (no ranges). If when is given it
+ * gets the local day and time of that opening, e.g. "mon 08:00".
+ */
+uint64_t hours_next_open(const struct hours *h, uint64_t wall_ms, int utc_offset_min,
+			 char *when, size_t whenlen);
 
 #endif

@@ -58,6 +58,15 @@ static void jobs_flex_env(struct router *r, MDB_txn *txn, const struct job_rec *
 			env->uo = j->uo ? xstrdup(j->uo) : NULL;
 		}
 		conv_rec_release(&c);
+	} else if (!strcmp(env->op, OP_CLOSE) && strchr(j->conv, '|')) {
+		/* A close outlives a purged conversation (purge.c): the addresses
+		 * flex-worker wants are in the key, "customer|business". */
+		const char *bar = strchr(j->conv, '|');
+		env->from = xstrndup(j->conv, (size_t)(bar - j->conv));
+		env->to = xstrdup(bar + 1);
+		env->ch = j->ch ? xstrdup(j->ch) : NULL;
+		env->kd = j->kd ? xstrdup(j->kd) : NULL;
+		env->uo = j->uo ? xstrdup(j->uo) : NULL;
 	} else {
 		env->from = xstrdup("");
 		env->to = xstrdup("");
@@ -94,7 +103,7 @@ static int jobs_envelope(struct router *r, MDB_txn *txn, uint64_t id, struct env
 	if (j.kind == JOB_AI) {
 		uint64_t n = (uint64_t)r->cfg->ai_history;
 		env->type = ENV_JOB_AI;
-		env->prompt = xstrdup(r->cfg->ai_system_prompt);
+		env->prompt = xstrdup(router_cfg(r, j.conv)->ai_system_prompt);
 		jobs_turns(r, txn, j.conv, j.upto > n ? j.upto - n + 1 : 1, j.upto, env);
 	} else if (j.kind == JOB_FLEX) {
 		jobs_flex_env(r, txn, &j, env);
@@ -160,7 +169,10 @@ int jobs_recover(struct router *r)
 		uint64_t id = kv_from_be64(k.mv_data);
 		if (k.mv_size != 8 || store_job_get(&r->st, txn, id, &j))
 			continue;
-		dispatch_add(r->disp, id, j.kind, j.conv, 0);
+		uint64_t wall = clock_wall_ms(), at = 0;
+		if (j.not_before > wall)
+			at = clock_mono_ms() + (j.not_before - wall);
+		dispatch_add(r->disp, id, j.kind, j.conv, at);
 		job_rec_release(&j);
 		n++;
 	}

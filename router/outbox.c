@@ -39,7 +39,7 @@ static size_t outbox_cut(const char *s, size_t max)
 }
 
 /* ContentVariables for the window template: %t becomes the text, JSON-escaped. */
-static char *outbox_template_vars(const struct router *r, const char *text)
+static char *outbox_template_vars(const struct config *cfg, const char *text)
 {
 	json_t *js = json_string(text);
 	char *q = js ? json_dumps(js, JSON_ENCODE_ANY) : xstrdup("\"\"");
@@ -47,7 +47,7 @@ static char *outbox_template_vars(const struct router *r, const char *text)
 	size_t ql = strlen(q);
 	char *esc = xstrndup(q + 1, ql >= 2 ? ql - 2 : 0); /* without the quotes */
 	free(q);
-	const char *t = r->cfg->whatsapp_template_vars, *mark = strstr(t, "%t");
+	const char *t = cfg->whatsapp_template_vars, *mark = strstr(t, "%t");
 	char *out = mark ? xasprintf("%.*s%s%s", (int)(mark - t), t, esc, mark + 2) : xstrdup(t);
 	free(esc);
 	return out;
@@ -75,15 +75,19 @@ int outbox_window_closed(struct router *r, MDB_txn *txn, const char *key,
 int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
 			     struct conv_rec *c, const char *text, uint64_t hseq, bool from_ai)
 {
-	const char *from = r->cfg->twilio_whatsapp_from[0] ? r->cfg->twilio_whatsapp_from : c->business;
+	/* With several numbers a reply leaves from the number the customer
+	 * wrote to; twilio.whatsapp_from only overrides a single-number setup. */
+	const char *from = r->cfg->twilio_whatsapp_from[0] && !r->cfg->nnumbers ?
+		r->cfg->twilio_whatsapp_from : c->business;
+	const struct config *ncfg = router_cfg(r, key);
 	const char *p = text;
 	if (!outbox_window_open(r, c)) {
-		if (!r->cfg->whatsapp_template_sid[0])
+		if (!ncfg->whatsapp_template_sid[0])
 			return outbox_window_closed(r, txn, key, c, "free-form message after 24 h");
-		char *vars = outbox_template_vars(r, text);
+		char *vars = outbox_template_vars(ncfg, text);
 		struct job_rec j = { .kind = JOB_SEND, .conv = (char *)key, .created = clock_wall_ms(),
 				     .hseq = hseq, .to = c->customer, .from = (char *)from,
-				     .body = (char *)text, .tmpl = r->cfg->whatsapp_template_sid,
+				     .body = (char *)text, .tmpl = ncfg->whatsapp_template_sid,
 				     .vars = vars, .op = from_ai ? (char *)OP_AI_REPLY : NULL };
 		uint64_t id;
 		int rc = router_job_add(r, txn, &j, &id);

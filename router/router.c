@@ -46,6 +46,42 @@ void router_fx_ack(struct router *r, const struct item *it, int status)
 	e->status = status;
 }
 
+const struct config *router_cfg(const struct router *r, const char *key)
+{
+	return config_for(r->cfg, key);
+}
+
+const struct hours *router_hours(const struct router *r, const char *key)
+{
+	const struct config *c = config_for(r->cfg, key);
+	for (size_t i = 0; i < r->cfg->nnumbers; i++)
+		if (c == &r->cfg->numbers[i].cfg)
+			return &r->number_hours[i];
+	return &r->hours;
+}
+
+/* Business hours of the base and of every [number]: a bad one is a config error. */
+static int router_parse_hours(struct router *r)
+{
+	const struct config *cfg = r->cfg;
+	const char *why = NULL;
+	if (hours_parse(cfg->business_hours, &r->hours, &why) < 0) {
+		fprintf(stderr, "baton-router: config error: business.hours: %s in '%s'\n", why,
+			cfg->business_hours);
+		return -1;
+	}
+	r->number_hours = xcalloc(cfg->nnumbers + 1, sizeof(*r->number_hours));
+	for (size_t i = 0; i < cfg->nnumbers; i++) {
+		const struct config *n = &cfg->numbers[i].cfg;
+		if (hours_parse(n->business_hours, &r->number_hours[i], &why) < 0) {
+			fprintf(stderr, "baton-router: config error: [number %s] business.hours: %s "
+				"in '%s'\n", cfg->numbers[i].address, why, n->business_hours);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int router_job_add_at(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id,
 		      uint64_t not_before)
 {
@@ -91,7 +127,8 @@ void router_set_str(char **dst, const char *v)
 
 static void router_send_ack(struct router *r, const struct effect *e, int status)
 {
-	struct envelope a = { .type = ENV_ACK, .id = e->id, .ts = clock_wall_ms(), .status = status };
+	struct envelope a = { .type = ENV_ACK, .id = e->id, .ts = clock_wall_ms(), .status = status,
+			      .err = (char *)e->err };
 	if (zmqx_send_env(r->ingress, &e->peer, &a) < 0)
 		log_warn("cannot acknowledge request %llu (ingress gone?): %s",
 			 (unsigned long long)e->id, zmq_strerror(errno));
@@ -262,8 +299,10 @@ static void router_cron(struct router *r)
 			if (store_conv_get(&r->st, txn, key, &c) == 0) {
 				uint64_t accept = (uint64_t)cfg->handoff_accept_timeout_s * 1000u;
 				uint64_t idle = (uint64_t)cfg->handoff_human_timeout_s * 1000u;
+				/* A handoff queued for business hours waits from the opening. */
+				uint64_t since = c.queued_until > c.esc_at ? c.queued_until : c.esc_at;
 				if (accept && !c.no_agent_done && !c.accepted_at && !c.first_agent_at &&
-				    c.esc_at && now >= c.esc_at + accept)
+				    since && now >= since + accept)
 					op = EV_TIMER_NO_AGENT;
 				else if (idle && c.mode == MODE_HUMAN && c.last_activity &&
 					 now >= c.last_activity + idle)
@@ -341,10 +380,8 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	struct router r = { .cfg = cfg };
 	int rc = -1;
 
-	const char *why = NULL;
-	if (hours_parse(cfg->business_hours, &r.hours, &why) < 0) {
-		fprintf(stderr, "baton-router: config error: business.hours: %s in '%s'\n", why,
-			cfg->business_hours);
+	if (router_parse_hours(&r) < 0) {
+		free(r.number_hours);
 		return -2;
 	}
 	r.items = xcalloc((size_t)cfg->router_batch, sizeof(*r.items));
@@ -404,5 +441,6 @@ fail:
 	rules_destroy(&r.rules);
 	free(r.items);
 	free(r.fx);
+	free(r.number_hours);
 	return rc;
 }

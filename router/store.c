@@ -8,6 +8,7 @@
 #include "store.h"
 
 #include <msgpack.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +60,7 @@ static const struct rec_field conv_fields[] = {
 	RF("winclosed", RK_U64, struct conv_rec, window_closed),
 	RF("tlseq", RK_U64, struct conv_rec, tl_seq),
 	RF("agent", RK_STR, struct conv_rec, agent),
+	RF("qu", RK_U64, struct conv_rec, queued_until),
 };
 
 static const struct rec_field tl_fields[] = {
@@ -98,6 +100,20 @@ static const struct rec_field job_fields[] = {
 	RF("ch", RK_STR, struct job_rec, ch),
 	RF("kd", RK_STR, struct job_rec, kd),
 	RF("uo", RK_STR, struct job_rec, uo),
+	RF("nb", RK_U64, struct job_rec, not_before),
+};
+
+static const struct rec_field audit_fields[] = {
+	RF("ts", RK_U64, struct audit_rec, ts),
+	RF("conv", RK_STR, struct audit_rec, conv),
+	RF("mode", RK_STR, struct audit_rec, mode),
+	RF("why", RK_STR, struct audit_rec, reason),
+	RF("hist", RK_U64, struct audit_rec, hist),
+	RF("pend", RK_U64, struct audit_rec, pend),
+	RF("tl", RK_U64, struct audit_rec, tl),
+	RF("idx", RK_U64, struct audit_rec, idx),
+	RF("jobs", RK_U64, struct audit_rec, jobs),
+	RF("closed", RK_BOOL, struct audit_rec, flex_closed),
 };
 
 #define NF(a) (sizeof(a) / sizeof((a)[0]))
@@ -280,6 +296,27 @@ void conv_rec_release(struct conv_rec *c) { rec_release(conv_fields, NF(conv_fie
 void hist_rec_release(struct hist_rec *h) { rec_release(hist_fields, NF(hist_fields), h); }
 void job_rec_release(struct job_rec *j) { rec_release(job_fields, NF(job_fields), j); }
 void tl_rec_release(struct tl_rec *t) { rec_release(tl_fields, NF(tl_fields), t); }
+void audit_rec_release(struct audit_rec *a) { rec_release(audit_fields, NF(audit_fields), a); }
+
+int store_conv_decode(const MDB_val *val, struct conv_rec *out)
+{
+	return rec_decode(conv_fields, NF(conv_fields), val, out, sizeof(*out));
+}
+
+int store_job_decode(const MDB_val *val, struct job_rec *out)
+{
+	return rec_decode(job_fields, NF(job_fields), val, out, sizeof(*out));
+}
+
+int store_tl_decode(const MDB_val *val, struct tl_rec *out)
+{
+	return rec_decode(tl_fields, NF(tl_fields), val, out, sizeof(*out));
+}
+
+int store_audit_decode(const MDB_val *val, struct audit_rec *out)
+{
+	return rec_decode(audit_fields, NF(audit_fields), val, out, sizeof(*out));
+}
 
 char *store_conv_key(const char *customer, const char *business)
 {
@@ -300,7 +337,7 @@ int store_open(struct store *st, const char *dir, long map_mb, bool sync)
 	    (rc = kv_dbi(txn, "pend", &st->pend)) || (rc = kv_dbi(txn, "seen", &st->seen)) ||
 	    (rc = kv_dbi(txn, "jobs", &st->jobs)) || (rc = kv_dbi(txn, "meta", &st->meta)) ||
 	    (rc = kv_dbi(txn, "idx", &st->idx)) || (rc = kv_dbi(txn, "tl", &st->tl)) ||
-	    (rc = kv_dbi(txn, "modes", &st->modes)))
+	    (rc = kv_dbi(txn, "modes", &st->modes)) || (rc = kv_dbi(txn, "audit", &st->audit)))
 		goto fail;
 	if ((rc = mdb_txn_commit(txn))) {
 		txn = NULL;
@@ -334,6 +371,11 @@ int store_open_readonly(struct store *st, const char *dir)
 	    (rc = mdb_dbi_open(txn, "idx", 0, &st->idx)) ||
 	    (rc = mdb_dbi_open(txn, "tl", 0, &st->tl)) ||
 	    (rc = mdb_dbi_open(txn, "modes", 0, &st->modes)))
+		goto fail;
+	/* Absent until a router that knows it has opened the state: no purges yet. */
+	if ((rc = mdb_dbi_open(txn, "audit", 0, &st->audit)) == MDB_NOTFOUND)
+		st->audit = 0;
+	else if (rc)
 		goto fail;
 	/* Committing (not aborting) makes the handles usable in later transactions. */
 	rc = mdb_txn_commit(txn);
@@ -437,6 +479,14 @@ int store_pend_pop(struct store *st, MDB_txn *txn, const char *key, struct conv_
 	}
 	c->pend_out++;
 	return 0;
+}
+
+int store_pend_get(struct store *st, MDB_txn *txn, const char *key, uint64_t n,
+		   struct hist_rec *out)
+{
+	char buf[STORE_KEY_MAX + 9];
+	MDB_val k = store_seqkey(buf, key, n);
+	return rec_get(txn, st->pend, &k, hist_fields, NF(hist_fields), out, sizeof(*out));
 }
 
 int store_seen_get(struct store *st, MDB_txn *txn, const char *sid)
@@ -580,5 +630,146 @@ int store_conv_find(struct store *st, MDB_txn *txn, const char *address, const c
 		mdb_cursor_close(cur);
 	}
 	free(prefix);
+	return rc;
+}
+
+/* key \0, the prefix of a conversation's entries in hist, pend and tl. */
+static MDB_val store_prefix(char *buf, const char *key)
+{
+	size_t n = strlen(key);
+	if (n > STORE_KEY_MAX)
+		n = STORE_KEY_MAX;
+	memcpy(buf, key, n);
+	buf[n] = '\0';
+	MDB_val k = { .mv_size = n + 1, .mv_data = buf };
+	return k;
+}
+
+/* Deletes idx kind:id when it points to key (an SID is never reused, but an
+ * entry of another conversation must stay whatever happens). */
+static int store_idx_del_if(struct store *st, MDB_txn *txn, const char *kind, const char *id,
+			    size_t idlen, const char *key, uint64_t *n)
+{
+	char *k = xasprintf("%s:%.*s", kind, (int)idlen, id);
+	MDB_val kk = store_strkey(k), v;
+	int rc = kk.mv_size > STORE_KEY_MAX ? MDB_NOTFOUND : mdb_get(txn, st->idx, &kk, &v);
+	if (rc == 0 && v.mv_size == strlen(key) && memcmp(v.mv_data, key, v.mv_size) == 0 &&
+	    (rc = mdb_del(txn, st->idx, &kk, NULL)) == 0)
+		(*n)++;
+	free(k);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* The sent-message index entries of one history turn (msid is "SM..,SM.."). */
+static int store_erase_sent(struct store *st, MDB_txn *txn, const MDB_val *val, const char *key,
+			    uint64_t *n)
+{
+	struct hist_rec h;
+	int rc = rec_decode(hist_fields, NF(hist_fields), val, &h, sizeof(h));
+	if (rc)
+		return 0; /* unreadable: it goes anyway, its index entries (if any) stay */
+	for (const char *p = h.msid; p && *p && rc == 0;) {
+		size_t len = strcspn(p, ",");
+		if (len)
+			rc = store_idx_del_if(st, txn, "sm", p, len, key, n);
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	hist_rec_release(&h);
+	return rc;
+}
+
+/* Deletes every entry "key \0 ..." of dbi; hist entries first drop their sm index. */
+static int store_erase_seq(struct store *st, MDB_txn *txn, MDB_dbi dbi, const char *key,
+			   uint64_t *n, uint64_t *idx)
+{
+	char buf[STORE_KEY_MAX + 1];
+	MDB_val prefix = store_prefix(buf, key), k, v;
+	MDB_cursor *cur = NULL;
+	int rc = mdb_cursor_open(txn, dbi, &cur);
+	/* Re-seek after each delete: plain and obviously right, log n per entry. */
+	while (rc == 0) {
+		k = prefix;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc || k.mv_size < prefix.mv_size || memcmp(k.mv_data, buf, prefix.mv_size) != 0)
+			break;
+		if (idx && (rc = store_erase_sent(st, txn, &v, key, idx)))
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)) == 0)
+			(*n)++;
+	}
+	if (cur)
+		mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Deletes the index entries kind:* that point to key (a scan of that prefix). */
+static int store_erase_idx_kind(struct store *st, MDB_txn *txn, const char *kind, const char *key,
+				uint64_t *n)
+{
+	char pre[8];
+	size_t pl = (size_t)snprintf(pre, sizeof(pre), "%s:", kind), kl = strlen(key);
+	MDB_val k = { .mv_size = pl, .mv_data = pre }, v;
+	MDB_cursor *cur = NULL;
+	char **del = NULL;
+	size_t ndel = 0;
+	int rc = mdb_cursor_open(txn, st->idx, &cur);
+	if (rc)
+		return rc;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	     rc == 0 && k.mv_size >= pl && memcmp(k.mv_data, pre, pl) == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (v.mv_size == kl && memcmp(v.mv_data, key, kl) == 0) {
+			del = xrealloc(del, (ndel + 1) * sizeof(*del));
+			del[ndel++] = xstrndup(k.mv_data, k.mv_size);
+		}
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	for (size_t i = 0; i < ndel; i++) {
+		MDB_val dk = store_strkey(del[i]);
+		if (rc == 0 && (rc = mdb_del(txn, st->idx, &dk, NULL)) == 0)
+			(*n)++;
+		free(del[i]);
+	}
+	free(del);
+	return rc;
+}
+
+int store_conv_erase(struct store *st, MDB_txn *txn, const char *key, struct store_erased *out)
+{
+	MDB_val k = store_strkey(key);
+	int rc;
+	memset(out, 0, sizeof(*out));
+	if ((rc = store_erase_seq(st, txn, st->hist, key, &out->hist, &out->idx)) ||
+	    (rc = store_erase_seq(st, txn, st->pend, key, &out->pend, NULL)) ||
+	    (rc = store_erase_seq(st, txn, st->tl, key, &out->tl, NULL)) ||
+	    (rc = store_erase_idx_kind(st, txn, "ch", key, &out->idx)) ||
+	    (rc = store_erase_idx_kind(st, txn, "wt", key, &out->idx)))
+		return rc;
+	if ((rc = mdb_del(txn, st->modes, &k, NULL)) == 0)
+		out->modes = 1;
+	else if (rc != MDB_NOTFOUND)
+		return rc;
+	if ((rc = mdb_del(txn, st->conv, &k, NULL)) == 0)
+		out->conv = 1;
+	return rc;
+}
+
+int store_audit_add(struct store *st, MDB_txn *txn, const struct audit_rec *a)
+{
+	size_t len = 0;
+	char *buf = rec_encode(audit_fields, NF(audit_fields), a, &len);
+	unsigned char b[8];
+	int rc = MDB_KEYEXIST;
+	/* Two purges in one millisecond: the second takes the next free one. */
+	for (uint64_t ts = a->ts; rc == MDB_KEYEXIST; ts++) {
+		/* v anew each time: MDB_KEYEXIST points it at the existing value. */
+		MDB_val k = store_idkey(b, ts), v = { .mv_size = len, .mv_data = buf };
+		rc = mdb_put(txn, st->audit, &k, &v, MDB_NOOVERWRITE);
+	}
+	free(buf);
 	return rc;
 }

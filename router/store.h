@@ -14,6 +14,8 @@
  *   tl     key \0 be64(n)   -> struct tl_rec     (lifecycle timeline)
  *   modes  key -> ""                              (conversations not in ai mode,
  *          for the timers: small even when conv is huge)
+ *   audit  be64(wall ms) -> struct audit_rec      (one per purge: when, the masked
+ *          address and how many records went; never the content)
  *
  * The conversation key is "<customer address>|<business address>".
  * Upgrade note: a decoder ignores unknown keys, so new optional fields
@@ -53,6 +55,7 @@ struct conv_rec {
 	uint64_t escalations;   /* times escalated */
 	uint64_t handoff_failures;
 	uint64_t esc_at;        /* wall ms of the last escalation */
+	uint64_t queued_until;  /* wall ms: the handoff waits for business hours until then */
 	char *esc_trigger, *esc_reason;
 	char *flex_ch, *flex_mb, *flex_kd, *flex_uo, *flex_wt;
 	/* human stretch */
@@ -97,11 +100,28 @@ struct job_rec {
 	char *op;        /* FLEX: "handoff" or "forward" */
 	char *trigger, *reason, *summary; /* FLEX handoff */
 	int64_t attempts;
+	uint64_t not_before; /* wall ms: not to start before (a handoff queued until opening), 0 = now */
+};
+
+/* What a purge erased (counts only): the audit trail of the right to erasure. */
+struct audit_rec {
+	uint64_t ts;
+	char *conv;    /* masked conversation key: never the address in clear */
+	char *mode;    /* mode the conversation was in */
+	char *reason;  /* the operator's reference for the request */
+	uint64_t hist, pend, tl, idx, jobs;
+	bool flex_closed; /* a Flex close was queued for its live agent conversation */
+};
+
+/* Records store_conv_erase() deleted, by database. */
+struct store_erased {
+	uint64_t hist, pend, tl, idx, modes, conv;
 };
 
 struct store {
 	MDB_env *env;
 	MDB_dbi conv, hist, pend, seen, jobs, meta, idx, tl, modes;
+	MDB_dbi audit; /* 0 when a read-only open finds none (state of an older router) */
 };
 
 /** Open the environment and databases under dir. 0 or -1 (logged). */
@@ -117,6 +137,7 @@ void conv_rec_release(struct conv_rec *c);
 void hist_rec_release(struct hist_rec *h);
 void job_rec_release(struct job_rec *j);
 void tl_rec_release(struct tl_rec *t);
+void audit_rec_release(struct audit_rec *a);
 
 /** Conversation key for customer and business address; caller frees. */
 char *store_conv_key(const char *customer, const char *business);
@@ -138,6 +159,10 @@ int store_pend_push(struct store *st, MDB_txn *txn, const char *key, struct conv
 		    const struct hist_rec *h);
 /** Take the oldest pending turn (c->pend_out advances). MDB_NOTFOUND when none. */
 int store_pend_pop(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *c,
+		   struct hist_rec *out);
+
+/** Read pending turn n without taking it (tools). MDB_NOTFOUND when absent. */
+int store_pend_get(struct store *st, MDB_txn *txn, const char *key, uint64_t n,
 		   struct hist_rec *out);
 
 /** 0 when sid was seen before, MDB_NOTFOUND when new. */
@@ -162,6 +187,26 @@ int store_tl_get(struct store *st, MDB_txn *txn, const char *key, uint64_t n, st
 
 /** Keep the modes index in step with c->mode (call after changing it). */
 int store_modes_sync(struct store *st, MDB_txn *txn, const char *key, const struct conv_rec *c);
+
+/**
+ * Erase everything of conversation key except its jobs (the caller's, who
+ * knows which are in flight) and the MessageSid dedupe entries (`seen`:
+ * a Twilio id and a time, no personal data): history, pending turns,
+ * timeline, index entries pointing to it (sm: from the history's sent SIDs,
+ * ch:/wt: by a scan of those prefixes, one entry per handoff), its modes
+ * entry and the record. *out counts what went.
+ */
+int store_conv_erase(struct store *st, MDB_txn *txn, const char *key, struct store_erased *out);
+
+/** Append an audit record under be64(a->ts), or the next free millisecond. */
+int store_audit_add(struct store *st, MDB_txn *txn, const struct audit_rec *a);
+/** Decode an audit record read with a cursor. 0 or MDB_CORRUPTED. */
+int store_audit_decode(const MDB_val *val, struct audit_rec *out);
+
+/** Decode a conversation or job record read with a cursor. 0 or MDB_CORRUPTED. */
+int store_conv_decode(const MDB_val *val, struct conv_rec *out);
+int store_job_decode(const MDB_val *val, struct job_rec *out);
+int store_tl_decode(const MDB_val *val, struct tl_rec *out);
 
 /**
  * Find the conversation of a customer address: the key "address|business"

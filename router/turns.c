@@ -246,7 +246,7 @@ int turns_result_ai(struct router *r, MDB_txn *txn, struct item *it)
 	} else if (env->status != ST_OK) {
 		log_emit(LOG_WARN, &ids, "AI failed (%s): sending the apology",
 			 env->err ? env->err : "no detail");
-		text = r->cfg->ai_apology;
+		text = router_cfg(r, j.conv)->ai_apology;
 	}
 	if (c.mode != MODE_AI && text) {
 		log_emit(LOG_INFO, &ids, "dropped AI reply: conversation is in %s mode",

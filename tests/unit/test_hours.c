@@ -72,6 +72,41 @@ static void test_errors(void **state)
 	}
 }
 
+/* The next opening: later today, another day, past the week's end, with an offset. */
+static void test_next_open(void **state)
+{
+	(void)state;
+	struct hours h;
+	const char *why = NULL;
+	char when[32];
+	assert_int_equal(hours_parse("mon-fri 08:00-19:00; sat 08:00-13:00", &h, &why), 0);
+	/* Mon 06:00 -> Mon 08:00 */
+	assert_int_equal(hours_next_open(&h, MON_0000_UTC + 6 * 60 * MIN, 0, when, sizeof(when)),
+			 MON_0000_UTC + 8 * 60 * MIN);
+	assert_string_equal(when, "mon 08:00");
+	/* Open now: now. */
+	assert_int_equal(hours_next_open(&h, MON_0000_UTC + 9 * 60 * MIN, 0, when, sizeof(when)),
+			 MON_0000_UTC + 9 * 60 * MIN);
+	assert_string_equal(when, "now");
+	/* Mon 20:00 -> Tue 08:00 */
+	assert_int_equal(hours_next_open(&h, MON_0000_UTC + 20 * 60 * MIN, 0, NULL, 0),
+			 MON_0000_UTC + DAY + 8 * 60 * MIN);
+	/* Sat 14:00 -> next Mon 08:00, across Sunday and the week's end */
+	assert_int_equal(hours_next_open(&h, MON_0000_UTC + 5 * DAY + 14 * 60 * MIN, 0, when,
+					 sizeof(when)),
+			 MON_0000_UTC + 7 * DAY + 8 * 60 * MIN);
+	assert_string_equal(when, "mon 08:00");
+	/* At UTC-3, 08:00 local is 11:00 UTC. Mon 10:00 UTC is 07:00 local. */
+	assert_int_equal(hours_next_open(&h, MON_0000_UTC + 10 * 60 * MIN + 30 * MIN, -180, NULL, 0),
+			 MON_0000_UTC + 11 * 60 * MIN);
+	/* One day a week, asked just after it closed: a week on. */
+	assert_int_equal(hours_parse("wed 10:00-11:00", &h, &why), 0);
+	assert_int_equal(hours_next_open(&h, MON_0000_UTC + 2 * DAY + 11 * 60 * MIN, 0, when,
+					 sizeof(when)),
+			 MON_0000_UTC + 9 * DAY + 10 * 60 * MIN);
+	assert_string_equal(when, "wed 10:00");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -79,6 +114,7 @@ int main(void)
 		cmocka_unit_test(test_weekdays_and_saturday),
 		cmocka_unit_test(test_offset_and_split_shift),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_next_open),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,9 @@
  * pending-turn, seen-SID and job records round-trip with every field;
  * pending turns pop in FIFO order; job ids increase; absent records give
  * MDB_NOTFOUND; everything survives closing and reopening the store.
+ * store_conv_erase (purge) takes every record of one conversation and
+ * nothing of another, even one whose key extends it; audit records of one
+ * millisecond do not overwrite each other.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -594,6 +597,130 @@ static void test_open_bad_dir(void **state)
 	assert_null(st.env);
 }
 
+/* One conversation with history (sent SIDs), pending turns, timeline,
+ * index entries, modes entry and a seen SID. */
+static void fill_erasable(struct fixture *fx, MDB_txn *txn, const char *key, const char *tag)
+{
+	struct conv_rec c;
+	struct hist_rec h;
+	char sid[64], ch[64], wt[64];
+	memset(&c, 0, sizeof(c));
+	c.mode = MODE_HUMAN;
+	make_hist(&h, ROLE_CUSTOMER, "my card is 4111", 1);
+	assert_int_equal(store_hist_append(&fx->st, txn, key, &c, &h), 0);
+	make_hist(&h, ROLE_AI, "ok", 2);
+	snprintf(sid, sizeof(sid), "SMa%s,SMb%s", tag, tag);
+	h.msid = sid;
+	assert_int_equal(store_hist_append(&fx->st, txn, key, &c, &h), 0);
+	make_hist(&h, ROLE_CUSTOMER, "waiting", 3);
+	assert_int_equal(store_pend_push(&fx->st, txn, key, &c, &h), 0);
+	assert_int_equal(store_tl_add(&fx->st, txn, key, &c, "escalated", "rule: x"), 0);
+	assert_int_equal(store_tl_add(&fx->st, txn, key, &c, "task_created", "WT"), 0);
+	snprintf(sid, sizeof(sid), "SMa%s", tag);
+	assert_int_equal(store_idx_put(&fx->st, txn, "sm", sid, key), 0);
+	snprintf(sid, sizeof(sid), "SMb%s", tag);
+	assert_int_equal(store_idx_put(&fx->st, txn, "sm", sid, key), 0);
+	snprintf(ch, sizeof(ch), "CH%s", tag);
+	snprintf(wt, sizeof(wt), "WT%s", tag);
+	assert_int_equal(store_idx_put(&fx->st, txn, "ch", ch, key), 0);
+	assert_int_equal(store_idx_put(&fx->st, txn, "wt", wt, key), 0);
+	snprintf(ch, sizeof(ch), "CHold%s", tag);
+	assert_int_equal(store_idx_put(&fx->st, txn, "ch", ch, key), 0);
+	snprintf(sid, sizeof(sid), "SMin%s", tag);
+	assert_int_equal(store_seen_put(&fx->st, txn, sid, 5), 0);
+	assert_int_equal(store_modes_sync(&fx->st, txn, key, &c), 0);
+	assert_int_equal(store_conv_put(&fx->st, txn, key, &c), 0);
+}
+
+static void test_conv_erase(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_erased er;
+	struct conv_rec c;
+	struct hist_rec h;
+	struct tl_rec t;
+	char *k = NULL;
+	/* "A|B" must not take "A|BC"'s records, nor the other way round. */
+	const char *gone = "whatsapp:+1555|whatsapp:+1", *kept = "whatsapp:+1555|whatsapp:+12";
+	MDB_txn *txn = begin(fx, false);
+	fill_erasable(fx, txn, gone, "1");
+	fill_erasable(fx, txn, kept, "2");
+	commit(txn);
+
+	txn = begin(fx, false);
+	assert_int_equal(store_conv_erase(&fx->st, txn, gone, &er), 0);
+	assert_true(er.hist == 2 && er.pend == 1 && er.tl == 2 && er.idx == 5);
+	assert_true(er.modes == 1 && er.conv == 1);
+	commit(txn);
+
+	txn = begin(fx, true);
+	assert_int_equal(store_conv_get(&fx->st, txn, gone, &c), MDB_NOTFOUND);
+	assert_int_equal(store_hist_get(&fx->st, txn, gone, 1, &h), MDB_NOTFOUND);
+	assert_int_equal(store_pend_get(&fx->st, txn, gone, 1, &h), MDB_NOTFOUND);
+	assert_int_equal(store_tl_get(&fx->st, txn, gone, 1, &t), MDB_NOTFOUND);
+	assert_int_equal(store_idx_get(&fx->st, txn, "sm", "SMa1", &k), MDB_NOTFOUND);
+	assert_int_equal(store_idx_get(&fx->st, txn, "ch", "CHold1", &k), MDB_NOTFOUND);
+	assert_int_equal(store_idx_get(&fx->st, txn, "wt", "WT1", &k), MDB_NOTFOUND);
+	/* The dedupe entry stays: a Twilio id and a time. */
+	assert_int_equal(store_seen_get(&fx->st, txn, "SMin1"), 0);
+	/* The other conversation is whole. */
+	assert_int_equal(store_conv_get(&fx->st, txn, kept, &c), 0);
+	assert_true(c.seq == 2 && c.tl_seq == 2);
+	conv_rec_release(&c);
+	assert_int_equal(store_hist_get(&fx->st, txn, kept, 2, &h), 0);
+	hist_rec_release(&h);
+	assert_int_equal(store_pend_get(&fx->st, txn, kept, 1, &h), 0);
+	hist_rec_release(&h);
+	assert_int_equal(store_tl_get(&fx->st, txn, kept, 2, &t), 0);
+	tl_rec_release(&t);
+	const char *idx[][2] = { { "sm", "SMa2" }, { "sm", "SMb2" }, { "ch", "CH2" }, { "ch", "CHold2" },
+				 { "wt", "WT2" } };
+	for (size_t i = 0; i < 5; i++) {
+		assert_int_equal(store_idx_get(&fx->st, txn, idx[i][0], idx[i][1], &k), 0);
+		assert_string_equal(k, kept);
+		free(k);
+	}
+	mdb_txn_abort(txn);
+
+	/* Erasing what is not there: nothing, MDB_NOTFOUND for the record. */
+	txn = begin(fx, false);
+	assert_int_equal(store_conv_erase(&fx->st, txn, gone, &er), MDB_NOTFOUND);
+	assert_true(er.hist == 0 && er.idx == 0 && er.conv == 0);
+	mdb_txn_abort(txn);
+}
+
+static void test_audit(void **state)
+{
+	struct fixture *fx = *state;
+	struct audit_rec a = { .ts = 1000, .conv = "whatsapp:+*******0100|whatsapp:+1", .mode = "human",
+			       .reason = "ticket 7", .hist = 12, .tl = 3, .idx = 4, .jobs = 1,
+			       .flex_closed = true }, got;
+	MDB_txn *txn = begin(fx, false);
+	assert_int_equal(store_audit_add(&fx->st, txn, &a), 0);
+	a.hist = 13;
+	assert_int_equal(store_audit_add(&fx->st, txn, &a), 0); /* same ms: the next one */
+	commit(txn);
+	txn = begin(fx, true);
+	MDB_cursor *cur;
+	MDB_val k, v;
+	assert_int_equal(mdb_cursor_open(txn, fx->st.audit, &cur), 0);
+	assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_FIRST), 0);
+	assert_int_equal(store_audit_decode(&v, &got), 0);
+	assert_true(got.ts == 1000 && got.hist == 12 && got.tl == 3 && got.idx == 4 && got.jobs == 1);
+	assert_string_equal(got.conv, a.conv);
+	assert_string_equal(got.mode, "human");
+	assert_string_equal(got.reason, "ticket 7");
+	assert_true(got.flex_closed);
+	audit_rec_release(&got);
+	assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_NEXT), 0);
+	assert_int_equal(store_audit_decode(&v, &got), 0);
+	assert_true(got.hist == 13);
+	audit_rec_release(&got);
+	assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_NEXT), MDB_NOTFOUND);
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -613,6 +740,8 @@ int main(void)
 		T(test_job_flex),
 		T(test_persistence),
 		T(test_uncommitted_not_persisted),
+		T(test_conv_erase),
+		T(test_audit),
 		cmocka_unit_test(test_open_bad_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
