@@ -38,6 +38,8 @@ char *flexapi_interaction_form(const struct flex_interaction_req *r)
 	flexapi_set(attrs, "handoffReason", r->reason);
 	flexapi_set(attrs, "summary", r->summary);
 	flexapi_set(attrs, "batonConversationKey", r->conv_key);
+	flexapi_set(attrs, "businessAddress", r->business);
+	flexapi_set(attrs, "language", r->language);
 	json_object_set_new(attrs, "turns", json_integer((json_int_t)r->turns));
 	json_t *props = json_object();
 	flexapi_set(props, "workspace_sid", r->workspace);

@@ -26,6 +26,8 @@ struct flex_interaction_req {
 	const char *trigger;
 	const char *reason;
 	const char *summary;     /* may be NULL */
+	const char *business;    /* the WhatsApp number the customer wrote to */
+	const char *language;    /* the number's ai.language, may be empty */
 	size_t turns;
 };
 

@@ -321,9 +321,12 @@ static void fjob_step(struct fjob *f, enum fstep s)
 		return;
 	}
 	case FS_INTERACTION: {
+		/* The business number's own workflow, channel and language. */
+		const struct config *ncfg = config_for(cfg, f->business);
 		struct flex_interaction_req ir = {
 			.ch = f->ch, .workspace = cfg->flex_workspace_sid,
-			.workflow = cfg->flex_workflow_sid, .task_channel = cfg->flex_task_channel,
+			.workflow = ncfg->flex_workflow_sid, .task_channel = ncfg->flex_task_channel,
+			.language = ncfg->ai_language, .business = f->business,
 			.customer = f->customer, .name = f->name, .conv_key = f->conv,
 			.trigger = f->trigger, .reason = f->reason, .summary = f->summary,
 			.turns = f->nturns };
