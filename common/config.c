@@ -750,6 +750,48 @@ void config_help(FILE *out)
 	}
 }
 
+/* A Markdown cell: pipes escaped, newlines as \n, so one setting is one row. */
+static void config_md_cell(FILE *out, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '|')
+			fputs("\\|", out);
+		else if (*s == '\n')
+			fputs("\\n", out);
+		else
+			fputc(*s, out);
+	}
+}
+
+void config_reference(FILE *out)
+{
+	char env[128];
+	fprintf(out, "| setting | environment | default | meaning |\n|---|---|---|---|\n");
+	for (size_t i = 0; i < CONFIG_N; i++) {
+		const struct config_entry *e = &config_table[i];
+		config_env_name(e->key, env, sizeof(env));
+		fprintf(out, "| `%s` | `%s` | ", e->key, env);
+		if (e->secret)
+			fputs("(secret)", out);
+		else if (!e->def[0])
+			fputs("(empty)", out);
+		else {
+			fputc('`', out);
+			config_md_cell(out, e->def);
+			fputc('`', out);
+		}
+		fputs(" | ", out);
+		config_md_cell(out, e->help);
+		if (e->type == CT_ENUM)
+			fprintf(out, " One of `%s`.", e->choices);
+		else if (e->type == CT_INT || e->type == CT_LONG)
+			fprintf(out, " Range %ld..%ld.", e->min, e->max);
+		if (config_per_number(e->key))
+			fputs(" **Per number.**", out);
+		fputs(" |\n", out);
+	}
+}
+
 int config_from_args(struct config *cfg, int argc, char **argv, const char *proc,
 		     const char *usage)
 {
@@ -762,8 +804,12 @@ int config_from_args(struct config *cfg, int argc, char **argv, const char *proc
 			file = argv[++i];
 		} else if (!strcmp(argv[i], "--check-config")) {
 			check = true;
+		} else if (!strcmp(argv[i], "--config-reference")) {
+			config_reference(stdout);
+			return 1;
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fprintf(stdout, "usage: %s [--config FILE] [--check-config] [--help]\n%s\n\n",
+			fprintf(stdout, "usage: %s [--config FILE] [--check-config] [--config-reference] "
+				"[--help]\n%s\n\n",
 				proc, usage);
 			config_help(stdout);
 			return 1;

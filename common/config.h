@@ -149,6 +149,8 @@ bool config_per_number(const char *key);
 void config_dump(const struct config *cfg, FILE *out);
 /** Print every setting with its env var, default and meaning. */
 void config_help(FILE *out);
+/** The same as one Markdown table (docs/CONFIG.md is generated from it). */
+void config_reference(FILE *out);
 /**
  * Common option handling for every process: --config FILE, --check-config,
  * --help. Loads the config or exits(2) with a clear message. Returns 0 to

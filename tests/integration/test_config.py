@@ -70,3 +70,32 @@ class TestConfig(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestConfigReference(unittest.TestCase):
+    def test_docs_table_matches_the_binaries(self):
+        r = run("baton-router", ["--config-reference"])
+        self.assertEqual(r.returncode, 0)
+        doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "CONFIG.md")).read()
+        table = doc.split("<!-- settings:begin -->\n")[1].split("<!-- settings:end -->")[0]
+        self.assertEqual(table, r.stdout, "docs/CONFIG.md is stale: run scripts/gen-config-doc")
+        for line in r.stdout.splitlines()[2:]:
+            self.assertRegex(line, r"^\| `[a-z_.]+` \| `BATON_[A-Z_]+` \| .+ \| .+ \|$")
+
+    def test_check_config_shows_number_sections_with_secrets_masked(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+            f.write("twilio.auth_token = tok-very-secret-1\n"
+                    "[number whatsapp:+15550001111]\nai.language = es\n")
+        self.addCleanup(os.unlink, f.name)
+        r = run("baton-router", ["--config", f.name, "--check-config"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("tok-very-secret-1", r.stdout)
+        self.assertIn("[number whatsapp:+15550001111]\n", r.stdout)
+        self.assertIn('ai.language = "es"', r.stdout)
+        bad = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
+        bad.write("[number whatsapp:+15550001111]\nlmdb.sync = false\n")
+        bad.close()
+        self.addCleanup(os.unlink, bad.name)
+        r = run("baton-router", ["--config", bad.name, "--check-config"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("lmdb.sync cannot be set per number", r.stderr)
