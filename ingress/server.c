@@ -297,6 +297,8 @@ static enum MHD_Result server_handle(void *cls, struct MHD_Connection *c, const 
 		if (!strcmp(url, PATH_HEALTH))
 			return get ? MHD_queue_response(c, 200, s->r_health)
 				   : MHD_queue_response(c, 405, s->r_405_get);
+		/* Pages with a module of their own (metrics, console) are matched here,
+		 * one line each, before the webhook routes. */
 		const struct route *rt = NULL;
 		for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
 			if (!strcmp(url, routes[i].path))
