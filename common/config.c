@@ -200,7 +200,8 @@ static const struct config_entry config_table[] = {
 	{ "handoff.closed_message", CT_STR,
 	  "Our team is available %h. A person will answer you as soon as we open.", 0, 0, NULL,
 	  F(handoff_closed_message), false,
-	  "holding message outside business.hours (%h is replaced by the hours)" },
+	  "holding message outside business.hours (%h is replaced by the hours, %n by the next "
+	  "opening, e.g. mon 08:00)" },
 	{ "handoff.after_hours", CT_ENUM, "create", 0, 0, "create|queue", F(handoff_after_hours),
 	  false, "an escalation outside business.hours: create the Flex task at once, or queue the "
 		 "handoff until the next opening (the customer is told when a person will answer)" },

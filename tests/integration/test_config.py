@@ -99,3 +99,9 @@ class TestConfigReference(unittest.TestCase):
         r = run("baton-router", ["--config", bad.name, "--check-config"])
         self.assertEqual(r.returncode, 2)
         self.assertIn("lmdb.sync cannot be set per number", r.stderr)
+
+    def test_example_config_is_valid(self):
+        example = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "baton.conf.example")
+        r = run("baton-router", ["--config", example, "--check-config"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("[number whatsapp:+14155230000]", r.stdout)

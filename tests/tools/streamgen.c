@@ -49,6 +49,7 @@ struct sg_opts {
 	const char *business;
 	const char *account;
 	int max_mb;
+	bool tag_sid; /* end each Body with " ref:<MessageSid>", for the bench's latency */
 };
 
 /* One record to write: a message (msg >= 0) or a hand-back of conversation conv. */
@@ -147,7 +148,8 @@ static int sg_usage(FILE *out)
 		"usage: streamgen --out DIR --messages N --conversations C [--zipf S (1.1)]\n"
 		"                 [--rate MSGS_PER_S (100)] [--escalate FRACTION (0.02)]\n"
 		"                 [--handback FRACTION (0.5)] [--seed N (1)]\n"
-		"                 [--business whatsapp:+14155238886] [--account-sid AC...] [--max-mb M (64)]\n");
+		"                 [--business whatsapp:+14155238886] [--account-sid AC...] [--max-mb M (64)]\n"
+"                 [--tag-sid (end each Body with ref:<MessageSid>)]\n");
 	return out == stdout ? 0 : SG_EXIT_USAGE;
 }
 
@@ -170,6 +172,10 @@ static int sg_parse(int argc, char **argv, struct sg_opts *o)
 		double d;
 		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
 			return 1;
+		if (!strcmp(a, "--tag-sid")) {
+			o->tag_sid = true;
+			continue;
+		}
 		if (!v) {
 			fprintf(stderr, "streamgen: '%s' needs a value or is unknown\n", a);
 			return -1;
@@ -267,6 +273,10 @@ static char *sg_message_body(const struct sg_opts *o, const struct sg_rec *r, ui
 		snprintf(text, sizeof(text), "%s%s%s", sg_greetings[sg_below(SG_N(sg_greetings))],
 			 sg_questions[sg_below(SG_N(sg_questions))],
 			 sg_endings[sg_below(SG_N(sg_endings))]);
+	if (o->tag_sid) {
+		size_t n = strlen(text);
+		snprintf(text + n, sizeof(text) - n, " ref:%s", sid);
+	}
 	/* Parameter order as Twilio posts it. */
 	form_append(&body, "SmsMessageSid", sid);
 	form_append(&body, "NumMedia", "0");
