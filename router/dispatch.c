@@ -1,9 +1,13 @@
 /*
  * dispatch — lanes, workers and credit; see dispatch.h.
  *
- * A lane is in its kind's ready list exactly when it has jobs and its
- * head is not in flight. Lists are utlist doubly-linked lists, indexes
- * are uthash tables.
+ * A lane whose head job is not in flight is in one of its kind's two
+ * lists: ready (the head may start now) or delayed (the head waits for
+ * its not_before; kept in not_before order, so the earliest is first).
+ * Both ends of the router's loop are O(1) however many lanes wait:
+ * due delayed lanes move to ready from the front, and the next deadline
+ * is the front's. Lists are utlist doubly-linked lists, indexes are
+ * uthash tables.
  */
 #include "dispatch.h"
 
@@ -28,13 +32,15 @@ struct djob {
 	struct djob *wprev, *wnext; /* worker's in-flight list */
 };
 
+enum lane_list { LANE_NONE, LANE_READY, LANE_DELAYED };
+
 struct lane {
 	char *key; /* kind digit + conversation key */
 	enum job_kind kind;
 	struct djob *jobs;
-	bool ready;
+	enum lane_list list;
 	UT_hash_handle hh;
-	struct lane *rprev, *rnext;
+	struct lane *rprev, *rnext; /* in ready[kind] or delayed[kind] */
 };
 
 struct worker {
@@ -52,6 +58,7 @@ struct dispatch {
 	struct djob *jobs;
 	struct lane *lanes;
 	struct lane *ready[JOB_KINDS];
+	struct lane *delayed[JOB_KINDS];
 	struct worker *workers;
 	size_t queued[JOB_KINDS];
 	size_t inflight;
@@ -68,10 +75,41 @@ struct dispatch *dispatch_new(void)
 	return xcalloc(1, sizeof(struct dispatch));
 }
 
+static void lane_unlist(struct dispatch *d, struct lane *l)
+{
+	if (l->list == LANE_READY)
+		DL_DELETE2(d->ready[l->kind], l, rprev, rnext);
+	else if (l->list == LANE_DELAYED)
+		DL_DELETE2(d->delayed[l->kind], l, rprev, rnext);
+	l->list = LANE_NONE;
+}
+
+/* Into delayed[kind], after every lane due no later: from the back,
+ * since deadlines mostly grow (a burst window or a backoff from now). */
+static void lane_delay(struct dispatch *d, struct lane *l)
+{
+	struct lane **head = &d->delayed[l->kind];
+	uint64_t due = l->jobs->not_before;
+	struct lane *at = *head ? (*head)->rprev : NULL; /* utlist: head->prev is the tail */
+	while (at && at->jobs->not_before > due)
+		at = at == *head ? NULL : at->rprev;
+	if (!at) {
+		DL_PREPEND2(*head, l, rprev, rnext);
+	} else if (!at->rnext) {
+		DL_APPEND2(*head, l, rprev, rnext);
+	} else {
+		/* between at and at->rnext */
+		l->rprev = at;
+		l->rnext = at->rnext;
+		at->rnext->rprev = l;
+		at->rnext = l;
+	}
+	l->list = LANE_DELAYED;
+}
+
 static void lane_free(struct dispatch *d, struct lane *l)
 {
-	if (l->ready)
-		DL_DELETE2(d->ready[l->kind], l, rprev, rnext);
+	lane_unlist(d, l);
 	HASH_DEL(d->lanes, l);
 	free(l->key);
 	free(l);
@@ -99,22 +137,41 @@ void dispatch_destroy(struct dispatch **dp)
 	*dp = NULL;
 }
 
-/* Puts the lane in (or takes it out of) the ready list to match its head. */
+/* Puts the lane in the list its head calls for: none (in flight or
+ * empty), delayed (waits for not_before) or ready. */
 static void lane_update(struct dispatch *d, struct lane *l, bool to_front)
 {
-	bool should = l->jobs && !l->jobs->worker;
-	if (should && !l->ready) {
+	if (!l->jobs) {
+		lane_free(d, l);
+		return;
+	}
+	const struct djob *head = l->jobs;
+	enum lane_list want = head->worker ? LANE_NONE :
+		head->not_before ? LANE_DELAYED : LANE_READY;
+	if (want == l->list && want != LANE_DELAYED)
+		return;
+	lane_unlist(d, l);
+	if (want == LANE_DELAYED) {
+		lane_delay(d, l);
+	} else if (want == LANE_READY) {
 		if (to_front)
 			DL_PREPEND2(d->ready[l->kind], l, rprev, rnext);
 		else
 			DL_APPEND2(d->ready[l->kind], l, rprev, rnext);
-		l->ready = true;
-	} else if (!should && l->ready) {
-		DL_DELETE2(d->ready[l->kind], l, rprev, rnext);
-		l->ready = false;
+		l->list = LANE_READY;
 	}
-	if (!l->jobs)
-		lane_free(d, l);
+}
+
+/* Delayed lanes whose time has come join the ready list. */
+static void dispatch_promote(struct dispatch *d, enum job_kind k, uint64_t now)
+{
+	struct lane *l;
+	while ((l = d->delayed[k]) && l->jobs->not_before <= now) {
+		DL_DELETE2(d->delayed[k], l, rprev, rnext);
+		l->jobs->not_before = 0;
+		DL_APPEND2(d->ready[k], l, rprev, rnext);
+		l->list = LANE_READY;
+	}
 }
 
 void dispatch_add(struct dispatch *d, uint64_t id, enum job_kind kind, const char *conv,
@@ -288,18 +345,17 @@ static struct worker *dispatch_pick_worker(struct dispatch *d, enum job_kind kin
 bool dispatch_next(struct dispatch *d, uint64_t now, uint64_t *id, struct zmqx_peer *peer)
 {
 	for (int k = 0; k < JOB_KINDS; k++) {
+		dispatch_promote(d, (enum job_kind)k, now);
 		if (!d->ready[k])
 			continue;
 		struct worker *w = dispatch_pick_worker(d, (enum job_kind)k);
 		if (!w)
 			continue;
-		struct lane *l;
-		DL_FOREACH2(d->ready[k], l, rnext) {
+		struct lane *l = d->ready[k];
+		{
 			struct djob *j = l->jobs;
-			if (j->not_before > now)
-				continue;
 			DL_DELETE2(d->ready[k], l, rprev, rnext);
-			l->ready = false;
+			l->list = LANE_NONE;
 			j->worker = w;
 			DL_APPEND2(w->jobs, j, wprev, wnext);
 			w->inflight++;
@@ -335,10 +391,9 @@ uint64_t dispatch_next_due(const struct dispatch *d)
 {
 	uint64_t due = 0;
 	for (int k = 0; k < JOB_KINDS; k++) {
-		const struct lane *l;
-		DL_FOREACH2(d->ready[k], l, rnext)
-			if (l->jobs->not_before && (!due || l->jobs->not_before < due))
-				due = l->jobs->not_before;
+		const struct lane *l = d->delayed[k];
+		if (l && (!due || l->jobs->not_before < due))
+			due = l->jobs->not_before;
 	}
 	return due;
 }

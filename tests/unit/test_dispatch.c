@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "dispatch.h"
@@ -193,6 +194,31 @@ static void test_add_not_before(void **state)
 	assert_true(dispatch_next_due(d) == 700);
 	expect_none(d, 699);
 	expect_next(d, 700, 5, "w1");
+}
+
+/* Many delayed lanes, added out of order: they leave in deadline order,
+ * and next_due is always the earliest left. */
+static void test_many_delayed_lanes_in_deadline_order(void **state)
+{
+	struct dispatch *d = *state;
+	enum { N = 2000 };
+	char conv[32];
+	hello(d, "w1", JOB_AI, N, 0);
+	for (uint64_t i = 0; i < N; i++) {
+		/* a permutation of 1..N deadlines */
+		uint64_t due = 1 + (i * 7919) % N;
+		snprintf(conv, sizeof(conv), "c%llu", (unsigned long long)i);
+		dispatch_add(d, i + 1, JOB_AI, conv, 1000 + due);
+	}
+	expect_none(d, 1000);
+	for (uint64_t t = 1; t <= N; t++) {
+		assert_true(dispatch_next_due(d) == 1000 + t);
+		uint64_t id = 0;
+		struct zmqx_peer p;
+		assert_true(dispatch_next(d, 1000 + t, &id, &p));
+		assert_true(1 + ((id - 1) * 7919) % N == t);
+	}
+	assert_true(dispatch_next_due(d) == 0);
 }
 
 static void test_expire(void **state)
@@ -420,6 +446,7 @@ int main(void)
 		T(test_retry_not_before),
 		T(test_retry_goes_to_front),
 		T(test_add_not_before),
+		T(test_many_delayed_lanes_in_deadline_order),
 		T(test_expire),
 		T(test_worker_lost),
 		T(test_most_free_credit),
