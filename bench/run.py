@@ -640,6 +640,8 @@ set ylabel 'delivered, msgs/s'
 set y2label 'latency, ms'
 set ytics nomirror
 set y2tics
+set yrange [0:*]
+set logscale y2
 set key left top
 set grid
 plot '%s' using 1:2 with linespoints lw 2 title 'delivered msgs/s' axes x1y1, \\
