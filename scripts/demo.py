@@ -8,10 +8,16 @@ webhook, or into the agent's Flex conversation once the customer is bound to
 it. Prints who said what and every mode change, stops everything it started,
 and exits 0 on success, 1 if something did not happen.
 
-    scripts/demo.py [--capture DIR]
+    scripts/demo.py [--capture DIR] [--sid-seed S] [--transcript-out FILE]
 
 --capture DIR (or BATON_CAPTURE_DIR=DIR make demo) makes ingress append
 every accepted webhook to capture files in DIR, for build/bin/baton-replay.
+--sid-seed S (or FAKE_TWILIO_SID_SEED=S) makes the fake Twilio's SIDs
+deterministic: a fresh pipeline whose fake has the same seed (and its agent
+off) creates the same Flex conversation and task, so the capture's Flex
+events replay too (tests/integration/test_replay.py, TestDemoCapture).
+--transcript-out FILE writes `batonctl --json show` of the customer's
+conversation at the end, to compare with the replay's.
 """
 
 import argparse
@@ -90,9 +96,15 @@ def main():
     # The harness drops the caller's BATON_* variables, so this one is passed on explicitly.
     ap.add_argument("--capture", metavar="DIR", default=os.environ.get("BATON_CAPTURE_DIR"),
                     help="leave a capture of every accepted webhook in DIR (baton-replay)")
+    ap.add_argument("--sid-seed", metavar="S", default=os.environ.get("FAKE_TWILIO_SID_SEED"),
+                    help="deterministic SIDs in the fake Twilio (replaying the capture into a "
+                         "fresh run with the same seed reproduces the Flex part too)")
+    ap.add_argument("--transcript-out", metavar="FILE",
+                    help="write `batonctl --json show` of the customer's conversation to FILE "
+                         "at the end")
     args = ap.parse_args()
     env = {"BATON_CAPTURE_DIR": os.path.abspath(args.capture)} if args.capture else None
-    p = Pipeline(env=env)
+    p = Pipeline(env=env, sid_seed=args.sid_seed or None)
     try:
         p.start_all()
         p.agent(identity=AGENT, accept_after_ms=300, greeting=GREETING, reply_delay_ms=400,
@@ -153,6 +165,9 @@ def main():
                 break
             if in_timeline and line.strip():
                 print("  " + line)
+        if args.transcript_out:
+            with open(args.transcript_out, "w") as f:
+                json.dump(p.show(CUSTOMER), f, ensure_ascii=False, indent=1)
         print()
         print("%sdone%s: %d messages reached the customer; ingress, router, ai-worker, egress and "
               "flex-worker are separate processes" % (BOLD, RESET, d.seen))

@@ -9,11 +9,20 @@ records every request it receives, and exposes a small control API under
 Usage:
     fake_twilio.py --port 0 --bind 127.0.0.1 \
         --account-sid AC00000000000000000000000000000000 \
-        --auth-token sandbox_token [--record FILE] [--specs DIR]
+        --auth-token sandbox_token [--record FILE] [--specs DIR] [--sid-seed S]
 
 Requests under /v1/ (Conversations v1 and Flex Interactions, wire-contracts
 §4/§5) are served by twilio_conversations.py; --specs DIR also checks them
 against Twilio's OpenAPI specs (see that module).
+
+--sid-seed S (default: the FAKE_TWILIO_SID_SEED environment variable; unset
+or empty = random SIDs) makes every SID the fake hands out a function of
+(S, prefix, how many of that prefix came before): two fakes with the same
+seed create the same Conversation, Interaction, Task... SIDs in the same
+order, so a capture of one run (capture.dir) replays against the other.  The
+simulated customer and agent (twilio_sim.py) count their SIDs apart, so a run
+without them gets the same SIDs for what baton creates.  /_fake/reset does not
+restart the counts (SIDs stay unique for the fake's life).
 
 After binding it prints one line, {"ready": true, "port": N}, to stdout; tests
 wait for that line instead of sleeping. SIGTERM or SIGINT stops it (exit 0).
@@ -52,6 +61,7 @@ control endpoints, startup and shutdown) lives in fakelib.py.
 import argparse
 import base64
 import binascii
+import os
 import re
 import sys
 import time
@@ -272,7 +282,11 @@ def main():
     ap.add_argument("--record", metavar="FILE", help="append each record as a JSON line")
     ap.add_argument("--specs", metavar="DIR",
                     help="check /v1/ requests against the Twilio OpenAPI specs in DIR")
+    ap.add_argument("--sid-seed", metavar="S", default=os.environ.get("FAKE_TWILIO_SID_SEED"),
+                    help="deterministic SIDs from seed S (default $FAKE_TWILIO_SID_SEED; "
+                         "unset = random)")
     args = ap.parse_args()
+    fakelib.set_sid_seed(args.sid_seed)
 
     server = fakelib.open_server("fake_twilio", args.bind, args.port, TwilioHandler,
                                  args.record, TwilioFailureRules())

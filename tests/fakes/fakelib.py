@@ -26,6 +26,8 @@ twilio_conversations.py and twilio_sim.py all need (error bodies, SIDs,
 Twilio's date formats).
 """
 
+import contextlib
+import hashlib
 import json
 import secrets
 import signal
@@ -524,9 +526,52 @@ def serve(server):
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
+# Deterministic SIDs (fake_twilio.py --sid-seed, FAKE_TWILIO_SID_SEED): two
+# fakes with the same seed hand out the same SIDs, so a capture of one run can
+# be replayed against a fresh one and its Conversation (CH), Interaction (KD)
+# and Task (WT) SIDs still name what the fresh run creates.  Each (stream,
+# prefix) pair has its own counter: the n-th CH is the same in both runs even
+# when one run created SIDs of other kinds (agent messages, participants) the
+# other did not.  Code that creates resources only one of the runs creates
+# (the simulated agent and customer, twilio_sim.py) does so inside
+# sid_stream(), so its SIDs never shift, or collide with, the REST-created ones.
+_sid = {"seed": None, "counters": {}, "lock": threading.Lock()}
+_sid_local = threading.local()
+
+
+def set_sid_seed(seed):
+    """Deterministic SIDs from now on (None or "": random again); counters restart."""
+    with _sid["lock"]:
+        _sid["seed"] = None if seed in (None, "") else str(seed)
+        _sid["counters"] = {}
+
+
+def sid_seed():
+    return _sid["seed"]
+
+
+@contextlib.contextmanager
+def sid_stream(name):
+    """SIDs created in this block (on this thread) count in stream `name`."""
+    prev = getattr(_sid_local, "stream", "")
+    _sid_local.stream = name
+    try:
+        yield
+    finally:
+        _sid_local.stream = prev
+
+
 def twilio_sid(prefix):
-    """A Twilio-style SID: two-letter type prefix + 32 hex digits."""
-    return prefix + secrets.token_hex(16)
+    """A Twilio-style SID: two-letter type prefix + 32 hex digits; random,
+    or with a seed set the n-th of its (stream, prefix), always the same."""
+    with _sid["lock"]:
+        seed = _sid["seed"]
+        if seed is None:
+            return prefix + secrets.token_hex(16)
+        key = (getattr(_sid_local, "stream", ""), prefix)
+        n = _sid["counters"][key] = _sid["counters"].get(key, 0) + 1
+    digest = hashlib.sha256(("%s\0%s\0%s\0%d" % (seed, key[0], prefix, n)).encode())
+    return prefix + digest.hexdigest()[:32]
 
 
 def twilio_error(status, code, message):

@@ -46,6 +46,13 @@ REST-originated actions (baton's own POSTs to /v1/...) fire no webhooks, as
 on real Twilio without X-Twilio-Webhook-Enabled: true (not honoured here).
 The simulated agent still *sees* customer messages baton posts by REST into
 its conversation (a Flex agent reads the whole conversation) and answers them.
+So with the agent disabled (the default) the fake calls baton only for
+/_fake/inbound: a replay run (baton-replay of a capture) gets no webhook from
+the fake that would double the captured ones.
+
+SIDs the simulator creates itself (the customer's messages, the agent's
+participant, messages, reservation and worker) count apart from the REST
+ones under fake_twilio.py --sid-seed (fakelib.sid_stream).
 
 Agent configuration (defaults):
     enabled          false
@@ -83,7 +90,7 @@ import traceback
 import urllib.parse
 
 from fakelib import (Recorder, form_first, iso_ms, is_non_negative_number, list_filters,
-                     parse_iso, parse_json_or_none, twilio_error_reply, twilio_sid)
+                     parse_iso, parse_json_or_none, sid_stream, twilio_error_reply, twilio_sid)
 
 PATH_MESSAGES = "/twilio/messages"
 PATH_CONVERSATIONS = "/twilio/conversations"
@@ -428,10 +435,14 @@ class Simulator:
     @contextlib.contextmanager
     def _own(self):
         """Marks state changes the simulator makes itself (they get their
-        webhooks from the simulator, not from the REST hooks)."""
+        webhooks from the simulator, not from the REST hooks).  Their SIDs
+        count in their own stream (fakelib.sid_stream): with --sid-seed, a
+        replay run without the simulated customer and agent still gets the
+        SIDs of the original run for everything baton creates by REST."""
         self._tl.own = True
         try:
-            yield
+            with sid_stream("sim"):
+                yield
         finally:
             self._tl.own = False
 
@@ -456,11 +467,13 @@ class Simulator:
         kd = inter["sid"]
         props = inter["routing"]["properties"]
         identity = cfg["identity"]
+        with sid_stream("sim"):
+            wr = twilio_sid("WR")
+            wk = self._worker_sids.get(identity) or twilio_sid("WK")
+        self._worker_sids[identity] = wk
         sess = {"kd": kd, "wt": inter["task_sid"], "uo": inter["channel_sid"],
                 "conv": inter["conversation_sid"], "cfg": cfg, "state": "pending",
-                "wr": twilio_sid("WR"),
-                "wk": self._worker_sids.setdefault(identity, twilio_sid("WK")),
-                "props": props, "created": time.time(),
+                "wr": wr, "wk": wk, "props": props, "created": time.time(),
                 "participant_sid": None, "joined_index": None}
         self._sessions[kd] = sess
         if cfg["accept_after_ms"] is not None:
@@ -590,7 +603,8 @@ class Simulator:
             with self._lock:
                 self._agent_observe(conv, msg)
             return 200, out
-        sid = twilio_sid("SM")
+        with sid_stream("sim"):  # not counted with the SMs baton's sends get
+            sid = twilio_sid("SM")
         params = {"SmsMessageSid": sid, "NumMedia": "0"}
         if name:
             params["ProfileName"] = name

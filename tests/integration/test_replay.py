@@ -1,9 +1,10 @@
 """Capture and replay: ingress appends every webhook the router accepted to
 capture files (capture.dir); baton-replay plays them into a fresh pipeline,
 over HTTP (re-signed, signature checks on) or straight into the router, and
-the conversations come out the same; streamgen's synthetic captures replay
-at full speed with every record acknowledged and stored; a truncated or
-damaged capture replays its complete records without crashing.
+the conversations come out the same, make demo's whole Flex session
+included (deterministic fake Twilio SIDs); streamgen's synthetic captures
+replay at full speed with every record acknowledged and stored; a truncated
+or damaged capture replays its complete records without crashing.
 """
 
 import glob
@@ -22,7 +23,6 @@ from baton_harness import Pipeline, wait_for
 ANA = "whatsapp:+5511988887777"
 BRUNO = "whatsapp:+5511977776666"
 ADDRESS_REPLY = "Clínica Sol is at Av. Paulista 1000"
-HOURS_REPLY = "Our specialties: general practice"
 SANITIZER = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 
@@ -247,49 +247,97 @@ class TestCaptureFailure(unittest.TestCase):
         self.assertTrue(p.log_contains("ingress", "capture: cannot create directory"))
 
 
+# The replay's own wall clock: the hand-back note names the minutes of the human
+# stretch as the router's clock saw them when it handled the events.
+NOTE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+def full_transcript(show):
+    """Every turn of a `batonctl --json show`, in order: role, text, the inbound SID
+    (customer and agent turns) and the agent's name; the times in the hand-back
+    note become <time>."""
+    out = []
+    for h in show["history"]:
+        text = NOTE_TIME.sub("<time>", h["text"]) if h["role"] == "system" else h["text"]
+        out.append((h["role"], text, h.get("sid"), h.get("agent")))
+    return out
+
+
 class TestDemoCapture(unittest.TestCase):
-    """make demo can leave a capture (scripts/demo.py --capture DIR); it replays.
+    """make demo leaves a capture (scripts/demo.py --capture DIR) that replays into a
+    fresh pipeline to the same whole transcript: AI turns, the escalation, the Flex
+    agent's turns, the customer's message inside the Flex conversation, the
+    hand-back note and the AI turn after it.
 
-    Only the AI-mode part replays to the same transcript: the Flex events in the
-    capture name the original run's Conversation and Task SIDs, which a fresh
-    fake Twilio does not reuse, so the fresh router acknowledges and ignores
-    them and the agent's turns and the hand-back do not happen again."""
+    The capture's Flex events (onMessageAdded, onConversationStateUpdated,
+    reservation.accepted, task.*) name the Conversation (CH) and Task (WT) SIDs the
+    original fake Twilio created. Both fakes get the same --sid-seed, so the fresh
+    one hands the replay's flex-worker the same SIDs and the router matches the
+    events. The fresh fake's simulated agent is off and nothing is sent to it as a
+    customer: the capture plays both parts, and the fake sends baton no webhook of
+    its own (checked)."""
 
-    def test_demo_capture_replays(self):
+    SEED = "demo-capture-replay"
+    # Half the original pace: every gap between captured webhooks doubles, so the
+    # fresh flex pipeline has created its conversation and task well before the
+    # agent's accept (300 ms after the Interaction in the original) arrives, and
+    # each AI answer is in before the next customer message, under SANITIZE=1 too.
+    SPEED = "0.5"
+
+    def test_demo_capture_replays_the_whole_transcript(self):
         tmp = tempfile.mkdtemp(prefix="baton-democap-")
         self.addCleanup(shutil.rmtree, tmp, True)
+        cap = os.path.join(tmp, "capture")
+        out = os.path.join(tmp, "transcript.json")
         demo = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
             os.path.abspath(__file__)))), "scripts", "demo.py")
-        r = subprocess.run(["python3", demo, "--capture", tmp], capture_output=True, text=True,
-                           timeout=120)
+        r = subprocess.run(["python3", demo, "--capture", cap, "--sid-seed", self.SEED,
+                            "--transcript-out", out], capture_output=True, text=True,
+                           timeout=300)
         self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr[-2000:])
-        recs = [rec for f in capture_files(tmp) for rec in read_capture(f)[0]]
+        with open(out) as f:
+            original = json.load(f)
+        want = full_transcript(original)
+        roles = [t[0] for t in want]
+        # The whole session is there to reproduce: both modes, the agent, the hand-back.
+        for role in ("customer", "ai", "agent", "system"):
+            self.assertIn(role, roles, want)
+        self.assertEqual(original["mode"], "ai")
+        recs = [rec for f in capture_files(cap) for rec in read_capture(f)[0]]
         paths = [rec["p"] for rec in recs]
         for path in ("/twilio/messages", "/twilio/conversations", "/twilio/taskrouter"):
             self.assertIn(path, paths)
-        import urllib.parse
-        texts = [dict(urllib.parse.parse_qsl(rec["b"].decode()))["Body"]
-                 for rec in recs if rec["p"] == "/twilio/messages"]
 
-        p = Pipeline()
+        p = Pipeline(sid_seed=self.SEED)
         self.addCleanup(p.close)
         p.start_all()
-        # At the original pace (halved, for slower sanitizer builds): at full speed the
-        # escalation would overtake the AI answers still in flight and drop them.
-        s, _ = replay_json(p, "--speed", "0.5", tmp)
+        p.agent(enabled=False)  # the agent's side comes from the capture
+        # One in flight: the agent's last message, task.wrapup and the close arrive
+        # within a millisecond of each other and must stay in that order.
+        s, _ = replay_json(p, "--speed", self.SPEED, "--concurrency", "1", cap)
         n = len(recs)
         self.assertEqual((s["records"], s["sent"], s["acknowledged"], s["failed"]), (n, n, n, 0))
-        want = [("customer", texts[0]), ("ai", ADDRESS_REPLY), ("customer", texts[1]),
-                ("ai", HOURS_REPLY), ("customer", texts[2]),
-                ("ai", "Your conversation is being transferred to our team.")]
 
-        def head():
-            got = transcript(p, ANA)[:6]
-            return [(r, t[:len(w)]) for (r, t), (_, w) in zip(got, want)] == want and got
+        def same():
+            return full_transcript(p.show(ANA)) == want
         try:
-            wait_for(head, 15, what="the demo's AI-mode turns replayed")
+            wait_for(same, 30, interval=0.1, what="the demo's whole transcript replayed")
         except AssertionError:
-            raise AssertionError("transcript %r, want %r" % (transcript(p, ANA), want))
+            p.keep = True
+            got = full_transcript(p.show(ANA))
+            raise AssertionError("replayed transcript differs:\n got  %s\n want %s\nrouter log "
+                                 "in %s" % ("\n      ".join(map(repr, got)),
+                                            "\n      ".join(map(repr, want)), p.dir))
+        replayed = p.show(ANA)
+        self.assertEqual(replayed["mode"], original["mode"])
+        # The same Flex resources, by SID: that is what let the events match.
+        for key in ("flex_conversation", "flex_interaction", "task"):
+            self.assertEqual(replayed[key], original[key], key)
+        self.assertEqual([(e["event"], e["detail"]) for e in replayed["timeline"]],
+                         [(e["event"], e["detail"]) for e in original["timeline"]])
+        # Everything baton received came from the capture, nothing from the fake.
+        self.assertEqual(p.fake_get("twilio", "/_fake/webhooks"), [])
+        self.assertEqual(p.fake_get("twilio", "/_fake/agent/log"), [])
 
 
 class TestStreamReplay(unittest.TestCase):

@@ -75,7 +75,7 @@ def http(method, url, body=None, headers=None, timeout=10):
 
 class Pipeline:
     def __init__(self, bindir=None, env=None, script=None, provider="anthropic",
-                 llm_latency_ms=0, keep=False):
+                 llm_latency_ms=0, keep=False, sid_seed=None):
         self.bindir = bindir or os.environ.get("BATON_BIN", os.path.join(ROOT, "build", "bin"))
         self.dir = tempfile.mkdtemp(prefix="baton-")
         self.keep = keep
@@ -88,6 +88,9 @@ class Pipeline:
         self.llm_latency_ms = llm_latency_ms
         self.ingress_port = None
         self.sid_counter = 0
+        # Deterministic SIDs in the fake Twilio (fake_twilio.py --sid-seed); None
+        # leaves it to $FAKE_TWILIO_SID_SEED, random when that is unset.
+        self.sid_seed = sid_seed
 
     # --- fakes ---
     def _start_fake(self, name, args):
@@ -103,8 +106,9 @@ class Pipeline:
 
     def start_fakes(self):
         specs = ["--specs", SPECS] if os.path.isdir(SPECS) else []
+        seed = ["--sid-seed", str(self.sid_seed)] if self.sid_seed is not None else []
         self.twilio_port = self._start_fake("fake_twilio", [
-            "--port", "0", "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN] + specs)
+            "--port", "0", "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN] + specs + seed)
         self.llm_port = self._start_fake("fake_llm", [
             "--port", "0", "--script", self.script, "--api-key", LLM_KEY,
             "--latency-ms", str(self.llm_latency_ms)])
