@@ -1,6 +1,7 @@
 /* aiwork — LLM calls for AI jobs; see aiwork.h. */
 #include "aiwork.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,11 +9,32 @@
 #include "clock.h"
 #include "escalate.h"
 #include "log.h"
+#include "metrics.h"
 #include "xalloc.h"
 
 /* Backoff between LLM retries, as the Anthropic SDK does it: 0.5 s doubling to 8 s. */
 #define AIWORK_BACKOFF_BASE_MS 500
 #define AIWORK_BACKOFF_CAP_MS 8000
+
+static const char *const ai_outcomes[] = { "ok", "escalate", "malformed", "refused", "gave_up",
+					   NULL };
+
+static const struct metric_def M_LLM_SECONDS = {
+	"baton_ai_llm_request_duration_seconds", METRIC_HISTOGRAM,
+	"Duration of each HTTP call to the LLM (retries are calls of their own).", { NULL },
+	{ NULL } };
+static const struct metric_def M_LLM_CALLS = {
+	"baton_ai_llm_requests_total", METRIC_COUNTER,
+	"HTTP calls to the LLM by response status (transport: no HTTP answer).", { "status" },
+	{ NULL } };
+static const struct metric_def M_AI_RESULTS = {
+	"baton_ai_results_total", METRIC_COUNTER,
+	"AI jobs finished, by outcome: ok, escalate (the model asked for a human), malformed, "
+	"refused (a 4xx no retry fixes), gave_up (retries exhausted).", { "outcome" },
+	{ ai_outcomes } };
+static const struct metric_def M_LLM_RETRIES = {
+	"baton_ai_llm_retries_total", METRIC_COUNTER, "LLM calls retried after a failure.", { NULL },
+	{ NULL } };
 
 struct aicall {
 	struct aiwork *a;
@@ -43,6 +65,9 @@ void aiwork_init(struct aiwork *a, const struct config *cfg)
 	a->llm.api_key = cfg->llm_api_key;
 	a->llm.anthropic_version = cfg->llm_anthropic_version;
 	a->llm.max_tokens = cfg->llm_max_tokens;
+	static const struct metric_def *const defs[] = { &M_LLM_SECONDS, &M_AI_RESULTS,
+							 &M_LLM_RETRIES, NULL };
+	metrics_register(defs);
 }
 
 static void aiwork_done(const struct httpc_resp *resp, void *arg);
@@ -75,6 +100,9 @@ static void aiwork_result(struct aicall *c, int status, const struct llm_reply *
 	} else {
 		r.err = rep->error;
 	}
+	metrics_inc(&M_AI_RESULTS, status == ST_OK ? (r.escalate ? "escalate" : "ok") :
+				   status == ST_MALFORMED ? "malformed" :
+				   status == ST_FAILED ? "refused" : "gave_up", NULL);
 	worker_reply(c->w, &r);
 	free(text);
 }
@@ -86,7 +114,12 @@ static void aiwork_done(const struct httpc_resp *resp, void *arg)
 	struct llm_reply rep;
 	struct log_ids ids = { .conv = c->conv, .job = c->job };
 	enum llm_outcome oc;
+	char st[24] = "transport";
 
+	if (resp->status > 0)
+		snprintf(st, sizeof(st), "%ld", resp->status);
+	metrics_inc(&M_LLM_CALLS, st, NULL);
+	metrics_observe(&M_LLM_SECONDS, NULL, NULL, resp->total_ms / 1000.0);
 	if (resp->too_big) {
 		memset(&rep, 0, sizeof(rep));
 		rep.error = xstrdup("response too large");
@@ -105,6 +138,7 @@ static void aiwork_done(const struct httpc_resp *resp, void *arg)
 	if (oc == LLM_RETRY && c->attempt < (unsigned)a->cfg->llm_retries && in_time) {
 		c->attempt++;
 		a->retries++;
+		metrics_inc(&M_LLM_RETRIES, NULL, NULL);
 		log_emit(LOG_WARN, &ids, "LLM call failed (%s): retry %u in %llu ms", rep.error,
 			 c->attempt, (unsigned long long)d);
 		llm_reply_release(&rep);

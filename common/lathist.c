@@ -56,6 +56,11 @@ uint64_t lathist_quantile(const struct lathist *h, double q)
 	return h->max_us;
 }
 
+uint64_t lathist_bucket_upper(unsigned i)
+{
+	return lathist_upper(i);
+}
+
 void lathist_reset(struct lathist *h)
 {
 	memset(h, 0, sizeof(*h));

@@ -26,5 +26,7 @@ void lathist_record(struct lathist *h, uint64_t us);
 /** The value below which a fraction q (0..1) of the records lie; 0 if empty. */
 uint64_t lathist_quantile(const struct lathist *h, double q);
 void lathist_reset(struct lathist *h);
+/** The largest value bucket i holds (0 <= i < LATHIST_BUCKETS - 1; the last has no bound). */
+uint64_t lathist_bucket_upper(unsigned i);
 
 #endif

@@ -2,6 +2,7 @@
 #include "proc.h"
 
 #include "log.h"
+#include "metrics.h"
 
 volatile sig_atomic_t proc_stop;
 
@@ -20,6 +21,7 @@ int proc_start(struct config *cfg, int argc, char **argv, const char *prog,
 		return 1;
 	log_level_parse(cfg->log_level, &lvl);
 	log_init(log_name, lvl, cfg->log_mask_phone);
+	metrics_init(log_name, cfg);
 
 	struct sigaction sa = { .sa_handler = proc_on_signal };
 	sigemptyset(&sa.sa_mask);

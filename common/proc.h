@@ -14,8 +14,8 @@
 extern volatile sig_atomic_t proc_stop;
 
 /**
- * Load cfg from argv (exits 2 on a config error), init logging as log_name,
- * install the signal handlers. Returns 1 when an informational option was
+ * Load cfg from argv (exits 2 on a config error), init logging and metrics
+ * (metrics_init) as log_name, install the signal handlers. Returns 1 when an informational option was
  * handled and the caller should exit 0, else 0.
  */
 int proc_start(struct config *cfg, int argc, char **argv, const char *prog,

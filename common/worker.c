@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "xalloc.h"
 #include "zmqx.h"
 
@@ -20,6 +21,16 @@ struct running {
 	uint64_t id;
 	UT_hash_handle hh;
 };
+
+static const struct metric_def M_JOBS = {
+	"baton_worker_jobs_total", METRIC_COUNTER, "Jobs this worker received from the router.",
+	{ NULL }, { NULL } };
+static const struct metric_def M_RUNNING = {
+	"baton_worker_jobs_in_flight", METRIC_GAUGE,
+	"Jobs this worker is running (received, result not sent yet).", { NULL }, { NULL } };
+static const struct metric_def M_PENDING = {
+	"baton_worker_http_pending", METRIC_GAUGE,
+	"HTTP calls in flight or waiting for their retry delay.", { NULL }, { NULL } };
 
 struct worker {
 	const struct config *cfg;
@@ -123,6 +134,7 @@ static void worker_drain(struct worker *w, int job_type, worker_job_fn *fn, void
 				j->id = id;
 				HASH_ADD(hh, w->running, id, sizeof(j->id), j);
 				w->jobs++;
+				metrics_inc(&M_JOBS, NULL, NULL);
 				fn(w, &env, arg);
 			}
 		} else {
@@ -132,14 +144,24 @@ static void worker_drain(struct worker *w, int job_type, worker_job_fn *fn, void
 	}
 }
 
+static void worker_collect(void *arg)
+{
+	struct worker *w = arg;
+	metrics_set(&M_RUNNING, NULL, NULL, (double)HASH_COUNT(w->running));
+	metrics_set(&M_PENDING, NULL, NULL, (double)httpc_pending(w->http));
+}
+
 int worker_run(struct worker *w, int job_type, worker_job_fn *fn, void *arg,
 	       volatile sig_atomic_t *stop)
 {
+	static const struct metric_def *const defs[] = { &M_JOBS, &M_RUNNING, &M_PENDING, NULL };
 	int fd = -1;
 	size_t fdlen = sizeof(fd);
 	if (zmq_getsockopt(w->sock, ZMQ_FD, &fd, &fdlen) != 0)
 		return log_err("cannot get the socket's fd: %s", zmq_strerror(errno));
 
+	metrics_register(defs);
+	metrics_collector_add(worker_collect, w);
 	worker_hello(w, w->capacity);
 	log_notice("ready: %s worker %s, capacity %d, router %s", w->kind, w->name, w->capacity,
 		 w->cfg->router_work_endpoint);
@@ -149,12 +171,18 @@ int worker_run(struct worker *w, int job_type, worker_job_fn *fn, void *arg,
 		if (now >= w->next_hello)
 			worker_hello(w, w->capacity);
 		int timeout = (int)(w->next_hello > now ? w->next_hello - now : 0);
+		int mt = metrics_tick();
+		if (mt >= 0 && mt < timeout)
+			timeout = mt;
 		/* ZMQ_FD is edge-triggered: look at the socket again before sleeping. */
 		if (zmqx_readable(w->sock))
 			timeout = 0;
-		if (httpc_poll(w->http, fd, timeout) < 0)
+		if (httpc_poll(w->http, fd, timeout) < 0) {
+			metrics_collector_remove(worker_collect, w);
 			return -1;
+		}
 	}
+	metrics_collector_remove(worker_collect, w);
 
 	worker_hello(w, 0);
 	uint64_t until = clock_mono_ms() + WORKER_GRACE_MS;

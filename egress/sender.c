@@ -1,17 +1,38 @@
 /* sender — Twilio sends for send jobs; see sender.h. */
 #include "sender.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backoff.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "twilio.h"
 #include "xalloc.h"
 
 #define SENDER_BACKOFF_BASE_MS 250
 #define SENDER_BACKOFF_CAP_MS 10000
+
+static const char *const send_outcomes[] = { "ok", "retry", "failed", "malformed", NULL };
+
+static const struct metric_def M_TWILIO_SECONDS = {
+	"baton_egress_twilio_request_duration_seconds", METRIC_HISTOGRAM,
+	"Duration of each Twilio Messages API call (retries are calls of their own).", { NULL },
+	{ NULL } };
+static const struct metric_def M_SENDS = {
+	"baton_egress_sends_total", METRIC_COUNTER,
+	"Send jobs finished, by outcome: ok, retry (Twilio still failing: back to the outbox), "
+	"failed (refused for good), malformed (unreadable answer).", { "outcome" },
+	{ send_outcomes } };
+static const struct metric_def M_TWILIO_ERRORS = {
+	"baton_egress_twilio_errors_total", METRIC_COUNTER,
+	"Failed Twilio Messages calls, retried ones included, by Twilio error code (the HTTP "
+	"status when Twilio gave none; transport: no HTTP answer).", { "code" }, { NULL } };
+static const struct metric_def M_SEND_RETRIES = {
+	"baton_egress_retries_total", METRIC_COUNTER, "Twilio Messages calls retried.", { NULL },
+	{ NULL } };
 
 struct sendcall {
 	struct sender *s;
@@ -30,6 +51,9 @@ void sender_init(struct sender *s, const struct config *cfg)
 	memset(s, 0, sizeof(*s));
 	s->cfg = cfg;
 	s->url = twilio_messages_url(cfg->twilio_api_base, cfg->twilio_account_sid);
+	static const struct metric_def *const defs[] = { &M_TWILIO_SECONDS, &M_SENDS,
+							 &M_SEND_RETRIES, NULL };
+	metrics_register(defs);
 }
 
 void sender_release(struct sender *s)
@@ -84,6 +108,15 @@ static void sender_done(const struct httpc_resp *resp, void *arg)
 	} else {
 		oc = twilio_parse(resp->status, resp->body, resp->body_len, &tr);
 	}
+	metrics_observe(&M_TWILIO_SECONDS, NULL, NULL, resp->total_ms / 1000.0);
+	if (oc != TW_OK) {
+		char code[24] = "transport";
+		if (resp->too_big)
+			strcpy(code, "too_big");
+		else if (!resp->curl_code)
+			snprintf(code, sizeof(code), "%ld", tr.code);
+		metrics_inc(&M_TWILIO_ERRORS, code, NULL);
+	}
 
 	if (oc == TW_RETRY) {
 		uint64_t d = backoff_ms(c->attempt + 1, SENDER_BACKOFF_BASE_MS, SENDER_BACKOFF_CAP_MS,
@@ -91,6 +124,7 @@ static void sender_done(const struct httpc_resp *resp, void *arg)
 		if (clock_mono_ms() + d < c->deadline) {
 			c->attempt++;
 			s->retries++;
+			metrics_inc(&M_SEND_RETRIES, NULL, NULL);
 			log_emit(LOG_WARN, &ids, "Twilio send failed (%ld %s): retry %u in %llu ms",
 				 tr.code, tr.message, c->attempt, (unsigned long long)d);
 			tw_result_release(&tr);
@@ -127,6 +161,8 @@ static void sender_done(const struct httpc_resp *resp, void *arg)
 			 tr.message);
 		break;
 	}
+	metrics_inc(&M_SENDS, oc == TW_OK ? "ok" : oc == TW_RETRY ? "retry" :
+			      oc == TW_MALFORMED ? "malformed" : "failed", NULL);
 	sender_result(c, status, &tr);
 	tw_result_release(&tr);
 	sendcall_free(c);
@@ -146,6 +182,7 @@ void sender_job(struct worker *w, const struct envelope *job, void *arg)
 	c->deadline = clock_mono_ms() + (uint64_t)s->cfg->egress_retry_deadline_ms;
 	if (sender_start(c, 0) < 0) {
 		struct tw_result tr = { .message = (char *)"cannot start the call" };
+		metrics_inc(&M_SENDS, "retry", NULL);
 		sender_result(c, ST_RETRY, &tr);
 		sendcall_free(c);
 	}

@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@
 #include "flexapi.h"
 #include "form.h"
 #include "log.h"
+#include "metrics.h"
 #include "xalloc.h"
 
 #define FLEX_BACKOFF_BASE_MS 250
@@ -54,6 +56,7 @@ static const char *const fstep_names[] = {
 enum fop { FOP_HANDOFF, FOP_FORWARD, FOP_CLOSE };
 
 static const char *const fop_names[] = { "handoff", "forward", "close" };
+static const char *const fop_names_init[] = { "handoff", "forward", "close", NULL };
 
 struct fjob {
 	struct flexwork *fw;
@@ -86,10 +89,32 @@ struct fjob {
 
 static const char *const flex_headers[] = { "Accept: application/json", NULL };
 
+static const char *const flex_outcomes[] = { "ok", "retry", "failed", NULL };
+
+static const struct metric_def M_FLEX_SECONDS = {
+	"baton_flex_twilio_request_duration_seconds", METRIC_HISTOGRAM,
+	"Duration of each Twilio Conversations/Flex/TaskRouter call of the handoff pipeline.",
+	{ NULL }, { NULL } };
+static const struct metric_def M_FLEX_ERRORS = {
+	"baton_flex_twilio_errors_total", METRIC_COUNTER,
+	"Failed Twilio calls of the pipeline, retried and expected ones included, by Twilio error "
+	"code (the HTTP status when Twilio gave none; transport: no HTTP answer).", { "code" },
+	{ NULL } };
+static const struct metric_def M_FLEX_JOBS = {
+	"baton_flex_jobs_total", METRIC_COUNTER,
+	"Flex jobs finished, by op (handoff, forward, close) and outcome (ok; retry: Twilio still "
+	"failing; failed: refused).", { "op", "outcome" }, { fop_names_init, flex_outcomes } };
+static const struct metric_def M_FLEX_RETRIES = {
+	"baton_flex_retries_total", METRIC_COUNTER, "Twilio calls of the pipeline retried.",
+	{ NULL }, { NULL } };
+
 void flexwork_init(struct flexwork *fw, const struct config *cfg)
 {
 	memset(fw, 0, sizeof(*fw));
 	fw->cfg = cfg;
+	static const struct metric_def *const defs[] = { &M_FLEX_SECONDS, &M_FLEX_JOBS,
+							 &M_FLEX_RETRIES, NULL };
+	metrics_register(defs);
 }
 
 static void fjob_free(struct fjob *f)
@@ -131,6 +156,8 @@ static void fjob_result(struct fjob *f, int status, long code, const char *err)
 		r.uo = f->sids.uo;
 		r.wt = f->sids.wt;
 	}
+	metrics_inc(&M_FLEX_JOBS, fop_names[f->op],
+		    status == ST_OK ? "ok" : status == ST_RETRY ? "retry" : "failed");
 	worker_reply(f->w, &r);
 	fjob_free(f);
 }
@@ -555,6 +582,7 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 	struct log_ids ids = { .conv = f->conv, .job = f->job };
 	long st = resp->status;
 
+	metrics_observe(&M_FLEX_SECONDS, NULL, NULL, resp->total_ms / 1000.0);
 	if (!resp->curl_code && st >= 200 && st < 300) {
 		f->attempt = 0;
 		fjob_advance(f, resp->body, resp->body_len);
@@ -563,12 +591,17 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 	long code = resp->curl_code ? 0 : fjob_twilio_code(resp->body, resp->body_len, st);
 	char *msg = resp->curl_code ? xasprintf("transfer failed: %s", resp->error)
 				    : fjob_twilio_message(resp->body, resp->body_len, st);
+	char code_label[24] = "transport";
+	if (!resp->curl_code)
+		snprintf(code_label, sizeof(code_label), "%ld", code);
+	metrics_inc(&M_FLEX_ERRORS, code_label, NULL);
 	if (resp->curl_code || st == 429 || st >= 500) {
 		uint64_t d = backoff_ms(f->attempt + 1, FLEX_BACKOFF_BASE_MS, FLEX_BACKOFF_CAP_MS,
 					resp->retry_after_ms);
 		if (clock_mono_ms() + d < f->deadline) {
 			f->attempt++;
 			f->fw->retries++;
+			metrics_inc(&M_FLEX_RETRIES, NULL, NULL);
 			log_emit(LOG_WARN, &ids, "'%s' failed (%ld %s): retry %u in %llu ms",
 				 fstep_names[f->step], code, msg, f->attempt, (unsigned long long)d);
 			free(msg);

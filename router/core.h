@@ -25,6 +25,7 @@
 #include "hours.h"
 #include "rules.h"
 #include "lathist.h"
+#include "metrics.h"
 #include "store.h"
 #include "zmqx.h"
 
@@ -97,6 +98,9 @@ struct router {
 };
 
 /* --- router.c --- */
+/* Metrics counted inside the batch transaction (kept only when it commits). */
+extern const struct metric_def RM_MESSAGES, RM_DUPLICATES, RM_ESCALATIONS, RM_HANDBACKS,
+	RM_HANDOFFS_FAILED;
 /** Collect an effect to carry out after the commit. */
 struct effect *router_fx_push(struct router *r, enum fx_type type);
 /** Acknowledge the item's webhook after the commit (nothing for timer items). */

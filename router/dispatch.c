@@ -408,6 +408,16 @@ size_t dispatch_inflight(const struct dispatch *d)
 	return d->inflight;
 }
 
+size_t dispatch_inflight_kind(const struct dispatch *d, enum job_kind kind)
+{
+	size_t n = 0;
+	struct worker *w, *wt;
+	HASH_ITER(hh, d->workers, w, wt)
+		if (w->kind == kind)
+			n += (size_t)w->inflight;
+	return n;
+}
+
 size_t dispatch_workers(const struct dispatch *d, enum job_kind kind)
 {
 	size_t n = 0;

@@ -66,6 +66,8 @@ size_t dispatch_queued_ids(const struct dispatch *d, enum job_kind kind, const c
 /** Counters for logs and tests. */
 size_t dispatch_queued(const struct dispatch *d, enum job_kind kind);
 size_t dispatch_inflight(const struct dispatch *d);
+/** Jobs of one kind in flight (sent to a worker, not finished). */
+size_t dispatch_inflight_kind(const struct dispatch *d, enum job_kind kind);
 size_t dispatch_workers(const struct dispatch *d, enum job_kind kind);
 
 #endif

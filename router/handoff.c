@@ -215,6 +215,7 @@ int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct con
 	c->esc_trigger = xstrdup(trigger);
 	c->esc_reason = xstrdup(reason ? reason : "");
 	r->stat_escalations++;
+	metrics_inc(&RM_ESCALATIONS, metrics_label_in(trigger, RM_ESCALATIONS.init[0]), NULL);
 	ids.job = c->handoff_job;
 	log_emit(LOG_INFO, &ids, "escalating: trigger %s, reason '%s'; handoff job recorded with "
 		 "history %llu..%llu", trigger, reason ? reason : "",
@@ -269,6 +270,7 @@ int handoff_back(struct router *r, MDB_txn *txn, const char *key, struct conv_re
 		if ((rc = router_job_add(r, txn, &j, &id)))
 			return rc;
 	}
+	metrics_inc(&RM_HANDBACKS, metrics_label_in(path, RM_HANDBACKS.init[0]), NULL);
 	log_emit(LOG_INFO, &ids, "handed back to the AI (%s)", path);
 	return 0;
 }
@@ -324,6 +326,7 @@ static int handoff_failed(struct router *r, MDB_txn *txn, const struct envelope 
 	if ((rc = store_job_del(&r->st, txn, env->id)))
 		return rc;
 	router_fx_push(r, FX_DONE)->id = env->id;
+	metrics_inc(&RM_HANDOFFS_FAILED, NULL, NULL);
 	c->handoff_job = 0;
 	c->handoff_failures++;
 	c->err_code = env->code;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <zmq.h>
 
 #include "backoff.h"
@@ -23,6 +24,121 @@
 #include "kv.h"
 #include "log.h"
 #include "xalloc.h"
+
+static const char *const rm_modes[] = { "ai", "escalating", "human", NULL };
+static const char *const rm_triggers[] = { "rule", "tool", "tag", "ai_failure", "operator", NULL };
+static const char *const rm_paths[] = { "agent_closed", "task_completed", "operator",
+					"inactivity_timeout", "no_agent", "reset", NULL };
+static const char *const rm_kinds[] = { "ai", "send", "flex", NULL };
+
+const struct metric_def RM_MESSAGES = {
+	"baton_router_customer_messages_total", METRIC_COUNTER,
+	"Customer messages stored, by the conversation's mode when they arrived.", { "mode" },
+	{ rm_modes } };
+const struct metric_def RM_DUPLICATES = {
+	"baton_router_duplicate_webhooks_total", METRIC_COUNTER,
+	"Deliveries of a MessageSid already stored: acknowledged, not processed again.", { NULL },
+	{ NULL } };
+const struct metric_def RM_ESCALATIONS = {
+	"baton_router_escalations_total", METRIC_COUNTER,
+	"Escalations to a person, by trigger: rule (escalation.phrases), tool or tag (the model), "
+	"ai_failure (the AI failed for good), operator.", { "trigger" }, { rm_triggers } };
+const struct metric_def RM_HANDBACKS = {
+	"baton_router_handbacks_total", METRIC_COUNTER,
+	"Conversations handed back to the AI, by path.", { "path" }, { rm_paths } };
+const struct metric_def RM_HANDOFFS_FAILED = {
+	"baton_router_handoffs_failed_total", METRIC_COUNTER,
+	"Handoffs given up after handoff.max_attempts (the conversation went back to the AI).",
+	{ NULL }, { NULL } };
+static const struct metric_def RM_COMMITS = {
+	"baton_router_commits_total", METRIC_COUNTER, "LMDB batch transactions committed.", { NULL },
+	{ NULL } };
+static const struct metric_def RM_COMMIT_FAILURES = {
+	"baton_router_commit_failures_total", METRIC_COUNTER,
+	"Batches that did not commit (their webhooks got 503, their jobs are retried).", { NULL },
+	{ NULL } };
+static const struct metric_def RM_QUEUED = {
+	"baton_router_jobs_queued", METRIC_GAUGE,
+	"Jobs waiting to be dispatched (not in flight), by kind.", { "kind" }, { rm_kinds } };
+static const struct metric_def RM_INFLIGHT = {
+	"baton_router_jobs_in_flight", METRIC_GAUGE,
+	"Jobs sent to a worker and not finished, by kind.", { "kind" }, { rm_kinds } };
+static const struct metric_def RM_WORKERS = {
+	"baton_router_workers", METRIC_GAUGE, "Workers connected (said hello, not timed out), by kind.",
+	{ "kind" }, { rm_kinds } };
+static const struct metric_def RM_OUTBOX = {
+	"baton_router_outbox_backlog", METRIC_GAUGE,
+	"Messages to customers not yet accepted by Twilio (send jobs queued or in flight).",
+	{ NULL }, { NULL } };
+static const struct metric_def RM_CONVERSATIONS = {
+	"baton_router_conversations", METRIC_GAUGE, "Conversations stored.", { NULL }, { NULL } };
+static const struct metric_def RM_WITH_PERSON = {
+	"baton_router_conversations_handed_off", METRIC_GAUGE,
+	"Conversations in escalating or human mode.", { NULL }, { NULL } };
+static const struct metric_def RM_LMDB_FILE = {
+	"baton_router_lmdb_file_bytes", METRIC_GAUGE, "Size of the LMDB data file (data.mdb).",
+	{ NULL }, { NULL } };
+static const struct metric_def RM_LMDB_USED = {
+	"baton_router_lmdb_used_bytes", METRIC_GAUGE, "LMDB pages in use, in bytes.", { NULL },
+	{ NULL } };
+static const struct metric_def RM_LMDB_MAP = {
+	"baton_router_lmdb_map_bytes", METRIC_GAUGE,
+	"LMDB map size: the most the store can hold (lmdb.map_size_mb).", { NULL }, { NULL } };
+static const struct metric_def RM_INBOUND_SECONDS = {
+	"baton_router_inbound_work_seconds", METRIC_HISTOGRAM,
+	"Time the router spends applying one inbound message inside its transaction (no queueing, "
+	"no commit).", { NULL }, { NULL } };
+static const struct metric_def RM_COMMIT_SECONDS = {
+	"baton_router_commit_seconds", METRIC_HISTOGRAM,
+	"Time one batch commit takes (the fsync with lmdb.sync).", { NULL }, { NULL } };
+
+/* Gauges from the live state, before each render. */
+static void router_collect_metrics(void *arg)
+{
+	struct router *r = arg;
+	for (int k = 0; k < JOB_KINDS; k++) {
+		const char *kind = job_kind_name((enum job_kind)k);
+		metrics_set(&RM_QUEUED, kind, NULL, (double)dispatch_queued(r->disp, (enum job_kind)k));
+		metrics_set(&RM_INFLIGHT, kind, NULL,
+			    (double)dispatch_inflight_kind(r->disp, (enum job_kind)k));
+		metrics_set(&RM_WORKERS, kind, NULL, (double)dispatch_workers(r->disp, (enum job_kind)k));
+	}
+	metrics_set(&RM_OUTBOX, NULL, NULL,
+		    (double)(dispatch_queued(r->disp, JOB_SEND) + dispatch_inflight_kind(r->disp, JOB_SEND)));
+	MDB_envinfo info;
+	MDB_stat est, dst;
+	if (mdb_env_info(r->st.env, &info) == 0 && mdb_env_stat(r->st.env, &est) == 0) {
+		metrics_set(&RM_LMDB_MAP, NULL, NULL, (double)info.me_mapsize);
+		metrics_set(&RM_LMDB_USED, NULL, NULL,
+			    (double)(info.me_last_pgno + 1) * (double)est.ms_psize);
+	}
+	char *path = xasprintf("%s/data.mdb", r->cfg->state_dir);
+	struct stat fst;
+	if (stat(path, &fst) == 0)
+		metrics_set(&RM_LMDB_FILE, NULL, NULL, (double)fst.st_size);
+	free(path);
+	MDB_txn *txn = NULL;
+	if (mdb_txn_begin(r->st.env, NULL, MDB_RDONLY, &txn) == 0) {
+		if (mdb_stat(txn, r->st.conv, &dst) == 0)
+			metrics_set(&RM_CONVERSATIONS, NULL, NULL, (double)dst.ms_entries);
+		if (mdb_stat(txn, r->st.modes, &dst) == 0)
+			metrics_set(&RM_WITH_PERSON, NULL, NULL, (double)dst.ms_entries);
+		mdb_txn_abort(txn);
+	}
+	metrics_set_lathist(&RM_INBOUND_SECONDS, NULL, NULL, &r->work_inbound);
+	metrics_set_lathist(&RM_COMMIT_SECONDS, NULL, NULL, &r->work_commit);
+}
+
+static void router_metrics_start(struct router *r)
+{
+	static const struct metric_def *const defs[] = {
+		&RM_MESSAGES, &RM_DUPLICATES, &RM_ESCALATIONS, &RM_HANDBACKS, &RM_HANDOFFS_FAILED,
+		&RM_COMMITS, &RM_COMMIT_FAILURES, &RM_QUEUED, &RM_INFLIGHT, &RM_WORKERS, &RM_OUTBOX,
+		&RM_CONVERSATIONS, &RM_WITH_PERSON, &RM_LMDB_FILE, &RM_LMDB_USED, &RM_LMDB_MAP,
+		&RM_INBOUND_SECONDS, &RM_COMMIT_SECONDS, NULL };
+	metrics_register(defs);
+	metrics_collector_add(router_collect_metrics, r);
+}
 
 struct effect *router_fx_push(struct router *r, enum fx_type type)
 {
@@ -221,6 +337,7 @@ static void router_apply_batch(struct router *r)
 	int rc = mdb_txn_begin(r->st.env, NULL, 0, &txn);
 	bool committed = false;
 
+	metrics_stage_begin();
 	for (size_t i = 0; rc == 0 && i < r->nitems; i++) {
 		struct item *it = &r->items[i];
 		uint64_t t0 = clock_mono_us();
@@ -237,6 +354,8 @@ static void router_apply_batch(struct router *r)
 	}
 	if (txn)
 		mdb_txn_abort(txn);
+	metrics_stage_end(committed);
+	metrics_inc(committed ? &RM_COMMITS : &RM_COMMIT_FAILURES, NULL, NULL);
 	if (!committed) {
 		log_err("cannot commit a batch of %zu messages: %s (webhooks get 503, jobs retry)",
 			r->nitems, mdb_strerror(rc));
@@ -396,6 +515,7 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	if (!(r.ingress = zmqx_router_bind(r.zctx, cfg->router_ingress_endpoint)) ||
 	    !(r.work = zmqx_router_bind(r.zctx, cfg->router_work_endpoint)))
 		goto fail;
+	router_metrics_start(&r);
 	log_notice("ready: state in %s, ingress on %s, workers on %s (sync=%s)", cfg->state_dir,
 		 cfg->router_ingress_endpoint, cfg->router_work_endpoint,
 		 cfg->lmdb_sync ? "true" : "false");
@@ -416,6 +536,7 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		if (r.nitems)
 			router_apply_batch(&r);
 		jobs_dispatch(&r);
+		metrics_tick();
 	}
 	log_notice("stopping: %llu messages stored, %llu duplicates, %llu escalations, %llu commits; "
 		 "unfinished jobs stay in the store",
@@ -432,6 +553,7 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		 (unsigned long long)lathist_quantile(&r.work_commit, 0.99));
 	rc = 0;
 fail:
+	metrics_collector_remove(router_collect_metrics, &r);
 	zmqx_close(&r.ingress, 0);
 	zmqx_close(&r.work, 0);
 	if (r.zctx)

@@ -84,6 +84,7 @@ int turns_customer(struct router *r, MDB_txn *txn, const char *key,
 	int rc;
 	bool rule = c->mode == MODE_AI && rules_match(r->rules, h->text, &phrase);
 
+	metrics_inc(&RM_MESSAGES, conv_mode_name(c->mode), NULL);
 	c->turns++;
 	c->last_in = h->ts;
 	c->updated = clock_wall_ms();
@@ -132,6 +133,7 @@ int turns_inbound(struct router *r, MDB_txn *txn, struct item *it)
 	if (rc == 0) {
 		log_emit(LOG_INFO, &ids, "duplicate delivery acknowledged, not processed again");
 		r->stat_dups++;
+		metrics_inc(&RM_DUPLICATES, NULL, NULL);
 		router_fx_ack(r, it, ST_DUPLICATE);
 		return 0;
 	}

@@ -1,0 +1,927 @@
+/*
+ * metrics — registry, text format, files and their merge; see metrics.h.
+ *
+ * Families are kept in registration order and found by their def's
+ * address (a scan: a process has a few dozen). Series of a family are
+ * found by their label values (a scan too, bounded by METRICS_SERIES_MAX).
+ */
+#include "metrics.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uthash.h>
+
+#include "clock.h"
+#include "log.h"
+#include "xalloc.h"
+
+/* A metrics file larger than this is not a baton metrics file. */
+#define METRICS_FILE_MAX (4u * 1024 * 1024)
+#define METRICS_COLLECTORS_MAX 8
+/* A failing file write is logged at most this often. */
+#define METRICS_WARN_EVERY_MS 60000
+
+static const double metrics_le[METRICS_NBUCKETS] = METRICS_BUCKETS_S;
+
+struct series {
+	char *v[2];
+	double value;  /* counter, gauge */
+	double staged; /* counter increments held back by metrics_stage_begin */
+	uint64_t bucket[METRICS_NBUCKETS + 1]; /* histogram, per bucket (not cumulative); last = +Inf */
+	uint64_t count;
+	double sum;
+};
+
+struct family {
+	const struct metric_def *def;
+	int nlabels;
+	struct series *s;
+	size_t n, cap;
+};
+
+struct collector {
+	metrics_collect_fn *fn;
+	void *arg;
+};
+
+static struct {
+	struct family *f;
+	size_t n, cap;
+	bool staging;
+	struct collector col[METRICS_COLLECTORS_MAX];
+	size_t ncol;
+	/* metrics_init */
+	char *proc;
+	char pid[24];
+	char *dir, *path, *tmp;
+	int interval_ms;
+	uint64_t next_due;
+	uint64_t next_warn;
+	double start_time;
+	bool atexit_done;
+} M;
+
+/* --- the registry --- */
+
+static int def_nlabels(const struct metric_def *d)
+{
+	return d->labels[0] ? (d->labels[1] ? 2 : 1) : 0;
+}
+
+static void metrics_release_family(struct family *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		free(f->s[i].v[0]);
+		free(f->s[i].v[1]);
+	}
+	free(f->s);
+}
+
+static struct series *family_series(struct family *f, const char *v1, const char *v2)
+{
+	const char *v[2] = { v1 ? v1 : "", v2 ? v2 : "" };
+	for (size_t i = 0; i < f->n; i++) {
+		struct series *s = &f->s[i];
+		if ((f->nlabels < 1 || !strcmp(s->v[0], v[0])) &&
+		    (f->nlabels < 2 || !strcmp(s->v[1], v[1])))
+			return s;
+	}
+	if (f->n >= METRICS_SERIES_MAX - 1 && f->nlabels > 0) {
+		/* Full: everything new goes to the one "other" series. */
+		if (strcmp(v[0], "other") || (f->nlabels == 2 && strcmp(v[1], "other")))
+			return family_series(f, "other", f->nlabels == 2 ? "other" : NULL);
+		if (f->n >= METRICS_SERIES_MAX)
+			return NULL; /* cannot happen: the slot is kept for it */
+	}
+	if (f->n == f->cap) {
+		f->cap = f->cap ? 2 * f->cap : 4;
+		f->s = xrealloc(f->s, f->cap * sizeof(*f->s));
+	}
+	struct series *s = &f->s[f->n++];
+	memset(s, 0, sizeof(*s));
+	s->v[0] = xstrdup(f->nlabels >= 1 ? v[0] : "");
+	s->v[1] = xstrdup(f->nlabels >= 2 ? v[1] : "");
+	return s;
+}
+
+static void family_init_series(struct family *f)
+{
+	const char *const *a = f->def->init[0], *const *b = f->def->init[1];
+	if (f->nlabels == 0) {
+		family_series(f, NULL, NULL);
+	} else if (f->nlabels == 1 && a) {
+		for (size_t i = 0; a[i]; i++)
+			family_series(f, a[i], NULL);
+	} else if (f->nlabels == 2 && a && b) {
+		for (size_t i = 0; a[i]; i++)
+			for (size_t k = 0; b[k]; k++)
+				family_series(f, a[i], b[k]);
+	}
+}
+
+static struct family *metrics_family(const struct metric_def *d)
+{
+	for (size_t i = 0; i < M.n; i++)
+		if (M.f[i].def == d)
+			return &M.f[i];
+	for (size_t i = 0; i < M.n; i++)
+		if (!strcmp(M.f[i].def->name, d->name)) {
+			/* Two defs of one name: the same family if they agree. */
+			if (M.f[i].def->type == d->type && M.f[i].nlabels == def_nlabels(d))
+				return &M.f[i];
+			return NULL;
+		}
+	if (M.n == M.cap) {
+		M.cap = M.cap ? 2 * M.cap : 32;
+		M.f = xrealloc(M.f, M.cap * sizeof(*M.f));
+	}
+	struct family *f = &M.f[M.n++];
+	memset(f, 0, sizeof(*f));
+	f->def = d;
+	f->nlabels = def_nlabels(d);
+	family_init_series(f);
+	return f;
+}
+
+void metrics_register(const struct metric_def *const *defs)
+{
+	for (size_t i = 0; defs[i]; i++)
+		metrics_family(defs[i]);
+}
+
+static struct series *metrics_series(const struct metric_def *d, const char *v1, const char *v2)
+{
+	struct family *f = metrics_family(d);
+	return f ? family_series(f, v1, v2) : NULL;
+}
+
+void metrics_add(const struct metric_def *d, const char *v1, const char *v2, double n)
+{
+	struct series *s = metrics_series(d, v1, v2);
+	if (!s || d->type == METRIC_HISTOGRAM)
+		return;
+	if (M.staging && d->type == METRIC_COUNTER)
+		s->staged += n;
+	else
+		s->value += n;
+}
+
+void metrics_inc(const struct metric_def *d, const char *v1, const char *v2)
+{
+	metrics_add(d, v1, v2, 1);
+}
+
+void metrics_set(const struct metric_def *d, const char *v1, const char *v2, double v)
+{
+	struct series *s = metrics_series(d, v1, v2);
+	if (s && d->type != METRIC_HISTOGRAM)
+		s->value = v;
+}
+
+void metrics_observe(const struct metric_def *d, const char *v1, const char *v2, double seconds)
+{
+	struct series *s = metrics_series(d, v1, v2);
+	if (!s || d->type != METRIC_HISTOGRAM)
+		return;
+	size_t i = 0;
+	while (i < METRICS_NBUCKETS && seconds > metrics_le[i])
+		i++;
+	s->bucket[i]++;
+	s->count++;
+	s->sum += seconds;
+}
+
+void metrics_set_lathist(const struct metric_def *d, const char *v1, const char *v2,
+			 const struct lathist *h)
+{
+	struct series *s = metrics_series(d, v1, v2);
+	if (!s || d->type != METRIC_HISTOGRAM)
+		return;
+	memset(s->bucket, 0, sizeof(s->bucket));
+	/* A lathist bucket counts under the first le its largest value fits:
+	 * one straddling an le lands in the next (never faster than it was). */
+	size_t b = 0;
+	for (unsigned i = 0; i < LATHIST_BUCKETS; i++) {
+		if (!h->bucket[i])
+			continue;
+		if (i == LATHIST_BUCKETS - 1) {
+			s->bucket[METRICS_NBUCKETS] += h->bucket[i];
+			continue;
+		}
+		double up = (double)lathist_bucket_upper(i) / 1e6;
+		while (b < METRICS_NBUCKETS && up > metrics_le[b])
+			b++;
+		s->bucket[b] += h->bucket[i];
+	}
+	s->count = h->count;
+	s->sum = (double)h->sum_us / 1e6;
+}
+
+void metrics_stage_begin(void)
+{
+	M.staging = true;
+}
+
+void metrics_stage_end(bool keep)
+{
+	M.staging = false;
+	for (size_t i = 0; i < M.n; i++)
+		for (size_t k = 0; k < M.f[i].n; k++) {
+			struct series *s = &M.f[i].s[k];
+			if (keep)
+				s->value += s->staged;
+			s->staged = 0;
+		}
+}
+
+void metrics_collector_add(metrics_collect_fn *fn, void *arg)
+{
+	if (M.ncol < METRICS_COLLECTORS_MAX)
+		M.col[M.ncol++] = (struct collector){ fn, arg };
+}
+
+void metrics_collector_remove(metrics_collect_fn *fn, void *arg)
+{
+	for (size_t i = 0; i < M.ncol; i++)
+		if (M.col[i].fn == fn && M.col[i].arg == arg) {
+			memmove(&M.col[i], &M.col[i + 1], (M.ncol - i - 1) * sizeof(M.col[0]));
+			M.ncol--;
+			return;
+		}
+}
+
+void metrics_reset(void)
+{
+	for (size_t i = 0; i < M.n; i++)
+		metrics_release_family(&M.f[i]);
+	free(M.f);
+	M.f = NULL;
+	M.n = M.cap = 0;
+	M.ncol = 0;
+	M.staging = false;
+}
+
+/* --- the text format --- */
+
+char *metrics_escape_label(const char *v, char *out, size_t len)
+{
+	size_t o = 0;
+	if (!len)
+		return out;
+	for (; *v && o + 1 < len; v++) {
+		const char *rep = *v == '\\' ? "\\\\" : *v == '"' ? "\\\"" : *v == '\n' ? "\\n" : NULL;
+		if (rep) {
+			if (o + 2 >= len)
+				break;
+			out[o++] = rep[0];
+			out[o++] = rep[1];
+		} else {
+			out[o++] = *v;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+const char *metrics_label_in(const char *v, const char *const *allowed)
+{
+	for (size_t i = 0; v && allowed[i]; i++)
+		if (!strcmp(v, allowed[i]))
+			return allowed[i];
+	return "other";
+}
+
+static void put_escaped(FILE *out, const char *v, bool quote_too)
+{
+	for (; *v; v++) {
+		if (*v == '\\')
+			fputs("\\\\", out);
+		else if (*v == '\n')
+			fputs("\\n", out);
+		else if (*v == '"' && quote_too)
+			fputs("\\\"", out);
+		else
+			fputc(*v, out);
+	}
+}
+
+static void put_value(FILE *out, double v)
+{
+	char b[40];
+	if (isnan(v)) {
+		fputs("NaN", out);
+	} else if (isinf(v)) {
+		fputs(v > 0 ? "+Inf" : "-Inf", out);
+	} else if (v == floor(v) && fabs(v) < 1e15) {
+		fprintf(out, "%.0f", v);
+	} else {
+		/* The shortest form that reads back as v. */
+		for (int prec = 15; prec <= 17; prec++) {
+			snprintf(b, sizeof(b), "%.*g", prec, v);
+			if (strtod(b, NULL) == v)
+				break;
+		}
+		fputs(b, out);
+	}
+}
+
+/* {process="..",pid="..",l1="..",l2="..",le=".."}: the constant labels, the
+ * series' and an optional le. Nothing at all when there is no label. */
+static void put_label(FILE *out, bool *first, const char *name, const char *value)
+{
+	fprintf(out, "%s%s=\"", *first ? "{" : ",", name);
+	put_escaped(out, value, true);
+	fputc('"', out);
+	*first = false;
+}
+
+/* {process="..",pid="..",l1="..",l2="..",le=".."}: the constant labels, the
+ * series' and an optional le. Nothing at all when there is no label. */
+static void put_labels(FILE *out, const struct family *f, const struct series *s, const char *le)
+{
+	bool first = true;
+	if (M.proc) {
+		put_label(out, &first, "process", M.proc);
+		put_label(out, &first, "pid", M.pid);
+	}
+	for (int i = 0; i < f->nlabels; i++)
+		put_label(out, &first, f->def->labels[i], s->v[i]);
+	if (le)
+		put_label(out, &first, "le", le);
+	if (!first)
+		fputc('}', out);
+}
+
+static void render_family(FILE *out, const struct family *f)
+{
+	static const char *const types[] = { "counter", "gauge", "histogram" };
+	const struct metric_def *d = f->def;
+	if (!f->n)
+		return; /* a family without series says nothing */
+	fprintf(out, "# HELP %s ", d->name);
+	put_escaped(out, d->help, false);
+	fprintf(out, "\n# TYPE %s %s\n", d->name, types[d->type]);
+	for (size_t i = 0; i < f->n; i++) {
+		const struct series *s = &f->s[i];
+		if (d->type != METRIC_HISTOGRAM) {
+			fputs(d->name, out);
+			put_labels(out, f, s, NULL);
+			fputc(' ', out);
+			put_value(out, s->value);
+			fputc('\n', out);
+			continue;
+		}
+		uint64_t cum = 0;
+		for (size_t b = 0; b <= METRICS_NBUCKETS; b++) {
+			char le[32];
+			cum += s->bucket[b];
+			if (b < METRICS_NBUCKETS)
+				snprintf(le, sizeof(le), "%g", metrics_le[b]);
+			else
+				strcpy(le, "+Inf");
+			fprintf(out, "%s_bucket", d->name);
+			put_labels(out, f, s, le);
+			fprintf(out, " %llu\n", (unsigned long long)cum);
+		}
+		fprintf(out, "%s_sum", d->name);
+		put_labels(out, f, s, NULL);
+		fputc(' ', out);
+		put_value(out, s->sum);
+		fprintf(out, "\n%s_count", d->name);
+		put_labels(out, f, s, NULL);
+		fprintf(out, " %llu\n", (unsigned long long)s->count);
+	}
+}
+
+void metrics_render(FILE *out)
+{
+	for (size_t i = 0; i < M.ncol; i++)
+		M.col[i].fn(M.col[i].arg);
+	for (size_t i = 0; i < M.n; i++)
+		render_family(out, &M.f[i]);
+}
+
+char *metrics_render_string(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return xstrdup("");
+	metrics_render(f);
+	if (fclose(f) != 0 || !buf) {
+		free(buf);
+		return xstrdup("");
+	}
+	return buf;
+}
+
+/* --- the process's own figures --- */
+
+static const struct metric_def M_RSS = {
+	"process_resident_memory_bytes", METRIC_GAUGE, "Resident memory size in bytes.", { 0 }, { 0 } };
+static const struct metric_def M_VSZ = {
+	"process_virtual_memory_bytes", METRIC_GAUGE, "Virtual memory size in bytes.", { 0 }, { 0 } };
+static const struct metric_def M_CPU = {
+	"process_cpu_seconds_total", METRIC_COUNTER, "Total user and system CPU time spent in seconds.",
+	{ 0 }, { 0 } };
+static const struct metric_def M_START = {
+	"process_start_time_seconds", METRIC_GAUGE,
+	"Start time of the process since unix epoch in seconds.", { 0 }, { 0 } };
+
+static void metrics_collect_process(void *arg)
+{
+	(void)arg;
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned long vsz = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f) {
+		if (fscanf(f, "%lu %lu", &vsz, &rss) == 2 && page > 0) {
+			metrics_set(&M_RSS, NULL, NULL, (double)rss * (double)page);
+			metrics_set(&M_VSZ, NULL, NULL, (double)vsz * (double)page);
+		}
+		fclose(f);
+	}
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		metrics_set(&M_CPU, NULL, NULL,
+			    (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+				    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+	metrics_set(&M_START, NULL, NULL, M.start_time);
+}
+
+/* --- files --- */
+
+char *metrics_dir(const char *state_dir)
+{
+	return xasprintf("%s/metrics", state_dir);
+}
+
+static void metrics_mkdirs(void)
+{
+	char *slash = strrchr(M.dir, '/');
+	if (slash) {
+		*slash = '\0';
+		if (*M.dir)
+			mkdir(M.dir, 0700);
+		*slash = '/';
+	}
+	mkdir(M.dir, 0700);
+}
+
+static int metrics_write_file(void)
+{
+	FILE *f = fopen(M.tmp, "w");
+	if (!f && errno == ENOENT) {
+		metrics_mkdirs();
+		f = fopen(M.tmp, "w");
+	}
+	if (!f)
+		return -1;
+	metrics_render(f);
+	bool bad = ferror(f) != 0;
+	if (fclose(f) != 0 || bad || rename(M.tmp, M.path) != 0) {
+		int e = errno;
+		unlink(M.tmp);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+int metrics_tick(void)
+{
+	if (!M.path)
+		return -1;
+	uint64_t now = clock_mono_ms();
+	if (now >= M.next_due) {
+		if (metrics_write_file() < 0 && now >= M.next_warn) {
+			log_warn("metrics: cannot write %s: %s", M.path, strerror(errno));
+			M.next_warn = now + METRICS_WARN_EVERY_MS;
+		}
+		M.next_due = now + (uint64_t)M.interval_ms;
+	}
+	return (int)(M.next_due - now);
+}
+
+static void metrics_atexit(void)
+{
+	if (M.path) {
+		unlink(M.path);
+		unlink(M.tmp);
+	}
+	metrics_reset();
+	free(M.proc);
+	free(M.dir);
+	free(M.path);
+	free(M.tmp);
+	M.proc = M.dir = M.path = M.tmp = NULL;
+}
+
+void metrics_init(const char *proc, const struct config *cfg)
+{
+	free(M.proc);
+	M.proc = xstrdup(proc);
+	snprintf(M.pid, sizeof(M.pid), "%ld", (long)getpid());
+	M.start_time = (double)clock_wall_ms() / 1000.0;
+	static const struct metric_def *const process_defs[] = { &M_RSS, &M_VSZ, &M_CPU, &M_START,
+								 NULL };
+	metrics_register(process_defs);
+	metrics_collector_add(metrics_collect_process, NULL);
+	M.interval_ms = cfg->metrics_interval_ms;
+	if (M.interval_ms > 0) {
+		M.dir = metrics_dir(cfg->state_dir);
+		M.path = xasprintf("%s/%s-%s.prom", M.dir, proc, M.pid);
+		M.tmp = xasprintf("%s/.%s-%s.prom.tmp", M.dir, proc, M.pid);
+		metrics_mkdirs();
+		M.next_due = 0; /* the first turn of the loop writes it */
+	}
+	if (!M.atexit_done) {
+		atexit(metrics_atexit);
+		M.atexit_done = true;
+	}
+}
+
+int metrics_file_pid(const char *name, pid_t *pid)
+{
+	size_t n = strlen(name);
+	if (n < 8 || name[0] == '.' || strcmp(name + n - 5, ".prom") != 0)
+		return -1;
+	size_t end = n - 5, i = end;
+	while (i > 0 && isdigit((unsigned char)name[i - 1]))
+		i--;
+	if (i == end || i < 2 || name[i - 1] != '-' || end - i > 9)
+		return -1;
+	for (size_t k = 0; k + 1 < i; k++)
+		if (!islower((unsigned char)name[k]) && !isdigit((unsigned char)name[k]) &&
+		    name[k] != '-')
+			return -1;
+	long p = strtol(name + i, NULL, 10);
+	if (p <= 0)
+		return -1;
+	*pid = (pid_t)p;
+	return 0;
+}
+
+static char *metrics_slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	size_t cap = 8192, n = 0;
+	char *buf = xmalloc(cap);
+	size_t got;
+	while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+		n += got;
+		if (n > METRICS_FILE_MAX) {
+			free(buf);
+			fclose(f);
+			return NULL;
+		}
+		if (cap - n - 1 == 0) {
+			cap *= 2;
+			buf = xrealloc(buf, cap);
+		}
+	}
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+size_t metrics_read_dir(const char *dir, int interval_ms, pid_t self, char ***texts,
+			size_t *stale)
+{
+	char **names = NULL;
+	size_t nnames = 0, cap = 0, out = 0;
+	*texts = NULL;
+	*stale = 0;
+	if (interval_ms <= 0)
+		return 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		pid_t pid;
+		if (metrics_file_pid(de->d_name, &pid) < 0 || pid == self)
+			continue;
+		if (nnames == cap) {
+			cap = cap ? 2 * cap : 16;
+			names = xrealloc(names, cap * sizeof(*names));
+		}
+		names[nnames++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (nnames)
+		qsort(names, nnames, sizeof(*names), cmp_str);
+	*texts = xcalloc(nnames + 1, sizeof(**texts));
+	uint64_t now = clock_wall_ms(), window = (uint64_t)interval_ms * METRICS_FRESH_INTERVALS;
+	for (size_t i = 0; i < nnames; i++) {
+		pid_t pid = 0;
+		struct stat st;
+		char *path = xasprintf("%s/%s", dir, names[i]);
+		metrics_file_pid(names[i], &pid);
+		bool alive = kill(pid, 0) == 0 || errno == EPERM;
+		if (stat(path, &st) == 0) {
+			uint64_t mtime = (uint64_t)st.st_mtim.tv_sec * 1000u +
+					 (uint64_t)st.st_mtim.tv_nsec / 1000000u;
+			bool fresh = mtime + window >= now;
+			char *text = alive && fresh ? metrics_slurp(path) : NULL;
+			if (text) {
+				(*texts)[out++] = text;
+			} else {
+				(*stale)++;
+				/* What a crashed process left behind goes once it is stale. */
+				if (!alive && !fresh)
+					unlink(path);
+			}
+		}
+		free(path);
+		free(names[i]);
+	}
+	free(names);
+	return out;
+}
+
+/* --- the merge --- */
+
+struct sbuf {
+	char *p;
+	size_t n, cap;
+};
+
+static void sbuf_add(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->n + n + 1 > b->cap) {
+		b->cap = (b->n + n + 1) * 2;
+		b->p = xrealloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+}
+
+struct mfam {
+	char *name;
+	char *help; /* the text after "# HELP name ", as written */
+	char *type; /* NULL until declared */
+	struct sbuf samples;
+	struct mfam *next; /* order of first appearance */
+	UT_hash_handle hh;
+};
+
+struct merge {
+	struct mfam *by_name, *first, *last;
+	/* Families whose TYPE in the current text disagrees: its samples are dropped. */
+	char **dropped;
+	size_t ndropped, capdropped;
+};
+
+static struct mfam *merge_find(struct merge *m, const char *name, size_t len)
+{
+	struct mfam *f = NULL;
+	HASH_FIND(hh, m->by_name, name, len, f);
+	return f;
+}
+
+static struct mfam *merge_get(struct merge *m, const char *name, size_t len)
+{
+	struct mfam *f = merge_find(m, name, len);
+	if (f)
+		return f;
+	f = xcalloc(1, sizeof(*f));
+	f->name = xstrndup(name, len);
+	HASH_ADD_KEYPTR(hh, m->by_name, f->name, len, f);
+	if (m->last)
+		m->last->next = f;
+	else
+		m->first = f;
+	m->last = f;
+	return f;
+}
+
+static bool merge_is_dropped(const struct merge *m, const char *name)
+{
+	for (size_t i = 0; i < m->ndropped; i++)
+		if (!strcmp(m->dropped[i], name))
+			return true;
+	return false;
+}
+
+static bool name_start(int c)
+{
+	return isalpha(c) || c == '_' || c == ':';
+}
+
+static bool name_char(int c)
+{
+	return isalnum(c) || c == '_' || c == ':';
+}
+
+static size_t metric_name_len(const char *s, size_t n)
+{
+	size_t i = 0;
+	if (n == 0 || !name_start((unsigned char)s[0]))
+		return 0;
+	while (i < n && name_char((unsigned char)s[i]))
+		i++;
+	return i;
+}
+
+/* "# HELP name text" / "# TYPE name type". */
+static void merge_comment(struct merge *m, const char *l, size_t n)
+{
+	bool help = n > 7 && !strncmp(l, "# HELP ", 7), type = n > 7 && !strncmp(l, "# TYPE ", 7);
+	if (!help && !type)
+		return; /* other comments are dropped */
+	const char *name = l + 7;
+	size_t nl = metric_name_len(name, n - 7);
+	if (!nl || (7 + nl < n && name[nl] != ' '))
+		return;
+	const char *rest = 7 + nl < n ? name + nl + 1 : name + nl;
+	size_t rl = (size_t)(l + n - rest);
+	char key[256];
+	if (nl >= sizeof(key))
+		return;
+	memcpy(key, name, nl);
+	key[nl] = '\0';
+	if (merge_is_dropped(m, key))
+		return;
+	if (type) {
+		static const char *const known[] = { "counter", "gauge", "histogram", "summary",
+						     "untyped", NULL };
+		char t[16];
+		if (rl == 0 || rl >= sizeof(t))
+			return;
+		memcpy(t, rest, rl);
+		t[rl] = '\0';
+		if (!strcmp(metrics_label_in(t, known), "other"))
+			return;
+		struct mfam *f = merge_get(m, name, nl);
+		if (!f->type) {
+			f->type = xstrdup(t);
+		} else if (strcmp(f->type, t)) {
+			if (m->ndropped == m->capdropped) {
+				m->capdropped = m->capdropped ? 2 * m->capdropped : 8;
+				m->dropped = xrealloc(m->dropped, m->capdropped * sizeof(*m->dropped));
+			}
+			m->dropped[m->ndropped++] = xstrdup(key);
+		}
+	} else {
+		struct mfam *f = merge_get(m, name, nl);
+		if (!f->help)
+			f->help = xstrndup(rest, rl);
+	}
+}
+
+/* The family a sample belongs to: its own name, or a histogram's or
+ * summary's with the suffix taken off. */
+static struct mfam *merge_sample_family(struct merge *m, const char *name, size_t nl)
+{
+	static const char *const sfx[] = { "_bucket", "_sum", "_count" };
+	struct mfam *f = merge_find(m, name, nl);
+	if (f && f->type)
+		return f;
+	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+		size_t sl = strlen(sfx[i]);
+		if (nl <= sl || memcmp(name + nl - sl, sfx[i], sl))
+			continue;
+		struct mfam *base = merge_find(m, name, nl - sl);
+		if (base && base->type &&
+		    (!strcmp(base->type, "histogram") ||
+		     (i > 0 && !strcmp(base->type, "summary"))))
+			return base;
+	}
+	return f ? f : merge_get(m, name, nl);
+}
+
+/* "value" or "value timestamp": a float (Inf and NaN spelled as Go and
+ * Prometheus do) and an optional integer in milliseconds. */
+static bool merge_value_ok(const char *v, size_t n)
+{
+	char buf[64], *end = NULL;
+	if (n == 0 || n >= sizeof(buf))
+		return false;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
+	char *sp = strchr(buf, ' ');
+	if (sp)
+		*sp = '\0';
+	if (strcmp(buf, "+Inf") && strcmp(buf, "-Inf") && strcmp(buf, "NaN")) {
+		if (!isdigit((unsigned char)buf[0]) && buf[0] != '-' && buf[0] != '+' && buf[0] != '.')
+			return false;
+		strtod(buf, &end);
+		if (*end)
+			return false;
+	}
+	if (sp) {
+		const char *t = sp + 1;
+		if (*t == '-')
+			t++;
+		if (!*t)
+			return false;
+		for (; *t; t++)
+			if (!isdigit((unsigned char)*t))
+				return false;
+	}
+	return true;
+}
+
+/* A sample line: name, optional {labels} (quotes and escapes respected), a value. */
+static void merge_sample(struct merge *m, const char *l, size_t n)
+{
+	size_t nl = metric_name_len(l, n), i = nl;
+	if (!nl || nl >= 256)
+		return;
+	if (i < n && l[i] == '{') {
+		bool quoted = false;
+		for (i++; i < n; i++) {
+			if (quoted && l[i] == '\\')
+				i++;
+			else if (l[i] == '"')
+				quoted = !quoted;
+			else if (!quoted && l[i] == '}')
+				break;
+		}
+		if (i >= n)
+			return;
+		i++;
+	}
+	if (i >= n || l[i] != ' ' || !merge_value_ok(l + i + 1, n - i - 1))
+		return;
+	struct mfam *f = merge_sample_family(m, l, nl);
+	if (merge_is_dropped(m, f->name))
+		return;
+	sbuf_add(&f->samples, l, n);
+	sbuf_add(&f->samples, "\n", 1);
+}
+
+char *metrics_merge(const char *const *texts, size_t n)
+{
+	struct merge m = { 0 };
+	struct sbuf out = { 0 };
+
+	for (size_t t = 0; t < n; t++) {
+		const char *p = texts[t];
+		if (!p)
+			continue;
+		while (*p) {
+			const char *nl = strchr(p, '\n');
+			size_t len = nl ? (size_t)(nl - p) : strlen(p);
+			size_t l = len;
+			if (l && p[l - 1] == '\r')
+				l--;
+			if (l && p[0] == '#')
+				merge_comment(&m, p, l);
+			else if (l)
+				merge_sample(&m, p, l);
+			p += len + (nl ? 1 : 0);
+		}
+		for (size_t i = 0; i < m.ndropped; i++)
+			free(m.dropped[i]);
+		m.ndropped = 0;
+	}
+	sbuf_add(&out, "", 0);
+	for (struct mfam *f = m.first; f; f = f->next) {
+		if (f->samples.n) {
+			if (f->help) {
+				sbuf_add(&out, "# HELP ", 7);
+				sbuf_add(&out, f->name, strlen(f->name));
+				sbuf_add(&out, " ", 1);
+				sbuf_add(&out, f->help, strlen(f->help));
+				sbuf_add(&out, "\n", 1);
+			}
+			const char *type = f->type ? f->type : "untyped";
+			sbuf_add(&out, "# TYPE ", 7);
+			sbuf_add(&out, f->name, strlen(f->name));
+			sbuf_add(&out, " ", 1);
+			sbuf_add(&out, type, strlen(type));
+			sbuf_add(&out, "\n", 1);
+			sbuf_add(&out, f->samples.p, f->samples.n);
+		}
+	}
+	struct mfam *f, *tmp;
+	HASH_ITER(hh, m.by_name, f, tmp) {
+		HASH_DEL(m.by_name, f);
+		free(f->name);
+		free(f->help);
+		free(f->type);
+		free(f->samples.p);
+		free(f);
+	}
+	free(m.dropped);
+	return out.p;
+}
