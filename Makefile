@@ -59,11 +59,14 @@ COMMON_SRC := \
 	common/backoff.c \
 	common/worker.c \
 	common/proc.c \
-	common/capture.c
+	common/capture.c \
+	common/metrics.c
 
 INGRESS_SRC := \
 	ingress/webhook.c \
 	ingress/events.c \
+	ingress/console.c \
+	ingress/metrics_http.c \
 	ingress/server.c
 
 ROUTER_SRC := \
@@ -115,7 +118,7 @@ LIBCOMMON   := $(BUILD)/libcommon.a
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
             $(BIN)/baton-flex-worker $(BIN)/batonctl $(BIN)/baton-replay
 
-UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl
+UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 .PHONY: all test unit integration demo run clean deps help fuzz chaos
@@ -138,6 +141,19 @@ $(BUILD)/%.o: %.c
 $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
+
+# The operator console (ingress/console.c) reads LMDB through the router's
+# store module (read-only) and serves ingress/console/* embedded as C arrays.
+CONSOLE_ASSETS := ingress/console/index.html ingress/console/console.css ingress/console/console.js
+INGRESS_OBJ += $(BUILD)/router/store.o $(BUILD)/gen/console_assets.o
+$(BUILD)/ingress/console.o: CFLAGS += -Irouter
+%/gen/console_assets.c: scripts/gen-console-assets $(CONSOLE_ASSETS)
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  GEN     $@")
+	$(Q)python3 scripts/gen-console-assets $@ $(CONSOLE_ASSETS)
+$(BUILD)/gen/console_assets.o: $(BUILD)/gen/console_assets.c
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -Iingress -c -o $@ $<
 
 $(BIN)/baton-ingress: $(BUILD)/ingress/main.o $(INGRESS_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -248,6 +264,10 @@ FUZZ_CFLAGS  := $(CSTD) -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Icom
 FUZZ_SRC     := $(COMMON_SRC) $(INGRESS_SRC) $(AI_SRC) $(EGRESS_SRC) $(FLEX_SRC)
 FUZZ_OBJ     := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(FUZZ_SRC))
 FUZZ_BINS    := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
+# ingress/console.c needs the store and its embedded page.
+FUZZ_OBJ     += $(FUZZ_DIR)/router/store.o $(FUZZ_DIR)/gen/console_assets.o
+$(FUZZ_DIR)/gen/console_assets.o: $(FUZZ_DIR)/gen/console_assets.c
+	$(Q)clang $(FUZZ_CFLAGS) -c -o $@ $<
 
 $(FUZZ_DIR)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -219,6 +219,14 @@ static const struct config_entry config_table[] = {
 	  false, "ContentVariables JSON of the template; %t is replaced by the message text" },
 	{ "admin.token", CT_STR, "", 0, 0, NULL, F(admin_token), true,
 	  "bearer token of the /admin endpoints (empty = admin endpoints off)" },
+	{ "console.token", CT_STR, "", 0, 0, NULL, F(console_token), true,
+	  "operator console under /console: the token operators log in with (sent as a bearer "
+	  "token; empty = console off, /console answers 404)" },
+	{ "console.user", CT_STR, "", 0, 0, NULL, F(console_user), false,
+	  "console: user name for HTTP basic auth, with console.password (both empty = basic "
+	  "auth off)" },
+	{ "console.password", CT_STR, "", 0, 0, NULL, F(console_password), true,
+	  "console: password for HTTP basic auth, with console.user" },
 	{ "debug.reset_word", CT_BOOL, "false", 0, 0, NULL, F(debug_reset_word), false,
 	  "a customer typing 'reset' hands the conversation back (debugging only)" },
 	{ "flex.workspace_sid", CT_STR, "WS00000000000000000000000000000000", 0, 0, NULL,
@@ -260,6 +268,11 @@ static const struct config_entry config_table[] = {
 	  "lowest level logged (notice: only start/stop lines, warnings and errors)" },
 	{ "log.mask_phone", CT_BOOL, "true", 0, 0, NULL, F(log_mask_phone), false,
 	  "mask customer phone numbers in logs" },
+	{ "metrics.interval_ms", CT_INT, "2000", 0, 3600000, NULL, F(metrics_interval_ms), false,
+	  "how often every process writes its Prometheus metrics to STATE_DIR/metrics for ingress's "
+	  "GET /metrics (0 = off: /metrics shows ingress's own only)" },
+	{ "metrics.token", CT_STR, "", 0, 0, NULL, F(metrics_token), true,
+	  "bearer token GET /metrics requires (empty = no authentication)" },
 };
 
 #define CONFIG_N (sizeof(config_table) / sizeof(config_table[0]))
@@ -572,6 +585,14 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
 	}
 	if (cfg->ai_escalation_tag[0] == '\0') {
 		config_errf(err, errlen, "ai.escalation_tag: must not be empty");
+		return -1;
+	}
+	if (!cfg->console_user[0] != !cfg->console_password[0]) {
+		config_errf(err, errlen, "console.user and console.password: set both or neither");
+		return -1;
+	}
+	if (strchr(cfg->console_user, ':')) {
+		config_errf(err, errlen, "console.user: basic auth user names cannot contain ':'");
 		return -1;
 	}
 	if (strncmp(cfg->twilio_account_sid, "AC", 2) != 0) {

@@ -101,6 +101,9 @@ struct config {
 	char *whatsapp_template_sid;
 	char *whatsapp_template_vars;
 	char *admin_token;
+	char *console_token;    /* operator console; empty = off */
+	char *console_user;     /* console basic auth; empty = off */
+	char *console_password;
 	bool debug_reset_word;
 	int flex_credit;
 	int flex_timeout_ms;
@@ -121,6 +124,10 @@ struct config {
 	/* logging */
 	char *log_level;
 	bool log_mask_phone;
+
+	/* metrics */
+	int metrics_interval_ms;
+	char *metrics_token;
 
 	/* Per business number overrides ([number ADDRESS] sections of the
 	 * file): each is a whole config, the base with the section applied. */

@@ -22,9 +22,12 @@
 
 #include "capture.h"
 #include "clock.h"
+#include "console.h"
 #include "envelope.h"
 #include "events.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "webhook.h"
 #include "xalloc.h"
 #include "zmqx.h"
@@ -34,7 +37,7 @@
 #define SERVER_CONN_LIMIT 4096
 /* Per-connection memory (headers included): a header block larger than
  * this gets 431 from MHD itself. */
-#define SERVER_CONN_MEMORY (64 * 1024)
+#define SERVER_CONN_MEMORY (16 * 1024)
 
 enum req_state { REQ_READING, REQ_WAITING, REQ_ANSWER };
 
@@ -63,6 +66,7 @@ struct request {
 	char *body;
 	size_t len;
 	bool too_big;
+	bool authed; /* the console checked its own credentials (console.h) */
 	enum req_state state;
 	int status; /* set when REQ_ANSWER */
 	uint64_t rid;
@@ -83,6 +87,7 @@ struct server {
 	uint64_t next_rid;
 	struct capture_writer *capture; /* NULL unless capture.dir is set */
 	unsigned long capture_failed;   /* accepted webhooks the capture lost */
+	struct console *console;        /* /console: off unless console.token is set */
 	struct MHD_Response *r_twiml, *r_health, *r_404, *r_405_post, *r_405_get,
 		*r_400, *r_403, *r_413, *r_415, *r_503, *r_200, *r_204_json, *r_ok_json,
 		*r_401, *r_no_conv;
@@ -226,8 +231,9 @@ static int server_convert(struct server *s, struct request *r, struct envelope *
 	if (rt->kind == RT_MESSAGES) {
 		status = webhook_inbound(&wc, sig, body, r->len, env, &why);
 	} else if (rt->kind == RT_ADMIN) {
-		status = server_admin_ok(s, r->conn) ? events_admin(rt->admin_op, body, r->len, env, &why)
-						     : 401;
+		status = r->authed || server_admin_ok(s, r->conn)
+				 ? events_admin(rt->admin_op, body, r->len, env, &why)
+				 : 401;
 		if (status == 401)
 			why = "bad or missing bearer token";
 	} else if ((status = webhook_form(&wc, sig, body, r->len, &f, &why)) == 0) {
@@ -242,6 +248,8 @@ static int server_convert(struct server *s, struct request *r, struct envelope *
 	free(url);
 	if (status && status != EVENTS_IGNORE)
 		log_warn("rejected %s (%d): %s", rt->path, status, why ? why : "");
+	if (status == 403)
+		metrics_http_signature_failure(rt->path);
 	return status;
 }
 
@@ -285,6 +293,27 @@ static enum MHD_Result server_forward(struct server *s, struct request *r)
 	return MHD_YES;
 }
 
+/* The console's hand-back and escalate (console.h): the /admin route of op,
+ * so the same envelope, the same wait for the router's ACK and the same
+ * answers; the console has checked its own credentials instead of admin.token. */
+static enum MHD_Result server_console_forward(void *host, struct MHD_Connection *c,
+					      const char *op, void **con_cls)
+{
+	struct server *s = host;
+	const struct route *rt = NULL;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (routes[i].admin_op && !strcmp(routes[i].admin_op, op))
+			rt = &routes[i];
+	if (!rt)
+		return MHD_queue_response(c, 404, s->r_404);
+	struct request *r = xcalloc(1, sizeof(*r));
+	r->conn = c;
+	r->route = rt;
+	r->authed = true;
+	*con_cls = r;
+	return MHD_YES;
+}
+
 static enum MHD_Result server_handle(void *cls, struct MHD_Connection *c, const char *url,
 				     const char *method, const char *version,
 				     const char *upload_data, size_t *upload_size, void **con_cls)
@@ -292,6 +321,7 @@ static enum MHD_Result server_handle(void *cls, struct MHD_Connection *c, const 
 	struct server *s = cls;
 	struct request *r = *con_cls;
 
+	metrics_http_begin(c, url);
 	if (!r) {
 		bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
 		if (!strcmp(url, PATH_HEALTH))
@@ -299,6 +329,8 @@ static enum MHD_Result server_handle(void *cls, struct MHD_Connection *c, const 
 				   : MHD_queue_response(c, 405, s->r_405_get);
 		/* Pages with a module of their own (metrics, console) are matched here,
 		 * one line each, before the webhook routes. */
+		if (console_owns(url)) return console_handle(s->console, c, url, method, con_cls);
+		if (metrics_http_owns(url)) return metrics_http_handle(c, method, s->cfg);
 		const struct route *rt = NULL;
 		for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
 			if (!strcmp(url, routes[i].path))
@@ -343,6 +375,7 @@ static void server_completed(void *cls, struct MHD_Connection *c, void **con_cls
 {
 	struct server *s = cls;
 	struct request *r = *con_cls;
+	metrics_http_completed(c);
 	if (!r)
 		return;
 	if (r->state == REQ_WAITING)
@@ -463,6 +496,7 @@ int server_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	int rc = -1;
 
 	server_make_responses(&s);
+	s.console = console_new(cfg, server_console_forward, &s);
 	s.zctx = zmq_ctx_new();
 	if (!s.zctx) {
 		log_err("cannot create ZeroMQ context");
@@ -497,6 +531,7 @@ int server_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		server_drain_router(&s);
 		server_expire(&s);
 		MHD_run(s.mhd);
+		metrics_tick();
 	}
 	log_info("stopping: %u requests waiting for the router get 503", HASH_COUNT(s.waiting_by_rid));
 	if (s.capture_failed)
@@ -514,6 +549,7 @@ fail:
 	if (s.zctx)
 		zmq_ctx_term(s.zctx);
 	capture_close(&s.capture);
+	console_free(s.console);
 	server_free_responses(&s);
 	return rc;
 }

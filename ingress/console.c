@@ -1,0 +1,672 @@
+/* console — the operator console's page and JSON API; see console.h. */
+#include "console.h"
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "console_assets.h"
+#include "envelope.h"
+#include "log.h"
+#include "store.h"
+#include "xalloc.h"
+
+#define CONSOLE_PREFIX "/console"
+#define CONSOLE_API CONSOLE_PREFIX "/api/"
+#define CONSOLE_LIMIT_DEFAULT 200
+#define CONSOLE_LIMIT_MAX 5000
+/* A conversation's page shows its newest turns and timeline entries. */
+#define CONSOLE_HISTORY_MAX 500
+#define CONSOLE_TIMELINE_MAX 500
+#define CONSOLE_REALM "baton console"
+
+/* The page loads nothing from elsewhere, runs no inline script or style,
+ * cannot be framed and submits no form anywhere (the login is JavaScript). */
+static const char CONSOLE_CSP[] = "default-src 'self'; img-src 'self' data:; "
+				  "frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+struct console {
+	const struct config *cfg;
+	console_forward_fn fwd;
+	void *host;
+	bool enabled;
+	struct store st;
+	bool open; /* st holds the read-only environment */
+	struct MHD_Response **assets; /* one per console_assets entry */
+	size_t nassets;
+	struct MHD_Response *r_404, *r_405_get, *r_405_post, *r_401_bearer, *r_401_any, *r_415,
+		*r_503;
+};
+
+/* ------------------------------------------------------------------ */
+/* responses                                                           */
+
+static void console_secure(struct MHD_Response *r)
+{
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_SECURITY_POLICY, CONSOLE_CSP);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_X_FRAME_OPTIONS, "DENY");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+}
+
+/* A JSON answer built once: API errors are never cached either. */
+static struct MHD_Response *console_fixed(const char *json)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(json), (void *)json,
+								 MHD_RESPMEM_PERSISTENT);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	console_secure(r);
+	return r;
+}
+
+static void console_make_responses(struct console *k)
+{
+	for (k->nassets = 0; console_assets[k->nassets].name; k->nassets++)
+		;
+	k->assets = xcalloc(k->nassets ? k->nassets : 1, sizeof(*k->assets));
+	for (size_t i = 0; i < k->nassets; i++) {
+		const struct console_asset *a = &console_assets[i];
+		struct MHD_Response *r = MHD_create_response_from_buffer(
+			a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, a->type);
+		/* Revalidated every time: a new ingress serves its own page at once. */
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+		console_secure(r);
+		k->assets[i] = r;
+	}
+	k->r_404 = console_fixed("{\"error\":\"not found\"}\n");
+	k->r_405_get = console_fixed("{\"error\":\"method not allowed\"}\n");
+	MHD_add_response_header(k->r_405_get, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	k->r_405_post = console_fixed("{\"error\":\"method not allowed\"}\n");
+	MHD_add_response_header(k->r_405_post, MHD_HTTP_HEADER_ALLOW, "POST");
+	k->r_401_bearer = console_fixed("{\"error\":\"unauthorized\"}\n");
+	MHD_add_response_header(k->r_401_bearer, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+				"Bearer realm=\"" CONSOLE_REALM "\"");
+	k->r_401_any = console_fixed("{\"error\":\"unauthorized\"}\n");
+	MHD_add_response_header(k->r_401_any, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+				"Bearer realm=\"" CONSOLE_REALM "\"");
+	MHD_add_response_header(k->r_401_any, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+				"Basic realm=\"" CONSOLE_REALM "\", charset=\"UTF-8\"");
+	k->r_415 = console_fixed("{\"error\":\"expected Content-Type: application/json\"}\n");
+	k->r_503 = console_fixed("{\"error\":\"the router's state is not available yet\"}\n");
+}
+
+/* Queues root (consumed) as a JSON answer. */
+static enum MHD_Result console_json(struct MHD_Connection *c, unsigned status, json_t *root)
+{
+	char *text = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	if (!text)
+		return MHD_NO;
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text,
+								 MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	console_secure(r);
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result console_error(struct MHD_Connection *c, unsigned status, const char *why)
+{
+	return console_json(c, status, json_pack("{s:s}", "error", why));
+}
+
+/* ------------------------------------------------------------------ */
+/* auth                                                                */
+
+/* Constant time whatever the lengths: both sides are hashed first. */
+static bool console_secret_eq(const char *given, size_t glen, const char *want)
+{
+	unsigned char a[EVP_MAX_MD_SIZE], b[EVP_MAX_MD_SIZE];
+	unsigned int al = 0, bl = 0;
+	if (!EVP_Digest(given, glen, a, &al, EVP_sha256(), NULL) ||
+	    !EVP_Digest(want, strlen(want), b, &bl, EVP_sha256(), NULL) || al != bl)
+		return false;
+	return CRYPTO_memcmp(a, b, al) == 0;
+}
+
+static int console_b64(unsigned char ch)
+{
+	if (ch >= 'A' && ch <= 'Z')
+		return ch - 'A';
+	if (ch >= 'a' && ch <= 'z')
+		return ch - 'a' + 26;
+	if (ch >= '0' && ch <= '9')
+		return ch - '0' + 52;
+	if (ch == '+')
+		return 62;
+	if (ch == '/')
+		return 63;
+	return -1;
+}
+
+/* Decodes standard base64 (padding optional) into a malloc'd string; NULL when malformed. */
+static char *console_unbase64(const char *s)
+{
+	size_t n = strlen(s);
+	while (n && s[n - 1] == '=')
+		n--;
+	if (n % 4 == 1)
+		return NULL;
+	char *out = xmalloc(n * 3 / 4 + 1);
+	size_t o = 0;
+	uint32_t acc = 0;
+	int bits = 0;
+	for (size_t i = 0; i < n; i++) {
+		int v = console_b64((unsigned char)s[i]);
+		if (v < 0) {
+			free(out);
+			return NULL;
+		}
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	out[o] = '\0';
+	if (memchr(out, '\0', o)) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static bool console_basic_ok(const struct console *k, const char *cred)
+{
+	const struct config *cfg = k->cfg;
+	if (!cfg->console_user[0] || !cfg->console_password[0])
+		return false;
+	char *plain = console_unbase64(cred);
+	char *colon = plain ? strchr(plain, ':') : NULL;
+	bool ok = false;
+	if (colon) {
+		bool u = console_secret_eq(plain, (size_t)(colon - plain), cfg->console_user);
+		bool p = console_secret_eq(colon + 1, strlen(colon + 1), cfg->console_password);
+		ok = u & p;
+	}
+	if (plain) {
+		OPENSSL_cleanse(plain, strlen(plain));
+		free(plain);
+	}
+	return ok;
+}
+
+/* Whether the request carries the console's credentials; *bearer when it tried a token. */
+static bool console_authorized(const struct console *k, struct MHD_Connection *c, bool *bearer)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	*bearer = false;
+	if (!h)
+		return false;
+	if (!strncasecmp(h, "Bearer ", 7)) {
+		*bearer = true;
+		h += 7;
+		while (*h == ' ')
+			h++;
+		return console_secret_eq(h, strlen(h), k->cfg->console_token);
+	}
+	if (!strncasecmp(h, "Basic ", 6)) {
+		h += 6;
+		while (*h == ' ')
+			h++;
+		return console_basic_ok(k, h);
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* reads                                                               */
+
+/* Begins a read of the router's state, opening it the first time it exists. */
+static int console_read_begin(struct console *k, MDB_txn **txn)
+{
+	if (!k->open) {
+		char *path = xasprintf("%s/data.mdb", k->cfg->state_dir);
+		bool exists = access(path, R_OK) == 0;
+		free(path);
+		if (!exists || store_open_readonly(&k->st, k->cfg->state_dir) < 0)
+			return -1;
+		k->open = true;
+	}
+	int rc = mdb_txn_begin(k->st.env, NULL, MDB_RDONLY, txn);
+	/* The router grew the map since we opened it: adopt the new size. */
+	if (rc == MDB_MAP_RESIZED && mdb_env_set_mapsize(k->st.env, 0) == 0)
+		rc = mdb_txn_begin(k->st.env, NULL, MDB_RDONLY, txn);
+	if (rc) {
+		log_warn("console: cannot read the state: %s", mdb_strerror(rc));
+		store_close(&k->st);
+		k->open = false;
+		*txn = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static json_t *console_str(const char *s)
+{
+	if (!s)
+		return json_null();
+	json_t *v = json_string(s);
+	/* Stored text is UTF-8 checked on the way in; never fail a page on one that is not. */
+	return v ? v : json_string("\xef\xbf\xbd");
+}
+
+static json_t *console_ms(uint64_t ms)
+{
+	return ms ? json_integer((json_int_t)ms) : json_null();
+}
+
+static void console_mask(const struct console *k, const char *addr, char *buf, size_t len)
+{
+	if (k->cfg->log_mask_phone)
+		log_mask_address(addr, buf, len);
+	else
+		snprintf(buf, len, "%s", addr);
+}
+
+/* Last activity either way, as `batonctl conversations` computes it. */
+static uint64_t console_last(const struct conv_rec *c)
+{
+	uint64_t t = c->created;
+	if (c->updated > t)
+		t = c->updated;
+	if (c->last_in > t)
+		t = c->last_in;
+	if (c->last_activity > t)
+		t = c->last_activity;
+	return t;
+}
+
+/* The customer and business of key "customer|business" (records of old
+ * routers may lack the fields). */
+static void console_parties(const char *key, const struct conv_rec *c, char **cust, char **biz)
+{
+	const char *bar = strchr(key, '|');
+	*cust = c->customer ? xstrdup(c->customer)
+			    : xstrndup(key, bar ? (size_t)(bar - key) : strlen(key));
+	*biz = c->business ? xstrdup(c->business) : xstrdup(bar ? bar + 1 : "");
+}
+
+/* What the list and the queue show of one conversation. */
+static json_t *console_summary(const struct console *k, const char *key, const struct conv_rec *c)
+{
+	char masked[STORE_KEY_MAX + 1], when[40];
+	char *cust, *biz;
+	uint64_t last = console_last(c);
+	console_parties(key, c, &cust, &biz);
+	console_mask(k, cust, masked, sizeof(masked));
+	clock_iso8601(last, when, sizeof(when));
+	json_t *o = json_object();
+	json_object_set_new(o, "key", console_str(key));
+	json_object_set_new(o, "customer", console_str(masked));
+	json_object_set_new(o, "business", console_str(biz));
+	json_object_set_new(o, "mode", json_string(conv_mode_name(c->mode)));
+	json_object_set_new(o, "last_activity_ms", json_integer((json_int_t)last));
+	json_object_set_new(o, "last_activity", json_string(when));
+	json_object_set_new(o, "customer_turns", json_integer((json_int_t)c->turns));
+	json_object_set_new(o, "messages", json_integer((json_int_t)c->seq));
+	json_object_set_new(o, "escalations", json_integer((json_int_t)c->escalations));
+	json_object_set_new(o, "window_closed", json_boolean(c->window_closed != 0));
+	json_object_set_new(o, "last_error_code",
+			    c->err_code ? json_integer((json_int_t)c->err_code) : json_null());
+	if (c->mode != MODE_AI) {
+		json_t *e = json_object();
+		json_object_set_new(e, "trigger", console_str(c->esc_trigger));
+		json_object_set_new(e, "reason", console_str(c->esc_reason));
+		json_object_set_new(e, "at_ms", console_ms(c->esc_at));
+		json_object_set_new(e, "accepted_at_ms", console_ms(c->accepted_at));
+		json_object_set_new(e, "agent", console_str(c->agent));
+		json_object_set_new(e, "queued_until_ms", console_ms(c->queued_until));
+		json_object_set_new(e, "flex_conversation", console_str(c->flex_ch));
+		json_object_set_new(e, "task", console_str(c->flex_wt));
+		json_object_set_new(o, "escalation", e);
+	} else {
+		json_object_set_new(o, "escalation", json_null());
+	}
+	free(cust);
+	free(biz);
+	return o;
+}
+
+struct console_row {
+	char *key;
+	struct conv_rec c;
+	uint64_t last;
+};
+
+static int console_by_activity(const void *a, const void *b)
+{
+	const struct console_row *x = a, *y = b;
+	if (x->last != y->last)
+		return x->last < y->last ? 1 : -1;
+	return strcmp(x->key, y->key);
+}
+
+/* The queue: longest waiting first (never escalated records last). */
+static int console_by_wait(const void *a, const void *b)
+{
+	const struct console_row *x = a, *y = b;
+	uint64_t ex = x->c.esc_at ? x->c.esc_at : UINT64_MAX, ey = y->c.esc_at ? y->c.esc_at : UINT64_MAX;
+	if (ex != ey)
+		return ex < ey ? -1 : 1;
+	return strcmp(x->key, y->key);
+}
+
+#define MODE_ALL (-1)
+#define MODE_QUEUE (-2)
+
+static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection *c)
+{
+	const char *ms = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "mode");
+	const char *ls = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+	int mode;
+	long limit = CONSOLE_LIMIT_DEFAULT;
+	if (!ms || !*ms || !strcmp(ms, "all"))
+		mode = MODE_ALL;
+	else if (!strcmp(ms, "queue"))
+		mode = MODE_QUEUE;
+	else if (!strcmp(ms, "ai"))
+		mode = MODE_AI;
+	else if (!strcmp(ms, "escalating"))
+		mode = MODE_ESCALATING;
+	else if (!strcmp(ms, "human"))
+		mode = MODE_HUMAN;
+	else
+		return console_error(c, 400, "mode: expected all, ai, escalating, human or queue");
+	if (ls && *ls) {
+		char *end;
+		limit = strtol(ls, &end, 10);
+		if (*end || limit < 1 || limit > CONSOLE_LIMIT_MAX)
+			return console_error(c, 400, "limit: expected a number from 1 to 5000");
+	}
+
+	MDB_txn *txn;
+	if (console_read_begin(k, &txn) < 0)
+		return MHD_queue_response(c, 503, k->r_503);
+	MDB_cursor *cur = NULL;
+	MDB_val kv, v;
+	struct console_row *rows = NULL;
+	size_t n = 0, cap = 0;
+	json_int_t counts[3] = { 0, 0, 0 };
+	int rc = mdb_cursor_open(txn, k->st.conv, &cur);
+	for (rc = rc ? rc : mdb_cursor_get(cur, &kv, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &kv, &v, MDB_NEXT)) {
+		struct conv_rec cr;
+		if (store_conv_decode(&v, &cr))
+			continue;
+		if ((unsigned)cr.mode <= MODE_HUMAN)
+			counts[cr.mode]++;
+		bool want = mode == MODE_ALL || (mode == MODE_QUEUE ? cr.mode != MODE_AI
+								   : (int)cr.mode == mode);
+		if (!want) {
+			conv_rec_release(&cr);
+			continue;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			rows = xrealloc(rows, cap * sizeof(*rows));
+		}
+		rows[n].key = xstrndup(kv.mv_data, kv.mv_size);
+		rows[n].c = cr;
+		rows[n].last = console_last(&cr);
+		n++;
+	}
+	if (cur)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	if (rc != MDB_NOTFOUND)
+		log_warn("console: cannot list conversations: %s", mdb_strerror(rc));
+	if (n)
+		qsort(rows, n, sizeof(*rows), mode == MODE_QUEUE ? console_by_wait : console_by_activity);
+
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		if ((long)i < limit)
+			json_array_append_new(arr, console_summary(k, rows[i].key, &rows[i].c));
+		free(rows[i].key);
+		conv_rec_release(&rows[i].c);
+	}
+	free(rows);
+	if (rc != MDB_NOTFOUND) {
+		json_decref(arr);
+		return MHD_queue_response(c, 503, k->r_503);
+	}
+	json_t *root = json_object();
+	json_object_set_new(root, "now_ms", json_integer((json_int_t)clock_wall_ms()));
+	json_object_set_new(root, "mode", json_string(ms && *ms ? ms : "all"));
+	json_object_set_new(root, "total", json_integer((json_int_t)n));
+	json_object_set_new(root, "counts", json_pack("{s:I, s:I, s:I}", "ai", counts[MODE_AI],
+						      "escalating", counts[MODE_ESCALATING],
+						      "human", counts[MODE_HUMAN]));
+	json_object_set_new(root, "conversations", arr);
+	return console_json(c, 200, root);
+}
+
+/* The conversation's record, its timeline and the newest turns of its transcript. */
+static json_t *console_detail(struct console *k, MDB_txn *txn, const char *key,
+			      const struct conv_rec *c)
+{
+	json_t *root = console_summary(k, key, c);
+	json_object_set_new(root, "name", console_str(c->name));
+	json_object_set_new(root, "created_ms", console_ms(c->created));
+	json_object_set_new(root, "flex_conversation", console_str(c->flex_ch));
+	json_object_set_new(root, "flex_interaction", console_str(c->flex_kd));
+	json_object_set_new(root, "task", console_str(c->flex_wt));
+	json_object_set_new(root, "agent", console_str(c->agent));
+	json_object_set_new(root, "last_error", console_str(c->err));
+	json_object_set_new(root, "waiting_turns",
+			    json_integer((json_int_t)(c->pend_in > c->pend_out ? c->pend_in - c->pend_out
+										: 0)));
+
+	json_t *tl = json_array();
+	uint64_t from = c->tl_seq > CONSOLE_TIMELINE_MAX ? c->tl_seq - CONSOLE_TIMELINE_MAX + 1 : 1;
+	for (uint64_t i = from; i <= c->tl_seq; i++) {
+		struct tl_rec t;
+		if (store_tl_get(&k->st, txn, key, i, &t))
+			continue;
+		json_t *o = json_object();
+		json_object_set_new(o, "ts", json_integer((json_int_t)t.ts));
+		json_object_set_new(o, "event", console_str(t.event ? t.event : ""));
+		json_object_set_new(o, "detail", console_str(t.detail ? t.detail : ""));
+		json_array_append_new(tl, o);
+		tl_rec_release(&t);
+	}
+	json_object_set_new(root, "timeline", tl);
+	json_object_set_new(root, "timeline_total", json_integer((json_int_t)c->tl_seq));
+
+	json_t *hist = json_array();
+	from = c->seq > CONSOLE_HISTORY_MAX ? c->seq - CONSOLE_HISTORY_MAX + 1 : 1;
+	for (uint64_t i = from; i <= c->seq; i++) {
+		struct hist_rec h;
+		if (store_hist_get(&k->st, txn, key, i, &h))
+			continue;
+		json_t *o = json_object();
+		json_object_set_new(o, "seq", json_integer((json_int_t)i));
+		json_object_set_new(o, "ts", json_integer((json_int_t)h.ts));
+		json_object_set_new(o, "role", json_string(env_role_name(h.role)));
+		json_object_set_new(o, "text", console_str(h.text ? h.text : ""));
+		if (h.who)
+			json_object_set_new(o, "agent", console_str(h.who));
+		if (h.nmedia)
+			json_object_set_new(o, "media", json_integer((json_int_t)h.nmedia));
+		if (h.escalate)
+			json_object_set_new(o, "escalate", json_true());
+		json_array_append_new(hist, o);
+		hist_rec_release(&h);
+	}
+	json_object_set_new(root, "history", hist);
+	json_object_set_new(root, "history_total", json_integer((json_int_t)c->seq));
+	return root;
+}
+
+static enum MHD_Result console_api_show(struct console *k, struct MHD_Connection *c)
+{
+	const char *a = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "address");
+	const char *b = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "business");
+	if (!a || !*a)
+		return console_error(c, 400, "address: missing");
+	/* Like batonctl: "customer" or "customer|business"; a longer one is
+	 * not ours (and LMDB would refuse the lookup). */
+	if (strlen(a) > STORE_KEY_MAX || (b && strlen(b) > STORE_KEY_MAX))
+		return console_error(c, 404, "no such conversation");
+	const char *bar = strchr(a, '|');
+	char *cust = bar ? xstrndup(a, (size_t)(bar - a)) : xstrdup(a);
+	char *biz = bar ? xstrdup(bar + 1) : (b && *b ? xstrdup(b) : NULL);
+	/* An unencoded '+' in a query string arrives as a space; addresses have none. */
+	for (char *p = cust; *p; p++)
+		if (*p == ' ')
+			*p = '+';
+	for (char *p = biz; p && *p; p++)
+		if (*p == ' ')
+			*p = '+';
+
+	MDB_txn *txn;
+	enum MHD_Result ret;
+	if (console_read_begin(k, &txn) < 0) {
+		ret = MHD_queue_response(c, 503, k->r_503);
+		goto out;
+	}
+	char *key = NULL;
+	struct conv_rec cr;
+	int rc = store_conv_find(&k->st, txn, cust, biz, &key);
+	if (rc == 0)
+		rc = store_conv_get(&k->st, txn, key, &cr);
+	if (rc == MDB_NOTFOUND) {
+		ret = console_error(c, 404, "no such conversation");
+	} else if (rc) {
+		log_warn("console: cannot read a conversation: %s", mdb_strerror(rc));
+		ret = MHD_queue_response(c, 503, k->r_503);
+	} else {
+		json_t *root = console_detail(k, txn, key, &cr);
+		json_object_set_new(root, "now_ms", json_integer((json_int_t)clock_wall_ms()));
+		conv_rec_release(&cr);
+		ret = console_json(c, 200, root);
+	}
+	free(key);
+	mdb_txn_abort(txn);
+out:
+	free(cust);
+	free(biz);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* routing                                                             */
+
+struct console *console_new(const struct config *cfg, console_forward_fn fwd, void *host)
+{
+	struct console *k = xcalloc(1, sizeof(*k));
+	k->cfg = cfg;
+	k->fwd = fwd;
+	k->host = host;
+	k->enabled = cfg->console_token[0] != '\0';
+	console_make_responses(k);
+	if (k->enabled)
+		log_info("console: on under /console (%s)",
+			 cfg->console_user[0] ? "bearer token or basic auth" : "bearer token");
+	return k;
+}
+
+void console_free(struct console *k)
+{
+	if (!k)
+		return;
+	if (k->open)
+		store_close(&k->st);
+	for (size_t i = 0; i < k->nassets; i++)
+		MHD_destroy_response(k->assets[i]);
+	free(k->assets);
+	struct MHD_Response *all[] = { k->r_404, k->r_405_get, k->r_405_post, k->r_401_bearer,
+				       k->r_401_any, k->r_415, k->r_503 };
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		MHD_destroy_response(all[i]);
+	free(k);
+}
+
+bool console_owns(const char *url)
+{
+	size_t n = strlen(CONSOLE_PREFIX);
+	return !strncmp(url, CONSOLE_PREFIX, n) && (url[n] == '\0' || url[n] == '/');
+}
+
+static struct MHD_Response *console_asset(const struct console *k, const char *name)
+{
+	for (size_t i = 0; i < k->nassets; i++)
+		if (!strcmp(console_assets[i].name, name))
+			return k->assets[i];
+	return NULL;
+}
+
+static bool console_is_json(struct MHD_Connection *c)
+{
+	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (!ct || strncasecmp(ct, "application/json", 16) != 0)
+		return false;
+	return ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ';
+}
+
+enum MHD_Result console_handle(struct console *k, struct MHD_Connection *c, const char *url,
+			       const char *method, void **con_cls)
+{
+	bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+	bool post = !strcmp(method, "POST");
+	if (!k->enabled)
+		return MHD_queue_response(c, 404, k->r_404);
+
+	/* The page: static, holds no data, needs no credentials. */
+	const char *rest = url + strlen(CONSOLE_PREFIX);
+	if (!*rest || !strcmp(rest, "/") || !strcmp(rest, "/index.html") ||
+	    (strncmp(rest, "/api/", 5) && strchr(rest + 1, '/') == NULL)) {
+		struct MHD_Response *r = console_asset(k, *rest && strcmp(rest, "/") ? rest + 1
+										 : "index.html");
+		if (!r)
+			return MHD_queue_response(c, 404, k->r_404);
+		return get ? MHD_queue_response(c, 200, r) : MHD_queue_response(c, 405, k->r_405_get);
+	}
+
+	const char *api = url + strlen(CONSOLE_API);
+	const char *op = NULL;
+	bool reads = false;
+	if (strncmp(url, CONSOLE_API, strlen(CONSOLE_API)) != 0)
+		return MHD_queue_response(c, 404, k->r_404);
+	if (!strcmp(api, "conversations") || !strcmp(api, "conversation"))
+		reads = true;
+	else if (!strcmp(api, "handback"))
+		op = EV_ADMIN_HANDBACK;
+	else if (!strcmp(api, "escalate"))
+		op = EV_ADMIN_ESCALATE;
+	else
+		return MHD_queue_response(c, 404, k->r_404);
+	if (reads && !get)
+		return MHD_queue_response(c, 405, k->r_405_get);
+	if (op && !post)
+		return MHD_queue_response(c, 405, k->r_405_post);
+
+	bool bearer;
+	if (!console_authorized(k, c, &bearer)) {
+		log_warn("console: rejected %s %s: bad or missing credentials", method, url);
+		/* Offer basic auth only when it is on and no token was tried: a
+		 * page whose token is wrong must not get the browser's dialog. */
+		bool basic = k->cfg->console_user[0] && !bearer;
+		return MHD_queue_response(c, 401, basic ? k->r_401_any : k->r_401_bearer);
+	}
+	if (reads)
+		return !strcmp(api, "conversations") ? console_api_list(k, c) : console_api_show(k, c);
+	/* A form cannot send JSON across sites without a preflight this server
+	 * never grants: with basic auth cached by the browser, that is what
+	 * keeps another site from posting commands. */
+	if (!console_is_json(c))
+		return MHD_queue_response(c, 415, k->r_415);
+	log_info("console: operator %s", op);
+	return k->fwd(k->host, c, op, con_cls);
+}

@@ -1,0 +1,534 @@
+"""The operator console (ingress /console): off without console.token; the
+page is static and public, the API wants the token (bearer) or basic auth,
+answers 401/404/405/415 as documented, reads LMDB read-only (503 until the
+router has created it, then it appears by itself), never returns a secret,
+and its hand-back and escalate go through the router exactly like
+/admin/handback and /admin/escalate (committed before 200, captured as
+those, working without admin.token).
+
+The browser test drives the page in headless Chromium over WebDriver
+(tests/lib/webdriver.py) after a streamgen stream with escalations is
+replayed into the pipeline: log in with the token, see the list and the
+escalation queue, open an escalated conversation, read its transcript,
+hand it back (the page and batonctl show ai), escalate another with a
+reason, and save a screenshot. Skipped when chromium or chromedriver is
+not installed.
+"""
+
+import base64
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import webdriver
+from baton_harness import (ADMIN_TOKEN, AUTH_TOKEN, BUSINESS, LLM_KEY, ROOT, Pipeline,
+                           wait_for)
+
+TOKEN = "console-test-token-7e4a90"
+USER = "operator"
+PASSWORD = "console-pass-52b1d8"
+SECRETS = (AUTH_TOKEN, LLM_KEY, ADMIN_TOKEN, TOKEN, PASSWORD)
+ANA = "whatsapp:+5511988881111"
+BRUNO = "whatsapp:+5511988882222"
+GREETING = "Hi, I'm Gonzalo, how can I help you?"
+AGENT = dict(identity="Gonzalo", accept_after_ms=100, greeting=GREETING, reply_delay_ms=50,
+             replies=[])
+
+
+def request(method, url, body=None, headers=None, timeout=10):
+    """(status, body text, headers as an HTTPMessage: repeated headers kept)."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace"), r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace"), e.headers
+
+
+def bearer(token=TOKEN):
+    return {"Authorization": "Bearer " + token}
+
+
+def basic(user=USER, password=PASSWORD):
+    cred = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+    return {"Authorization": "Basic " + cred}
+
+
+def masked(addr):
+    digits = sum(ch.isdigit() for ch in addr)
+    out, seen = "", 0
+    for ch in addr:
+        if ch.isdigit():
+            seen += 1
+            if seen <= digits - 4:
+                ch = "*"
+        out += ch
+    return out
+
+
+def artifacts_dir():
+    return os.environ.get("BATON_TEST_ARTIFACTS") or os.path.join(ROOT, "build", "test-artifacts")
+
+
+def find_streamgen(bindir):
+    for d in (os.path.dirname(bindir), os.path.join(ROOT, "build")):
+        tool = os.path.join(d, "tools", "streamgen")
+        if os.access(tool, os.X_OK):
+            return tool
+    return None
+
+
+class ConsoleCase(unittest.TestCase):
+    env = {"BATON_CONSOLE_TOKEN": TOKEN}
+
+    def pipeline(self, env=None, start=("router", "ai-worker", "egress", "flex-worker", "ingress")):
+        e = dict(self.env)
+        e.update(env or {})
+        p = Pipeline(env=e)
+        self.addCleanup(p.close)
+        # Runs before close() (cleanups are LIFO): the logs are still there.
+        self.addCleanup(self.assert_no_secret_in_logs, p)
+        p.start_fakes()
+        for name in start:
+            p.start(name)
+        if "ai-worker" in start:
+            p.wait_workers(1)
+        self.p = p
+        return p
+
+    def assert_no_secret_in_logs(self, p):
+        for name in list(p.logs):
+            text = p.log_text(name)
+            for s in (TOKEN, PASSWORD):
+                self.assertNotIn(s, text, "%s: a console secret appears in the log" % name)
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.p.ingress_port, path)
+
+    def get(self, path, headers=None, method="GET"):
+        return request(method, self.url(path), headers=headers)
+
+    def api(self, path, headers=None):
+        st, text, h = self.get("/console/api/" + path, bearer() if headers is None else headers)
+        self.assertEqual(st, 200, (path, st, text))
+        self.assertEqual(h["Cache-Control"], "no-store")
+        return json.loads(text)
+
+    def post(self, what, obj, headers=None, ctype="application/json"):
+        h = dict(bearer() if headers is None else headers)
+        if ctype:
+            h["Content-Type"] = ctype
+        body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        return request("POST", self.url("/console/api/" + what), body, h)
+
+    def mode(self, who):
+        return self.p.show(who)["mode"]
+
+
+class TestConsoleOff(ConsoleCase):
+    env = {}
+
+    def test_every_console_url_is_404_without_a_token(self):
+        self.pipeline(start=("router", "ingress"))
+        for path in ("/console", "/console/", "/console/console.js", "/console/console.css",
+                     "/console/api/conversations", "/console/api/conversation?address=x"):
+            st, _, _ = self.get(path, bearer())
+            self.assertEqual(st, 404, path)
+        st, _, _ = self.post("handback", {"address": ANA})
+        self.assertEqual(st, 404)
+        st, _, _ = self.get("/healthz")
+        self.assertEqual(st, 200)
+
+    def test_user_without_password_is_a_config_error(self):
+        bindir = os.environ.get("BATON_BIN", os.path.join(ROOT, "build", "bin"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+        env.update({"BATON_CONSOLE_TOKEN": TOKEN, "BATON_CONSOLE_USER": USER})
+        r = subprocess.run([os.path.join(bindir, "baton-ingress"), "--check-config"], env=env,
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("console.user and console.password", r.stderr + r.stdout)
+        env["BATON_CONSOLE_PASSWORD"] = PASSWORD
+        r = subprocess.run([os.path.join(bindir, "baton-ingress"), "--check-config"], env=env,
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(TOKEN, r.stdout)
+        self.assertNotIn(PASSWORD, r.stdout)
+
+
+class TestConsoleApi(ConsoleCase):
+    env = {"BATON_CONSOLE_TOKEN": TOKEN, "BATON_CONSOLE_USER": USER,
+           "BATON_CONSOLE_PASSWORD": PASSWORD}
+
+    def test_page_is_static_and_locked_down(self):
+        self.pipeline(start=("router", "ingress"))
+        for path in ("/console", "/console/", "/console/index.html"):
+            st, text, h = self.get(path)
+            self.assertEqual(st, 200, path)
+            self.assertTrue(h["Content-Type"].startswith("text/html"))
+            self.assertIn('id="login-form"', text)
+            self.assertIn("default-src 'self'", h["Content-Security-Policy"])
+            self.assertIn("frame-ancestors 'none'", h["Content-Security-Policy"])
+            self.assertEqual(h["X-Frame-Options"], "DENY")
+            self.assertEqual(h["X-Content-Type-Options"], "nosniff")
+            # Self-contained: nothing from another origin, no inline script.
+            self.assertNotRegex(text, r"(src|href)=\"(https?:)?//")
+            self.assertNotRegex(text, r"<script(?![^>]*\bsrc=)[^>]*>")
+        st, js, h = self.get("/console/console.js")
+        self.assertEqual(st, 200)
+        self.assertTrue(h["Content-Type"].startswith("text/javascript"))
+        self.assertIn("sessionStorage", js)
+        st, _, h = self.get("/console/console.css")
+        self.assertEqual((st, h["Content-Type"].split(";")[0]), (200, "text/css"))
+        st, text, _ = self.get("/console", method="HEAD")
+        self.assertEqual((st, text), (200, ""))
+        st, _, h = self.get("/console", method="POST")
+        self.assertEqual(st, 405)
+        self.assertIn("GET", h["Allow"])
+        for path in ("/console/nope.js", "/console/api", "/console/api/", "/console/api/nope",
+                     "/console/api/conversations/x", "/console/x/y"):
+            st, _, _ = self.get(path, bearer())
+            self.assertEqual(st, 404, path)
+        st, _, _ = self.get("/consoles", bearer())  # not the console's: the server's 404
+        self.assertEqual(st, 404)
+
+    def test_api_auth(self):
+        self.pipeline(start=("router", "ingress"))
+        path = "/console/api/conversations"
+        # Nothing: both challenges (the browser may ask for a user and password).
+        st, text, h = self.get(path)
+        self.assertEqual(st, 401)
+        self.assertEqual(json.loads(text), {"error": "unauthorized"})
+        challenges = h.get_all("WWW-Authenticate")
+        self.assertTrue(any(c.startswith("Bearer") for c in challenges), challenges)
+        self.assertTrue(any(c.startswith("Basic") for c in challenges), challenges)
+        # A wrong token: Bearer only, so a page with a stale token gets no dialog.
+        for wrong in ("nope", TOKEN[:-1], TOKEN + "x", "", ADMIN_TOKEN):
+            st, _, h = self.get(path, bearer(wrong))
+            self.assertEqual(st, 401, wrong)
+            self.assertEqual(h.get_all("WWW-Authenticate"), ['Bearer realm="baton console"'])
+        for hdr in (basic(USER, "wrong"), basic("someone", PASSWORD), basic(USER, ""),
+                    {"Authorization": "Basic !!!"}, {"Authorization": "Token " + TOKEN},
+                    {"Authorization": TOKEN}):
+            st, _, _ = self.get(path, hdr)
+            self.assertEqual(st, 401, hdr)
+        # Right: bearer (scheme in any case) or basic.
+        for hdr in (bearer(), {"Authorization": "bearer " + TOKEN}, basic()):
+            st, text, h = self.get(path, hdr)
+            self.assertEqual(st, 200, hdr)
+            self.assertEqual(h["Cache-Control"], "no-store")
+            self.assertEqual(json.loads(text)["conversations"], [])
+        # Commands want credentials too, before anything reaches the router.
+        st, _, _ = self.post("handback", {"address": ANA}, headers={})
+        self.assertEqual(st, 401)
+        st, _, _ = self.post("escalate", {"address": ANA}, headers=bearer("nope"))
+        self.assertEqual(st, 401)
+        self.assertFalse(self.p.log_contains("router", "admin_"))
+        # Methods and bodies.
+        st, _, h = self.get("/console/api/handback", bearer())
+        self.assertEqual((st, h["Allow"]), (405, "POST"))
+        st, _, h = self.get("/console/api/conversations", bearer(), method="POST")
+        self.assertEqual(st, 405)
+        st, _, _ = self.post("handback", b"address=" + ANA.encode(),
+                             ctype="application/x-www-form-urlencoded")
+        self.assertEqual(st, 415)
+        st, _, _ = self.post("handback", b"{not json")
+        self.assertEqual(st, 400)
+        for bad in ("mode=robot", "limit=0", "limit=x", "limit=5001"):
+            st, _, _ = self.get("/console/api/conversations?" + bad, bearer())
+            self.assertEqual(st, 400, bad)
+        st, _, _ = self.get("/console/api/conversation", bearer())
+        self.assertEqual(st, 400)
+        st, text, _ = self.get("/console/api/conversation?address=whatsapp:%2B1999", bearer())
+        self.assertEqual((st, json.loads(text)), (404, {"error": "no such conversation"}))
+
+    def test_lists_show_and_never_return_a_secret(self):
+        p = self.pipeline()
+        p.agent(**AGENT)
+        p.customer(ANA, "Where is the clinic located?")
+        p.customer(BRUNO, "Where is the clinic located?")
+        wait_for(lambda: len(p.whatsapp(BRUNO)) == 1, 10, what="first AI reply")
+        p.customer(BRUNO, "quiero hablar con una persona")
+        wait_for(lambda: GREETING in [m["body"] for m in p.whatsapp(BRUNO)], 15, what="agent greeting")
+
+        every = self.api("conversations")
+        self.assertEqual(every["total"], 2)
+        self.assertEqual(every["counts"], {"ai": 1, "escalating": 0, "human": 1})
+        rows = {r["customer"]: r for r in every["conversations"]}
+        self.assertEqual(set(rows), {masked(ANA), masked(BRUNO)}, "customers are masked")
+        self.assertEqual(rows[masked(BRUNO)]["mode"], "human")
+        self.assertEqual(rows[masked(BRUNO)]["key"], BRUNO + "|" + BUSINESS)
+        self.assertEqual(rows[masked(BRUNO)]["business"], BUSINESS)
+        self.assertIsNone(rows[masked(ANA)]["escalation"])
+        stamps = [r["last_activity_ms"] for r in every["conversations"]]
+        self.assertEqual(stamps, sorted(stamps, reverse=True))
+
+        queue = self.api("conversations?mode=queue")
+        self.assertEqual([r["customer"] for r in queue["conversations"]], [masked(BRUNO)])
+        esc = queue["conversations"][0]["escalation"]
+        self.assertEqual(esc["trigger"], "rule")
+        self.assertTrue(esc["at_ms"] <= queue["now_ms"])
+        self.assertEqual(esc["agent"], "Gonzalo")
+        self.assertEqual([r["customer"] for r in self.api("conversations?mode=ai")["conversations"]],
+                         [masked(ANA)])
+        self.assertEqual(len(self.api("conversations?limit=1")["conversations"]), 1)
+
+        # One conversation: as batonctl show has it, plus the masked customer.
+        d = self.api("conversation?address=" + urllib.parse.quote(BRUNO))
+        show = p.show(BRUNO)
+        self.assertEqual(d["mode"], "human")
+        self.assertEqual(d["customer"], masked(BRUNO))
+        self.assertEqual([(h["role"], h["text"]) for h in d["history"]],
+                         [(h["role"], h["text"]) for h in show["history"]])
+        self.assertEqual([t["event"] for t in d["timeline"]], [t["event"] for t in show["timeline"]])
+        self.assertIn("agent", [h["role"] for h in d["history"]])
+        self.assertTrue(d["task"].startswith("WT"))
+        # customer|business and an unencoded '+' find it too.
+        self.assertEqual(self.api("conversation?address=" + urllib.parse.quote(BRUNO + "|" + BUSINESS))["key"],
+                         d["key"])
+        self.assertEqual(self.api("conversation?address=" + BRUNO)["key"], d["key"])
+
+        # Nothing the console serves carries a secret.
+        bodies = []
+        for path in ("conversations", "conversations?mode=queue", "conversations?mode=human",
+                     "conversation?address=" + urllib.parse.quote(ANA),
+                     "conversation?address=" + urllib.parse.quote(BRUNO)):
+            st, text, _ = self.get("/console/api/" + path, bearer())
+            self.assertEqual(st, 200)
+            bodies.append(text)
+        for path in ("/console", "/console/console.js", "/console/console.css"):
+            bodies.append(self.get(path)[1])
+        for text in bodies:
+            for s in SECRETS:
+                self.assertNotIn(s, text)
+
+    def test_commands_go_through_the_router_like_admin(self):
+        cap = tempfile.mkdtemp(prefix="baton-console-cap-")
+        self.addCleanup(shutil.rmtree, cap, True)
+        # No admin.token: /admin is off, the console's commands are not.
+        p = self.pipeline(env={"BATON_ADMIN_TOKEN": "", "BATON_CAPTURE_DIR": cap})
+        p.customer(ANA, "Where is the clinic located?")
+        wait_for(lambda: len(p.whatsapp(ANA)) == 1, 10, what="first AI reply")
+        st, _, _ = request("POST", self.url("/admin/escalate"), json.dumps({"address": ANA}).encode(),
+                           {"Authorization": "Bearer " + ADMIN_TOKEN, "Content-Type": "application/json"})
+        self.assertEqual(st, 404)
+
+        st, text, _ = self.post("escalate", {"address": ANA, "reason": "VIP customer"})
+        self.assertEqual((st, json.loads(text)), (200, {"ok": True}))
+        # 200 means committed: the state says so at once.
+        show = p.show(ANA)
+        self.assertEqual(show["mode"], "escalating")
+        self.assertIn(("escalated", "operator: VIP customer"),
+                      [(t["event"], t["detail"]) for t in show["timeline"]])
+        wait_for(lambda: p.log_contains("router", "handoff done"), 15, what="Flex handoff")
+
+        st, text, _ = self.post("handback", {"address": ANA, "business": BUSINESS,
+                                             "reason": "operator console"}, headers=basic())
+        self.assertEqual((st, json.loads(text)), (200, {"ok": True}))
+        show = p.show(ANA)
+        self.assertEqual(show["mode"], "ai")
+        self.assertEqual(show["timeline"][-1]["event"], "handed_back")
+        self.assertEqual(show["timeline"][-1]["detail"], "operator")
+
+        st, text, _ = self.post("handback", {"address": "whatsapp:+15550000000"})
+        self.assertEqual((st, json.loads(text)), (404, {"error": "no such conversation"}))
+        st, _, _ = self.post("escalate", {"business": BUSINESS})
+        self.assertEqual(st, 400)
+
+        # Captured as the /admin commands they are, so a replay repeats them.
+        self.assertEqual(p.stop("ingress"), 0)
+        data = b"".join(open(f, "rb").read() for f in glob.glob(os.path.join(cap, "*.bcap")))
+        self.assertIn(b"/admin/escalate", data)
+        self.assertIn(b"/admin/handback", data)
+        self.assertIn(b"VIP customer", data)
+        self.assertNotIn(b"/console", data)
+
+    def test_state_that_appears_later_is_read(self):
+        p = self.pipeline(start=("ingress",))
+        st, text, _ = self.get("/console/api/conversations", bearer())
+        self.assertEqual(st, 503, text)
+        p.start("router")
+        st, _, _ = p.send(ANA, "hello")
+        self.assertEqual(st, 200)
+        rows = self.api("conversations")["conversations"]
+        self.assertEqual([r["customer"] for r in rows], [masked(ANA)])
+        self.assertEqual(self.api("conversation?address=" + urllib.parse.quote(ANA))["history"][0]["text"],
+                         "hello")
+
+
+@unittest.skipIf(webdriver.available(), "browser test: %s" % webdriver.available())
+class TestConsoleBrowser(ConsoleCase):
+    def replay_stream(self, p):
+        """A streamgen stream with escalations, replayed into ingress; returns its customers."""
+        tool = find_streamgen(p.bindir)
+        if not tool:
+            self.skipTest("streamgen not built (make test builds it)")
+        tmp = tempfile.mkdtemp(prefix="baton-console-stream-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        out = os.path.join(tmp, "s")
+        args = ("--out", out, "--messages", 60, "--conversations", 12, "--escalate", 0.3,
+                "--handback", 0, "--rate", 1000, "--seed", 5)
+        r = subprocess.run([tool] + [str(a) for a in args], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.search(r"(\d+) escalations", r.stdout)
+        self.assertTrue(m and int(m.group(1)) >= 2, r.stdout)
+        env = p.env()
+        env["BATON_HTTP_PORT"] = str(p.ingress_port)
+        r = subprocess.run([os.path.join(p.bindir, "baton-replay"), "--json", "--speed", "max",
+                            "--concurrency", "1", out], env=env, capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        s = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual((s["failed"], s["sent"]), (0, s["acknowledged"]), s)
+        return int(m.group(1))
+
+    def test_operator_hands_back_and_escalates_in_the_browser(self):
+        p = self.pipeline()
+        p.agent(**AGENT)  # escalations are accepted: the queue holds human conversations
+        escalations = self.replay_stream(p)
+        # A message with markup: the page must show it as text.
+        p.send(ANA, "<img src=x id=xss onerror=\"document.title='pwned'\"> is the clinic open?")
+
+        def settled():
+            q = self.api("conversations?mode=queue")["conversations"]
+            return len(q) == escalations and all(r["mode"] == "human" for r in q) and q
+        queue = wait_for(settled, 30, what="every escalation accepted by the agent")
+        total = self.api("conversations")["total"]
+        target = queue[0]  # waiting longest
+        who = target["key"].split("|")[0]
+
+        shot = os.path.join(artifacts_dir(), "console.png")
+        b = webdriver.Browser()
+        self.addCleanup(b.close)
+        try:
+            self.drive(b, p, target, who, total, escalations, shot)
+        except Exception:
+            # What the page looked like when it failed.
+            try:
+                print("screenshot of the failure: " + b.screenshot(shot.replace(".png", "-failed.png")))
+                print("browser console: %s" % b.console_log())
+            except Exception:
+                pass
+            raise
+
+    def drive(self, b, p, target, who, total, escalations, shot):
+        key = target["key"]
+        b.get(self.url("/console"))
+        b.wait(lambda: b.find("#token").displayed, what="the login form")
+        self.assertFalse(b.find("#app-view").displayed)
+
+        # A wrong token is refused on the page.
+        b.find("#token").send_keys("not-the-token")
+        b.click("#login-button")
+        b.wait(lambda: "not right" in b.find("#login-error").text, what="the wrong-token message")
+        self.assertFalse(b.find("#app-view").displayed)
+
+        # The right one, typed.
+        b.find("#token").clear().send_keys(TOKEN)
+        b.click("#login-button")
+        b.wait(lambda: b.find("#app-view").displayed, what="the console after login")
+        self.assertEqual(b.js("return sessionStorage.getItem('baton.console.token')"), TOKEN)
+
+        # The live list and the queue.
+        b.wait(lambda: len(b.find_all("#conversation-rows tr")) == total, what="every conversation listed")
+        b.wait(lambda: len(b.find_all("#queue li")) == escalations, what="the escalation queue")
+        row_text = b.wait(lambda: b.find('#conversation-rows tr[data-key="%s"]' % key).text)
+        self.assertIn(target["customer"].replace("whatsapp:", ""), row_text)
+        self.assertIn("human", row_text)
+        self.assertNotIn(who.replace("whatsapp:", ""), b.find("#conversation-rows").text,
+                         "customers are masked")
+        item = '#queue .queue-item[data-key="%s"]' % key
+        b.wait(lambda: "rule" in b.find(item).text, what="the trigger in the queue")
+        self.assertEqual(b.find("#queue-count").text, str(escalations))
+
+        # Open it from the queue: transcript and timeline.
+        b.click(item)
+        b.wait(lambda: b.find("#detail-panel").attr("data-key") == key, what="the conversation open")
+        b.wait(lambda: {li.attr("data-role") for li in b.find_all("#transcript li")} >=
+               {"customer", "ai", "agent"}, what="customer, ai and agent turns")
+        self.assertEqual(b.find("#detail-mode").text, "human")
+        transcript = b.find("#transcript").text
+        self.assertIn("quiero hablar con una persona", transcript)
+        self.assertIn(GREETING, transcript)
+        events = b.wait(lambda: [li.attr("data-event") for li in b.find_all("#timeline li")])
+        self.assertIn("escalated", events)
+        self.assertIn("accepted", events)
+        self.assertFalse(b.find("#handback").prop("disabled"))
+        self.assertTrue(b.find("#escalate").prop("disabled"))
+
+        # Hand back to AI: the page shows ai, and so does batonctl.
+        b.click("#handback")
+        b.wait(lambda: b.find("#detail-mode").text == "ai", what="mode ai on the page")
+        b.wait(lambda: "Handed back" in b.find("#status").text, what="the result in the status line")
+        self.assertEqual(b.find("#status").attr("role"), "status")
+        self.assertEqual(self.mode(who), "ai")
+        rc, out, err = p.ctl("show", who)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"mode\s+ai")
+        self.assertEqual(p.show(who)["timeline"][-1]["event"], "handed_back")
+        b.wait(lambda: not b.find_all('#queue li[data-key="%s"]' % key), what="it leaves the queue")
+        b.wait(lambda: "ai" in b.find('#conversation-rows tr[data-key="%s"]' % key).text,
+               what="its row says ai")
+        b.wait(lambda: [li.attr("data-event") for li in b.find_all("#timeline li")][-1] == "handed_back",
+               what="handed_back in the page's timeline")
+
+        # The markup message is text, not HTML.
+        p.agent(enabled=False)  # the next escalation waits in the queue
+        ana = ANA + "|" + BUSINESS
+        b.click('#conversation-rows tr[data-key="%s"] .open-conv' % ana)
+        b.wait(lambda: b.find("#detail-panel").attr("data-key") == ana, what="ANA open")
+        b.wait(lambda: "<img src=x" in b.find("#transcript").text, what="the markup shown as text")
+        self.assertEqual(b.find_all("#transcript img"), [])
+        self.assertFalse(b.js("return !!document.getElementById('xss')"))
+        self.assertNotEqual(b.js("return document.title"), "pwned")
+
+        # Escalate with a reason, through the dialog.
+        self.assertTrue(b.find("#handback").prop("disabled"))
+        b.click("#escalate")
+        b.wait(lambda: b.find("#escalate-dialog").prop("open"), what="the reason dialog")
+        b.find("#escalate-reason").send_keys("billing dispute")
+        b.click("#escalate-confirm")
+        # escalating until the flex-worker has created the task, human after.
+        b.wait(lambda: b.find("#detail-mode").text in ("escalating", "human"),
+               what="mode escalating on the page")
+        b.wait(lambda: "Escalated" in b.find("#status").text, what="the escalation result")
+        self.assertIn(self.mode(ANA), ("escalating", "human"))
+        self.assertFalse(b.find("#escalate").prop("disabled") and b.find("#handback").prop("disabled"))
+        self.assertIn(("escalated", "operator: billing dispute"),
+                      [(t["event"], t["detail"]) for t in p.show(ANA)["timeline"]])
+        b.wait(lambda: "billing dispute" in b.find('#queue .queue-item[data-key="%s"]' % ana).text,
+               what="the new escalation in the queue with its reason")
+
+        # The page never logged an error (CSP violations included) but the
+        # wrong token's 401 above.
+        errors = [e for e in b.console_log() if e.get("level") == "SEVERE" and
+                  "401 (Unauthorized)" not in e.get("message", "")]
+        self.assertEqual(errors, [])
+
+        # The picture: the queue, the list, and the handed-back conversation
+        # open (customer, ai, agent and system turns; its whole timeline).
+        b.click('#conversation-rows tr[data-key="%s"] .open-conv' % key)
+        b.wait(lambda: b.find("#detail-panel").attr("data-key") == key, what="the first one again")
+        b.wait(lambda: "system" in {li.attr("data-role") for li in b.find_all("#transcript li")},
+               what="the hand-back's system turn")
+        b.js("window.scrollTo(0, 0); document.querySelector('.table-wrap').scrollTop = 0;")
+        path = b.screenshot(shot)
+        self.assertGreater(os.path.getsize(path), 10000)
+        print("console screenshot: " + path)
+
+        # Sign out: back to the login form, the token forgotten.
+        b.click("#logout")
+        b.wait(lambda: b.find("#login-view").displayed, what="the login form again")
+        self.assertIsNone(b.js("return sessionStorage.getItem('baton.console.token')"))
+
+
+if __name__ == "__main__":
+    unittest.main()

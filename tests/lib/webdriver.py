@@ -1,0 +1,273 @@
+"""A minimal W3C WebDriver client (Python stdlib only) for headless Chromium.
+
+    with Browser() as b:           # starts chromedriver on a free port, opens a session
+        b.get("http://127.0.0.1:8080/console")
+        b.find("#token").send_keys("secret")
+        b.find("#login-button").click()
+        b.wait(lambda: b.js("return !document.getElementById('app-view').hidden"))
+        b.screenshot("/tmp/page.png")
+
+available() says whether chromium and chromedriver are installed (tests skip
+otherwise). Only what baton's tests use is here: navigation, finding
+elements by CSS selector, click, typing, text/attributes, running a script,
+screenshots and the browser's console log.
+"""
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C element reference key
+
+CHROMEDRIVER_PATHS = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+
+HEADLESS_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1280,900"]
+
+
+class WebDriverError(Exception):
+    def __init__(self, status, error, message):
+        super().__init__("%s (HTTP %s): %s" % (error, status, message))
+        self.status = status
+        self.error = error
+
+
+def _first(paths, name):
+    for p in paths:
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    return shutil.which(name)
+
+
+def find_chromedriver():
+    return _first(CHROMEDRIVER_PATHS, "chromedriver")
+
+
+def find_chromium():
+    return _first(CHROMIUM_PATHS, "chromium")
+
+
+def available():
+    """None when both are installed, else why not (for a unittest skip)."""
+    missing = [n for n, f in (("chromium", find_chromium()), ("chromedriver", find_chromedriver())) if not f]
+    if missing:
+        return ("%s not installed (apt-get install chromium chromium-driver, or scripts/install-deps)"
+                % " and ".join(missing))
+    return None
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Element:
+    def __init__(self, browser, eid):
+        self.b = browser
+        self.id = eid
+
+    def _path(self, tail=""):
+        return "/element/%s%s" % (self.id, tail)
+
+    def click(self):
+        # Centred first: WebDriver's own scroll puts it at an edge, where a
+        # sticky header may cover it.
+        self.b.js("arguments[0].scrollIntoView({block: 'center', inline: 'nearest'})", self.ref)
+        self.b._cmd("POST", self._path("/click"), {})
+        return self
+
+    @property
+    def ref(self):
+        """The element as a script argument."""
+        return {ELEMENT: self.id}
+
+    def clear(self):
+        self.b._cmd("POST", self._path("/clear"), {})
+        return self
+
+    def send_keys(self, text):
+        self.b._cmd("POST", self._path("/value"), {"text": text})
+        return self
+
+    @property
+    def text(self):
+        return self.b._cmd("GET", self._path("/text"))
+
+    def attr(self, name):
+        return self.b._cmd("GET", self._path("/attribute/" + name))
+
+    def prop(self, name):
+        return self.b._cmd("GET", self._path("/property/" + name))
+
+    @property
+    def displayed(self):
+        # Not in the W3C spec, but chromedriver implements it (the spec's own atom).
+        return self.b._cmd("GET", self._path("/displayed"))
+
+    @property
+    def enabled(self):
+        return self.b._cmd("GET", self._path("/enabled"))
+
+    def find(self, css):
+        v = self.b._cmd("POST", self._path("/element"), {"using": "css selector", "value": css})
+        return Element(self.b, v[ELEMENT])
+
+    def find_all(self, css):
+        vs = self.b._cmd("POST", self._path("/elements"), {"using": "css selector", "value": css})
+        return [Element(self.b, v[ELEMENT]) for v in vs]
+
+
+class Browser:
+    def __init__(self, args=None, timeout=30):
+        why = available()
+        if why:
+            raise RuntimeError(why)
+        self.port = _free_port()
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.timeout = timeout
+        self.profile = tempfile.mkdtemp(prefix="baton-chromium-")
+        self.log = open(os.path.join(self.profile, "chromedriver.log"), "w")
+        self.proc = subprocess.Popen([find_chromedriver(), "--port=%d" % self.port],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.session = None
+        try:
+            self._wait_ready()
+            caps = {"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": find_chromium(),
+                    "args": HEADLESS_ARGS + ["--user-data-dir=" + os.path.join(self.profile, "profile"),
+                                             "--no-first-run", "--no-default-browser-check"]
+                            + list(args or []),
+                },
+                "goog:loggingPrefs": {"browser": "ALL"},
+            }}}
+            v = self._req("POST", "/session", caps)
+            self.session = v["sessionId"]
+        except Exception:
+            self.close()
+            raise
+
+    # --- transport ---
+    def _req(self, method, path, body=None, timeout=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json; charset=utf-8"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout + 30) as r:
+                payload = json.loads(r.read().decode("utf-8") or "{}")
+        except urllib.error.HTTPError as e:
+            try:
+                v = json.loads(e.read().decode("utf-8")).get("value", {})
+            except ValueError:
+                v = {}
+            raise WebDriverError(e.code, v.get("error", "unknown error"), v.get("message", ""))
+        return payload.get("value")
+
+    def _cmd(self, method, tail, body=None):
+        return self._req(method, "/session/%s%s" % (self.session, tail), body)
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + 20
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("chromedriver exited with %s" % self.proc.returncode)
+            try:
+                v = self._req("GET", "/status", timeout=2)
+                if v and v.get("ready"):
+                    return
+            except (OSError, WebDriverError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("chromedriver did not become ready")
+            time.sleep(0.1)
+
+    # --- commands ---
+    def get(self, url):
+        self._cmd("POST", "/url", {"url": url})
+
+    @property
+    def url(self):
+        return self._cmd("GET", "/url")
+
+    def find(self, css):
+        v = self._cmd("POST", "/element", {"using": "css selector", "value": css})
+        return Element(self, v[ELEMENT])
+
+    def find_all(self, css):
+        vs = self._cmd("POST", "/elements", {"using": "css selector", "value": css})
+        return [Element(self, v[ELEMENT]) for v in vs]
+
+    def click(self, css, timeout=None):
+        """Finds and clicks css, again if the page redrew it in between (stale element)."""
+        def attempt():
+            self.find(css).click()
+            return True
+        return self.wait(attempt, timeout, what="a click on " + css)
+
+    def js(self, script, *args):
+        """Runs script (a function body: `return ...`) in the page; returns its value."""
+        return self._cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def wait(self, pred, timeout=None, what="condition", interval=0.1):
+        """Until pred() is truthy (WebDriver errors count as not yet); returns its value."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        last = None
+        while True:
+            try:
+                v = pred()
+                if v:
+                    return v
+            except WebDriverError as e:
+                last = e
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out waiting for %s%s" % (what, " (%s)" % last if last else ""))
+            time.sleep(interval)
+
+    def screenshot(self, path):
+        png = base64.b64decode(self._cmd("GET", "/screenshot"))
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(png)
+        return path
+
+    def console_log(self):
+        """The page's console messages so far (chromedriver's log extension)."""
+        try:
+            return self._cmd("POST", "/se/log", {"type": "browser"}) or []
+        except WebDriverError:
+            return []
+
+    def close(self):
+        if self.session:
+            try:
+                self._req("DELETE", "/session/%s" % self.session, timeout=15)
+            except (OSError, WebDriverError):
+                pass
+            self.session = None
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
