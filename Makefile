@@ -50,6 +50,7 @@ COMMON_SRC := \
 	common/log.c \
 	common/config.c \
 	common/envelope.c \
+	common/mpscan.c \
 	common/zmqx.c \
 	common/kv.c \
 	common/httpc.c \
@@ -65,6 +66,7 @@ COMMON_SRC := \
 INGRESS_SRC := \
 	ingress/webhook.c \
 	ingress/events.c \
+	ingress/auth.c \
 	ingress/console.c \
 	ingress/metrics_http.c \
 	ingress/server.c

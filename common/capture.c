@@ -12,7 +12,7 @@
  *
  * Reader: the length is checked against CAPTURE_RECORD_MAX before any
  * allocation, and the record's msgpack is walked without allocating
- * (capture_prescan) before msgpack-c sees it, because msgpack-c allocates
+ * (mpscan_size) before msgpack-c sees it, because msgpack-c allocates
  * a container's elements from the count in its header.
  */
 #include "capture.h"
@@ -31,6 +31,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "mpscan.h"
 #include "xalloc.h"
 
 #define CAPTURE_VERSION 1
@@ -289,74 +290,6 @@ struct capture_reader *capture_reader_open(const char *file)
 	return r;
 }
 
-/*
- * Size of the msgpack object at p without allocating, or 0 when it is not
- * one complete object or a container claims more elements than there are
- * bytes left (every element takes at least one byte).
- */
-static size_t capture_prescan(const unsigned char *p, size_t len, int depth)
-{
-	size_t hdr = 1, body = 0, count = 0, w = 0;
-	bool map = false;
-
-	if (len == 0 || depth > CAPTURE_DEPTH_MAX)
-		return 0;
-	unsigned char c = p[0];
-	if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
-		return 1; /* fixint, negative fixint, nil, false, true */
-	if ((c & 0xe0) == 0xa0) {
-		body = c & 0x1f; /* fixstr */
-	} else if ((c & 0xf0) == 0x90) {
-		count = c & 0x0f; /* fixarray */
-	} else if ((c & 0xf0) == 0x80) {
-		count = c & 0x0f; /* fixmap */
-		map = true;
-	} else {
-		switch (c) {
-		case 0xcc: case 0xd0: return len >= 2 ? 2 : 0;
-		case 0xcd: case 0xd1: case 0xd4: return len >= 3 ? 3 : 0;
-		case 0xd5: return len >= 4 ? 4 : 0;
-		case 0xce: case 0xd2: case 0xca: return len >= 5 ? 5 : 0;
-		case 0xd6: return len >= 6 ? 6 : 0;
-		case 0xcf: case 0xd3: case 0xcb: return len >= 9 ? 9 : 0;
-		case 0xd7: return len >= 10 ? 10 : 0;
-		case 0xd8: return len >= 18 ? 18 : 0;
-		case 0xd9: case 0xc4: case 0xc7: w = 1; break; /* str8, bin8, ext8 */
-		case 0xda: case 0xc5: case 0xc8: case 0xdc: w = 2; break;
-		case 0xdb: case 0xc6: case 0xc9: case 0xdd: w = 4; break;
-		case 0xde: w = 2; map = true; break;
-		case 0xdf: w = 4; map = true; break;
-		default: return 0; /* 0xc1 is never used */
-		}
-		if (len < 1 + w)
-			return 0;
-		size_t n = 0;
-		for (size_t i = 0; i < w; i++)
-			n = (n << 8) | p[1 + i];
-		hdr = 1 + w;
-		if (c >= 0xc7 && c <= 0xc9)
-			hdr++, body = n; /* ext: a type byte after the size */
-		else if (c == 0xdc || c == 0xdd || map)
-			count = n;
-		else
-			body = n;
-	}
-	if (hdr > len)
-		return 0;
-	if (!count)
-		return body <= len - hdr ? hdr + body : 0;
-	size_t elems = map ? count * 2 : count;
-	if (count > len || elems > len - hdr)
-		return 0;
-	size_t off = hdr;
-	for (size_t i = 0; i < elems; i++) {
-		size_t k = capture_prescan(p + off, len - off, depth + 1);
-		if (!k)
-			return 0;
-		off += k;
-	}
-	return off;
-}
 
 static bool capture_key_is(const msgpack_object *k, const char *name)
 {
@@ -435,7 +368,7 @@ static const char *capture_parse(const char *buf, size_t n, struct capture_recor
 	size_t off = 0;
 	const char *why = NULL;
 
-	if (capture_prescan((const unsigned char *)buf, n, 0) != n)
+	if (mpscan_size((const unsigned char *)buf, n, CAPTURE_DEPTH_MAX) != n)
 		return "not one well-formed msgpack object";
 	msgpack_unpacked_init(&up);
 	msgpack_unpack_return ur = msgpack_unpack_next(&up, buf, n, &off);

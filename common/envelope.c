@@ -8,6 +8,7 @@
  * the wrong kind.
  */
 #include "envelope.h"
+#include "mpscan.h"
 
 #include <msgpack.h>
 #include <stdlib.h>
@@ -438,83 +439,6 @@ static int env_decode_map(const msgpack_object *root, struct envelope *env)
 /* Deepest nesting a valid envelope has: map > turns array > turn map. */
 #define ENV_DEPTH_MAX 4
 
-/*
- * Walks one msgpack object without allocating, checking that every
- * container's element count fits in the bytes left (each element takes at
- * least one byte) and that nesting stays shallow. msgpack-c allocates a
- * container's elements from its header count before reading them, so a
- * 5-byte frame claiming 2^32 elements would ask for tens of GiB: this
- * check runs first. Returns the object's size, or 0 when it is invalid.
- */
-static size_t env_prescan(const unsigned char *p, size_t len, int depth)
-{
-	if (len == 0 || depth > ENV_DEPTH_MAX)
-		return 0;
-	unsigned char c = p[0];
-	size_t hdr = 1, body = 0, count = 0;
-	bool map = false;
-	if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
-		return 1;                           /* fixint, nil, bool */
-	if ((c & 0xe0) == 0xa0)
-		body = c & 0x1f;                    /* fixstr */
-	else if ((c & 0xf0) == 0x90)
-		count = c & 0x0f;                   /* fixarray */
-	else if ((c & 0xf0) == 0x80)
-		count = c & 0x0f, map = true;       /* fixmap */
-	else {
-		size_t w;
-		switch (c) {
-		case 0xcc: case 0xd0: return len >= 2 ? 2 : 0;
-		case 0xcd: case 0xd1: return len >= 3 ? 3 : 0;
-		case 0xce: case 0xd2: case 0xca: return len >= 5 ? 5 : 0;
-		case 0xcf: case 0xd3: case 0xcb: return len >= 9 ? 9 : 0;
-		case 0xd4: return len >= 3 ? 3 : 0;   /* fixext 1 */
-		case 0xd5: return len >= 4 ? 4 : 0;
-		case 0xd6: return len >= 6 ? 6 : 0;
-		case 0xd7: return len >= 10 ? 10 : 0;
-		case 0xd8: return len >= 18 ? 18 : 0;
-		case 0xd9: case 0xc4: w = 1; break;   /* str8, bin8 */
-		case 0xda: case 0xc5: w = 2; break;
-		case 0xdb: case 0xc6: w = 4; break;
-		case 0xc7: w = 1; break;              /* ext8: size then type */
-		case 0xc8: w = 2; break;
-		case 0xc9: w = 4; break;
-		case 0xdc: w = 2; break;              /* array16 */
-		case 0xdd: w = 4; break;
-		case 0xde: w = 2; map = true; break;  /* map16 */
-		case 0xdf: w = 4; map = true; break;
-		default: return 0;                    /* 0xc1 is never used */
-		}
-		if (len < 1 + w)
-			return 0;
-		size_t n = 0;
-		for (size_t i = 0; i < w; i++)
-			n = (n << 8) | p[1 + i];
-		hdr = 1 + w;
-		if (c >= 0xc7 && c <= 0xc9)
-			hdr++, body = n;                  /* ext: one type byte */
-		else if (c == 0xdc || c == 0xdd || c == 0xde || c == 0xdf)
-			count = n;
-		else
-			body = n;
-	}
-	if (hdr > len)
-		return 0;
-	if (!count)
-		return body <= len - hdr ? hdr + body : 0;
-	size_t elems = map ? count * 2 : count;
-	if (count > len || elems > len - hdr)
-		return 0;                               /* cannot fit: refuse before allocating */
-	size_t off = hdr;
-	for (size_t i = 0; i < elems; i++) {
-		size_t n = env_prescan(p + off, len - off, depth + 1);
-		if (!n)
-			return 0;
-		off += n;
-	}
-	return off;
-}
-
 int env_decode(const void *buf, size_t len, struct envelope *env)
 {
 	msgpack_unpacked up;
@@ -524,7 +448,8 @@ int env_decode(const void *buf, size_t len, struct envelope *env)
 	memset(env, 0, sizeof(*env));
 	if (len > ENV_FRAME_MAX)
 		return ENV_ETOOBIG;
-	if (env_prescan(buf, len, 0) != len)
+	/* Before msgpack-c allocates from a hostile count (mpscan.h). */
+	if (mpscan_size(buf, len, ENV_DEPTH_MAX) != len)
 		return ENV_ETRUNCATED;
 	msgpack_unpacked_init(&up);
 	msgpack_unpack_return ur = msgpack_unpack_next(&up, buf, len, &off);

@@ -162,17 +162,6 @@ static json_t *report_str(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
-static uint64_t report_last(const struct conv_rec *c)
-{
-	uint64_t t = c->created;
-	if (c->updated > t)
-		t = c->updated;
-	if (c->last_in > t)
-		t = c->last_in;
-	if (c->last_activity > t)
-		t = c->last_activity;
-	return t;
-}
 
 static void report_dump(json_t *root)
 {
@@ -228,7 +217,7 @@ int ctl_conversations(const struct config *cfg, const struct ctl_list *l)
 		struct conv_rec c;
 		if (store_conv_decode(&v, &c))
 			continue;
-		uint64_t last = report_last(&c);
+		uint64_t last = conv_last_activity(&c);
 		if ((l->mode < 0 || (int)c.mode == l->mode) && (!l->since || last >= l->since)) {
 			if (n == cap) {
 				cap = cap ? cap * 2 : 64;
@@ -701,7 +690,7 @@ static json_t *export_record(const char *key, const struct conv_rec *c)
 	json_object_set_new(o, "created", report_jtime(c->created));
 	json_object_set_new(o, "updated", report_jtime(c->updated));
 	json_object_set_new(o, "last_customer_message", report_jtime(c->last_in));
-	json_object_set_new(o, "last_activity", report_jtime(report_last(c)));
+	json_object_set_new(o, "last_activity", report_jtime(conv_last_activity(c)));
 	json_object_set_new(o, "customer_turns", json_integer((json_int_t)c->turns));
 	json_object_set_new(o, "messages", json_integer((json_int_t)c->seq));
 	json_object_set_new(o, "escalations", json_integer((json_int_t)c->escalations));

@@ -2,13 +2,12 @@
 #include "console.h"
 
 #include <jansson.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "console_assets.h"
 #include "envelope.h"
@@ -122,106 +121,15 @@ static enum MHD_Result console_error(struct MHD_Connection *c, unsigned status, 
 /* ------------------------------------------------------------------ */
 /* auth                                                                */
 
-/* Constant time whatever the lengths: both sides are hashed first. */
-static bool console_secret_eq(const char *given, size_t glen, const char *want)
-{
-	unsigned char a[EVP_MAX_MD_SIZE], b[EVP_MAX_MD_SIZE];
-	unsigned int al = 0, bl = 0;
-	if (!EVP_Digest(given, glen, a, &al, EVP_sha256(), NULL) ||
-	    !EVP_Digest(want, strlen(want), b, &bl, EVP_sha256(), NULL) || al != bl)
-		return false;
-	return CRYPTO_memcmp(a, b, al) == 0;
-}
-
-static int console_b64(unsigned char ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
-}
-
-/* Decodes standard base64 (padding optional) into a malloc'd string; NULL when malformed. */
-static char *console_unbase64(const char *s)
-{
-	size_t n = strlen(s);
-	while (n && s[n - 1] == '=')
-		n--;
-	if (n % 4 == 1)
-		return NULL;
-	char *out = xmalloc(n * 3 / 4 + 1);
-	size_t o = 0;
-	uint32_t acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < n; i++) {
-		int v = console_b64((unsigned char)s[i]);
-		if (v < 0) {
-			free(out);
-			return NULL;
-		}
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (char)((acc >> bits) & 0xff);
-		}
-	}
-	out[o] = '\0';
-	if (memchr(out, '\0', o)) {
-		free(out);
-		return NULL;
-	}
-	return out;
-}
-
-static bool console_basic_ok(const struct console *k, const char *cred)
-{
-	const struct config *cfg = k->cfg;
-	if (!cfg->console_user[0] || !cfg->console_password[0])
-		return false;
-	char *plain = console_unbase64(cred);
-	char *colon = plain ? strchr(plain, ':') : NULL;
-	bool ok = false;
-	if (colon) {
-		bool u = console_secret_eq(plain, (size_t)(colon - plain), cfg->console_user);
-		bool p = console_secret_eq(colon + 1, strlen(colon + 1), cfg->console_password);
-		ok = u & p;
-	}
-	if (plain) {
-		OPENSSL_cleanse(plain, strlen(plain));
-		free(plain);
-	}
-	return ok;
-}
-
 /* Whether the request carries the console's credentials; *bearer when it tried a token. */
 static bool console_authorized(const struct console *k, struct MHD_Connection *c, bool *bearer)
 {
-	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-	*bearer = false;
-	if (!h)
-		return false;
-	if (!strncasecmp(h, "Bearer ", 7)) {
-		*bearer = true;
-		h += 7;
-		while (*h == ' ')
-			h++;
-		return console_secret_eq(h, strlen(h), k->cfg->console_token);
-	}
-	if (!strncasecmp(h, "Basic ", 6)) {
-		h += 6;
-		while (*h == ' ')
-			h++;
-		return console_basic_ok(k, h);
-	}
-	return false;
+	const struct config *cfg = k->cfg;
+	*bearer = auth_scheme(c, "Bearer");
+	if (*bearer)
+		return auth_bearer(c, cfg->console_token);
+	return auth_scheme(c, "Basic") && cfg->console_user[0] && cfg->console_password[0] &&
+	       auth_basic(c, cfg->console_user, cfg->console_password);
 }
 
 /* ------------------------------------------------------------------ */
@@ -274,18 +182,6 @@ static void console_mask(const struct console *k, const char *addr, char *buf, s
 		snprintf(buf, len, "%s", addr);
 }
 
-/* Last activity either way, as `batonctl conversations` computes it. */
-static uint64_t console_last(const struct conv_rec *c)
-{
-	uint64_t t = c->created;
-	if (c->updated > t)
-		t = c->updated;
-	if (c->last_in > t)
-		t = c->last_in;
-	if (c->last_activity > t)
-		t = c->last_activity;
-	return t;
-}
 
 /* The customer and business of key "customer|business" (records of old
  * routers may lack the fields). */
@@ -302,7 +198,7 @@ static json_t *console_summary(const struct console *k, const char *key, const s
 {
 	char masked[STORE_KEY_MAX + 1], when[40];
 	char *cust, *biz;
-	uint64_t last = console_last(c);
+	uint64_t last = conv_last_activity(c);
 	console_parties(key, c, &cust, &biz);
 	console_mask(k, cust, masked, sizeof(masked));
 	clock_iso8601(last, when, sizeof(when));
@@ -418,7 +314,7 @@ static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection
 		}
 		rows[n].key = xstrndup(kv.mv_data, kv.mv_size);
 		rows[n].c = cr;
-		rows[n].last = console_last(&cr);
+		rows[n].last = conv_last_activity(&cr);
 		n++;
 	}
 	if (cur)

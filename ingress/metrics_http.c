@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <uthash.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "metrics.h"
 #include "xalloc.h"
@@ -139,19 +140,6 @@ static enum MHD_Result metrics_http_text(struct MHD_Connection *c, unsigned stat
 	return rc;
 }
 
-/* "Bearer <token>", compared in constant time in the token's length. */
-static bool metrics_http_authorized(struct MHD_Connection *c, const char *tok)
-{
-	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-	if (!h || strncmp(h, "Bearer ", 7) != 0)
-		return false;
-	h += 7;
-	size_t n = strlen(tok), m = strlen(h);
-	unsigned char diff = (unsigned char)(n != m);
-	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned char)(tok[i] ^ (i < m ? h[i] : 0));
-	return diff == 0;
-}
 
 enum MHD_Result metrics_http_handle(struct MHD_Connection *c, const char *method,
 				    const struct config *cfg)
@@ -159,7 +147,7 @@ enum MHD_Result metrics_http_handle(struct MHD_Connection *c, const char *method
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return metrics_http_text(c, 405, "method not allowed\n", MHD_HTTP_HEADER_ALLOW,
 					 "GET, HEAD");
-	if (cfg->metrics_token[0] && !metrics_http_authorized(c, cfg->metrics_token))
+	if (cfg->metrics_token[0] && !auth_bearer(c, cfg->metrics_token))
 		return metrics_http_text(c, 401, "unauthorized\n", MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					 "Bearer realm=\"metrics\"");
 

@@ -20,6 +20,7 @@
 #include <utlist.h>
 #include <zmq.h>
 
+#include "auth.h"
 #include "capture.h"
 #include "clock.h"
 #include "console.h"
@@ -199,17 +200,7 @@ static bool server_is_form(struct MHD_Connection *c)
 
 static bool server_admin_ok(struct server *s, struct MHD_Connection *c)
 {
-	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-	const char *tok = s->cfg->admin_token;
-	if (!h || strncmp(h, "Bearer ", 7) != 0)
-		return false;
-	h += 7;
-	/* Constant time in the token's length, like the webhook signature. */
-	size_t n = strlen(tok), m = strlen(h);
-	unsigned char diff = (unsigned char)(n != m);
-	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned char)(tok[i] ^ (i < m ? h[i] : 0));
-	return diff == 0;
+	return auth_bearer(c, s->cfg->admin_token);
 }
 
 /* Converts a complete request into an envelope: 0 forward, EVENTS_IGNORE

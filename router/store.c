@@ -292,6 +292,18 @@ const char *conv_mode_name(enum conv_mode m)
 	return "unknown";
 }
 
+uint64_t conv_last_activity(const struct conv_rec *c)
+{
+	uint64_t t = c->created;
+	if (c->updated > t)
+		t = c->updated;
+	if (c->last_in > t)
+		t = c->last_in;
+	if (c->last_activity > t)
+		t = c->last_activity;
+	return t;
+}
+
 void conv_rec_release(struct conv_rec *c) { rec_release(conv_fields, NF(conv_fields), c); }
 void hist_rec_release(struct hist_rec *h) { rec_release(hist_fields, NF(hist_fields), h); }
 void job_rec_release(struct job_rec *j) { rec_release(job_fields, NF(job_fields), j); }

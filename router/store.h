@@ -134,6 +134,8 @@ const char *job_kind_name(enum job_kind k);
 const char *conv_mode_name(enum conv_mode m);
 
 void conv_rec_release(struct conv_rec *c);
+/** The latest of the conversation's times (created, updated, last message, activity). */
+uint64_t conv_last_activity(const struct conv_rec *c);
 void hist_rec_release(struct hist_rec *h);
 void job_rec_release(struct job_rec *j);
 void tl_rec_release(struct tl_rec *t);
