@@ -7,27 +7,31 @@ asserts DESIGN invariants 1-5.
     tests/chaos/chaos.py --conversations 200 --messages 2000     # make chaos
     tests/chaos/chaos.py --conversations 20 --messages 200       # CI
 
-Customers behave like Twilio: each message is a signed webhook with its own
-MessageSid, re-sent with the same MessageSid until ingress answers 200.
-Some conversations ask for a person; the simulated agent greets, answers the
-appointment question and closes, which hands the conversation back.
+The traffic is a stream from tests/tools/streamgen (the bench's generator):
+Zipf-distributed activity over the conversations, some of which ask for a
+person. Customers behave like Twilio: each message is a signed webhook with
+its own MessageSid, re-sent with the same MessageSid until ingress answers
+200. The simulated agent greets, answers and closes, which hands the
+conversation back; one it misses comes back by the inactivity path.
 """
 
 import argparse
 import json
 import os
 import random
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from baton_harness import BUSINESS, Pipeline, wait_for  # noqa: E402
+from capture_file import messages_by_customer  # noqa: E402
 
 KILLABLE = ["router", "ai-worker", "egress", "flex-worker", "ingress"]
-QUESTIONS = ["Where is the clinic located?", "What are your opening hours?",
-             "Which specialties do you have?", "Is there parking nearby?", "Do you see children?"]
 HOLD = "Your conversation is being transferred to our team."
 GREETING = "Hi, good afternoon, I'm Gonzalo, how can I help you?"
 CONFIRM = "Done: your dermatology appointment is on Tuesday at 10:00. Anything else?"
@@ -37,22 +41,18 @@ BATON_SAYS = {HOLD, "All our agents are busy right now. A person will answer you
               "Sorry, we could not reach our team right now. I am still here to help."}
 
 
-def zipf_counts(rng, conversations, messages):
-    """Messages per conversation, Zipf-like: a few talk a lot, most a little."""
-    weights = [1.0 / (i + 1) for i in range(conversations)]
-    counts = [1] * conversations
-    for _ in range(max(0, messages - conversations)):
-        counts[rng.choices(range(conversations), weights)[0]] += 1
-    return counts
-
-
-def script_for(rng, n, escalate):
-    msgs = [rng.choice(QUESTIONS) for _ in range(n)]
-    if escalate and n >= 4:
-        k = rng.randrange(1, n - 2)
-        msgs[k] = "I want to talk to a human"
-        msgs[k + 1] = "I need a dermatology appointment on Tuesday"
-    return msgs
+def stream_plans(bindir, conversations, messages, escalate_share, seed):
+    """{customer: [message, ...]} from a streamgen capture (written, read, removed)."""
+    tool = os.path.join(os.path.dirname(bindir), "tools", "streamgen")
+    tmp = tempfile.mkdtemp(prefix="baton-chaos-stream-")
+    try:
+        subprocess.run([tool, "--out", tmp, "--messages", str(messages), "--conversations",
+                        str(conversations), "--escalate", str(escalate_share), "--handback", "0",
+                        "--seed", str(seed), "--business", BUSINESS],
+                       check=True, capture_output=True, timeout=60)
+        return messages_by_customer(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class Chaos:
@@ -130,13 +130,10 @@ class Chaos:
         a = self.args
         p = self.p
         p.start_all()
+        # The agent answers the request for a person (streamgen's phrase) and closes.
         p.agent(identity="Gonzalo", accept_after_ms=100, greeting=GREETING, reply_delay_ms=50,
-                replies=[{"match": ["dermatolog"], "reply": CONFIRM, "close_after": True}])
-        counts = zipf_counts(self.rng, a.conversations, a.messages)
-        plans = {}
-        for i, n in enumerate(counts):
-            customer = "whatsapp:+55119%08d" % i
-            plans[customer] = script_for(self.rng, n, self.rng.random() < a.escalate_share)
+                replies=[{"match": ["persona"], "reply": CONFIRM, "close_after": True}])
+        plans = stream_plans(p.bindir, a.conversations, a.messages, a.escalate_share, a.seed)
         t0 = time.monotonic()
         killer = threading.Thread(target=self.killer, daemon=True)
         killer.start()
@@ -149,6 +146,7 @@ class Chaos:
         self.stop_killer.set()
         killer.join()
         sent_for = time.monotonic() - t0
+        self.conversations = len(plans)
         self.settle(plans)
         problems = self.check(plans)
         self.report(sent_for, problems)
@@ -242,7 +240,7 @@ class Chaos:
     def report(self, secs, problems):
         s = self.stats
         print("chaos: %d conversations, %d messages (%d acknowledged) in %.1f s"
-              % (self.args.conversations, s["messages"], s["acked"], secs))
+              % (self.conversations, s["messages"], s["acked"], secs))
         print("chaos: kills %s (total %d), upstream failures injected %d"
               % (json.dumps(s["kills"], sort_keys=True), sum(s["kills"].values()), s.get("injected", 0)))
         print("chaos: webhook retries %d, duplicates suppressed %d, escalations %d, "

@@ -13,7 +13,7 @@ class TestChaos(unittest.TestCase):
     def test_nothing_lost_nothing_doubled_under_kills(self):
         c = chaos.Chaos(chaos.main.__globals__["argparse"].Namespace(
             conversations=20, messages=200, escalate_share=0.3, llm_latency_ms=20, seed=11,
-            pace=1.0, strict=False))
+            pace=0.5, strict=False))
         try:
             problems = c.run()
         finally:

@@ -7,7 +7,6 @@ replay at full speed with every record acknowledged and stored; a truncated
 or damaged capture replays its complete records without crashing.
 """
 
-import glob
 import json
 import os
 import re
@@ -26,54 +25,7 @@ ADDRESS_REPLY = "Clínica Sol is at Av. Paulista 1000"
 SANITIZER = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 
-# --- capture files, read independently of the C reader ---
-
-def _mp_read(buf, i):
-    """One msgpack value of the kinds the capture writer produces: (value, next index)."""
-    c = buf[i]
-    if c <= 0x7f:
-        return c, i + 1
-    if 0xa0 <= c <= 0xbf:
-        n = c & 0x1f
-        return buf[i + 1:i + 1 + n].decode(), i + 1 + n
-    if 0x80 <= c <= 0x8f:
-        out, i = {}, i + 1
-        for _ in range(c & 0x0f):
-            k, i = _mp_read(buf, i)
-            out[k], i = _mp_read(buf, i)
-        return out, i
-    ints = {0xcc: ">B", 0xcd: ">H", 0xce: ">I", 0xcf: ">Q"}
-    if c in ints:
-        size = struct.calcsize(ints[c])
-        return struct.unpack(ints[c], buf[i + 1:i + 1 + size])[0], i + 1 + size
-    sized = {0xd9: (">B", str), 0xda: (">H", str), 0xdb: (">I", str),
-             0xc4: (">B", bytes), 0xc5: (">H", bytes), 0xc6: (">I", bytes)}
-    if c in sized:
-        fmt, kind = sized[c]
-        w = struct.calcsize(fmt)
-        n = struct.unpack(fmt, buf[i + 1:i + 1 + w])[0]
-        raw = bytes(buf[i + 1 + w:i + 1 + w + n])
-        return (raw.decode() if kind is str else raw), i + 1 + w + n
-    raise ValueError("unexpected msgpack byte 0x%02x" % c)
-
-
-def read_capture(path):
-    """Complete records of one capture file as dicts {v, t, p, b}; a cut tail is left out."""
-    data = open(path, "rb").read()
-    out, off = [], 0
-    while off + 4 <= len(data):
-        n = struct.unpack(">I", data[off:off + 4])[0]
-        if off + 4 + n > len(data):
-            break
-        rec, end = _mp_read(data, off + 4)
-        assert end == off + 4 + n, "record length does not match its map"
-        out.append(rec)
-        off += 4 + n
-    return out, off
-
-
-def capture_files(d):
-    return sorted(glob.glob(os.path.join(d, "*.bcap")))
+from capture_file import capture_files, read_capture  # noqa: E402  (shared reader)
 
 
 # --- the tools ---
