@@ -255,6 +255,9 @@ static const struct config_entry config_table[] = {
 	  "LMDB map size (the most state the router can hold), MiB" },
 	{ "lmdb.sync", CT_BOOL, "true", 0, 0, NULL, F(lmdb_sync), false,
 	  "fsync every commit (true) or leave flushing to the OS (false: a host crash can lose the last commits)" },
+	{ "dedupe.keep_s", CT_INT, "604800", 0, 365 * 86400, NULL, F(dedupe_keep_s), false,
+	  "how long the router remembers a MessageSid to drop Twilio's retries of it (0 = for "
+	  "ever); older entries are pruned a few thousand a second" },
 	{ "router.batch", CT_INT, "256", 1, 100000, NULL, F(router_batch), false,
 	  "most messages the router applies in one LMDB transaction (group commit)" },
 

@@ -118,6 +118,7 @@ struct config {
 	long lmdb_map_size_mb;
 	bool lmdb_sync;
 	int router_batch;
+	int dedupe_keep_s;
 	char *capture_dir;
 	int capture_max_mb;
 

@@ -56,6 +56,9 @@
 #define TWILIO_ERR_WINDOW 63016
 /* How often the timers look at conversations not in ai mode. */
 #define ROUTER_CRON_MS 500
+/* MessageSid pruning: how often, and how many entries one tick looks at. */
+#define ROUTER_PRUNE_MS 1000
+#define ROUTER_PRUNE_MAX 5000
 
 enum fx_type { FX_ACK, FX_ADD, FX_DONE, FX_RETRY };
 
@@ -82,6 +85,8 @@ struct router {
 	struct rules *rules;
 	struct hours hours;
 	struct hours *number_hours; /* parallel to cfg->numbers */
+	char *prune_key;            /* where the MessageSid pruning goes on */
+	uint64_t next_prune;        /* mono ms */
 	uint64_t next_cron;
 	struct store st;
 	struct dispatch *disp;

@@ -494,6 +494,37 @@ static int router_timeout(struct router *r)
 	return t;
 }
 
+/* A few hundred MessageSids past dedupe.keep_s go per tick, in a small
+ * transaction of their own (committed only when something went). */
+static void router_prune_seen(struct router *r)
+{
+	const uint64_t keep = (uint64_t)r->cfg->dedupe_keep_s * 1000u, now = clock_mono_ms();
+	MDB_txn *txn = NULL;
+	size_t deleted = 0;
+
+	if (!keep || now < r->next_prune)
+		return;
+	r->next_prune = now + ROUTER_PRUNE_MS;
+	uint64_t wall = clock_wall_ms();
+	if (wall <= keep)
+		return;
+	int rc = mdb_txn_begin(r->st.env, NULL, 0, &txn);
+	if (rc == 0)
+		rc = store_seen_prune(&r->st, txn, &r->prune_key, ROUTER_PRUNE_MAX, wall - keep,
+				      &deleted);
+	if (rc == 0 && deleted) {
+		rc = mdb_txn_commit(txn);
+		txn = NULL;
+		if (rc == 0)
+			log_emit(LOG_DEBUG, NULL, "forgot %zu MessageSids older than %d s", deleted,
+				 r->cfg->dedupe_keep_s);
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+	if (rc)
+		log_warn("cannot prune old MessageSids: %s (will retry)", mdb_strerror(rc));
+}
+
 int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 {
 	struct router r = { .cfg = cfg };
@@ -533,6 +564,7 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		/* Before the batch: a slow commit must not make live workers look dead. */
 		dispatch_expire(r.disp, clock_mono_ms(), (uint64_t)cfg->worker_timeout_ms);
 		router_cron(&r);
+		router_prune_seen(&r);
 		if (r.nitems)
 			router_apply_batch(&r);
 		jobs_dispatch(&r);
@@ -564,5 +596,6 @@ fail:
 	free(r.items);
 	free(r.fx);
 	free(r.number_hours);
+	free(r.prune_key);
 	return rc;
 }

@@ -7,6 +7,7 @@
  */
 #include "store.h"
 
+#include <errno.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -513,6 +514,46 @@ int store_seen_put(struct store *st, MDB_txn *txn, const char *sid, uint64_t ts)
 	kv_be64(b, ts);
 	MDB_val k = store_strkey(sid), v = { .mv_size = 8, .mv_data = b };
 	return mdb_put(txn, st->seen, &k, &v, 0);
+}
+
+int store_seen_prune(struct store *st, MDB_txn *txn, char **cursor_key, size_t max,
+		     uint64_t before, size_t *deleted)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	size_t n = 0;
+	int rc = mdb_cursor_open(txn, st->seen, &cur);
+
+	*deleted = 0;
+	if (rc)
+		return rc;
+	if (*cursor_key) {
+		k = store_strkey(*cursor_key);
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	} else {
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	}
+	for (; rc == 0 && n < max; n++) {
+		if (v.mv_size == 8 && kv_from_be64(v.mv_data) < before) {
+			if ((rc = mdb_cursor_del(cur, 0)))
+				break;
+			(*deleted)++;
+			/* After a delete the cursor already sits on the next entry. */
+			rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+			if (rc == MDB_NOTFOUND || rc == EINVAL)
+				break;
+			continue;
+		}
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	free(*cursor_key);
+	*cursor_key = NULL;
+	if (rc == 0 && n >= max)
+		*cursor_key = xstrndup(k.mv_data, k.mv_size); /* where to go on */
+	else if (rc == MDB_NOTFOUND || rc == EINVAL)
+		rc = 0; /* the end: start over next time */
+	mdb_cursor_close(cur);
+	return rc;
 }
 
 static MDB_val store_idkey(unsigned char b[8], uint64_t id)

@@ -170,6 +170,15 @@ int store_pend_get(struct store *st, MDB_txn *txn, const char *key, uint64_t n,
 /** 0 when sid was seen before, MDB_NOTFOUND when new. */
 int store_seen_get(struct store *st, MDB_txn *txn, const char *sid);
 int store_seen_put(struct store *st, MDB_txn *txn, const char *sid, uint64_t ts);
+/**
+ * Forget MessageSids seen before `before` (wall ms), walking at most max
+ * entries from *cursor_key (a malloc'd key, NULL = the start). *cursor_key
+ * becomes where the next call goes on, NULL after the last entry. *deleted
+ * counts what went. Twilio retries a webhook within minutes, so dedupe
+ * entries need not live for ever.
+ */
+int store_seen_prune(struct store *st, MDB_txn *txn, char **cursor_key, size_t max,
+		     uint64_t before, size_t *deleted);
 
 /** Store j under a new id (*id). */
 int store_job_add(struct store *st, MDB_txn *txn, const struct job_rec *j, uint64_t *id);

@@ -201,3 +201,20 @@ class TestUpstreamFailures(PipelineCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestDedupeWindow(PipelineCase):
+    env = {"BATON_DEDUPE_KEEP_S": "1"}
+
+    def test_message_sids_are_forgotten_after_the_window(self):
+        params = self.p.webhook_params(ANA, "Where is the clinic?")
+        self.assertEqual(self.p.post_webhook(params)[0], 200)
+        self.wait_replies(1)
+        self.assertEqual(self.p.post_webhook(params)[0], 200)  # a retry: dropped
+        time.sleep(0.5)
+        self.assertEqual(len(self.replies()), 1)
+        # Past dedupe.keep_s the router prunes the entry; the same MessageSid
+        # then counts as new (Twilio never retries that late).
+        time.sleep(2.5)
+        self.assertEqual(self.p.post_webhook(params)[0], 200)
+        self.wait_replies(2)

@@ -422,6 +422,49 @@ static void test_seen(void **state)
 	mdb_txn_abort(txn);
 }
 
+/* Pruning in small steps: old entries go, new ones stay, the cursor goes on
+ * where it stopped and ends with NULL. */
+static void test_seen_prune(void **state)
+{
+	struct fixture *fx = *state;
+	char sid[32];
+	MDB_txn *txn = begin(fx, false);
+	for (int i = 0; i < 300; i++) {
+		snprintf(sid, sizeof(sid), "SM%04d", i);
+		/* every third is recent */
+		assert_int_equal(store_seen_put(&fx->st, txn, sid, i % 3 ? 1000 : 9000), 0);
+	}
+	commit(txn);
+	char *cursor = NULL;
+	size_t total = 0, steps = 0, deleted;
+	do {
+		txn = begin(fx, false);
+		assert_int_equal(store_seen_prune(&fx->st, txn, &cursor, 7, 5000, &deleted), 0);
+		commit(txn);
+		total += deleted;
+		steps++;
+		assert_true(steps < 100);
+	} while (cursor);
+	assert_int_equal(total, 200);
+	txn = begin(fx, true);
+	for (int i = 0; i < 300; i++) {
+		snprintf(sid, sizeof(sid), "SM%04d", i);
+		assert_int_equal(store_seen_get(&fx->st, txn, sid), i % 3 ? MDB_NOTFOUND : 0);
+	}
+	mdb_txn_abort(txn);
+	/* A second pass finds nothing more; an empty table is fine too. */
+	txn = begin(fx, false);
+	assert_int_equal(store_seen_prune(&fx->st, txn, &cursor, 1000, 5000, &deleted), 0);
+	assert_int_equal(deleted, 0);
+	assert_null(cursor);
+	assert_int_equal(store_seen_prune(&fx->st, txn, &cursor, 1000, 100000, &deleted), 0);
+	assert_int_equal(deleted, 100);
+	assert_int_equal(store_seen_prune(&fx->st, txn, &cursor, 1000, 100000, &deleted), 0);
+	assert_int_equal(deleted, 0);
+	assert_null(cursor);
+	mdb_txn_abort(txn);
+}
+
 static void test_seen_aborted_txn(void **state)
 {
 	struct fixture *fx = *state;
@@ -735,6 +778,7 @@ int main(void)
 		T(test_pend_fifo),
 		T(test_pend_pop_deletes),
 		T(test_seen),
+		T(test_seen_prune),
 		T(test_seen_aborted_txn),
 		T(test_jobs),
 		T(test_job_flex),
