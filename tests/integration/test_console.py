@@ -30,7 +30,7 @@ import urllib.parse
 import urllib.request
 
 import webdriver
-from baton_harness import (ADMIN_TOKEN, AUTH_TOKEN, BUSINESS, LLM_KEY, ROOT, Pipeline,
+from baton_harness import (masked, ADMIN_TOKEN, AUTH_TOKEN, BUSINESS, LLM_KEY, ROOT, Pipeline,
                            wait_for)
 
 TOKEN = "console-test-token-7e4a90"
@@ -63,16 +63,6 @@ def basic(user=USER, password=PASSWORD):
     return {"Authorization": "Basic " + cred}
 
 
-def masked(addr):
-    digits = sum(ch.isdigit() for ch in addr)
-    out, seen = "", 0
-    for ch in addr:
-        if ch.isdigit():
-            seen += 1
-            if seen <= digits - 4:
-                ch = "*"
-        out += ch
-    return out
 
 
 def artifacts_dir():

@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from baton_harness import ADMIN_TOKEN, BUSINESS, Pipeline, http, wait_for
+from baton_harness import masked, ADMIN_TOKEN, BUSINESS, Pipeline, http, wait_for
 
 ANA = "whatsapp:+5511988881111"    # stays with the AI
 BRUNO = "whatsapp:+5511988882222"  # escalated, an agent has it (human)
@@ -25,17 +25,6 @@ AGENT = dict(identity="Gonzalo", accept_after_ms=100, greeting=GREETING, reply_d
              replies=[])
 
 
-def masked(addr):
-    """How batonctl and the logs show an address: digits but the last 4 hidden."""
-    digits = sum(ch.isdigit() for ch in addr)
-    out, seen = "", 0
-    for ch in addr:
-        if ch.isdigit():
-            seen += 1
-            if seen <= digits - 4:
-                ch = "*"
-        out += ch
-    return out
 
 
 class CtlCase(unittest.TestCase):

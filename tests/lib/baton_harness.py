@@ -52,6 +52,19 @@ def twilio_signature(token, url, params):
     return base64.b64encode(mac).decode()
 
 
+def masked(addr):
+    """How batonctl, the console and the logs show an address: all digits but the last 4 hidden."""
+    digits = sum(ch.isdigit() for ch in addr)
+    out, seen = "", 0
+    for ch in addr:
+        if ch.isdigit():
+            seen += 1
+            if seen <= digits - 4:
+                ch = "*"
+        out += ch
+    return out
+
+
 def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while True:
