@@ -165,42 +165,36 @@ int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct con
 	handoff_replace(&c->flex_uo, NULL);
 	handoff_replace(&c->flex_wt, NULL);
 	handoff_replace(&c->agent, NULL);
+	const struct config *ncfg = router_cfg(r, key);
 	uint64_t last = c->seq, opens = 0, now = clock_wall_ms();
 	char *hold = handoff_holding_message(r, key, &opens);
 	/* Outside business hours with handoff.after_hours=queue the task is
 	 * created at the opening, not now when no one would take it. */
-	bool queue = opens > now && !strcmp(router_cfg(r, key)->handoff_after_hours, "queue");
+	bool queue = opens > now && !strcmp(ncfg->handoff_after_hours, "queue");
 	struct job_rec j = { .kind = JOB_FLEX, .conv = (char *)key, .created = now,
 			     .op = OP_HANDOFF, .hfrom = handoff_first(r, last), .upto = last,
 			     .trigger = (char *)trigger, .reason = (char *)reason,
 			     .summary = (char *)summary, .not_before = queue ? opens : 0 };
-	if ((rc = router_job_add_at(r, txn, &j, &c->handoff_job,
-				    queue ? clock_mono_ms() + (opens - now) : 0))) {
-		free(hold);
-		return rc;
+	rc = router_job_add_at(r, txn, &j, &c->handoff_job,
+			       queue ? clock_mono_ms() + (opens - now) : 0);
+	if (rc == 0 && *hold) {
+		struct hist_rec hm = { .role = ROLE_AI, .text = hold, .ts = now };
+		if ((rc = store_hist_append(&r->st, txn, key, c, &hm)) == 0)
+			rc = outbox_queue(r, txn, key, c, hold, c->seq, false);
 	}
+	free(hold);
+	if (rc)
+		return rc;
 	c->queued_until = queue ? opens : 0;
 	if (queue) {
 		char iso[40];
 		clock_iso8601(opens, iso, sizeof(iso));
-		char *d = xasprintf("until %s (business hours %s)", iso,
-				    router_cfg(r, key)->business_hours);
+		char *d = xasprintf("until %s (business hours %s)", iso, ncfg->business_hours);
 		rc = store_tl_add(&r->st, txn, key, c, "handoff_queued", d);
 		free(d);
-		if (rc) {
-			free(hold);
+		if (rc)
 			return rc;
-		}
 	}
-	if (*hold) {
-		struct hist_rec hm = { .role = ROLE_AI, .text = hold, .ts = clock_wall_ms() };
-		if ((rc = store_hist_append(&r->st, txn, key, c, &hm)) ||
-		    (rc = outbox_queue(r, txn, key, c, hold, c->seq, false))) {
-			free(hold);
-			return rc;
-		}
-	}
-	free(hold);
 	char *detail = xasprintf("%s: %s", trigger, reason ? reason : "");
 	rc = store_tl_add(&r->st, txn, key, c, "escalated", detail);
 	free(detail);

@@ -45,31 +45,26 @@ static void jobs_flex_env(struct router *r, MDB_txn *txn, const struct job_rec *
 	struct conv_rec c;
 	env->type = ENV_JOB_FLEX;
 	env->op = xstrdup(j->op ? j->op : OP_HANDOFF);
+	bool close = !strcmp(env->op, OP_CLOSE);
 	if (store_conv_get(&r->st, txn, j->conv, &c) == 0) {
 		env->from = xstrdup(c.customer);
 		env->to = xstrdup(c.business);
 		env->name = c.name ? xstrdup(c.name) : NULL;
-		env->ch = c.flex_ch ? xstrdup(c.flex_ch) : NULL;
-		if (!strcmp(env->op, OP_CLOSE)) {
-			/* What the close job recorded, not what the conversation has now. */
-			free(env->ch);
-			env->ch = j->ch ? xstrdup(j->ch) : NULL;
-			env->kd = j->kd ? xstrdup(j->kd) : NULL;
-			env->uo = j->uo ? xstrdup(j->uo) : NULL;
-		}
+		if (!close)
+			env->ch = c.flex_ch ? xstrdup(c.flex_ch) : NULL;
 		conv_rec_release(&c);
-	} else if (!strcmp(env->op, OP_CLOSE) && strchr(j->conv, '|')) {
-		/* A close outlives a purged conversation (purge.c): the addresses
-		 * flex-worker wants are in the key, "customer|business". */
+	} else {
+		/* A close outlives a purged conversation (purge.c): the key,
+		 * "customer|business", still names the addresses. */
 		const char *bar = strchr(j->conv, '|');
-		env->from = xstrndup(j->conv, (size_t)(bar - j->conv));
-		env->to = xstrdup(bar + 1);
+		env->from = bar ? xstrndup(j->conv, (size_t)(bar - j->conv)) : xstrdup("");
+		env->to = xstrdup(bar ? bar + 1 : "");
+	}
+	if (close) {
+		/* What the close job recorded, not what the conversation has now. */
 		env->ch = j->ch ? xstrdup(j->ch) : NULL;
 		env->kd = j->kd ? xstrdup(j->kd) : NULL;
 		env->uo = j->uo ? xstrdup(j->uo) : NULL;
-	} else {
-		env->from = xstrdup("");
-		env->to = xstrdup("");
 	}
 	if (!strcmp(env->op, OP_HANDOFF)) {
 		env->trigger = xstrdup(j->trigger ? j->trigger : "");
@@ -158,6 +153,8 @@ int jobs_recover(struct router *r)
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
 	size_t n = 0;
+	/* A job's not_before is wall time in the store, monotonic in dispatch. */
+	const uint64_t wall = clock_wall_ms(), mono = clock_mono_ms();
 	int rc = mdb_txn_begin(r->st.env, NULL, MDB_RDONLY, &txn);
 	if (rc)
 		goto fail;
@@ -169,9 +166,7 @@ int jobs_recover(struct router *r)
 		uint64_t id = kv_from_be64(k.mv_data);
 		if (k.mv_size != 8 || store_job_get(&r->st, txn, id, &j))
 			continue;
-		uint64_t wall = clock_wall_ms(), at = 0;
-		if (j.not_before > wall)
-			at = clock_mono_ms() + (j.not_before - wall);
+		uint64_t at = j.not_before > wall ? mono + (j.not_before - wall) : 0;
 		dispatch_add(r->disp, id, j.kind, j.conv, at);
 		job_rec_release(&j);
 		n++;
