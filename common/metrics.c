@@ -35,6 +35,7 @@ struct series {
 	char *v[2];
 	double value;  /* counter, gauge */
 	double staged; /* counter increments held back by metrics_stage_begin */
+	bool in_stage; /* listed in M.stage */
 	uint64_t bucket[METRICS_NBUCKETS + 1]; /* histogram, per bucket (not cumulative); last = +Inf */
 	uint64_t count;
 	double sum;
@@ -52,10 +53,17 @@ struct collector {
 	void *arg;
 };
 
+/* A series with staged increments, by index: its family's array may move. */
+struct staged_ref {
+	size_t f, s;
+};
+
 static struct {
 	struct family *f;
 	size_t n, cap;
 	bool staging;
+	struct staged_ref *stage; /* series touched since metrics_stage_begin */
+	size_t nstage, capstage;
 	struct collector col[METRICS_COLLECTORS_MAX];
 	size_t ncol;
 	/* metrics_init */
@@ -165,13 +173,23 @@ static struct series *metrics_series(const struct metric_def *d, const char *v1,
 
 void metrics_add(const struct metric_def *d, const char *v1, const char *v2, double n)
 {
-	struct series *s = metrics_series(d, v1, v2);
+	struct family *f = metrics_family(d);
+	struct series *s = f ? family_series(f, v1, v2) : NULL;
 	if (!s || d->type == METRIC_HISTOGRAM)
 		return;
-	if (M.staging && d->type == METRIC_COUNTER)
-		s->staged += n;
-	else
+	if (!M.staging || d->type != METRIC_COUNTER) {
 		s->value += n;
+		return;
+	}
+	if (!s->in_stage) {
+		if (M.nstage == M.capstage) {
+			M.capstage = M.capstage ? 2 * M.capstage : 16;
+			M.stage = xrealloc(M.stage, M.capstage * sizeof(*M.stage));
+		}
+		M.stage[M.nstage++] = (struct staged_ref){ (size_t)(f - M.f), (size_t)(s - f->s) };
+		s->in_stage = true;
+	}
+	s->staged += n;
 }
 
 void metrics_inc(const struct metric_def *d, const char *v1, const char *v2)
@@ -233,13 +251,15 @@ void metrics_stage_begin(void)
 void metrics_stage_end(bool keep)
 {
 	M.staging = false;
-	for (size_t i = 0; i < M.n; i++)
-		for (size_t k = 0; k < M.f[i].n; k++) {
-			struct series *s = &M.f[i].s[k];
-			if (keep)
-				s->value += s->staged;
-			s->staged = 0;
-		}
+	/* Only the series touched while staging: this runs after every router batch. */
+	for (size_t i = 0; i < M.nstage; i++) {
+		struct series *s = &M.f[M.stage[i].f].s[M.stage[i].s];
+		if (keep)
+			s->value += s->staged;
+		s->staged = 0;
+		s->in_stage = false;
+	}
+	M.nstage = 0;
 }
 
 void metrics_collector_add(metrics_collect_fn *fn, void *arg)
@@ -265,11 +285,21 @@ void metrics_reset(void)
 	free(M.f);
 	M.f = NULL;
 	M.n = M.cap = 0;
+	free(M.stage);
+	M.stage = NULL;
+	M.nstage = M.capstage = 0;
 	M.ncol = 0;
 	M.staging = false;
 }
 
 /* --- the text format --- */
+
+/* The text format's escape for c, or NULL: backslash and newline always,
+ * the double quote in label values only (not in HELP). */
+static const char *escape_of(char c, bool quote_too)
+{
+	return c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '"' && quote_too ? "\\\"" : NULL;
+}
 
 char *metrics_escape_label(const char *v, char *out, size_t len)
 {
@@ -277,7 +307,7 @@ char *metrics_escape_label(const char *v, char *out, size_t len)
 	if (!len)
 		return out;
 	for (; *v && o + 1 < len; v++) {
-		const char *rep = *v == '\\' ? "\\\\" : *v == '"' ? "\\\"" : *v == '\n' ? "\\n" : NULL;
+		const char *rep = escape_of(*v, true);
 		if (rep) {
 			if (o + 2 >= len)
 				break;
@@ -302,12 +332,9 @@ const char *metrics_label_in(const char *v, const char *const *allowed)
 static void put_escaped(FILE *out, const char *v, bool quote_too)
 {
 	for (; *v; v++) {
-		if (*v == '\\')
-			fputs("\\\\", out);
-		else if (*v == '\n')
-			fputs("\\n", out);
-		else if (*v == '"' && quote_too)
-			fputs("\\\"", out);
+		const char *rep = escape_of(*v, quote_too);
+		if (rep)
+			fputs(rep, out);
 		else
 			fputc(*v, out);
 	}
@@ -333,8 +360,7 @@ static void put_value(FILE *out, double v)
 	}
 }
 
-/* {process="..",pid="..",l1="..",l2="..",le=".."}: the constant labels, the
- * series' and an optional le. Nothing at all when there is no label. */
+/* One name="value" of a label set, opening it with '{' when first. */
 static void put_label(FILE *out, bool *first, const char *name, const char *value)
 {
 	fprintf(out, "%s%s=\"", *first ? "{" : ",", name);

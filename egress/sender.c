@@ -81,8 +81,11 @@ static int sender_start(struct sendcall *c, uint64_t delay)
 	return httpc_start(worker_http(c->w), &hr, delay, sender_done, c);
 }
 
-static void sender_result(struct sendcall *c, int status, const struct tw_result *tr)
+/* outcome: the M_SENDS label (send_outcomes). */
+static void sender_result(struct sendcall *c, int status, const char *outcome,
+			  const struct tw_result *tr)
 {
+	metrics_inc(&M_SENDS, outcome, NULL);
 	struct envelope r = { .type = ENV_RESULT_SEND, .id = c->job, .ts = clock_wall_ms(),
 			      .conv = c->conv, .status = status, .sid = tr->sid,
 			      .code = tr->code, .err = tr->message };
@@ -135,15 +138,18 @@ static void sender_done(const struct httpc_resp *resp, void *arg)
 	}
 
 	int status;
+	const char *outcome;
 	switch (oc) {
 	case TW_OK:
 		status = ST_OK;
+		outcome = "ok";
 		s->sent++;
 		ids.sid = tr.sid;
 		log_emit(LOG_INFO, &ids, "sent to Twilio in %.1f ms", resp->total_ms);
 		break;
 	case TW_RETRY:
 		status = ST_RETRY;
+		outcome = "retry";
 		s->failures++;
 		log_emit(LOG_WARN, &ids, "Twilio still failing after %u attempts (%ld %s): back to the outbox",
 			 c->attempt + 1, tr.code, tr.message);
@@ -151,19 +157,19 @@ static void sender_done(const struct httpc_resp *resp, void *arg)
 	case TW_MALFORMED:
 		/* Twilio may have sent it: retrying could double it, so this is final. */
 		status = ST_FAILED;
+		outcome = "malformed";
 		s->failures++;
 		log_emit(LOG_ERROR, &ids, "unreadable Twilio answer: %s", tr.message);
 		break;
 	default:
 		status = ST_FAILED;
+		outcome = "failed";
 		s->failures++;
 		log_emit(LOG_ERROR, &ids, "Twilio refused the message: error %ld: %s", tr.code,
 			 tr.message);
 		break;
 	}
-	metrics_inc(&M_SENDS, oc == TW_OK ? "ok" : oc == TW_RETRY ? "retry" :
-			      oc == TW_MALFORMED ? "malformed" : "failed", NULL);
-	sender_result(c, status, &tr);
+	sender_result(c, status, outcome, &tr);
 	tw_result_release(&tr);
 	sendcall_free(c);
 }
@@ -182,8 +188,7 @@ void sender_job(struct worker *w, const struct envelope *job, void *arg)
 	c->deadline = clock_mono_ms() + (uint64_t)s->cfg->egress_retry_deadline_ms;
 	if (sender_start(c, 0) < 0) {
 		struct tw_result tr = { .message = (char *)"cannot start the call" };
-		metrics_inc(&M_SENDS, "retry", NULL);
-		sender_result(c, ST_RETRY, &tr);
+		sender_result(c, ST_RETRY, "retry", &tr);
 		sendcall_free(c);
 	}
 }

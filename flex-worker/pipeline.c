@@ -55,8 +55,8 @@ static const char *const fstep_names[] = {
 
 enum fop { FOP_HANDOFF, FOP_FORWARD, FOP_CLOSE };
 
-static const char *const fop_names[] = { "handoff", "forward", "close" };
-static const char *const fop_names_init[] = { "handoff", "forward", "close", NULL };
+/* NULL-terminated: also the op label's initial values (M_FLEX_JOBS). */
+static const char *const fop_names[] = { "handoff", "forward", "close", NULL };
 
 struct fjob {
 	struct flexwork *fw;
@@ -103,7 +103,7 @@ static const struct metric_def M_FLEX_ERRORS = {
 static const struct metric_def M_FLEX_JOBS = {
 	"baton_flex_jobs_total", METRIC_COUNTER,
 	"Flex jobs finished, by op (handoff, forward, close) and outcome (ok; retry: Twilio still "
-	"failing; failed: refused).", { "op", "outcome" }, { fop_names_init, flex_outcomes } };
+	"failing; failed: refused).", { "op", "outcome" }, { fop_names, flex_outcomes } };
 static const struct metric_def M_FLEX_RETRIES = {
 	"baton_flex_retries_total", METRIC_COUNTER, "Twilio calls of the pipeline retried.",
 	{ NULL }, { NULL } };

@@ -218,6 +218,21 @@ static void test_staged_counters(void **state)
 	t = render();
 	assert_true(has_line(t, "t_mode_total{mode=\"ai\"} 3"));
 	free(t);
+	/* Several families and series staged at once, one created while staging. */
+	metrics_stage_begin();
+	metrics_inc(&C_MODE, "human", NULL);
+	metrics_add(&C_TWO, "b", "ai", 2);
+	metrics_inc(&C_FREE, "new", NULL);
+	metrics_inc(&C_MODE, "human", NULL);
+	metrics_stage_end(true);
+	metrics_stage_begin();
+	metrics_stage_end(true); /* nothing staged: nothing applied twice */
+	t = render();
+	assert_true(has_line(t, "t_mode_total{mode=\"ai\"} 3"));
+	assert_true(has_line(t, "t_mode_total{mode=\"human\"} 2"));
+	assert_true(has_line(t, "t_two_total{kind=\"b\",mode=\"ai\"} 2"));
+	assert_true(has_line(t, "t_free_total{what=\"new\"} 1"));
+	free(t);
 }
 
 static void test_merge_groups_families(void **state)
@@ -449,8 +464,9 @@ static void test_process_file(void **state)
 	assert_non_null(rss);
 	assert_true(strtod(rss + strlen(line), NULL) > 0);
 	/* Not due again yet: nothing written (the tick says how long to wait). */
-	assert_true(metrics_tick() > 0);
 	unlink(path);
+	assert_true(metrics_tick() > 0);
+	assert_null(fopen(path, "r"));
 	snprintf(path, sizeof(path), "%s/metrics", dir);
 	rmdir(path);
 	rmdir(dir);
