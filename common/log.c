@@ -61,6 +61,14 @@ void log_mask_address(const char *addr, char *buf, size_t len)
 	buf[o] = '\0';
 }
 
+void log_show_address(const char *addr, char *buf, size_t len)
+{
+	if (log_mask)
+		log_mask_address(addr, buf, len);
+	else
+		snprintf(buf, len, "%s", addr);
+}
+
 static void log_vemit(enum log_level lvl, const struct log_ids *ids, const char *fmt, va_list ap)
 {
 	char msg[LOG_MSG_MAX], ts[32], masked[256];

@@ -37,6 +37,8 @@ void log_emit(enum log_level lvl, const struct log_ids *ids, const char *fmt, ..
 
 /** Mask the digits of a phone-like address except the last 4 into buf. */
 void log_mask_address(const char *addr, char *buf, size_t len);
+/** The address as operators see it: masked unless log_init was told not to. */
+void log_show_address(const char *addr, char *buf, size_t len);
 
 #define log_debug(...) log_emit(LOG_DEBUG, NULL, __VA_ARGS__)
 #define log_info(...)  log_emit(LOG_INFO, NULL, __VA_ARGS__)

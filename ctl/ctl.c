@@ -56,12 +56,7 @@ int ctl_read_find(struct ctl_read *rd, const char *address, char **key)
 {
 	const char *bar = strchr(address, '|');
 	char *cust = bar ? xstrndup(address, (size_t)(bar - address)) : xstrdup(address);
-	int rc = MDB_NOTFOUND;
-	*key = NULL;
-	/* Longer than any key the router stores: not one of ours (and LMDB
-	 * would refuse the lookup). */
-	if (strlen(address) <= STORE_KEY_MAX)
-		rc = store_conv_find(&rd->st, rd->txn, cust, bar ? bar + 1 : NULL, key);
+	int rc = store_conv_find(&rd->st, rd->txn, cust, bar ? bar + 1 : NULL, key);
 	free(cust);
 	if (rc == MDB_NOTFOUND) {
 		fprintf(stderr, "batonctl: no conversation for %s\n", address);
@@ -74,30 +69,35 @@ int ctl_read_find(struct ctl_read *rd, const char *address, char **key)
 	return CTL_OK;
 }
 
-void ctl_mask(const struct config *cfg, const char *addr, char *buf, size_t len)
+int ctl_read_conv(const struct config *cfg, struct ctl_read *rd, const char *address, char **key,
+		  struct conv_rec *c)
 {
-	if (cfg->log_mask_phone)
-		log_mask_address(addr, buf, len);
-	else
-		snprintf(buf, len, "%s", addr);
+	int rc, ret;
+	*key = NULL;
+	if ((ret = ctl_read_begin(cfg, rd)) != CTL_OK)
+		return ret;
+	if ((ret = ctl_read_find(rd, address, key)) == CTL_OK &&
+	    (rc = store_conv_get(&rd->st, rd->txn, *key, c))) {
+		fprintf(stderr, "batonctl: cannot read conversation: %s\n", mdb_strerror(rc));
+		ret = CTL_FAIL;
+	}
+	if (ret != CTL_OK) {
+		free(*key);
+		*key = NULL;
+		ctl_read_end(rd);
+	}
+	return ret;
 }
 
 int ctl_show(const struct config *cfg, const char *address, bool json)
 {
 	struct ctl_read rd;
 	struct conv_rec c;
-	char *key = NULL, when[32];
-	int rc, ret;
+	char *key, when[32];
+	int ret;
 
-	if ((ret = ctl_read_begin(cfg, &rd)) != CTL_OK)
+	if ((ret = ctl_read_conv(cfg, &rd, address, &key, &c)) != CTL_OK)
 		return ret;
-	if ((ret = ctl_read_find(&rd, address, &key)) != CTL_OK)
-		goto out;
-	ret = CTL_FAIL;
-	if ((rc = store_conv_get(&rd.st, rd.txn, key, &c))) {
-		fprintf(stderr, "batonctl: cannot read conversation: %s\n", mdb_strerror(rc));
-		goto out;
-	}
 	json_t *root = json_object(), *tl = json_array(), *hist = json_array();
 	json_object_set_new(root, "conversation", json_string(key));
 	json_object_set_new(root, "mode", json_string(conv_mode_name(c.mode)));
@@ -139,7 +139,7 @@ int ctl_show(const struct config *cfg, const char *address, bool json)
 		fputc('\n', stdout);
 	} else {
 		char masked[STORE_KEY_MAX + 1];
-		ctl_mask(cfg, key, masked, sizeof(masked));
+		log_show_address(key, masked, sizeof(masked));
 		printf("conversation  %s\nmode          %s\n", masked, conv_mode_name(c.mode));
 		if (c.flex_ch)
 			printf("flex          conversation %s, interaction %s, task %s\n", c.flex_ch,
@@ -167,11 +167,9 @@ int ctl_show(const struct config *cfg, const char *address, bool json)
 	}
 	json_decref(root);
 	conv_rec_release(&c);
-	ret = CTL_OK;
-out:
 	free(key);
 	ctl_read_end(&rd);
-	return ret;
+	return CTL_OK;
 }
 
 static size_t ctl_sink(char *p, size_t s, size_t n, void *u)
@@ -272,7 +270,7 @@ int ctl_purge(const struct config *cfg, const char *address, const char *reason,
 	}
 	struct conv_rec c;
 	if (store_conv_get(&rd.st, rd.txn, key, &c) == 0) {
-		ctl_mask(cfg, key, masked, sizeof(masked));
+		log_show_address(key, masked, sizeof(masked));
 		what = xasprintf("Purge conversation %s: %s mode, %llu messages, %llu timeline entries%s.\n"
 				 "Its history, timeline, jobs and index entries are erased; an audit record "
 				 "keeps only when, the masked address and the counts.",
@@ -300,7 +298,7 @@ int ctl_purge(const struct config *cfg, const char *address, const char *reason,
 	if (status < 0) {
 		ret = CTL_USAGE;
 	} else if (status == 200) {
-		ctl_mask(cfg, key, masked, sizeof(masked));
+		log_show_address(key, masked, sizeof(masked));
 		printf("%s: purged (Twilio keeps its own copies: message logs, Flex conversations "
 		       "and tasks are erased in Twilio)\n", masked);
 		ret = CTL_OK;

@@ -77,7 +77,12 @@ void ctl_read_end(struct ctl_read *rd);
  * CTL_OK with *key (malloc'd), CTL_NOT_FOUND or CTL_FAIL (both reported).
  */
 int ctl_read_find(struct ctl_read *rd, const char *address, char **key);
-/** The address as the operator may see it: masked unless log.mask_phone = false. */
-void ctl_mask(const struct config *cfg, const char *addr, char *buf, size_t len);
+/**
+ * ctl_read_begin, ctl_read_find and the record into *c: CTL_OK with the read
+ * open, *key (malloc'd) and *c (conv_rec_release) for the caller to end; else
+ * nothing is left open (reported).
+ */
+int ctl_read_conv(const struct config *cfg, struct ctl_read *rd, const char *address, char **key,
+		  struct conv_rec *c);
 
 #endif

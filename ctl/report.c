@@ -224,11 +224,8 @@ int ctl_conversations(const struct config *cfg, const struct ctl_list *l)
 				rows = xrealloc(rows, cap * sizeof(*rows));
 			}
 			struct row *r = &rows[n++];
-			const char *bar = memchr(k.mv_data, '|', k.mv_size);
 			r->key = xstrndup(k.mv_data, k.mv_size);
-			r->customer = c.customer ? xstrdup(c.customer)
-				: xstrndup(k.mv_data, bar ? (size_t)(bar - (char *)k.mv_data) : k.mv_size);
-			r->business = c.business ? xstrdup(c.business) : xstrdup(bar ? strchr(r->key, '|') + 1 : "");
+			store_conv_parties(r->key, &c, &r->customer, &r->business);
 			/* Open Flex SIDs: only while a person has (or is getting) it. */
 			r->ch = c.mode != MODE_AI && c.flex_ch ? xstrdup(c.flex_ch) : NULL;
 			r->wt = c.mode != MODE_AI && c.flex_wt ? xstrdup(c.flex_wt) : NULL;
@@ -255,7 +252,7 @@ int ctl_conversations(const struct config *cfg, const struct ctl_list *l)
 		json_t *arr = json_array();
 		for (size_t i = 0; i < shown; i++) {
 			struct row *r = &rows[i];
-			ctl_mask(cfg, r->customer, masked, sizeof(masked));
+			log_show_address(r->customer, masked, sizeof(masked));
 			report_time(r->last, true, when, sizeof(when));
 			json_t *o = json_object();
 			json_object_set_new(o, "customer", json_string(masked));
@@ -276,7 +273,7 @@ int ctl_conversations(const struct config *cfg, const struct ctl_list *l)
 	} else {
 		int wc = 8, wb = 8;
 		for (size_t i = 0; i < shown; i++) {
-			ctl_mask(cfg, rows[i].customer, masked, sizeof(masked));
+			log_show_address(rows[i].customer, masked, sizeof(masked));
 			if ((int)strlen(masked) > wc)
 				wc = (int)strlen(masked);
 			if ((int)strlen(rows[i].business) > wb)
@@ -287,7 +284,7 @@ int ctl_conversations(const struct config *cfg, const struct ctl_list *l)
 		for (size_t i = 0; i < shown; i++) {
 			struct row *r = &rows[i];
 			char err[24];
-			ctl_mask(cfg, r->customer, masked, sizeof(masked));
+			log_show_address(r->customer, masked, sizeof(masked));
 			report_time(r->last, false, when, sizeof(when));
 			if (r->err)
 				snprintf(err, sizeof(err), "%lld", (long long)r->err);
@@ -773,18 +770,11 @@ int ctl_export(const struct config *cfg, const char *address, bool json)
 {
 	struct ctl_read rd;
 	struct conv_rec c;
-	char *key = NULL;
-	int rc, ret;
+	char *key;
+	int ret;
 
-	if ((ret = ctl_read_begin(cfg, &rd)) != CTL_OK)
+	if ((ret = ctl_read_conv(cfg, &rd, address, &key, &c)) != CTL_OK)
 		return ret;
-	if ((ret = ctl_read_find(&rd, address, &key)) != CTL_OK)
-		goto out;
-	if ((rc = store_conv_get(&rd.st, rd.txn, key, &c))) {
-		fprintf(stderr, "batonctl: cannot read conversation: %s\n", mdb_strerror(rc));
-		ret = CTL_FAIL;
-		goto out;
-	}
 	/* In clear: the export is the record itself (messages included), for an
 	 * audit or the customer's access request, not a listing. */
 	json_t *doc = json_object(), *tr = json_array(), *pend = json_array(), *tl = json_array();
@@ -837,9 +827,7 @@ int ctl_export(const struct config *cfg, const char *address, bool json)
 		export_text(doc);
 	json_decref(doc);
 	conv_rec_release(&c);
-	ret = CTL_OK;
-out:
 	free(key);
 	ctl_read_end(&rd);
-	return ret;
+	return CTL_OK;
 }

@@ -174,33 +174,14 @@ static json_t *console_ms(uint64_t ms)
 	return ms ? json_integer((json_int_t)ms) : json_null();
 }
 
-static void console_mask(const struct console *k, const char *addr, char *buf, size_t len)
-{
-	if (k->cfg->log_mask_phone)
-		log_mask_address(addr, buf, len);
-	else
-		snprintf(buf, len, "%s", addr);
-}
-
-
-/* The customer and business of key "customer|business" (records of old
- * routers may lack the fields). */
-static void console_parties(const char *key, const struct conv_rec *c, char **cust, char **biz)
-{
-	const char *bar = strchr(key, '|');
-	*cust = c->customer ? xstrdup(c->customer)
-			    : xstrndup(key, bar ? (size_t)(bar - key) : strlen(key));
-	*biz = c->business ? xstrdup(c->business) : xstrdup(bar ? bar + 1 : "");
-}
-
 /* What the list and the queue show of one conversation. */
 static json_t *console_summary(const struct console *k, const char *key, const struct conv_rec *c)
 {
 	char masked[STORE_KEY_MAX + 1], when[40];
 	char *cust, *biz;
 	uint64_t last = conv_last_activity(c);
-	console_parties(key, c, &cust, &biz);
-	console_mask(k, cust, masked, sizeof(masked));
+	store_conv_parties(key, c, &cust, &biz);
+	log_show_address(cust, masked, sizeof(masked));
 	clock_iso8601(last, when, sizeof(when));
 	json_t *o = json_object();
 	json_object_set_new(o, "key", console_str(key));
@@ -294,17 +275,28 @@ static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection
 	struct console_row *rows = NULL;
 	size_t n = 0, cap = 0;
 	json_int_t counts[3] = { 0, 0, 0 };
-	int rc = mdb_cursor_open(txn, k->st.conv, &cur);
+	/* The queue, escalating and human walk the modes index (the conversations
+	 * not in ai mode: small even when conv is huge), so the page's queue poll
+	 * every 2 s stays cheap; all and ai need every record. */
+	bool by_modes = mode != MODE_ALL && mode != MODE_AI;
+	MDB_stat all = { 0 };
+	int rc = by_modes ? mdb_stat(txn, k->st.conv, &all) : 0;
+	if (rc == 0)
+		rc = mdb_cursor_open(txn, by_modes ? k->st.modes : k->st.conv, &cur);
 	for (rc = rc ? rc : mdb_cursor_get(cur, &kv, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &kv, &v, MDB_NEXT)) {
 		struct conv_rec cr;
-		if (store_conv_decode(&v, &cr))
+		char *key = by_modes ? xstrndup(kv.mv_data, kv.mv_size) : NULL;
+		if (by_modes ? store_conv_get(&k->st, txn, key, &cr) != 0 : store_conv_decode(&v, &cr) != 0) {
+			free(key);
 			continue;
+		}
 		if ((unsigned)cr.mode <= MODE_HUMAN)
 			counts[cr.mode]++;
 		bool want = mode == MODE_ALL || (mode == MODE_QUEUE ? cr.mode != MODE_AI
 								   : (int)cr.mode == mode);
 		if (!want) {
+			free(key);
 			conv_rec_release(&cr);
 			continue;
 		}
@@ -312,7 +304,7 @@ static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection
 			cap = cap ? cap * 2 : 64;
 			rows = xrealloc(rows, cap * sizeof(*rows));
 		}
-		rows[n].key = xstrndup(kv.mv_data, kv.mv_size);
+		rows[n].key = key ? key : xstrndup(kv.mv_data, kv.mv_size);
 		rows[n].c = cr;
 		rows[n].last = conv_last_activity(&cr);
 		n++;
@@ -320,6 +312,11 @@ static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection
 	if (cur)
 		mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
+	if (by_modes) {
+		/* Every other record is in ai mode. */
+		json_int_t other = counts[MODE_ESCALATING] + counts[MODE_HUMAN];
+		counts[MODE_AI] = (json_int_t)all.ms_entries > other ? (json_int_t)all.ms_entries - other : 0;
+	}
 	if (rc != MDB_NOTFOUND)
 		log_warn("console: cannot list conversations: %s", mdb_strerror(rc));
 	if (n)
@@ -411,10 +408,7 @@ static enum MHD_Result console_api_show(struct console *k, struct MHD_Connection
 	const char *b = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "business");
 	if (!a || !*a)
 		return console_error(c, 400, "address: missing");
-	/* Like batonctl: "customer" or "customer|business"; a longer one is
-	 * not ours (and LMDB would refuse the lookup). */
-	if (strlen(a) > STORE_KEY_MAX || (b && strlen(b) > STORE_KEY_MAX))
-		return console_error(c, 404, "no such conversation");
+	/* Like batonctl: "customer" or "customer|business". */
 	const char *bar = strchr(a, '|');
 	char *cust = bar ? xstrndup(a, (size_t)(bar - a)) : xstrdup(a);
 	char *biz = bar ? xstrdup(bar + 1) : (b && *b ? xstrdup(b) : NULL);

@@ -336,6 +336,15 @@ char *store_conv_key(const char *customer, const char *business)
 	return xasprintf("%s|%s", customer, business);
 }
 
+void store_conv_parties(const char *key, const struct conv_rec *c, char **customer,
+			char **business)
+{
+	const char *bar = strchr(key, '|');
+	*customer = c->customer ? xstrdup(c->customer)
+				: xstrndup(key, bar ? (size_t)(bar - key) : strlen(key));
+	*business = c->business ? xstrdup(c->business) : xstrdup(bar ? bar + 1 : "");
+}
+
 int store_open(struct store *st, const char *dir, long map_mb, bool sync)
 {
 	MDB_txn *txn = NULL;
@@ -660,6 +669,10 @@ int store_conv_find(struct store *st, MDB_txn *txn, const char *address, const c
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
 	*key = NULL;
+	/* Longer than any key the router stores: not one of ours (and LMDB
+	 * would refuse the lookup). */
+	if (strlen(address) + 1 + (business ? strlen(business) : 0) > STORE_KEY_MAX)
+		return MDB_NOTFOUND;
 	if (business) {
 		char *full = store_conv_key(address, business);
 		k = store_strkey(full);

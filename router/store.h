@@ -143,6 +143,10 @@ void audit_rec_release(struct audit_rec *a);
 
 /** Conversation key for customer and business address; caller frees. */
 char *store_conv_key(const char *customer, const char *business);
+/** Customer and business of conversation key (from c's fields, else split
+ * from the key: records of old routers lack them); caller frees both. */
+void store_conv_parties(const char *key, const struct conv_rec *c, char **customer,
+			char **business);
 
 /** MDB_NOTFOUND when absent. */
 int store_conv_get(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *out);

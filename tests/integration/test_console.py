@@ -262,6 +262,10 @@ class TestConsoleApi(ConsoleCase):
         self.assertEqual(stamps, sorted(stamps, reverse=True))
 
         queue = self.api("conversations?mode=queue")
+        # The queue reads the modes index, not every record: the same counts.
+        self.assertEqual(queue["counts"], every["counts"])
+        self.assertEqual(queue["total"], 1)
+        self.assertEqual(self.api("conversations?mode=human")["counts"], every["counts"])
         self.assertEqual([r["customer"] for r in queue["conversations"]], [masked(BRUNO)])
         esc = queue["conversations"][0]["escalation"]
         self.assertEqual(esc["trigger"], "rule")
@@ -285,6 +289,10 @@ class TestConsoleApi(ConsoleCase):
         self.assertEqual(self.api("conversation?address=" + urllib.parse.quote(BRUNO + "|" + BUSINESS))["key"],
                          d["key"])
         self.assertEqual(self.api("conversation?address=" + BRUNO)["key"], d["key"])
+        # Too long to be a key of ours (together): not found, not a failed read.
+        st, _, _ = self.get("/console/api/conversation?address=" + "1" * 300 + "&business=" + "2" * 300,
+                            bearer())
+        self.assertEqual(st, 404)
 
         # Nothing the console serves carries a secret.
         bodies = []

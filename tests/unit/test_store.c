@@ -265,6 +265,54 @@ static void test_conv_missing(void **state)
 	mdb_txn_abort(txn);
 }
 
+static void test_conv_find_and_parties(void **state)
+{
+	struct fixture *fx = *state;
+	struct conv_rec c;
+	char *k = NULL, *cust, *biz, big[STORE_KEY_MAX + 2];
+	memset(&c, 0, sizeof(c));
+	MDB_txn *txn = begin(fx, false);
+	assert_int_equal(store_conv_put(&fx->st, txn, KEY, &c), 0);
+	commit(txn);
+
+	txn = begin(fx, true);
+	assert_int_equal(store_conv_find(&fx->st, txn, "whatsapp:+14155550100", NULL, &k), 0);
+	assert_string_equal(k, KEY);
+	free(k);
+	assert_int_equal(store_conv_find(&fx->st, txn, "whatsapp:+14155550100",
+					 "whatsapp:+14155238886", &k), 0);
+	assert_string_equal(k, KEY);
+	free(k);
+	/* Longer than any stored key: not found (LMDB would refuse the lookup). */
+	memset(big, '1', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(store_conv_find(&fx->st, txn, big, NULL, &k), MDB_NOTFOUND);
+	assert_null(k);
+	big[300] = '\0';
+	assert_int_equal(store_conv_find(&fx->st, txn, big, big, &k), MDB_NOTFOUND);
+	assert_null(k);
+	mdb_txn_abort(txn);
+
+	/* Parties: split from the key when the record lacks them, else the record's. */
+	store_conv_parties(KEY, &c, &cust, &biz);
+	assert_string_equal(cust, "whatsapp:+14155550100");
+	assert_string_equal(biz, "whatsapp:+14155238886");
+	free(cust);
+	free(biz);
+	store_conv_parties("lonely", &c, &cust, &biz);
+	assert_string_equal(cust, "lonely");
+	assert_string_equal(biz, "");
+	free(cust);
+	free(biz);
+	c.customer = "whatsapp:+1";
+	c.business = "whatsapp:+2";
+	store_conv_parties(KEY, &c, &cust, &biz);
+	assert_string_equal(cust, "whatsapp:+1");
+	assert_string_equal(biz, "whatsapp:+2");
+	free(cust);
+	free(biz);
+}
+
 static void test_hist_append_and_get(void **state)
 {
 	struct fixture *fx = *state;
@@ -773,6 +821,7 @@ int main(void)
 		T(test_conv_roundtrip),
 		T(test_conv_absent_strings_and_overwrite),
 		T(test_conv_missing),
+		T(test_conv_find_and_parties),
 		T(test_hist_append_and_get),
 		T(test_hist_keys_do_not_collide),
 		T(test_pend_fifo),
