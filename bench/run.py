@@ -22,9 +22,6 @@ Peak RSS (VmHWM) of every baton process is read at the end of each stage.
 """
 
 import argparse
-import base64
-import hashlib
-import hmac
 import json
 import os
 import random
@@ -43,6 +40,9 @@ BUILD = os.path.join(ROOT, "build-rel")
 BIN = os.path.join(BUILD, "bin")
 TOOLS = os.path.join(BUILD, "tools")
 OUT = os.path.join(ROOT, "bench")
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from baton_harness import free_port, twilio_signature  # noqa: E402  (the tests' shared helpers)
 
 TOKEN = "bench_token_9a1f"
 ACCOUNT = "AC" + "0" * 32
@@ -146,15 +146,6 @@ def baton_env(state, port, extra=None):
     return e
 
 
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def http_json(url, data=None):
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
     with urllib.request.urlopen(req, timeout=30) as r:
@@ -193,16 +184,13 @@ end
 def signed_requests(path, url, n, customers, seed, first=0):
     """n signed inbound webhooks, one per line: signature, space, body."""
     rnd = random.Random(seed)
-    key = TOKEN.encode()
     with open(path, "w") as f:
         for i in range(n):
             c = rnd.randrange(customers)
             p = [("AccountSid", ACCOUNT), ("Body", "Hello, is there an opening on Tuesday? %d" % i),
                  ("From", "whatsapp:+1555%07d" % c), ("MessageSid", "SM%032x" % (first + i + seed * 10**9)),
                  ("NumMedia", "0"), ("ProfileName", "Bench"), ("To", BUSINESS)]
-            data = url + "".join(k + v for k, v in sorted(p))
-            sig = base64.b64encode(hmac.new(key, data.encode(), hashlib.sha1).digest()).decode()
-            f.write(sig + " " + urllib.parse.urlencode(p) + "\n")
+            f.write(twilio_signature(TOKEN, url, p) + " " + urllib.parse.urlencode(p) + "\n")
 
 
 def wrk_ms(v):

@@ -290,7 +290,6 @@ struct capture_reader *capture_reader_open(const char *file)
 	return r;
 }
 
-
 static bool capture_key_is(const msgpack_object *k, const char *name)
 {
 	size_t n = strlen(name);
@@ -374,8 +373,8 @@ static const char *capture_parse(const char *buf, size_t n, struct capture_recor
 	msgpack_unpack_return ur = msgpack_unpack_next(&up, buf, n, &off);
 	if (ur != MSGPACK_UNPACK_SUCCESS || off != n)
 		why = "msgpack did not decode";
-	else if (capture_decode(&up.data, rec, &why) < 0 && !why)
-		why = "not a record";
+	else
+		capture_decode(&up.data, rec, &why); /* sets why when it fails */
 	msgpack_unpacked_destroy(&up);
 	return why;
 }

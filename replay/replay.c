@@ -13,7 +13,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +26,7 @@
 #include "events.h"
 #include "form.h"
 #include "httpc.h"
+#include "lathist.h"
 #include "log.h"
 #include "twsig.h"
 #include "webhook.h"
@@ -81,8 +81,7 @@ struct replay {
 	int oldest, newest;
 	int inflight;
 
-	double *lat;              /* latencies, ms */
-	size_t nlat, caplat;
+	struct lathist lat;       /* latencies, us */
 
 	struct httpc *http;
 	char *base;
@@ -311,11 +310,7 @@ static void replay_slot_done(struct replay *rp, int i, bool ok)
 {
 	uint64_t now = replay_now_ns();
 	struct replay_slot *s = &rp->slots[i];
-	if (rp->nlat == rp->caplat) {
-		rp->caplat = rp->caplat ? rp->caplat * 2 : 4096;
-		rp->lat = xrealloc(rp->lat, rp->caplat * sizeof(*rp->lat));
-	}
-	rp->lat[rp->nlat++] = (double)(now - s->sent_ns) / 1e6;
+	lathist_record(&rp->lat, (now - s->sent_ns) / 1000);
 	if (ok)
 		rp->sum->acked++;
 	else
@@ -624,7 +619,6 @@ static void replay_teardown(struct replay *rp)
 	free(rp->slots);
 	free(rp->free_slots);
 	free(rp->base);
-	free(rp->lat);
 }
 
 static uint64_t replay_due_ns(const struct replay *rp, uint64_t t)
@@ -663,21 +657,6 @@ static void replay_progress(struct replay *rp, bool last)
 	fflush(stderr);
 }
 
-/* Nearest-rank percentile of sorted values. */
-static double replay_pct(const double *v, size_t n, double q)
-{
-	if (!n)
-		return 0;
-	size_t k = (size_t)ceil(q * (double)n);
-	return v[k ? k - 1 : 0];
-}
-
-static int replay_cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static void replay_summarize(struct replay *rp)
 {
 	struct replay_summary *s = rp->sum;
@@ -686,12 +665,10 @@ static void replay_summarize(struct replay *rp)
 	uint64_t end = rp->last_ns > rp->first_ns ? rp->last_ns : rp->first_ns;
 	s->elapsed_s = rp->first_ns ? (double)(end - rp->first_ns) / 1e9 : 0;
 	s->rate = s->elapsed_s > 0 ? (double)s->sent / s->elapsed_s : 0;
-	if (rp->nlat)
-		qsort(rp->lat, rp->nlat, sizeof(*rp->lat), replay_cmp_double);
-	s->p50_ms = replay_pct(rp->lat, rp->nlat, 0.50);
-	s->p90_ms = replay_pct(rp->lat, rp->nlat, 0.90);
-	s->p99_ms = replay_pct(rp->lat, rp->nlat, 0.99);
-	s->max_ms = rp->nlat ? rp->lat[rp->nlat - 1] : 0;
+	s->p50_ms = (double)lathist_quantile(&rp->lat, 0.50) / 1e3;
+	s->p90_ms = (double)lathist_quantile(&rp->lat, 0.90) / 1e3;
+	s->p99_ms = (double)lathist_quantile(&rp->lat, 0.99) / 1e3;
+	s->max_ms = (double)rp->lat.max_us / 1e3;
 }
 
 /* Waits up to wait_ns for answers and handles them. */

@@ -55,7 +55,7 @@ struct replay_summary {
 	bool interrupted;  /* a stop signal, or a router that never answered, ended it early */
 	double elapsed_s;  /* first send to last answer */
 	double rate;       /* sent per second */
-	double p50_ms, p90_ms, p99_ms, max_ms; /* latency, send to answer */
+	double p50_ms, p90_ms, p99_ms, max_ms; /* latency, send to answer (common/lathist: within 6%) */
 };
 
 /**

@@ -16,16 +16,15 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.parse
 
 from baton_harness import Pipeline, wait_for
+from capture_file import capture_files, read_capture
 
 ANA = "whatsapp:+5511988887777"
 BRUNO = "whatsapp:+5511977776666"
 ADDRESS_REPLY = "Clínica Sol is at Av. Paulista 1000"
 SANITIZER = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
-
-
-from capture_file import capture_files, read_capture  # noqa: E402  (shared reader)
 
 
 # --- the tools ---
@@ -129,7 +128,6 @@ class TestCaptureAndReplay(unittest.TestCase):
         self.assertEqual(times, sorted(times))
         self.assertTrue(self.t_start <= times[0] and times[-1] <= self.t_end, (times, self.t_start))
         # The body exactly as Twilio (here: the harness) posted it.
-        import urllib.parse
         self.assertEqual(recs[0]["b"], urllib.parse.urlencode(self.first_params).encode())
         self.assertEqual(json.loads(recs[3]["b"])["address"], BRUNO)
         self.assertEqual(self.original[ANA][1][0], "ai")

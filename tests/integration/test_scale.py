@@ -7,25 +7,16 @@ customer message is answered exactly once.
 
 import os
 import signal
-import socket
 import time
 import unittest
 
-from baton_harness import Pipeline, wait_for
+from baton_harness import Pipeline, free_port, wait_for
 
 ANA = "whatsapp:+5511988887777"
 
 
 def customers(n):
     return ["whatsapp:+55119%08d" % i for i in range(n)]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class TestScaling(unittest.TestCase):
@@ -124,3 +115,4 @@ class TestBurst(unittest.TestCase):
         for text in ("Hi", "Where is the clinic?"):
             p.send(ANA, text)
         wait_for(lambda: len(p.sent_messages(ANA)) >= 2, 10, what="two replies")
+        self.assertEqual(len(p.llm_requests()), 2)  # one AI turn each, nothing joined

@@ -9,24 +9,15 @@ import collections
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
 import unittest
 
-from baton_harness import ROOT, Pipeline, wait_for
+from baton_harness import ROOT, Pipeline, free_port, wait_for
 
 BATON = os.path.join(ROOT, "scripts", "baton")
 ADDRESS = "Clínica Sol is at"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def alive(pid):

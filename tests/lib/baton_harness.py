@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -63,6 +64,15 @@ def masked(addr):
                 ch = "*"
         out += ch
     return out
+
+
+def free_port():
+    """A loopback TCP port free right now (for a process that must be told its port)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):

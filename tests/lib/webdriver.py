@@ -17,12 +17,13 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from baton_harness import free_port
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C element reference key
 
@@ -64,12 +65,6 @@ def available():
     return None
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Element:
@@ -133,7 +128,7 @@ class Browser:
         why = available()
         if why:
             raise RuntimeError(why)
-        self.port = _free_port()
+        self.port = free_port()
         self.base = "http://127.0.0.1:%d" % self.port
         self.timeout = timeout
         self.profile = tempfile.mkdtemp(prefix="baton-chromium-")
