@@ -86,7 +86,8 @@ ROUTER_SRC := \
 	router/handoff.c \
 	router/outbox.c \
 	router/jobs.c \
-	router/purge.c
+	router/purge.c \
+	router/room.c
 
 AI_SRC := \
 	ai-worker/escalate.c \

@@ -154,6 +154,9 @@ static const struct config_entry config_table[] = {
 	{ "ai.language", CT_STR, "", 0, 0, NULL, F(ai_language), false,
 	  "language of this number's customers (e.g. es, pt-BR): set as the Flex task's language "
 	  "attribute so agents who speak it get the task; empty = not set" },
+	{ "ai.max_parts", CT_INT, "5", 1, 100, NULL, F(ai_max_parts), false,
+	  "most WhatsApp messages one answer becomes (1600 characters each); a longer answer is "
+	  "cut at a sentence or word with an ellipsis" },
 	{ "ai.burst_ms", CT_INT, "0", 0, 60000, NULL, F(ai_burst_ms), false,
 	  "wait this long after a customer message before the AI answers, so a burst of messages "
 	  "gets one reply that sees them all (0 = answer each message in turn)" },
@@ -250,9 +253,25 @@ static const struct config_entry config_table[] = {
 	  "timeout of one Twilio Messages call" },
 	{ "egress.retry_deadline_ms", CT_INT, "60000", 0, 3600000, NULL, F(egress_retry_deadline_ms),
 	  false, "how long egress retries 429/5xx before handing the job back to the router" },
+	{ "egress.reconcile", CT_BOOL, "true", 0, 0, NULL, F(egress_reconcile), false,
+	  "before sending again a message whose earlier attempt may have reached Twilio (a worker "
+	  "died, a timeout), list what Twilio already sent and record that instead of sending twice" },
+	{ "egress.reconcile_settle_ms", CT_INT, "2000", 0, 600000, NULL,
+	  F(egress_reconcile_settle_ms), false,
+	  "how long after the doubtful attempt the list is read: Twilio lists a new message a "
+	  "little after accepting it" },
 
 	{ "lmdb.map_size_mb", CT_LONG, "1024", 1, 1024L * 1024, NULL, F(lmdb_map_size_mb), false,
 	  "LMDB map size (the most state the router can hold), MiB" },
+	{ "lmdb.max_map_size_mb", CT_LONG, "16384", 1, 1024L * 1024, NULL, F(lmdb_max_map_size_mb),
+	  false, "the LMDB map grows at run time, doubling, up to this size, MiB (at or below "
+	  "lmdb.map_size_mb: no growth)" },
+	{ "lmdb.high_water_pct", CT_INT, "90", 10, 99, NULL, F(lmdb_high_water_pct), false,
+	  "new customer messages get 503 once the store holds this share of its largest map, so "
+	  "the rest stays for results, hand-backs and purges, %" },
+	{ "lmdb.min_free_mb", CT_INT, "64", 0, 1024 * 1024, NULL, F(lmdb_min_free_mb), false,
+	  "new customer messages get 503 when less than this much room is left on the state "
+	  "directory's disk (free space plus LMDB's free pages), MiB" },
 	{ "lmdb.sync", CT_BOOL, "true", 0, 0, NULL, F(lmdb_sync), false,
 	  "fsync every commit (true) or leave flushing to the OS (false: a host crash can lose the last commits)" },
 	{ "dedupe.keep_s", CT_INT, "604800", 0, 365 * 86400, NULL, F(dedupe_keep_s), false,

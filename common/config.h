@@ -71,6 +71,7 @@ struct config {
 	char *ai_escalation_tag;
 	char *ai_apology;
 	int ai_worker_credit;
+	int ai_max_parts;
 	int ai_burst_ms;
 	char *ai_escalation_mode; /* "structured" or "tag" */
 	char *ai_on_failure;      /* "escalate" or "apologize" */
@@ -113,9 +114,14 @@ struct config {
 	int egress_credit;
 	int egress_timeout_ms;
 	int egress_retry_deadline_ms;
+	bool egress_reconcile;
+	int egress_reconcile_settle_ms;
 
 	/* router state */
 	long lmdb_map_size_mb;
+	long lmdb_max_map_size_mb;
+	int lmdb_high_water_pct;
+	int lmdb_min_free_mb;
 	bool lmdb_sync;
 	int router_batch;
 	int dedupe_keep_s;

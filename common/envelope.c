@@ -16,7 +16,7 @@
 
 #include "xalloc.h"
 
-enum env_kind { FK_STR, FK_INT, FK_BOOL, FK_TURNS };
+enum env_kind { FK_STR, FK_INT, FK_BOOL, FK_TURNS, FK_CLAIMS };
 
 struct env_field {
 	const char *key;
@@ -57,10 +57,15 @@ static const struct env_field env_fields[] = {
 	EF("seq", FK_INT, seq),         /* 26 */
 	EF("tmpl", FK_STR, tmpl),       /* 27 */
 	EF("vars", FK_STR, vars),       /* 28 */
+	EF("att", FK_INT, attempt),     /* 29 */
+	EF("rec", FK_BOOL, reconcile),  /* 30 */
+	EF("since", FK_INT, since),     /* 31 */
+	EF("excl", FK_STR, exclude),    /* 32 */
+	EF("claims", FK_CLAIMS, claims), /* 33 */
 };
 
 #define NFIELDS (sizeof(env_fields) / sizeof(env_fields[0]))
-#define B(i) (1u << (i))
+#define B(i) ((uint64_t)1 << (i))
 #define F_CONV B(0)
 #define F_SID B(1)
 #define F_FROM B(2)
@@ -90,32 +95,39 @@ static const struct env_field env_fields[] = {
 #define F_SEQ B(26)
 #define F_TMPL B(27)
 #define F_VARS B(28)
+#define F_ATT B(29)
+#define F_REC B(30)
+#define F_SINCE B(31)
+#define F_EXCL B(32)
+#define F_CLAIMS B(33)
 #define F_FLEX_SIDS (F_CH | F_MB | F_KD | F_UO | F_WT)
 
 struct env_type_def {
 	const char *name;
-	uint32_t required;
-	uint32_t allowed; /* includes required */
+	uint64_t required;
+	uint64_t allowed; /* includes required */
 };
 
 static const struct env_type_def env_types[ENV_TYPE_MAX] = {
 	[ENV_INBOUND] = { "inbound", F_SID | F_FROM | F_TO | F_BODY,
 			  F_SID | F_FROM | F_TO | F_BODY | F_NAME | F_IDEM | F_NMEDIA },
 	[ENV_ACK] = { "ack", F_STATUS, F_STATUS | F_ERR },
-	[ENV_HELLO] = { "hello", F_KIND | F_CREDIT, F_KIND | F_CREDIT | F_NAME },
-	[ENV_JOB_AI] = { "job_ai", F_CONV | F_PROMPT | F_TURNS, F_CONV | F_PROMPT | F_TURNS },
+	[ENV_HELLO] = { "hello", F_KIND | F_CREDIT, F_KIND | F_CREDIT | F_NAME | F_CLAIMS },
+	[ENV_JOB_AI] = { "job_ai", F_CONV | F_PROMPT | F_TURNS,
+			 F_CONV | F_PROMPT | F_TURNS | F_ATT },
 	[ENV_RESULT_AI] = { "result_ai", F_CONV | F_STATUS,
 			    F_CONV | F_STATUS | F_TEXT | F_ESC | F_REASON | F_SUMMARY | F_ERR | F_CODE |
-				    F_TRIGGER },
+				    F_TRIGGER | F_ATT },
 	[ENV_JOB_SEND] = { "job_send", F_CONV | F_TO | F_FROM | F_BODY,
-			   F_CONV | F_TO | F_FROM | F_BODY | F_TMPL | F_VARS },
+			   F_CONV | F_TO | F_FROM | F_BODY | F_TMPL | F_VARS | F_ATT | F_REC |
+				   F_SINCE | F_EXCL },
 	[ENV_RESULT_SEND] = { "result_send", F_CONV | F_STATUS,
-			      F_CONV | F_STATUS | F_SID | F_CODE | F_ERR },
+			      F_CONV | F_STATUS | F_SID | F_CODE | F_ERR | F_ATT | F_REC },
 	[ENV_JOB_FLEX] = { "job_flex", F_CONV | F_OP | F_FROM | F_TO,
 			   F_CONV | F_OP | F_FROM | F_TO | F_NAME | F_TRIGGER | F_REASON | F_SUMMARY |
-				   F_TURNS | F_BODY | F_SEQ | F_CH | F_KD | F_UO },
+				   F_TURNS | F_BODY | F_SEQ | F_CH | F_KD | F_UO | F_ATT },
 	[ENV_RESULT_FLEX] = { "result_flex", F_CONV | F_OP | F_STATUS,
-			      F_CONV | F_OP | F_STATUS | F_FLEX_SIDS | F_CODE | F_ERR },
+			      F_CONV | F_OP | F_STATUS | F_FLEX_SIDS | F_CODE | F_ERR | F_ATT },
 	[ENV_EVENT] = { "event", F_OP,
 			F_OP | F_CONV | F_CH | F_WT | F_SID | F_FROM | F_TO | F_BODY | F_NAME |
 				F_REASON | F_CODE },
@@ -179,6 +191,7 @@ void env_release(struct envelope *env)
 	for (size_t i = 0; i < env->nturns; i++)
 		free(env->turns[i].text);
 	free(env->turns);
+	free(env->claims);
 	memset(env, 0, sizeof(*env));
 }
 
@@ -205,6 +218,7 @@ static bool env_field_present(const struct envelope *env, size_t i)
 	case FK_INT: return true;
 	case FK_BOOL: return true;
 	case FK_TURNS: return true;
+	case FK_CLAIMS: return env->nclaims > 0;
 	}
 	return false;
 }
@@ -222,7 +236,7 @@ int env_encode(const struct envelope *env, char **out, size_t *outlen)
 	for (size_t i = 0; i < NFIELDS; i++)
 		if ((td->required & B(i)) && !env_field_present(env, i))
 			return ENV_EMISSING;
-	if (env->nturns > ENV_TURNS_MAX)
+	if (env->nturns > ENV_TURNS_MAX || env->nclaims > ENV_CLAIMS_MAX)
 		return ENV_ETOOBIG;
 
 	size_t count = 4;
@@ -269,6 +283,14 @@ int env_encode(const struct envelope *env, char **out, size_t *outlen)
 				env_pack_str(&pk, env->turns[t].text ? env->turns[t].text : "");
 				env_pack_key(&pk, "ts");
 				msgpack_pack_uint64(&pk, env->turns[t].ts);
+			}
+			break;
+		case FK_CLAIMS:
+			/* Flat pairs: job id, attempt, job id, attempt... */
+			msgpack_pack_array(&pk, env->nclaims * 2);
+			for (size_t c = 0; c < env->nclaims; c++) {
+				msgpack_pack_uint64(&pk, env->claims[c].id);
+				msgpack_pack_uint64(&pk, env->claims[c].attempt);
 			}
 			break;
 		}
@@ -369,9 +391,32 @@ static int env_get_turns(const msgpack_object *o, struct envelope *env)
 	return 0;
 }
 
+static int env_get_claims(const msgpack_object *o, struct envelope *env)
+{
+	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size % 2)
+		return ENV_EFIELD;
+	if (o->via.array.size / 2 > ENV_CLAIMS_MAX)
+		return ENV_ETOOBIG;
+	if (env->nclaims)
+		return ENV_EFIELD; /* two "claims" keys */
+	size_t n = o->via.array.size / 2;
+	if (!n)
+		return 0;
+	env->claims = xcalloc(n, sizeof(*env->claims));
+	env->nclaims = n;
+	for (size_t i = 0; i < n; i++) {
+		int rc = env_get_u64(&o->via.array.ptr[2 * i], &env->claims[i].id);
+		if (rc == 0)
+			rc = env_get_u64(&o->via.array.ptr[2 * i + 1], &env->claims[i].attempt);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static int env_decode_map(const msgpack_object *root, struct envelope *env)
 {
-	uint32_t seen = 0;
+	uint64_t seen = 0;
 	uint64_t v = 0, t = 0;
 	bool have_v = false, have_t = false;
 	const msgpack_object_kv *kv = root->via.map.ptr;
@@ -423,6 +468,7 @@ static int env_decode_map(const msgpack_object *root, struct envelope *env)
 						*(bool *)p = val->via.boolean;
 					break;
 				case FK_TURNS: rc = env_get_turns(val, env); break;
+				case FK_CLAIMS: rc = env_get_claims(val, env); break;
 				}
 				seen |= B(f);
 				break;

@@ -27,6 +27,8 @@
 #define ENV_FRAME_MAX (4u * 1024 * 1024)
 #define ENV_TURNS_MAX 1000
 #define ENV_STR_MAX (256u * 1024)
+/* A worker claims at most its capacity's worth of jobs in one HELLO. */
+#define ENV_CLAIMS_MAX 100000
 
 enum env_type {
 	ENV_INBOUND = 1,     /* ingress -> router: a customer message */
@@ -64,6 +66,13 @@ enum env_status {
 	ST_MALFORMED = 4, /* upstream answered something we could not parse */
 	ST_BUSY = 5,      /* ACK: router could not store it now (ingress answers 503) */
 	ST_PROGRESS = 6,  /* RESULT_FLEX: a step done, the job goes on (the CH exists) */
+};
+
+/* A job a worker holds (running, or finished with its result not yet
+ * acknowledged), and the attempt the router gave it. */
+struct env_claim {
+	uint64_t id;
+	uint64_t attempt;
 };
 
 struct env_turn {
@@ -109,6 +118,22 @@ struct envelope {
 	bool escalate;
 	struct env_turn *turns;
 	size_t nturns;
+	/*
+	 * Exactly once (README "Guarantees"). attempt: the router's token for
+	 * one dispatch of a job, echoed in its result. reconcile (JOB_SEND):
+	 * an earlier attempt's outcome is unknown, so ask Twilio what it
+	 * already sent before sending; since: wall ms from which that
+	 * attempt's message would be listed; exclude: comma-separated SIDs
+	 * already recorded for the conversation (not this job's). reconcile
+	 * in RESULT_SEND: the send failed in a way that may have reached
+	 * Twilio. claims (HELLO): the jobs the worker holds.
+	 */
+	int64_t attempt;
+	bool reconcile;
+	int64_t since;
+	char *exclude;
+	struct env_claim *claims;
+	size_t nclaims;
 };
 
 enum env_error {

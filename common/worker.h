@@ -7,10 +7,22 @@
  * job handler starts requests and later calls worker_reply() with the
  * result envelope; the loop never blocks on a single call.
  *
+ * Results are delivered at least once and applied once: the router
+ * acknowledges each final result after the transaction that records it
+ * has committed (or when it finds the job already finished), and the
+ * worker sends unacknowledged results again every heartbeat, so a result
+ * lost in a router crash or held by a router that cannot commit arrives
+ * in the end. Each HELLO also claims the jobs the worker holds (running,
+ * or finished and unacknowledged) with their attempts, so a restarted
+ * router leaves them with this worker instead of running them twice.
+ * A job the router sends again while the worker still holds it is not
+ * run again (its result is re-sent when it has one).
+ *
  * Stop: when *stop is set the worker says HELLO with no credit (the
- * router sends nothing more), lets the calls in flight finish for up to
- * the grace period, then returns. Jobs it did not finish are
- * re-dispatched by the router after worker.timeout_ms.
+ * router sends nothing more), lets the calls in flight finish and their
+ * results be acknowledged for up to the grace period, then returns. Jobs
+ * it did not finish are re-dispatched by the router after
+ * worker.timeout_ms.
  */
 #ifndef BATON_WORKER_H
 #define BATON_WORKER_H
@@ -32,7 +44,9 @@ typedef void worker_job_fn(struct worker *w, const struct envelope *job, void *a
 struct worker *worker_new(const struct config *cfg, const char *kind, int capacity);
 void worker_destroy(struct worker **w);
 struct httpc *worker_http(struct worker *w);
-/** Send a result envelope to the router. 0 or -1 (logged). */
+/** Send a result envelope to the router; the attempt of the job is filled
+ *  in. A final result (not ST_PROGRESS) is kept until acknowledged.
+ *  0 or -1 (logged; the result is still kept and sent again). */
 int worker_reply(struct worker *w, const struct envelope *result);
 /** Run until *stop. 0 on a clean stop, -1 on error (logged). */
 int worker_run(struct worker *w, int job_type, worker_job_fn *fn, void *arg,

@@ -53,7 +53,7 @@ void *zmqx_dealer_connect(void *ctx, const char *endpoint)
 		return NULL;
 	}
 	zmqx_common_opts(s);
-	int ivl = 100, max = 1000;
+	int ivl = 100, max = ZMQX_RECONNECT_MAX_MS;
 	zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
 	zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &max, sizeof(max));
 	if (zmq_connect(s, endpoint) != 0) {
@@ -83,15 +83,16 @@ int zmqx_send_env(void *sock, const struct zmqx_peer *peer, const struct envelop
 		return log_err("cannot encode %s envelope id=%llu: %s", env_type_name(env->type),
 			       (unsigned long long)env->id, env_strerror(rc));
 	}
+	rc = zmqx_send_frame(sock, peer, buf, len);
+	free(buf);
+	return rc;
+}
+
+int zmqx_send_frame(void *sock, const struct zmqx_peer *peer, const void *frame, size_t len)
+{
 	if (peer && zmq_send(sock, peer->id, peer->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-		goto fail;
-	if (zmq_send(sock, buf, len, ZMQ_DONTWAIT) < 0)
-		goto fail;
-	free(buf);
-	return 0;
-fail:
-	free(buf);
-	return -1;
+		return -1;
+	return zmq_send(sock, frame, len, ZMQ_DONTWAIT) < 0 ? -1 : 0;
 }
 
 /* Drops whatever frames remain of a multipart message. */

@@ -16,6 +16,9 @@
 
 #include "envelope.h"
 
+/* A DEALER retries a lost connection after 100 ms, doubling up to this. */
+#define ZMQX_RECONNECT_MAX_MS 1000
+
 /* A ZeroMQ routing id is at most 255 bytes. */
 #define ZMQX_PEER_MAX 256
 
@@ -33,6 +36,9 @@ void zmqx_close(void **sock, int linger_ms);
 
 /** Encode and send env (to peer when sock is a ROUTER, else peer is NULL). 0 or -1 (errno). */
 int zmqx_send_env(void *sock, const struct zmqx_peer *peer, const struct envelope *env);
+
+/** Send an envelope encoded earlier (env_encode) as it is. 0 or -1 (errno). */
+int zmqx_send_frame(void *sock, const struct zmqx_peer *peer, const void *frame, size_t len);
 
 /**
  * Receive one message without blocking. For a ROUTER, peer gets the

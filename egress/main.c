@@ -23,7 +23,8 @@ int main(int argc, char **argv)
 	struct worker *w = worker_new(&cfg, "egress", cfg.egress_credit);
 	if (w) {
 		rc = worker_run(w, ENV_JOB_SEND, sender_job, &snd, &proc_stop) == 0 ? 0 : 1;
-		log_info("sent %lu, retries %lu, failures %lu", snd.sent, snd.retries, snd.failures);
+		log_info("sent %lu, retries %lu, failures %lu, found already sent %lu", snd.sent,
+			 snd.retries, snd.failures, snd.reconciled);
 		worker_destroy(&w);
 	}
 	sender_release(&snd);

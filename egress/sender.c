@@ -15,7 +15,13 @@
 #define SENDER_BACKOFF_BASE_MS 250
 #define SENDER_BACKOFF_CAP_MS 10000
 
-static const char *const send_outcomes[] = { "ok", "retry", "failed", "malformed", NULL };
+static const char *const send_outcomes[] = { "ok", "retry", "failed", "malformed", "reconciled",
+					     NULL };
+static const char *const reconcile_outcomes[] = { "found", "not_found", "failed", "skipped",
+						  NULL };
+/* Pages of Twilio's list a reconciliation reads at most (newest first). */
+#define SENDER_LIST_PAGES 5
+#define SENDER_LIST_PAGE_SIZE 50
 
 static const struct metric_def M_TWILIO_SECONDS = {
 	"baton_egress_twilio_request_duration_seconds", METRIC_HISTOGRAM,
@@ -30,6 +36,12 @@ static const struct metric_def M_TWILIO_ERRORS = {
 	"baton_egress_twilio_errors_total", METRIC_COUNTER,
 	"Failed Twilio Messages calls, retried ones included, by Twilio error code (the HTTP "
 	"status when Twilio gave none; transport: no HTTP answer).", { "code" }, { NULL } };
+static const struct metric_def M_RECONCILE = {
+	"baton_egress_reconcile_total", METRIC_COUNTER,
+	"Sends whose earlier attempt may have reached Twilio, by what the list of sent messages "
+	"said: found (recorded, not sent again), not_found (sent), failed (the list could not be "
+	"read: sent anyway), skipped (templates, or egress.reconcile off: sent).", { "outcome" },
+	{ reconcile_outcomes } };
 static const struct metric_def M_SEND_RETRIES = {
 	"baton_egress_retries_total", METRIC_COUNTER, "Twilio Messages calls retried.", { NULL },
 	{ NULL } };
@@ -42,6 +54,12 @@ struct sendcall {
 	char *form;
 	unsigned attempt;
 	uint64_t deadline;
+	/* Reconciliation: what the message looks like in Twilio's list. */
+	char *to, *from, *body, *exclude;
+	uint64_t created;   /* wall ms the job was created */
+	bool doubt;         /* an attempt may have reached Twilio: list before sending */
+	uint64_t doubt_at;  /* wall ms since when */
+	unsigned pages;     /* list pages read in this reconciliation */
 };
 
 static const char *const sender_headers[] = { "Accept: application/json", NULL };
@@ -52,7 +70,7 @@ void sender_init(struct sender *s, const struct config *cfg)
 	s->cfg = cfg;
 	s->url = twilio_messages_url(cfg->twilio_api_base, cfg->twilio_account_sid);
 	static const struct metric_def *const defs[] = { &M_TWILIO_SECONDS, &M_SENDS,
-							 &M_SEND_RETRIES, NULL };
+							 &M_SEND_RETRIES, &M_RECONCILE, NULL };
 	metrics_register(defs);
 }
 
@@ -66,6 +84,10 @@ static void sendcall_free(struct sendcall *c)
 {
 	free(c->conv);
 	free(c->form);
+	free(c->to);
+	free(c->from);
+	free(c->body);
+	free(c->exclude);
 	free(c);
 }
 
@@ -88,8 +110,106 @@ static void sender_result(struct sendcall *c, int status, const char *outcome,
 	metrics_inc(&M_SENDS, outcome, NULL);
 	struct envelope r = { .type = ENV_RESULT_SEND, .id = c->job, .ts = clock_wall_ms(),
 			      .conv = c->conv, .status = status, .sid = tr->sid,
-			      .code = tr->code, .err = tr->message };
+			      .code = tr->code, .err = tr->message,
+			      .reconcile = status == ST_RETRY && c->doubt };
 	worker_reply(c->w, &r);
+}
+
+static void sender_listed(const struct httpc_resp *resp, void *arg);
+
+/* GET one page of Twilio's list (url NULL: the first). */
+static int sender_list(struct sendcall *c, const char *url, uint64_t delay)
+{
+	const struct config *cfg = c->s->cfg;
+	char *first = url ? NULL : twilio_list_url(cfg->twilio_api_base, cfg->twilio_account_sid,
+						    c->to, c->from, c->created,
+						    SENDER_LIST_PAGE_SIZE);
+	struct httpc_req hr = { .method = "GET", .url = url ? url : first,
+				.headers = sender_headers, .user = cfg->twilio_account_sid,
+				.pass = cfg->twilio_auth_token, .timeout_ms = cfg->egress_timeout_ms };
+	int rc = httpc_start(worker_http(c->w), &hr, delay, sender_listed, c);
+	free(first);
+	return rc;
+}
+
+/*
+ * Before sending again after a doubtful attempt: wait until Twilio lists
+ * what it accepted (egress.reconcile_settle_ms after the doubt began),
+ * then look for the message.
+ */
+static int sender_reconcile(struct sendcall *c)
+{
+	uint64_t now = clock_wall_ms(), ready = c->doubt_at + (uint64_t)c->s->cfg->egress_reconcile_settle_ms;
+	c->pages = 0;
+	return sender_list(c, NULL, ready > now ? ready - now : 0);
+}
+
+static void sender_send_now(struct sendcall *c)
+{
+	if (sender_start(c, 0) < 0) {
+		struct tw_result tr = { .message = (char *)"cannot start the call" };
+		sender_result(c, ST_RETRY, "retry", &tr);
+		sendcall_free(c);
+	}
+}
+
+static void sender_listed(const struct httpc_resp *resp, void *arg)
+{
+	struct sendcall *c = arg;
+	struct log_ids ids = { .conv = c->conv, .job = c->job };
+	struct tw_match m = { .to = c->to, .from = c->from, .body = c->body,
+			      .exclude = c->exclude, .created_ms = c->created };
+	char *sid = NULL, *next = NULL;
+	enum tw_list found;
+
+	if (resp->curl_code || resp->too_big) {
+		found = TWL_ERROR;
+		next = xasprintf("list failed: %s", resp->too_big ? "answer too large" : resp->error);
+	} else {
+		found = twilio_list_find(resp->status, resp->body, resp->body_len,
+					 c->s->cfg->twilio_api_base, &m, &sid, &next);
+	}
+	c->pages++;
+	if (found == TWL_NOT_FOUND && next && c->pages < SENDER_LIST_PAGES) {
+		int rc = sender_list(c, next, 0);
+		free(next);
+		if (rc == 0)
+			return;
+		next = NULL;
+		found = TWL_ERROR;
+	}
+	if (found == TWL_FOUND) {
+		struct tw_result tr = { .sid = sid };
+		ids.sid = sid;
+		metrics_inc(&M_RECONCILE, "found", NULL);
+		log_emit(LOG_NOTICE, &ids, "Twilio already has this message from an earlier attempt: "
+			 "recorded, not sent again");
+		c->s->reconciled++;
+		c->doubt = false;
+		sender_result(c, ST_OK, "reconciled", &tr);
+		free(sid);
+		free(next);
+		sendcall_free(c);
+		return;
+	}
+	if (found == TWL_ERROR) {
+		metrics_inc(&M_RECONCILE, "failed", NULL);
+		log_emit(LOG_WARN, &ids, "cannot read what Twilio sent (%s): sending anyway",
+			 next ? next : "no detail");
+	} else {
+		metrics_inc(&M_RECONCILE, "not_found", NULL);
+		log_emit(LOG_INFO, &ids, "Twilio has no earlier copy of this message: sending it");
+	}
+	free(next);
+	sender_send_now(c);
+}
+
+static bool sender_in_doubt(const struct httpc_resp *resp)
+{
+	if (resp->curl_code)
+		return resp->curl_code != 6 /* CURLE_COULDNT_RESOLVE_HOST */ &&
+		       resp->curl_code != 7 /* CURLE_COULDNT_CONNECT */;
+	return resp->status >= 500;
 }
 
 static void sender_done(const struct httpc_resp *resp, void *arg)
@@ -121,6 +241,13 @@ static void sender_done(const struct httpc_resp *resp, void *arg)
 		metrics_inc(&M_TWILIO_ERRORS, code, NULL);
 	}
 
+	/* Refused before it was taken (no connection, 429): certainly not
+	 * sent. A timeout, a cut connection or a 5xx may have been sent. */
+	if (oc == TW_RETRY && sender_in_doubt(resp)) {
+		if (!c->doubt)
+			c->doubt_at = clock_wall_ms();
+		c->doubt = true;
+	}
 	if (oc == TW_RETRY) {
 		uint64_t d = backoff_ms(c->attempt + 1, SENDER_BACKOFF_BASE_MS, SENDER_BACKOFF_CAP_MS,
 					resp->retry_after_ms);
@@ -128,11 +255,20 @@ static void sender_done(const struct httpc_resp *resp, void *arg)
 			c->attempt++;
 			s->retries++;
 			metrics_inc(&M_SEND_RETRIES, NULL, NULL);
-			log_emit(LOG_WARN, &ids, "Twilio send failed (%ld %s): retry %u in %llu ms",
-				 tr.code, tr.message, c->attempt, (unsigned long long)d);
+			log_emit(LOG_WARN, &ids, "Twilio send failed (%ld %s): retry %u in %llu ms%s",
+				 tr.code, tr.message, c->attempt, (unsigned long long)d,
+				 c->doubt && s->cfg->egress_reconcile ? ", after looking for it" : "");
 			tw_result_release(&tr);
-			if (sender_start(c, d) == 0)
+			uint64_t settle = c->doubt_at + (uint64_t)s->cfg->egress_reconcile_settle_ms,
+				 now = clock_wall_ms();
+			if (settle > now && settle - now > d)
+				d = settle - now;
+			int rc = c->doubt && s->cfg->egress_reconcile ? sender_list(c, NULL, d)
+								      : sender_start(c, d);
+			if (rc == 0) {
+				c->pages = 0;
 				return;
+			}
 			tr.message = xstrdup("cannot restart the call");
 		}
 	}
@@ -186,9 +322,20 @@ void sender_job(struct worker *w, const struct envelope *job, void *arg)
 			  ? twilio_template_form(job->to, job->from, job->tmpl, job->vars)
 			  : twilio_message_form(job->to, job->from, job->body);
 	c->deadline = clock_mono_ms() + (uint64_t)s->cfg->egress_retry_deadline_ms;
-	if (sender_start(c, 0) < 0) {
-		struct tw_result tr = { .message = (char *)"cannot start the call" };
-		sender_result(c, ST_RETRY, "retry", &tr);
-		sendcall_free(c);
+	c->to = xstrdup(job->to);
+	c->from = xstrdup(job->from);
+	c->body = xstrdup(job->body);
+	c->exclude = job->exclude ? xstrdup(job->exclude) : NULL;
+	c->created = job->ts;
+	if (job->reconcile) {
+		/* A template's body is rendered by Twilio: it cannot be matched. */
+		bool can = s->cfg->egress_reconcile && !(job->tmpl && *job->tmpl);
+		c->doubt = true;
+		c->doubt_at = job->since > 0 ? (uint64_t)job->since : clock_wall_ms();
+		if (can && sender_reconcile(c) == 0)
+			return;
+		if (!can)
+			metrics_inc(&M_RECONCILE, "skipped", NULL);
 	}
+	sender_send_now(c);
 }

@@ -26,6 +26,7 @@
 #include "rules.h"
 #include "lathist.h"
 #include "metrics.h"
+#include "room.h"
 #include "store.h"
 #include "zmqx.h"
 
@@ -76,6 +77,7 @@ struct effect {
 struct item {
 	bool from_ingress;
 	bool synthetic; /* made by the router's timers: no peer, no ack */
+	bool settled;   /* answered without the transaction (refused for room) */
 	struct zmqx_peer peer;
 	struct envelope env;
 };
@@ -93,6 +95,12 @@ struct router {
 	void *zctx, *ingress, *work;
 	struct item *items;
 	size_t nitems;
+	/* Worker results whose batch could not commit: kept here, never
+	 * re-dispatched, and applied again with backoff (room.h). */
+	struct item *held;
+	size_t nheld, capheld;
+	uint64_t held_at; /* mono ms of the next try */
+	struct room room;
 	struct effect *fx;
 	size_t nfx, capfx;
 	uint64_t stat_msgs, stat_dups, stat_commits, stat_escalations;

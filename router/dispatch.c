@@ -13,9 +13,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <uthash.h>
 #include <utlist.h>
 
+#include "clock.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -27,6 +29,9 @@ struct djob {
 	struct lane *lane;
 	struct worker *worker; /* set while in flight */
 	uint64_t not_before;
+	uint64_t attempt;        /* token of the latest dispatch (or claim), 0 = never */
+	uint64_t uncertain_since; /* wall ms: an attempt's outcome is unknown since then, 0 = none */
+	bool held;               /* its result is received, waiting for a commit */
 	UT_hash_handle hh;
 	struct djob *prev, *next;   /* lane FIFO */
 	struct djob *wprev, *wnext; /* worker's in-flight list */
@@ -62,6 +67,8 @@ struct dispatch {
 	struct worker *workers;
 	size_t queued[JOB_KINDS];
 	size_t inflight;
+	uint64_t boot; /* random, so attempts of two router runs never compare equal */
+	uint64_t seq;
 };
 
 /* Workers are named by process kind, jobs by what they do. */
@@ -72,7 +79,13 @@ static const char *worker_kind_name(enum job_kind k)
 
 struct dispatch *dispatch_new(void)
 {
-	return xcalloc(1, sizeof(struct dispatch));
+	struct dispatch *d = xcalloc(1, sizeof(struct dispatch));
+	uint32_t r = 0;
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r = (uint32_t)clock_wall_ms() ^ (uint32_t)clock_mono_ms();
+	/* 30 bits of run, 32 of sequence: an attempt fits an int64 on the wire. */
+	d->boot = (uint64_t)(r & 0x3fffffffu) << 32;
+	return d;
 }
 
 static void lane_unlist(struct dispatch *d, struct lane *l)
@@ -146,7 +159,7 @@ static void lane_update(struct dispatch *d, struct lane *l, bool to_front)
 		return;
 	}
 	const struct djob *head = l->jobs;
-	enum lane_list want = head->worker ? LANE_NONE :
+	enum lane_list want = head->worker || head->held ? LANE_NONE :
 		head->not_before ? LANE_DELAYED : LANE_READY;
 	if (want == l->list && want != LANE_DELAYED)
 		return;
@@ -222,7 +235,7 @@ void dispatch_done(struct dispatch *d, uint64_t id)
 	struct lane *l = j->lane;
 	if (j->worker)
 		worker_unlink(d, j);
-	else
+	else if (!j->held)
 		d->queued[l->kind]--;
 	DL_DELETE(l->jobs, j);
 	HASH_DEL(d->jobs, j);
@@ -236,12 +249,87 @@ void dispatch_retry(struct dispatch *d, uint64_t id, uint64_t not_before)
 	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
 	if (!j)
 		return;
-	if (j->worker) {
-		worker_unlink(d, j);
+	if (j->worker || j->held) {
+		if (j->worker)
+			worker_unlink(d, j);
+		j->held = false;
 		d->queued[j->lane->kind]++;
 	}
 	j->not_before = not_before;
 	lane_update(d, j->lane, true);
+}
+
+void dispatch_hold(struct dispatch *d, uint64_t id)
+{
+	struct djob *j = NULL;
+	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
+	if (!j || j->held)
+		return;
+	if (j->worker)
+		worker_unlink(d, j);
+	else
+		d->queued[j->lane->kind]--;
+	j->held = true;
+	lane_update(d, j->lane, false);
+}
+
+bool dispatch_is_held(const struct dispatch *d, uint64_t id)
+{
+	struct djob *j = NULL;
+	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
+	return j && j->held;
+}
+
+void dispatch_set_uncertain(struct dispatch *d, uint64_t id, uint64_t since_wall)
+{
+	struct djob *j = NULL;
+	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
+	if (j && !j->uncertain_since)
+		j->uncertain_since = since_wall ? since_wall : 1;
+}
+
+bool dispatch_attempt(const struct dispatch *d, uint64_t id, uint64_t *attempt,
+		      uint64_t *uncertain_since)
+{
+	struct djob *j = NULL;
+	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
+	if (!j)
+		return false;
+	if (attempt)
+		*attempt = j->attempt;
+	if (uncertain_since)
+		*uncertain_since = j->uncertain_since;
+	return j->worker != NULL;
+}
+
+void dispatch_claim(struct dispatch *d, const struct zmqx_peer *peer, uint64_t id,
+		    uint64_t attempt)
+{
+	struct worker *w = NULL;
+	struct djob *j = NULL;
+	HASH_FIND(hh, d->workers, peer->id, peer->len, w);
+	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
+	if (!w || !j || j->worker || j->held || w->kind != j->lane->kind)
+		return;
+	if (j != j->lane->jobs) {
+		/* Not its lane's turn: a job behind it cannot have run. */
+		struct log_ids ids = { .job = id };
+		log_emit(LOG_WARN, &ids, "a %s worker claims a job that is not at the head of its "
+			 "lane; left queued", worker_kind_name(w->kind));
+		return;
+	}
+	struct lane *l = j->lane;
+	lane_unlist(d, l);
+	j->worker = w;
+	j->attempt = attempt;
+	j->not_before = 0;
+	DL_APPEND2(w->jobs, j, wprev, wnext);
+	w->inflight++;
+	d->inflight++;
+	d->queued[l->kind]--;
+	struct log_ids ids = { .job = id };
+	log_emit(LOG_DEBUG, &ids, "%s worker holds this job from before the restart",
+		 worker_kind_name(w->kind));
 }
 
 bool dispatch_known(const struct dispatch *d, uint64_t id)
@@ -293,9 +381,13 @@ bool dispatch_knows(const struct dispatch *d, const struct zmqx_peer *peer)
 static void worker_drop(struct dispatch *d, struct worker *w)
 {
 	struct djob *j, *jt;
+	uint64_t wall = clock_wall_ms();
 	DL_FOREACH_SAFE2(w->jobs, j, jt, wnext) {
 		struct lane *l = j->lane;
 		worker_unlink(d, j);
+		/* Whatever the worker did with it is unknown: a send may have left. */
+		if (!j->uncertain_since)
+			j->uncertain_since = wall;
 		d->queued[l->kind]++;
 		lane_update(d, l, true);
 	}
@@ -357,6 +449,7 @@ bool dispatch_next(struct dispatch *d, uint64_t now, uint64_t *id, struct zmqx_p
 			DL_DELETE2(d->ready[k], l, rprev, rnext);
 			l->list = LANE_NONE;
 			j->worker = w;
+			j->attempt = d->boot | (++d->seq & 0xffffffffu);
 			DL_APPEND2(w->jobs, j, wprev, wnext);
 			w->inflight++;
 			d->inflight++;

@@ -12,7 +12,17 @@
  *
  * After a router restart the store's jobs are added back in id order:
  * lane order survives, and results of jobs dispatched by the previous
- * router are still accepted (matched by job id).
+ * router are still accepted (matched by job id). Workers claim the jobs
+ * they still hold in their HELLO (dispatch_claim), so those stay with
+ * them instead of running twice.
+ *
+ * Each dispatch gets an attempt token, unique across router runs; a
+ * result names the attempt it answers. A job whose attempt's outcome is
+ * unknown (its worker died or went silent, or it was recovered after a
+ * restart) is marked uncertain: a send job then reconciles with Twilio
+ * before sending again. A job whose result the router holds but could
+ * not commit yet is held: it goes to no worker until dispatch_done or
+ * dispatch_retry.
  */
 #ifndef BATON_DISPATCH_H
 #define BATON_DISPATCH_H
@@ -37,6 +47,21 @@ void dispatch_done(struct dispatch *d, uint64_t id);
 /** Put an in-flight job back at the head of its lane, to retry after not_before. */
 void dispatch_retry(struct dispatch *d, uint64_t id, uint64_t not_before);
 bool dispatch_known(const struct dispatch *d, uint64_t id);
+/** The job's result waits for a commit: off its worker, its lane blocked. */
+void dispatch_hold(struct dispatch *d, uint64_t id);
+bool dispatch_is_held(const struct dispatch *d, uint64_t id);
+/** An attempt's outcome is unknown since since_wall (wall ms); kept until done. */
+void dispatch_set_uncertain(struct dispatch *d, uint64_t id, uint64_t since_wall);
+/**
+ * The job's latest attempt (0 = never dispatched) and uncertain_since (0 =
+ * none); either pointer may be NULL. Returns whether it is in flight now.
+ */
+bool dispatch_attempt(const struct dispatch *d, uint64_t id, uint64_t *attempt,
+		      uint64_t *uncertain_since);
+/** A worker (HELLO) holds job id with this attempt: in flight on it, if the
+ *  job waits at the head of its lane. Anything else is left as it is. */
+void dispatch_claim(struct dispatch *d, const struct zmqx_peer *peer, uint64_t id,
+		    uint64_t attempt);
 /** Whether the job has been sent to a worker and not finished or put back. */
 bool dispatch_in_flight(const struct dispatch *d, uint64_t id);
 

@@ -83,6 +83,29 @@ static void jobs_flex_env(struct router *r, MDB_txn *txn, const struct job_rec *
 	}
 }
 
+/* SIDs already recorded for the conversation's recent turns, up to and
+ * including turn hseq (comma-separated; NULL when none): a reconciling
+ * egress must not take one of them for this job's message, as it would a
+ * reply with the same words sent a moment before. */
+#define JOBS_EXCLUDE_TURNS 20
+static char *jobs_exclude(struct router *r, MDB_txn *txn, const char *conv, uint64_t hseq)
+{
+	char *out = NULL;
+	uint64_t first = hseq > JOBS_EXCLUDE_TURNS ? hseq - JOBS_EXCLUDE_TURNS : 1;
+	for (uint64_t s = hseq; s >= first && s > 0; s--) {
+		struct hist_rec h;
+		if (store_hist_get(&r->st, txn, conv, s, &h))
+			continue;
+		if (h.msid && *h.msid) {
+			char *n = out ? xasprintf("%s,%s", out, h.msid) : xstrdup(h.msid);
+			free(out);
+			out = n;
+		}
+		hist_rec_release(&h);
+	}
+	return out;
+}
+
 /* Builds the job's envelope from LMDB. -1 when the job is gone. */
 static int jobs_envelope(struct router *r, MDB_txn *txn, uint64_t id, struct envelope *env)
 {
@@ -103,13 +126,24 @@ static int jobs_envelope(struct router *r, MDB_txn *txn, uint64_t id, struct env
 	} else if (j.kind == JOB_FLEX) {
 		jobs_flex_env(r, txn, &j, env);
 	} else {
+		uint64_t since = 0;
 		env->type = ENV_JOB_SEND;
 		env->to = xstrdup(j.to);
 		env->from = xstrdup(j.from);
 		env->body = xstrdup(j.body);
 		env->tmpl = j.tmpl ? xstrdup(j.tmpl) : NULL;
 		env->vars = j.vars ? xstrdup(j.vars) : NULL;
+		dispatch_attempt(r->disp, id, NULL, &since);
+		if (since) {
+			/* An earlier attempt may have reached Twilio. */
+			env->reconcile = true;
+			env->since = (int64_t)since;
+			env->exclude = jobs_exclude(r, txn, j.conv, j.hseq);
+		}
 	}
+	uint64_t attempt = 0;
+	dispatch_attempt(r->disp, id, &attempt, NULL);
+	env->attempt = (int64_t)attempt;
 	job_rec_release(&j);
 	return 0;
 }
@@ -146,7 +180,12 @@ void jobs_dispatch(struct router *r)
 		mdb_txn_abort(txn);
 }
 
-/* Puts every unfinished job of a previous run back into its lane. */
+/*
+ * Puts every unfinished job of a previous run back into its lane. None
+ * starts before the workers have had time to reconnect and claim the jobs
+ * they still hold (one heartbeat and ZeroMQ's longest reconnect wait), and
+ * every one is uncertain: its last attempt may have had an effect.
+ */
 int jobs_recover(struct router *r)
 {
 	MDB_txn *txn = NULL;
@@ -155,6 +194,7 @@ int jobs_recover(struct router *r)
 	size_t n = 0;
 	/* A job's not_before is wall time in the store, monotonic in dispatch. */
 	const uint64_t wall = clock_wall_ms(), mono = clock_mono_ms();
+	const uint64_t grace = mono + (uint64_t)r->cfg->worker_heartbeat_ms + ZMQX_RECONNECT_MAX_MS;
 	int rc = mdb_txn_begin(r->st.env, NULL, MDB_RDONLY, &txn);
 	if (rc)
 		goto fail;
@@ -167,7 +207,8 @@ int jobs_recover(struct router *r)
 		if (k.mv_size != 8 || store_job_get(&r->st, txn, id, &j))
 			continue;
 		uint64_t at = j.not_before > wall ? mono + (j.not_before - wall) : 0;
-		dispatch_add(r->disp, id, j.kind, j.conv, at);
+		dispatch_add(r->disp, id, j.kind, j.conv, at > grace ? at : grace);
+		dispatch_set_uncertain(r->disp, id, wall);
 		job_rec_release(&j);
 		n++;
 	}

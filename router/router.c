@@ -221,16 +221,30 @@ int router_result_job(struct router *r, MDB_txn *txn, const struct envelope *env
 		      enum job_kind kind, struct job_rec *j)
 {
 	struct log_ids ids = { .job = env->id, .conv = env->conv };
+	uint64_t attempt = 0;
+	bool in_flight = dispatch_attempt(r->disp, env->id, &attempt, NULL);
 	int rc = store_job_get(&r->st, txn, env->id, j);
-	if (rc == 0 && j->kind == kind)
-		return 0;
-	if (rc == 0)
-		job_rec_release(j);
 	if (rc && rc != MDB_NOTFOUND)
 		return rc;
-	log_emit(LOG_INFO, &ids, "dropped a stale %s result (job already finished)",
-		 job_kind_name(kind));
-	return ROUTER_STALE;
+	if (rc == MDB_NOTFOUND || j->kind != kind) {
+		if (rc == 0)
+			job_rec_release(j);
+		log_emit(LOG_INFO, &ids, "dropped a %s result: the job is already finished",
+			 job_kind_name(kind));
+		return ROUTER_STALE;
+	}
+	/* A success is a fact whichever attempt it comes from (a message left,
+	 * an answer was written); a failure only counts from the attempt that
+	 * runs now, or nothing would stop an old attempt's 503 from sending
+	 * the job round again beside the live one. */
+	if (env->status != ST_OK && env->status != ST_PROGRESS && in_flight && env->attempt &&
+	    (uint64_t)env->attempt != attempt) {
+		job_rec_release(j);
+		log_emit(LOG_INFO, &ids, "dropped the failure of an earlier attempt of this %s job "
+			 "(a later attempt is running)", job_kind_name(kind));
+		return ROUTER_STALE;
+	}
+	return 0;
 }
 
 void router_set_str(char **dst, const char *v)
@@ -248,6 +262,30 @@ static void router_send_ack(struct router *r, const struct effect *e, int status
 	if (zmqx_send_env(r->ingress, &e->peer, &a) < 0)
 		log_warn("cannot acknowledge request %llu (ingress gone?): %s",
 			 (unsigned long long)e->id, zmq_strerror(errno));
+}
+
+static bool router_is_result(const struct item *it)
+{
+	return !it->from_ingress && !it->synthetic &&
+	       (it->env.type == ENV_RESULT_AI || it->env.type == ENV_RESULT_SEND ||
+		it->env.type == ENV_RESULT_FLEX);
+}
+
+/* The worker may forget a result once the batch that applied it (or found
+ * its job already finished) has committed. Progress is not acknowledged:
+ * the worker does not keep it. */
+static void router_ack_results(struct router *r)
+{
+	for (size_t i = 0; i < r->nitems; i++) {
+		const struct item *it = &r->items[i];
+		if (!router_is_result(it) || it->env.status == ST_PROGRESS)
+			continue;
+		struct envelope a = { .type = ENV_ACK, .id = it->env.id, .ts = clock_wall_ms(),
+				      .status = ST_OK };
+		/* A worker gone since (restarted, new routing id) sends the
+		 * result again and gets its ack then. */
+		zmqx_send_env(r->work, &it->peer, &a);
+	}
 }
 
 /* Carries out the effects of a committed batch (router_unwind handles the rest). */
@@ -305,43 +343,124 @@ static int router_apply(struct router *r, MDB_txn *txn, struct item *it)
 	return 0;
 }
 
-/*
- * A batch that did not commit: the effects collected so far are void, and
- * the items after the failing one collected none. So every webhook of the
- * batch gets 503 (Twilio retries) and every worker result's job is
- * re-dispatched (its effect was not kept).
- */
-static void router_unwind(struct router *r)
+static void router_fx_clear(struct router *r)
 {
-	uint64_t now = clock_mono_ms();
 	for (size_t i = 0; i < r->nfx; i++)
 		free(r->fx[i].conv);
 	r->nfx = 0;
-	for (size_t i = 0; i < r->nitems; i++) {
-		struct item *it = &r->items[i];
-		if (it->synthetic)
-			continue;
-		if (it->from_ingress) {
-			struct effect e = { .type = FX_ACK, .peer = it->peer, .id = it->env.id };
-			router_send_ack(r, &e, ST_BUSY);
-		} else if (it->env.type == ENV_RESULT_AI || it->env.type == ENV_RESULT_SEND ||
-			   (it->env.type == ENV_RESULT_FLEX && it->env.status != ST_PROGRESS)) {
-			dispatch_retry(r->disp, it->env.id, now + 1000);
-		}
-	}
 }
 
-static void router_apply_batch(struct router *r)
+/* What grows the store with new content: a customer's message, from the
+ * Messaging webhook or from the agent's Flex conversation. */
+static bool router_is_new_message(const struct item *it)
+{
+	return it->from_ingress && !it->settled &&
+	       (it->env.type == ENV_INBOUND ||
+		(it->env.type == ENV_EVENT && it->env.op && !strcmp(it->env.op, EV_MESSAGE_ADDED)));
+}
+
+/* Answers 503 to the batch's new messages now (Twilio retries them); the
+ * transaction goes on without them. Returns how many. */
+static size_t router_refuse_new(struct router *r)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < r->nitems; i++) {
+		struct item *it = &r->items[i];
+		if (!router_is_new_message(it))
+			continue;
+		struct effect e = { .type = FX_ACK, .peer = it->peer, .id = it->env.id,
+				    .err = "store full" };
+		router_send_ack(r, &e, ST_BUSY);
+		it->settled = true;
+		room_refused(&r->room);
+		n++;
+	}
+	return n;
+}
+
+/* Keeps a worker result in memory for a later batch; its job stays off
+ * every worker (never re-dispatched) until then. */
+static void router_hold(struct router *r, struct item *it)
+{
+	if (it->env.status != ST_PROGRESS)
+		dispatch_hold(r->disp, it->env.id);
+	if (r->nheld == r->capheld) {
+		r->capheld = r->capheld ? r->capheld * 2 : 64;
+		r->held = xrealloc(r->held, r->capheld * sizeof(*r->held));
+	}
+	r->held[r->nheld++] = *it;
+	memset(&it->env, 0, sizeof(it->env)); /* moved */
+	it->settled = true;
+}
+
+/* The store is nearly full: results wait, the room left is for purges. */
+static void router_defer_results(struct router *r)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < r->nitems; i++) {
+		struct item *it = &r->items[i];
+		if (router_is_result(it) && !it->settled && dispatch_known(r->disp, it->env.id)) {
+			router_hold(r, it);
+			n++;
+		}
+	}
+	if (n)
+		r->held_at = clock_mono_ms() + room_retry_delay(&r->room);
+}
+
+/*
+ * A batch that did not commit: the effects collected are void. Webhooks
+ * get 503 (Twilio and operators retry). Worker results are kept in memory
+ * and applied again with backoff: their effect happened (a message left,
+ * an answer was paid for), so the job must not run again. Timer items are
+ * made again by the next cron.
+ */
+static void router_unwind(struct router *r)
+{
+	router_fx_clear(r);
+	for (size_t i = 0; i < r->nitems; i++) {
+		struct item *it = &r->items[i];
+		if (it->synthetic || it->settled)
+			continue;
+		if (it->from_ingress) {
+			struct effect e = { .type = FX_ACK, .peer = it->peer, .id = it->env.id,
+					    .err = "store unavailable" };
+			router_send_ack(r, &e, ST_BUSY);
+		} else if (router_is_result(it) && dispatch_known(r->disp, it->env.id)) {
+			router_hold(r, it);
+		}
+	}
+	r->held_at = clock_mono_ms() + room_retry_delay(&r->room);
+}
+
+/* Held results whose time has come go first into the batch. */
+static void router_take_held(struct router *r)
+{
+	size_t max = (size_t)r->cfg->router_batch, n = 0;
+	if (!r->nheld || clock_mono_ms() < r->held_at)
+		return;
+	while (n < r->nheld && r->nitems < max)
+		r->items[r->nitems++] = r->held[n++];
+	memmove(r->held, r->held + n, (r->nheld - n) * sizeof(*r->held));
+	r->nheld -= n;
+}
+
+/* One try at the batch: every item not settled, in one transaction.
+ * *applied counts them. */
+static int router_txn(struct router *r, size_t *applied)
 {
 	MDB_txn *txn = NULL;
-	int rc = mdb_txn_begin(r->st.env, NULL, 0, &txn);
-	bool committed = false;
-
+	*applied = 0;
+	router_fx_clear(r);
 	metrics_stage_begin();
+	int rc = mdb_txn_begin(r->st.env, NULL, 0, &txn);
 	for (size_t i = 0; rc == 0 && i < r->nitems; i++) {
 		struct item *it = &r->items[i];
+		if (it->settled)
+			continue;
 		uint64_t t0 = clock_mono_us();
 		rc = router_apply(r, txn, it);
+		(*applied)++;
 		if (it->from_ingress && it->env.type == ENV_INBOUND)
 			lathist_record(&r->work_inbound, clock_mono_us() - t0);
 	}
@@ -349,20 +468,51 @@ static void router_apply_batch(struct router *r)
 		uint64_t t0 = clock_mono_us();
 		rc = mdb_txn_commit(txn);
 		txn = NULL;
-		committed = rc == 0;
 		lathist_record(&r->work_commit, clock_mono_us() - t0);
 	}
 	if (txn)
 		mdb_txn_abort(txn);
-	metrics_stage_end(committed);
-	metrics_inc(committed ? &RM_COMMITS : &RM_COMMIT_FAILURES, NULL, NULL);
-	if (!committed) {
-		log_err("cannot commit a batch of %zu messages: %s (webhooks get 503, jobs retry)",
-			r->nitems, mdb_strerror(rc));
+	metrics_stage_end(rc == 0);
+	return rc;
+}
+
+/* LMDB marks its environment unusable after some write errors: open it again. */
+static void router_reopen_store(struct router *r)
+{
+	store_close(&r->st);
+	if (store_open(&r->st, r->cfg->state_dir, r->cfg->lmdb_map_size_mb, r->cfg->lmdb_sync) < 0)
+		log_err("cannot reopen the store after a fatal LMDB error; will retry");
+}
+
+static void router_apply_batch(struct router *r)
+{
+	size_t applied = 0;
+	int rc;
+
+	enum room_state room = room_check(&r->room, clock_mono_ms());
+	if (room >= ROOM_HIGH_WATER)
+		router_refuse_new(r);
+	if (room >= ROOM_CRITICAL)
+		router_defer_results(r);
+	rc = r->st.env ? router_txn(r, &applied) : MDB_PANIC;
+	while (rc == MDB_MAP_FULL && room_grow(&r->room) == 0)
+		rc = router_txn(r, &applied);
+	/* Still no room: what keeps the store going (results, hand-backs,
+	 * purges) is tried without the new messages. */
+	if (rc && rc != MDB_PANIC && router_refuse_new(r))
+		rc = router_txn(r, &applied);
+	metrics_inc(rc == 0 ? &RM_COMMITS : &RM_COMMIT_FAILURES, NULL, NULL);
+	if (rc) {
+		room_commit_failed(&r->room, rc, r->nitems);
 		router_unwind(r);
+		if (rc == MDB_PANIC)
+			router_reopen_store(r);
 	} else {
 		r->stat_commits++;
+		if (applied)
+			room_commit_ok(&r->room);
 		router_effects(r);
+		router_ack_results(r);
 	}
 	for (size_t i = 0; i < r->nitems; i++)
 		env_release(&r->items[i].env);
@@ -385,6 +535,8 @@ static void router_hello(struct router *r, const struct item *it)
 	}
 	int cap = it->env.credit < 0 ? 0 : it->env.credit > 1000000 ? 1000000 : (int)it->env.credit;
 	dispatch_hello(r->disp, &it->peer, kind, cap, clock_mono_ms());
+	for (size_t i = 0; i < it->env.nclaims; i++)
+		dispatch_claim(r->disp, &it->peer, it->env.claims[i].id, it->env.claims[i].attempt);
 }
 
 /*
@@ -467,16 +619,22 @@ static void router_collect(struct router *r)
 				env_release(&it->env);
 				continue;
 			}
-			/* A result from a peer that never said hello is not a worker of
-			 * ours (a router restart is covered: workers say hello every
-			 * heartbeat, and their jobs are re-dispatched anyway). */
-			if (!it->from_ingress && !dispatch_knows(r->disp, &it->peer)) {
-				log_warn("dropped a %s from an unknown peer", env_type_name(it->env.type));
-				env_release(&it->env);
-				continue;
-			}
-			if (!it->from_ingress)
+			/* Whoever reached the work socket is one of our workers: the
+			 * socket is the boundary (README "Security"). A result is
+			 * applied even from a peer that has not said hello yet, as
+			 * after a router restart; the store decides whether its job
+			 * is still open. A result the router holds already (its
+			 * batch could not commit) is not taken twice. */
+			if (!it->from_ingress) {
 				dispatch_touch(r->disp, &it->peer, clock_mono_ms());
+				if (dispatch_is_held(r->disp, it->env.id) &&
+				    (it->env.type == ENV_RESULT_AI || it->env.type == ENV_RESULT_SEND ||
+				     it->env.type == ENV_RESULT_FLEX)) {
+					env_release(&it->env);
+					continue;
+				}
+			}
+			it->synthetic = it->settled = false;
 			r->nitems++;
 		}
 	}
@@ -539,6 +697,7 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	r.disp = dispatch_new();
 	if (store_open(&r.st, cfg->state_dir, cfg->lmdb_map_size_mb, cfg->lmdb_sync) < 0)
 		goto fail;
+	room_init(&r.room, cfg, &r.st);
 	if (jobs_recover(&r) < 0)
 		goto fail;
 	if (!(r.zctx = zmq_ctx_new()))
@@ -560,6 +719,7 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 			log_err("zmq_poll: %s", zmq_strerror(errno));
 			break;
 		}
+		router_take_held(&r);
 		router_collect(&r);
 		/* Before the batch: a slow commit must not make live workers look dead. */
 		dispatch_expire(r.disp, clock_mono_ms(), (uint64_t)cfg->worker_timeout_ms);
@@ -590,6 +750,13 @@ fail:
 	zmqx_close(&r.work, 0);
 	if (r.zctx)
 		zmq_ctx_term(r.zctx);
+	for (size_t i = 0; i < r.nheld; i++)
+		env_release(&r.held[i].env);
+	if (r.nheld)
+		log_warn("stopping with %zu results not committed: their workers send them again",
+			 r.nheld);
+	free(r.held);
+	room_release(&r.room);
 	store_close(&r.st);
 	dispatch_destroy(&r.disp);
 	rules_destroy(&r.rules);

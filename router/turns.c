@@ -301,6 +301,9 @@ int turns_result_send(struct router *r, MDB_txn *txn, struct item *it)
 			log_emit(LOG_INFO, &ids, "message sent");
 		}
 	} else if (env->status == ST_RETRY) {
+		/* The attempt may have reached Twilio: the next one looks first. */
+		if (env->reconcile)
+			dispatch_set_uncertain(r->disp, env->id, clock_wall_ms());
 		j.attempts++;
 		if ((rc = store_job_put(&r->st, txn, env->id, &j)) == 0) {
 			uint64_t delay = backoff_ms((unsigned)j.attempts, ROUTER_RETRY_BASE_MS,

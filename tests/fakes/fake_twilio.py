@@ -6,6 +6,14 @@ Twilio's auth, validation, 201 resource and error shapes (wire-contracts §3),
 records every request it receives, and exposes a small control API under
 /_fake/ so tests can read the records, reset state and inject failures.
 
+GET of the same path lists the messages it created, as Twilio's Read
+Multiple Message Resources does (twilio_api_v2010.json): filters To, From,
+DateSent, DateSent< and DateSent> (YYYY-MM-DD, on the day the message was
+sent), PageSize (default 50, at most 1000) and Page/PageToken, newest
+first, with next_page_uri. Like Twilio it is eventually consistent: a
+message is listed, with its date_sent, only list_lag_ms after its 201
+(--list-lag-ms, default 300; POST /_fake/messages_config {"list_lag_ms": N}).
+
 Usage:
     fake_twilio.py --port 0 --bind 127.0.0.1 \
         --account-sid AC00000000000000000000000000000000 \
@@ -34,6 +42,8 @@ Control API (no auth, never recorded):
     POST /_fake/reset                     clears records, seq, rules, conversations,
                                           interactions and spec violations; 200 {}
     GET  /_fake/state                     200 {"conversations": [...], "interactions": [...]}
+    POST /_fake/messages_config {"list_lag_ms": N}
+                                          200 {"list_lag_ms": N}
     GET  /_fake/spec_violations           200 [{"method", "path", "problem"}...]
     POST /_fake/fail   {rule}             adds a failure rule; 200 {"rules": [...]}
     GET  /_fake/fail                      200 {"rules": [...]}
@@ -50,7 +60,9 @@ count (1; negative = until reset), delay_ms (sleep first), status, code,
 message, retry_after (-> Retry-After), headers ({name: value}),
 malformed (201 with truncated JSON), wrong_shape (201 with {"foo": 1}),
 body (raw response text, status defaults to 201; content_type sets its
-Content-Type), disconnect (close the connection without answering).
+Content-Type), disconnect (close the connection without answering, nothing
+done), lose_answer (do it, then close the connection without answering),
+answer_delay_ms (do it at once, answer that much later).
 A rule with only delay_ms delays the request and then lets it be processed
 normally. First matching rule wins.
 
@@ -64,8 +76,11 @@ import binascii
 import os
 import re
 import sys
+import threading
 import time
 import urllib.parse
+from datetime import datetime, timezone
+from email.utils import format_datetime
 
 import fakelib
 from fakelib import (FailureRules, FakeHandler, Response, parse_json_or_none,
@@ -102,6 +117,82 @@ def num_segments(to, body):
         single, multi = 70, 67
     return 1 if units <= single else -(-units // multi)
 
+
+
+def rfc2822(t):
+    return format_datetime(datetime.fromtimestamp(int(t), timezone.utc))
+
+
+class MessageLog:
+    """Messages created through Messages.json, for its list endpoint."""
+
+    def __init__(self, lag_ms):
+        self.lock = threading.Lock()
+        self.lag_ms = lag_ms
+        self.msgs = []   # resource dicts plus "_created" (epoch s), oldest first
+
+    def add(self, resource):
+        with self.lock:
+            self.msgs.append(dict(resource, _created=time.time()))
+
+    def reset(self):
+        with self.lock:
+            self.msgs = []
+
+    def listed(self, query):
+        """(status, payload) of one list page for the parsed query."""
+        def one(name):
+            vals = query.get(name)
+            return vals[0] if vals else None
+        try:
+            size = int(one("PageSize") or 50)
+            page = int(one("Page") or 0)
+        except ValueError:
+            return 400, twilio_error(400, 20001, "PageSize and Page must be integers")
+        if not 1 <= size <= 1000 or page < 0:
+            return 400, twilio_error(400, 20001, "PageSize must be 1..1000")
+        day_filters = []
+        for name, op in (("DateSent", "=="), ("DateSent>", ">="), ("DateSent<", "<=")):
+            v = one(name)
+            if v is None:
+                continue
+            if not re.match(r"^\d{4}-\d{2}-\d{2}$", v):
+                return 400, twilio_error(400, 20001, f"{name} must be YYYY-MM-DD")
+            day_filters.append((op, v))
+        to, frm = one("To"), one("From")
+        now = time.time()
+        out = []
+        with self.lock:
+            for m in reversed(self.msgs):       # newest first, as Twilio lists
+                visible = m["_created"] + self.lag_ms / 1000.0
+                if now < visible:
+                    continue                     # not listed yet: eventual consistency
+                if to is not None and m["to"] != to:
+                    continue
+                if frm is not None and m["from"] != frm:
+                    continue
+                day = datetime.fromtimestamp(visible, timezone.utc).strftime("%Y-%m-%d")
+                if not all((day == d) if op == "==" else (day >= d) if op == ">=" else (day <= d)
+                           for op, d in day_filters):
+                    continue
+                r = {k: v for k, v in m.items() if not k.startswith("_")}
+                r.update(status="sent", date_sent=rfc2822(visible))
+                out.append(r)
+        start = page * size
+        chunk = out[start:start + size]
+        base = urllib.parse.urlencode([(k, v) for k, vs in query.items() if k not in
+                                       ("Page", "PageToken", "PageSize") for v in vs])
+        path = "/2010-04-01/Accounts/%s/Messages.json" % self.account_sid
+        def uri(p):
+            return "%s?%s%sPageSize=%d&Page=%d" % (path, base, "&" if base else "", size, p)
+        more = start + size < len(out)
+        return 200, {
+            "messages": chunk, "page": page, "page_size": size, "start": start,
+            "end": start + len(chunk) - 1 if chunk else start, "uri": uri(page),
+            "first_page_uri": uri(0),
+            "next_page_uri": uri(page + 1) + "&PageToken=PA%d" % (page + 1) if more else None,
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+        }
 
 
 class TwilioFailureRules(FailureRules):
@@ -193,13 +284,17 @@ class TwilioHandler(FakeHandler):
         if not m:
             return Response(404, twilio_error(
                 404, 20404, f"The requested resource {path} was not found"))
-        if self.command != "POST":
+        if self.command not in ("POST", "GET"):
             return Response(405, twilio_error(405, 20004, "Method not allowed"),
-                            headers={"Allow": "POST"})
+                            headers={"Allow": "GET, POST"})
         user, password = self._basic_auth()
         sid = self.server.account_sid
         if user != sid or password != self.server.auth_token or m.group(1) != sid:
             return Response(401, twilio_error(401, 20003, "Authenticate"))
+        if self.command == "GET":
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query,
+                                          keep_blank_values=True)
+            return Response(*self.server.messages.listed(query))
         if form is None:
             # Real Twilio would ignore a non-form body and complain about To;
             # saying what is actually wrong makes client bugs obvious.
@@ -228,7 +323,9 @@ class TwilioHandler(FakeHandler):
         if body is not None and len(body) > BODY_LIMIT_CHARS:
             return Response(400, twilio_error(
                 400, 21617, "The concatenated message body exceeds the 1600 character limit."))
-        return Response(201, self._message_resource(to, from_, mss, body or "", len(media)))
+        resource = self._message_resource(to, from_, mss, body or "", len(media))
+        self.server.messages.add(resource)
+        return Response(201, resource)
 
     def _message_resource(self, to, from_, mss, body, n_media):
         sid = twilio_sid("SM")
@@ -251,6 +348,7 @@ class TwilioHandler(FakeHandler):
     def _control_routes(self):
         routes = super()._control_routes()
         routes.update({("GET", "/_fake/state"): self._ctl_state,
+                       ("POST", "/_fake/messages_config"): self._ctl_messages_config,
                        ("GET", "/_fake/spec_violations"): self._ctl_spec_violations})
         return routes
 
@@ -259,8 +357,19 @@ class TwilioHandler(FakeHandler):
         sim = self.server.sim.control(self.command, path, query, body)
         return Response(*sim) if sim is not None else None
 
+    def _ctl_messages_config(self, query, body):
+        obj, err = self._control_json(body)
+        if err is not None:
+            return err
+        lag = obj.get("list_lag_ms") if isinstance(obj, dict) else None
+        if not isinstance(lag, int) or isinstance(lag, bool) or lag < 0:
+            return Response(400, {"error": "list_lag_ms must be a non-negative integer"})
+        self.server.messages.lag_ms = lag
+        return Response(200, {"list_lag_ms": lag})
+
     def _ctl_reset(self, query, body):
         resp = super()._ctl_reset(query, body)
+        self.server.messages.reset()
         self.server.conversations.reset()
         self.server.sim.reset()
         return resp
@@ -282,6 +391,8 @@ def main():
     ap.add_argument("--record", metavar="FILE", help="append each record as a JSON line")
     ap.add_argument("--specs", metavar="DIR",
                     help="check /v1/ requests against the Twilio OpenAPI specs in DIR")
+    ap.add_argument("--list-lag-ms", type=int, default=300,
+                    help="a created message is listed only this long after its 201")
     ap.add_argument("--sid-seed", metavar="S", default=os.environ.get("FAKE_TWILIO_SID_SEED"),
                     help="deterministic SIDs from seed S (default $FAKE_TWILIO_SID_SEED; "
                          "unset = random)")
@@ -294,6 +405,8 @@ def main():
         return 2
     server.account_sid = args.account_sid
     server.auth_token = args.auth_token
+    server.messages = MessageLog(args.list_lag_ms)
+    server.messages.account_sid = args.account_sid
     try:
         server.conversations = ConversationsState(args.account_sid, args.specs)
     except (OSError, ValueError) as e:

@@ -155,6 +155,8 @@ class FailureRules:
             raise ValueError("status must be an integer 100..599")
         if not is_non_negative_number(rule.get("delay_ms", 0)):
             raise ValueError("delay_ms must be a non-negative number")
+        if not is_non_negative_number(rule.get("answer_delay_ms", 0)):
+            raise ValueError("answer_delay_ms must be a non-negative number")
         if rule.get("body") is not None and not isinstance(rule["body"], str):
             raise ValueError("body must be a string")
         if not isinstance(rule.get("headers", {}), dict):
@@ -362,6 +364,16 @@ class FakeHandler(BaseHTTPRequestHandler):
             resp = self._injected(rule, path, ctx)
         if resp is None:
             resp = self._route(path, ctx)
+        if rule and rule.get("lose_answer"):
+            # Done, but the answer is lost on the way back: the client
+            # cannot know whether its request took effect.
+            self.server.recorder.add({**record, "status": resp.status, "response": resp.payload,
+                                      "answer_lost": True})
+            self.close_connection = True
+            return
+        if rule and rule.get("answer_delay_ms"):
+            # Done at once, answered late (a client may time out or die meanwhile).
+            time.sleep(rule["answer_delay_ms"] / 1000.0)
         self._finish(path, resp, ctx)
         self.server.recorder.add({**record, "status": resp.status, "response": resp.payload})
         self._send(resp)

@@ -1,0 +1,307 @@
+"""Exactly once: every acknowledged customer message is answered once, and
+the LLM is called once per AI turn, across router restarts on a loaded
+machine, a full LMDB map and a full disk.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+from baton_harness import Pipeline, wait_for
+
+
+def customers(n, base=0):
+    return ["whatsapp:+55218%07d" % (base + i) for i in range(n)]
+
+
+class CpuHogs:
+    """Busy processes beside baton: a loaded machine makes every race wider."""
+
+    def __init__(self, n=2):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                      for _ in range(n)]
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
+class Senders:
+    """Threads posting signed webhooks as Twilio does: each message re-sent
+    with the same MessageSid until ingress answers 200."""
+
+    def __init__(self, p, plan, threads=16):
+        self.p = p
+        self.plan = list(plan)  # [(customer, text)]
+        self.acked = []
+        self.retries = 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, args=(i, threads), daemon=True)
+                        for i in range(threads)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def run(self, k, n):
+        for customer, text in self.plan[k::n]:
+            params = self.p.webhook_params(customer, text)
+            while True:
+                try:
+                    st = self.p.post_webhook(params)[0]
+                except OSError:
+                    st = None
+                if st == 200:
+                    break
+                with self.lock:
+                    self.retries += 1
+                time.sleep(0.2)
+            with self.lock:
+                self.acked.append(customer)
+
+    def join(self, timeout=120):
+        for t in self.threads:
+            t.join(timeout)
+            assert not t.is_alive(), "a sender is stuck"
+
+
+def replies_by_customer(p, who):
+    out = {c: [] for c in who}
+    for m in p.sent_messages():
+        if m["To"] in out:
+            out[m["To"]].append(m["Body"])
+    return out
+
+
+def llm_calls_by_customer(p, plan):
+    """LLM requests whose last user text is one customer's message."""
+    text_of = {text: c for c, text in plan}
+    calls = {}
+    for r in p.llm_requests():
+        msgs = (r.get("json") or {}).get("messages") or []
+        users = [m for m in msgs if m.get("role") == "user"]
+        if not users:
+            continue
+        content = users[-1].get("content")
+        if isinstance(content, list):
+            content = " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+        for line in reversed(str(content).splitlines()):
+            if line in text_of:
+                calls[text_of[line]] = calls.get(text_of[line], 0) + 1
+                break
+    return calls
+
+
+class TestRouterRestarts(unittest.TestCase):
+    def test_three_router_kills_under_load_answer_each_message_once(self):
+        hogs = CpuHogs(2)
+        self.addCleanup(hogs.stop)
+        # A slow LLM and a slow Twilio: when the router dies, AI calls and
+        # sends are in flight and results are on their way to it.
+        p = Pipeline(env={"BATON_AI_WORKER_CREDIT": "64", "BATON_EGRESS_CREDIT": "16",
+                          "BATON_LOG_LEVEL": "info", "BATON_HTTP_ACK_TIMEOUT_MS": "2000"},
+                     llm_latency_ms=300)
+        self.addCleanup(p.close)
+        p.start_all()
+        p.fake_post("twilio", "/_fake/fail", {"path_contains": "Messages.json",
+                                               "delay_ms": 40, "count": -1})
+        who = customers(500)
+        plan = [(c, "Question %d about the clinic" % i) for i, c in enumerate(who)]
+        s = Senders(p, plan).start()
+        for kill in range(3):
+            # Kill while messages flow and replies are being written and sent.
+            wait_for(lambda: len(p.sent_messages()) >= 60 * (kill + 1), 90, interval=0.1,
+                     what="replies flowing before kill %d" % (kill + 1))
+            p.stop("router", signal.SIGKILL)
+            time.sleep(0.2)
+            p.start("router")
+        s.join()
+        self.assertEqual(sorted(s.acked), sorted(who))
+
+        def all_answered():
+            r = replies_by_customer(p, who)
+            return all(r[c] for c in who)
+        wait_for(all_answered, 120, interval=0.5, what="every customer answered")
+        time.sleep(3)  # past the recovery grace: a doubled reply would show up now
+        replies = replies_by_customer(p, who)
+        doubled = {c: len(r) for c, r in replies.items() if len(r) != 1}
+        self.maxDiff = 2000
+        self.assertEqual(doubled, {}, "customers not answered exactly once")
+        log = p.log_text("router")
+        self.assertNotIn("unknown peer", log)
+        self.assertNotIn("for a job in flight elsewhere", log)
+        calls = llm_calls_by_customer(p, plan)
+        repeated = {c: n for c, n in calls.items() if n != 1}
+        self.assertEqual(repeated, {}, "LLM called more than once for one AI turn")
+        self.assertEqual(len(calls), len(who))
+
+
+if __name__ == "__main__":
+    unittest.main()
+
+
+def flood(p, plan):
+    """Each message once; returns (customers acknowledged, count of 503s)."""
+    acked, busy = [], 0
+    for c, text in plan:
+        st = p.post_webhook(p.webhook_params(c, text))[0]
+        if st == 200:
+            acked.append(c)
+        elif st == 503:
+            busy += 1
+        else:
+            raise AssertionError("unexpected status %s" % st)
+    return acked, busy
+
+
+def assert_answered_once(test, p, acked, timeout=60):
+    wait_for(lambda: all(replies_by_customer(p, acked)[c] for c in acked), timeout,
+             interval=0.3, what="every acknowledged message answered")
+    time.sleep(1)
+    replies = replies_by_customer(p, acked)
+    test.assertEqual({c: len(r) for c, r in replies.items() if len(r) != 1}, {},
+                     "acknowledged messages not answered exactly once")
+
+
+def health(p):
+    import json
+    with open(os.path.join(p.dir, "state", "router.health")) as f:
+        return json.loads(f.read())
+
+
+class TestFullMap(unittest.TestCase):
+    """A 1 MiB map: 503 before the store is full, never a loop of sends."""
+
+    def flood_plan(self, n, base=0):
+        pad = " ".join(["padding"] * 190)   # about 1,500 bytes a message
+        return [(c, "Question %d %s" % (i, pad)) for i, c in enumerate(customers(n, base))]
+
+    def test_full_map_answers_each_acknowledged_message_once_and_purge_frees_it(self):
+        p = Pipeline(env={"BATON_LMDB_MAP_SIZE_MB": "1", "BATON_LMDB_MAX_MAP_SIZE_MB": "1",
+                          "BATON_LOG_LEVEL": "info"}, llm_latency_ms=50)
+        self.addCleanup(p.close)
+        p.start_all()
+        plan = self.flood_plan(400)
+        acked, busy = flood(p, plan)
+        self.assertGreater(busy, 0, "a 1 MiB map cannot take 400 messages of 1.5 KB")
+        self.assertGreater(len(acked), 50)
+        assert_answered_once(self, p, acked)
+        calls = llm_calls_by_customer(p, plan)
+        self.assertEqual({c: n for c, n in calls.items() if n != 1}, {})
+        self.assertEqual(sorted(calls), sorted(acked))
+        self.assertIn(health(p)["store"], ("high_water", "critical"))
+        # Purge works while full, and frees room without a restart.
+        for c in acked[:len(acked) // 2]:
+            rc, out, err = p.ctl("purge", c, "--yes", "--reason", "space")
+            self.assertEqual(rc, 0, err)
+        rc, out, _ = p.ctl("stats")
+        self.assertEqual(rc, 0)
+        more = self.flood_plan(20, base=1000)
+        wait_for(lambda: p.post_webhook(p.webhook_params(more[0][0], more[0][1]))[0] == 200, 10,
+                 interval=0.3, what="the store takes messages again after the purges")
+        acked2, _ = flood(p, more[1:])
+        assert_answered_once(self, p, [more[0][0]] + acked2)
+        log = p.log_text("router")
+        self.assertNotIn("cannot commit", log, "the reserve kept every commit working")
+        self.assertLessEqual(log.count("above its high-water mark"), 2, "warned once per episode")
+
+    def test_a_growing_map_takes_the_flood_without_a_single_503(self):
+        p = Pipeline(env={"BATON_LMDB_MAP_SIZE_MB": "1", "BATON_LMDB_MAX_MAP_SIZE_MB": "64",
+                          "BATON_LOG_LEVEL": "info"})
+        self.addCleanup(p.close)
+        p.start_all()
+        plan = self.flood_plan(400)
+        acked, busy = flood(p, plan)
+        self.assertEqual(busy, 0)
+        assert_answered_once(self, p, acked)
+        self.assertIn("LMDB map grown from 1 to 2 MiB", p.log_text("router"))
+        rc, out, _ = p.ctl("stats")
+        self.assertRegex(out, r"of [0-9.]+ MiB map")
+
+
+def can_mount():
+    if os.geteuid() != 0:
+        return False
+    return subprocess.call(["mount", "--version"], stdout=subprocess.DEVNULL) == 0
+
+
+class TestFullDisk(unittest.TestCase):
+    """The state directory on a small filesystem that fills up."""
+
+    def setUp(self):
+        if not can_mount():
+            self.skipTest("mounting a small tmpfs needs root")
+
+    def pipeline(self, size_mb, env, latency):
+        p = Pipeline(env=dict({"BATON_LOG_LEVEL": "info"}, **env), llm_latency_ms=latency)
+        state = os.path.join(p.dir, "state")
+        os.makedirs(state)
+        subprocess.check_call(["mount", "-t", "tmpfs", "-o", "size=%dm" % size_mb, "tmpfs", state])
+
+        def close():
+            # Stop everything, then unmount, then remove what is left.
+            keep, p.keep = p.keep, True
+            try:
+                p.close()
+            finally:
+                subprocess.call(["umount", "-l", state])
+                if not keep and not os.environ.get("BATON_KEEP"):
+                    subprocess.call(["rm", "-rf", p.dir])
+        self.addCleanup(close)
+        p.start_all()
+        return p, state
+
+    def test_a_disk_filled_by_someone_else_holds_results_and_recovers_without_restart(self):
+        # min_free_mb = 0: only the disk's own errors (ENOSPC) stop commits.
+        p, state = self.pipeline(8, {"BATON_LMDB_MIN_FREE_MB": "0"}, 1500)
+        who = customers(20)
+        plan = [(c, "Question %d" % i) for i, c in enumerate(who)]
+        for c, text in plan:
+            self.assertEqual(p.send(c, text)[0], 200)
+        filler = os.path.join(state, "filler")
+        with open(filler, "wb") as f:   # the disk fills while the AI is writing
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        wait_for(lambda: "No space left on device" in p.log_text("router"), 10,
+                 what="a commit failing for lack of space")
+        self.assertEqual(p.send(customers(1, 900)[0], "hello")[0], 503)
+        self.assertEqual(health(p)["store"], "failing")
+        time.sleep(2)   # held results are retried, never re-dispatched
+        os.unlink(filler)
+        assert_answered_once(self, p, who)
+        self.assertEqual(p.send(customers(1, 901)[0], "hello")[0], 200)
+        calls = llm_calls_by_customer(p, plan)
+        self.assertEqual({c: n for c, n in calls.items() if n != 1}, {})
+        log = p.log_text("router")
+        self.assertEqual(log.count("cannot commit a batch"), 1, "warned once, not per retry")
+        self.assertIn("store takes new messages again", log)
+
+    def test_baton_filling_the_disk_gets_503_before_it_is_full_and_purge_recovers(self):
+        p, state = self.pipeline(8, {"BATON_LMDB_MIN_FREE_MB": "1"}, 50)
+        # Most of the disk is taken already: about 1.5 MiB is left for baton.
+        with open(os.path.join(state, "other-data"), "wb") as f:
+            f.write(b"\0" * (5 * 1024 * 1024 + 512 * 1024))
+        pad = " ".join(["padding"] * 190)
+        plan = [(c, "Question %d %s" % (i, pad)) for i, c in enumerate(customers(1000))]
+        acked, busy = flood(p, plan)
+        self.assertGreater(busy, 0)
+        assert_answered_once(self, p, acked)
+        self.assertIn(health(p)["store"], ("high_water", "critical"))
+        for c in acked[:len(acked) // 2]:
+            rc, _, err = p.ctl("purge", c, "--yes")
+            self.assertEqual(rc, 0, err)
+        c = customers(1, 5000)[0]
+        wait_for(lambda: p.post_webhook(p.webhook_params(c, "hello again"))[0] == 200, 10,
+                 interval=0.3, what="the store takes messages again after the purges")
+        assert_answered_once(self, p, [c])
+        self.assertNotIn("cannot commit", p.log_text("router"))
