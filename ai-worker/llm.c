@@ -317,6 +317,35 @@ static enum llm_outcome llm_parse_openai(json_t *root, struct llm_reply *out)
 	return LLM_OK;
 }
 
+/*
+ * A 200 whose body is an error object ({"type": "error", "error": {...}}):
+ * Anthropic answers overloaded_error that way at times, and so do some
+ * OpenAI-compatible servers. Overload, rate limits, timeouts and server
+ * errors are retried like their HTTP statuses; a request the provider
+ * refuses is not.
+ */
+static bool llm_error_body(json_t *root, struct llm_reply *out, enum llm_outcome *oc)
+{
+	static const char *const fatal[] = { "invalid_request_error", "authentication_error",
+					     "permission_error", "not_found_error",
+					     "request_too_large", "billing_error", NULL };
+	json_t *err = json_object_get(root, "error");
+	const char *top = json_string_value(json_object_get(root, "type"));
+	if (!json_is_object(err) && !(top && !strcmp(top, "error")))
+		return false;
+	const char *type = json_string_value(json_object_get(err, "type"));
+	const char *msg = json_string_value(json_object_get(err, "message"));
+	char *cut = llm_cut(msg ? msg : "");
+	out->error = xasprintf("HTTP 200 with an error: %s%s%s", type ? type : "unknown",
+			       msg ? ": " : "", cut);
+	free(cut);
+	*oc = LLM_RETRY;
+	for (size_t i = 0; type && fatal[i]; i++)
+		if (!strcmp(type, fatal[i]))
+			*oc = LLM_FATAL;
+	return true;
+}
+
 static enum llm_outcome llm_classify(const struct llm_cfg *cfg, long status, const char *body,
 				     size_t len, struct llm_reply *out)
 {
@@ -339,6 +368,10 @@ static enum llm_outcome llm_classify(const struct llm_cfg *cfg, long status, con
 				       root ? "other JSON" : jerr.text);
 		json_decref(root);
 		return LLM_MALFORMED;
+	}
+	if (llm_error_body(root, out, &oc)) {
+		json_decref(root);
+		return oc;
 	}
 	if (cfg->provider == LLM_ANTHROPIC) {
 		oc = llm_parse_anthropic(root, out);

@@ -58,6 +58,7 @@ struct sendcall {
 	char *to, *from, *body, *exclude;
 	uint64_t created;   /* wall ms the job was created */
 	bool doubt;         /* an attempt may have reached Twilio: list before sending */
+	bool can_list;      /* the router sent what to exclude (a reconcile job) */
 	uint64_t doubt_at;  /* wall ms since when */
 	unsigned pages;     /* list pages read in this reconciliation */
 };
@@ -204,16 +205,20 @@ static void sender_listed(const struct httpc_resp *resp, void *arg)
 	sender_send_now(c);
 }
 
+/* Whether a failed send may still have been taken by Twilio: not when the
+ * connection never opened, nor on 429 and 503 (refused before any work);
+ * yes on a timeout, a cut connection, and other 5xx. */
 static bool sender_in_doubt(const struct httpc_resp *resp)
 {
 	if (resp->curl_code)
 		return resp->curl_code != 6 /* CURLE_COULDNT_RESOLVE_HOST */ &&
 		       resp->curl_code != 7 /* CURLE_COULDNT_CONNECT */;
-	return resp->status >= 500;
+	return resp->status >= 500 && resp->status != 503;
 }
 
 static void sender_done(const struct httpc_resp *resp, void *arg)
 {
+	bool hand_back = false;
 	struct sendcall *c = arg;
 	struct sender *s = c->s;
 	struct tw_result tr;
@@ -248,7 +253,12 @@ static void sender_done(const struct httpc_resp *resp, void *arg)
 			c->doubt_at = clock_wall_ms();
 		c->doubt = true;
 	}
-	if (oc == TW_RETRY) {
+	/* Looking for the message needs the SIDs of the conversation's earlier
+	 * replies, which only the router has: a doubtful failure of a plain
+	 * job goes back to it, and comes back as a reconcile job. */
+	if (oc == TW_RETRY && c->doubt && s->cfg->egress_reconcile && !c->can_list)
+		hand_back = true;
+	if (oc == TW_RETRY && !hand_back) {
 		uint64_t d = backoff_ms(c->attempt + 1, SENDER_BACKOFF_BASE_MS, SENDER_BACKOFF_CAP_MS,
 					resp->retry_after_ms);
 		if (clock_mono_ms() + d < c->deadline) {
@@ -287,8 +297,13 @@ static void sender_done(const struct httpc_resp *resp, void *arg)
 		status = ST_RETRY;
 		outcome = "retry";
 		s->failures++;
-		log_emit(LOG_WARN, &ids, "Twilio still failing after %u attempts (%ld %s): back to the outbox",
-			 c->attempt + 1, tr.code, tr.message);
+		if (hand_back)
+			log_emit(LOG_WARN, &ids, "Twilio send failed (%ld %s) and may have been taken: "
+				 "back to the router, to look for it before sending again", tr.code,
+				 tr.message);
+		else
+			log_emit(LOG_WARN, &ids, "Twilio still failing after %u attempts (%ld %s): back "
+				 "to the outbox", c->attempt + 1, tr.code, tr.message);
 		break;
 	case TW_MALFORMED:
 		/* Twilio may have sent it: retrying could double it, so this is final. */
@@ -332,6 +347,7 @@ void sender_job(struct worker *w, const struct envelope *job, void *arg)
 		bool can = s->cfg->egress_reconcile && !(job->tmpl && *job->tmpl);
 		c->doubt = true;
 		c->doubt_at = job->since > 0 ? (uint64_t)job->since : clock_wall_ms();
+		c->can_list = can;
 		if (can && sender_reconcile(c) == 0)
 			return;
 		if (!can)

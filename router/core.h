@@ -113,7 +113,7 @@ struct router {
 /* --- router.c --- */
 /* Metrics counted inside the batch transaction (kept only when it commits). */
 extern const struct metric_def RM_MESSAGES, RM_DUPLICATES, RM_ESCALATIONS, RM_HANDBACKS,
-	RM_HANDOFFS_FAILED;
+	RM_HANDOFFS_FAILED, RM_REPLIES_CUT;
 /** Collect an effect to carry out after the commit. */
 struct effect *router_fx_push(struct router *r, enum fx_type type);
 /** Acknowledge the item's webhook after the commit (nothing for timer items). */
@@ -172,9 +172,10 @@ int purge_conversation(struct router *r, MDB_txn *txn, struct item *it, const ch
 int outbox_window_closed(struct router *r, MDB_txn *txn, const char *key,
 	struct conv_rec *c, const char *why);
 /** Queue text for the customer (split, or the template outside the window, or nothing).
- *  from_ai marks an AI answer: an escalation cancels those not yet sent. */
+ *  from_ai marks an AI answer: an escalation cancels those not yet sent.
+ *  job: the job whose result this is, for the log (0 = none). */
 int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
-	struct conv_rec *c, const char *text, uint64_t hseq, bool from_ai);
+	struct conv_rec *c, const char *text, uint64_t hseq, bool from_ai, uint64_t job);
 
 /* --- jobs.c --- */
 void jobs_dispatch(struct router *r);

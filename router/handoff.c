@@ -180,7 +180,7 @@ int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct con
 	if (rc == 0 && *hold) {
 		struct hist_rec hm = { .role = ROLE_AI, .text = hold, .ts = now };
 		if ((rc = store_hist_append(&r->st, txn, key, c, &hm)) == 0)
-			rc = outbox_queue(r, txn, key, c, hold, c->seq, false);
+			rc = outbox_queue(r, txn, key, c, hold, c->seq, false, 0);
 	}
 	free(hold);
 	if (rc)
@@ -288,7 +288,7 @@ static int handoff_no_agent(struct router *r, MDB_txn *txn, const char *key, str
 	if (*msg) {
 		struct hist_rec h = { .role = ROLE_AI, .text = (char *)msg, .ts = clock_wall_ms() };
 		if ((rc = store_hist_append(&r->st, txn, key, c, &h)) ||
-		    (rc = outbox_queue(r, txn, key, c, msg, c->seq, false)))
+		    (rc = outbox_queue(r, txn, key, c, msg, c->seq, false, 0)))
 			return rc;
 	}
 	return back ? handoff_back(r, txn, key, c, "no_agent", true) : 0;
@@ -342,7 +342,7 @@ static int handoff_failed(struct router *r, MDB_txn *txn, const struct envelope 
 	if (*msg) {
 		struct hist_rec h = { .role = ROLE_AI, .text = (char *)msg, .ts = clock_wall_ms() };
 		if ((rc = store_hist_append(&r->st, txn, j->conv, c, &h)) ||
-		    (rc = outbox_queue(r, txn, j->conv, c, msg, c->seq, false)))
+		    (rc = outbox_queue(r, txn, j->conv, c, msg, c->seq, false, env->id)))
 			return rc;
 	}
 	return 0;

@@ -38,6 +38,33 @@ static size_t outbox_cut(const char *s, size_t max)
 	return last_space ? last_space : i;
 }
 
+/*
+ * The last part of a reply cut at ai.max_parts: at most max code points of
+ * s, ending after the last sentence (". ", "! ", "? " or a line break) in
+ * its second half, else at the last space, else anywhere; trailing spaces
+ * dropped. Its byte length.
+ */
+static size_t outbox_cut_final(const char *s, size_t max)
+{
+	size_t n = outbox_cut(s, max), chars = 0, sentence = 0, half_at = 0;
+	for (size_t i = 0; i < n; chars++) {
+		unsigned char c = (unsigned char)s[i];
+		size_t w = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+		if (chars == max / 2)
+			half_at = i;
+		if ((c == '.' || c == '!' || c == '?') && i + 1 < n && (s[i + 1] == ' ' || s[i + 1] == '\n'))
+			sentence = i + 1;
+		else if (c == '\n')
+			sentence = i;
+		i += w;
+	}
+	if (sentence && sentence >= half_at)
+		n = sentence;
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\n'))
+		n--;
+	return n;
+}
+
 /* ContentVariables for the window template: %t becomes the text, JSON-escaped. */
 static char *outbox_template_vars(const struct config *cfg, const char *text)
 {
@@ -70,10 +97,12 @@ int outbox_window_closed(struct router *r, MDB_txn *txn, const char *key,
 	return first ? store_tl_add(&r->st, txn, key, c, "window_closed", why) : 0;
 }
 
-/* Queues text for the customer, split into WhatsApp-sized messages. Outside
- * the 24 h window it sends the configured template instead, or nothing. */
+/* Queues text for the customer, split into WhatsApp-sized messages, at most
+ * ai.max_parts of them (the last one cut with an ellipsis). Outside the
+ * 24 h window it sends the configured template instead, or nothing. */
 int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
-			     struct conv_rec *c, const char *text, uint64_t hseq, bool from_ai)
+			     struct conv_rec *c, const char *text, uint64_t hseq, bool from_ai,
+			     uint64_t job)
 {
 	/* With several numbers a reply leaves from the number the customer
 	 * wrote to; twilio.whatsapp_from only overrides a single-number setup. */
@@ -94,9 +123,24 @@ int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
 		free(vars);
 		return rc;
 	}
+	int parts = 0;
 	while (*p) {
 		size_t n = outbox_cut(p, ROUTER_BODY_CHARS);
-		char *part = xstrndup(p, n);
+		char *part;
+		if (++parts == r->cfg->ai_max_parts && p[n]) {
+			/* A runaway answer (a model looping, a 250,000-character
+			 * reply) never becomes a hundred messages. */
+			struct log_ids ids = { .conv = key, .job = job };
+			size_t left = strlen(p);
+			n = outbox_cut_final(p, ROUTER_BODY_CHARS - 1);
+			part = xasprintf("%.*s\u2026", (int)n, p);
+			log_emit(LOG_WARN, &ids, "reply cut at %d WhatsApp messages (ai.max_parts): %zu "
+				 "bytes left out", r->cfg->ai_max_parts, left - n);
+			metrics_inc(&RM_REPLIES_CUT, NULL, NULL);
+			n = left;
+		} else {
+			part = xstrndup(p, n);
+		}
 		struct job_rec j = { .kind = JOB_SEND, .conv = (char *)key, .created = clock_wall_ms(),
 				     .hseq = hseq, .to = c->customer, .from = (char *)from,
 				     .body = part, .op = from_ai ? (char *)OP_AI_REPLY : NULL };

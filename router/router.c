@@ -50,6 +50,10 @@ const struct metric_def RM_HANDOFFS_FAILED = {
 	"baton_router_handoffs_failed_total", METRIC_COUNTER,
 	"Handoffs given up after handoff.max_attempts (the conversation went back to the AI).",
 	{ NULL }, { NULL } };
+const struct metric_def RM_REPLIES_CUT = {
+	"baton_router_replies_cut_total", METRIC_COUNTER,
+	"Answers longer than ai.max_parts WhatsApp messages, cut with an ellipsis.", { NULL },
+	{ NULL } };
 static const struct metric_def RM_COMMITS = {
 	"baton_router_commits_total", METRIC_COUNTER, "LMDB batch transactions committed.", { NULL },
 	{ NULL } };
@@ -133,6 +137,7 @@ static void router_metrics_start(struct router *r)
 {
 	static const struct metric_def *const defs[] = {
 		&RM_MESSAGES, &RM_DUPLICATES, &RM_ESCALATIONS, &RM_HANDBACKS, &RM_HANDOFFS_FAILED,
+		&RM_REPLIES_CUT,
 		&RM_COMMITS, &RM_COMMIT_FAILURES, &RM_QUEUED, &RM_INFLIGHT, &RM_WORKERS, &RM_OUTBOX,
 		&RM_CONVERSATIONS, &RM_WITH_PERSON, &RM_LMDB_FILE, &RM_LMDB_USED, &RM_LMDB_MAP,
 		&RM_INBOUND_SECONDS, &RM_COMMIT_SECONDS, NULL };

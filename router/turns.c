@@ -257,7 +257,8 @@ int turns_result_ai(struct router *r, MDB_txn *txn, struct item *it)
 		struct hist_rec h = { .role = ROLE_AI, .text = (char *)text, .ts = clock_wall_ms(),
 				      .escalate = env->escalate };
 		if ((rc = store_hist_append(&r->st, txn, j.conv, &c, &h)) ||
-		    (rc = outbox_queue(r, txn, j.conv, &c, text, c.seq, env->status == ST_OK)))
+		    (rc = outbox_queue(r, txn, j.conv, &c, text, c.seq, env->status == ST_OK,
+					  env->id)))
 			goto out;
 		log_emit(LOG_INFO, &ids, "AI reply recorded and queued for sending");
 	}

@@ -305,3 +305,113 @@ class TestFullDisk(unittest.TestCase):
                  interval=0.3, what="the store takes messages again after the purges")
         assert_answered_once(self, p, [c])
         self.assertNotIn("cannot commit", p.log_text("router"))
+
+
+class TestSendWindow(unittest.TestCase):
+    """The moment between Twilio accepting a message and the router recording
+    it: egress reconciles with Twilio's list before sending again."""
+
+    def pipeline(self, **env):
+        e = {"BATON_EGRESS_RECONCILE_SETTLE_MS": "500", "BATON_LOG_LEVEL": "info"}
+        e.update(env)
+        p = Pipeline(env=e)
+        self.addCleanup(p.close)
+        p.start_all()
+        return p
+
+    def listed(self, p, to):
+        import base64
+        import json
+        import urllib.parse
+        from baton_harness import ACCOUNT_SID, AUTH_TOKEN, http
+        q = urllib.parse.urlencode({"To": to})
+        auth = base64.b64encode(("%s:%s" % (ACCOUNT_SID, AUTH_TOKEN)).encode()).decode()
+        st, text, _ = http("GET", "%s/2010-04-01/Accounts/%s/Messages.json?%s"
+                           % (p.twilio_url, ACCOUNT_SID, q), headers={"Authorization": "Basic " + auth})
+        assert st == 200, (st, text)
+        return json.loads(text)["messages"]
+
+    def kill_egress_after_twilio_accepted(self, p, who):
+        p.fake_post("twilio", "/_fake/fail", {"path_contains": "Messages.json", "method": "POST",
+                                               "answer_delay_ms": 4000, "count": 1})
+        self.assertEqual(p.send(who, "Where is the clinic?")[0], 200)
+        wait_for(lambda: self.listed(p, who), 10, what="Twilio to have the message")
+        p.stop("egress", signal.SIGKILL)
+        p.start("egress")
+
+    def test_egress_killed_after_twilio_accepted_does_not_send_twice(self):
+        p = self.pipeline()
+        who = customers(1, 700)[0]
+        self.kill_egress_after_twilio_accepted(p, who)
+        wait_for(lambda: p.log_contains("egress", "Twilio already has this message"), 15,
+                 what="the new egress to find the message")
+        time.sleep(0.5)
+        self.assertEqual(len(self.listed(p, who)), 1)
+        sent = p.show(who)["history"][-1].get("sent")
+        self.assertEqual(sent, self.listed(p, who)[0]["sid"], "the SID Twilio has is recorded")
+
+    def test_without_reconciliation_the_same_kill_sends_twice(self):
+        p = self.pipeline(BATON_EGRESS_RECONCILE="false")
+        who = customers(1, 701)[0]
+        self.kill_egress_after_twilio_accepted(p, who)
+        wait_for(lambda: len(self.listed(p, who)) == 2, 15, what="the second copy")
+
+    def test_a_lost_answer_is_looked_up_not_resent(self):
+        p = self.pipeline()
+        who = customers(1, 702)[0]
+        p.fake_post("twilio", "/_fake/fail", {"path_contains": "Messages.json", "method": "POST",
+                                               "lose_answer": True, "count": 1})
+        self.assertEqual(p.send(who, "Where is the clinic?")[0], 200)
+        wait_for(lambda: p.log_contains("egress", "Twilio already has this message"), 15,
+                 what="egress to find the message it sent")
+        time.sleep(0.5)
+        self.assertEqual(len(self.listed(p, who)), 1)
+
+    def test_the_same_words_sent_earlier_are_not_taken_for_this_reply(self):
+        p = self.pipeline()
+        who = customers(1, 703)[0]
+        self.assertEqual(p.send(who, "Where is the clinic?")[0], 200)
+        wait_for(lambda: len(self.listed(p, who)) == 1, 10, what="the first reply")
+        # The second, identical reply fails with a 500 (nothing created, but
+        # egress cannot know): it must not mistake the first one for it.
+        p.fake_post("twilio", "/_fake/fail", {"path_contains": "Messages.json", "method": "POST",
+                                               "status": 500, "count": 1})
+        self.assertEqual(p.send(who, "Where is the clinic?")[0], 200)
+        wait_for(lambda: len(self.listed(p, who)) == 2, 15, what="the second reply")
+        self.assertIn("Twilio has no earlier copy of this message", p.log_text("egress"))
+        bodies = [m["body"] for m in self.listed(p, who)]
+        self.assertEqual(bodies[0], bodies[1])
+
+
+class TestBoundedOutput(unittest.TestCase):
+    def test_a_runaway_answer_becomes_at_most_five_messages(self):
+        p = Pipeline(env={"BATON_LOG_LEVEL": "info"})
+        self.addCleanup(p.close)
+        p.start_all()
+        sentence = "This sentence repeats because the model is looping. "
+        p.fake_post("llm", "/_fake/script", {"rules": [], "default": sentence * 4808})
+        who = customers(1, 800)[0]
+        self.assertEqual(p.send(who, "Tell me everything")[0], 200)
+        wait_for(lambda: len(replies_by_customer(p, [who])[who]) >= 5, 10, what="the parts")
+        time.sleep(0.5)
+        parts = replies_by_customer(p, [who])[who]
+        self.assertEqual(len(parts), 5)
+        self.assertTrue(all(len(x) <= 1600 for x in parts))
+        self.assertTrue(parts[-1].endswith("looping.\u2026"), parts[-1][-60:])
+        self.assertIn("reply cut at 5 WhatsApp messages", p.log_text("router"))
+
+
+class TestLlmErrorBody(unittest.TestCase):
+    def test_anthropic_200_with_an_overloaded_error_is_retried(self):
+        p = Pipeline(env={"BATON_LOG_LEVEL": "info", "BATON_LLM_RETRIES": "2"})
+        self.addCleanup(p.close)
+        p.start_all()
+        body = '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
+        p.fake_post("llm", "/_fake/fail", {"path_contains": "/v1/", "status": 200, "body": body,
+                                            "content_type": "application/json", "count": 1})
+        who = customers(1, 801)[0]
+        self.assertEqual(p.send(who, "Where is the clinic?")[0], 200)
+        wait_for(lambda: replies_by_customer(p, [who])[who], 10, what="the answer")
+        self.assertIn("Av. Paulista", replies_by_customer(p, [who])[who][0])
+        self.assertEqual(len(p.llm_requests()), 2)
+        self.assertIn("HTTP 200 with an error: overloaded_error", p.log_text("ai-worker"))

@@ -485,6 +485,26 @@ static void test_parse_retry_statuses(void **state)
 	llm_reply_release(&r);
 }
 
+/* A 200 carrying an error object: overload is retried, a refusal is not. */
+static void test_parse_200_with_error_object(void **state)
+{
+	(void)state;
+	const char *overloaded = "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
+				 "\"message\":\"Overloaded\"}}";
+	const char *refused = "{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\","
+			      "\"message\":\"bad\"}}";
+	const char *openai = "{\"error\":{\"message\":\"server busy\",\"type\":\"server_error\"}}";
+	struct llm_reply r;
+	assert_int_equal(parse(&ANTHROPIC, 200, overloaded, &r), LLM_RETRY);
+	assert_non_null(strstr(r.error, "overloaded_error"));
+	assert_null(r.text);
+	llm_reply_release(&r);
+	expect_outcome(&ANTHROPIC_TAG, 200, overloaded, LLM_RETRY);
+	expect_outcome(&ANTHROPIC, 200, refused, LLM_FATAL);
+	expect_outcome(&OPENAI, 200, openai, LLM_RETRY);
+	expect_outcome(&OPENAI_TAG, 200, "{\"type\":\"error\"}", LLM_RETRY);
+}
+
 static void test_parse_status_zero(void **state)
 {
 	(void)state;
@@ -792,6 +812,7 @@ int main(void)
 		cmocka_unit_test(test_parse_anthropic_other_tool_ignored),
 		cmocka_unit_test(test_parse_anthropic_malformed),
 		cmocka_unit_test(test_parse_retry_statuses),
+		cmocka_unit_test(test_parse_200_with_error_object),
 		cmocka_unit_test(test_parse_status_zero),
 		cmocka_unit_test(test_parse_fatal_statuses),
 		cmocka_unit_test(test_parse_error_text_is_cut),
