@@ -28,6 +28,7 @@ struct httpc_xfer {
 	size_t len, cap, max;
 	bool too_big;
 	uint64_t due;
+	bool (*may_start)(void *arg);
 	httpc_done_fn *done;
 	void *arg;
 };
@@ -151,6 +152,7 @@ int httpc_start(struct httpc *h, const struct httpc_req *req, uint64_t delay_ms,
 	}
 	x->done = done;
 	x->arg = arg;
+	x->may_start = req->may_start;
 	x->max = req->max_response ? req->max_response : HTTPC_RESPONSE_MAX;
 	x->url = xstrdup(req->url);
 	CURL *e = x->easy;
@@ -212,6 +214,14 @@ static void httpc_start_due(struct httpc *h)
 		h->delayed = x->next;
 		h->waiting--;
 		x->next = NULL;
+		if (x->may_start && !x->may_start(x->arg)) {
+			struct httpc_resp r = { .curl_code = CURLE_ABORTED_BY_CALLBACK,
+						.error = "not started", .body = "",
+						.retry_after_ms = -1, .not_started = true };
+			x->done(&r, x->arg);
+			httpc_xfer_free(x);
+			continue;
+		}
 		if (httpc_run_xfer(h, x) < 0) {
 			struct httpc_resp r = { .curl_code = CURLE_FAILED_INIT,
 						.error = "cannot start transfer", .body = "",

@@ -32,6 +32,10 @@ struct httpc_req {
 	const char *user, *pass;  /* HTTP basic auth when user != NULL */
 	long timeout_ms;
 	size_t max_response;      /* 0 = HTTPC_RESPONSE_MAX */
+	/* A delayed request asks this (with the done callback's arg) when its
+	 * time comes; false: it is not made, and done gets curl_code
+	 * CURLE_ABORTED_BY_CALLBACK with not_started set. NULL = always. */
+	bool (*may_start)(void *arg);
 };
 
 struct httpc_resp {
@@ -43,6 +47,7 @@ struct httpc_resp {
 	long retry_after_ms;  /* Retry-After / retry-after-ms header, -1 when absent */
 	double total_ms;
 	bool too_big;         /* body exceeded max_response; transfer aborted */
+	bool not_started;     /* may_start said no: nothing was sent */
 };
 
 typedef void httpc_done_fn(const struct httpc_resp *resp, void *arg);

@@ -56,6 +56,8 @@ struct worker {
 	void *zctx, *sock;
 	struct httpc *http;
 	uint64_t next_hello;
+	uint64_t last_hello; /* mono ms of the last HELLO sent */
+	uint64_t stalled_at; /* mono ms a stall past worker.timeout_ms was seen, 0 = never */
 	uint64_t jobs;
 };
 
@@ -193,10 +195,27 @@ static void worker_hello(struct worker *w, int credit)
 			h.claims[h.nclaims++].attempt = j->attempt;
 		}
 	}
+	uint64_t now = clock_mono_ms();
+	if (w->last_hello && now > w->last_hello + (uint64_t)w->cfg->worker_timeout_ms) {
+		/* Stopped or starved (SIGSTOP, a swapped-out host): the router has
+		 * written this worker off and given its jobs to others. */
+		w->stalled_at = now;
+		log_warn("this worker was silent for %llu ms (past worker.timeout_ms): jobs it held "
+			 "may run elsewhere now", (unsigned long long)(now - w->last_hello));
+	}
 	if (zmqx_send_env(w->sock, NULL, &h) < 0)
 		log_warn("cannot say hello to router: %s", zmq_strerror(errno));
 	free(h.claims);
-	w->next_hello = clock_mono_ms() + (uint64_t)w->cfg->worker_heartbeat_ms;
+	w->last_hello = now;
+	w->next_hello = now + (uint64_t)w->cfg->worker_heartbeat_ms;
+}
+
+bool worker_written_off_since(const struct worker *w, uint64_t since)
+{
+	uint64_t now = clock_mono_ms();
+	if (w->last_hello && now > w->last_hello + (uint64_t)w->cfg->worker_timeout_ms)
+		return true; /* stalled right now, not noticed by the loop yet */
+	return w->stalled_at >= since && w->stalled_at != 0;
 }
 
 static void worker_job(struct worker *w, const struct envelope *env, worker_job_fn *fn,

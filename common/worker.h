@@ -28,6 +28,8 @@
 #define BATON_WORKER_H
 
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "envelope.h"
@@ -48,6 +50,13 @@ struct httpc *worker_http(struct worker *w);
  *  in. A final result (not ST_PROGRESS) is kept until acknowledged.
  *  0 or -1 (logged; the result is still kept and sent again). */
 int worker_reply(struct worker *w, const struct envelope *result);
+/**
+ * Whether the router has presumably written this worker off since mono
+ * ms `since`: it was silent past worker.timeout_ms after it (or is right
+ * now), so jobs it received before may have gone to another worker. An
+ * effect that cannot be undone (a send) is not started then.
+ */
+bool worker_written_off_since(const struct worker *w, uint64_t since);
 /** Run until *stop. 0 on a clean stop, -1 on error (logged). */
 int worker_run(struct worker *w, int job_type, worker_job_fn *fn, void *arg,
 	       volatile sig_atomic_t *stop);

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -39,6 +40,14 @@ void *zmqx_router_bind(void *ctx, const char *endpoint)
 		unlink(endpoint + 6); /* a stale socket file from a killed router */
 	if (zmq_bind(s, endpoint) != 0) {
 		log_err("cannot bind %s: %s", endpoint, zmq_strerror(errno));
+		zmq_close(s);
+		return NULL;
+	}
+	/* On one host the socket file is the boundary: whoever can connect is
+	 * a baton process (README "Security"), so only our user may, whatever
+	 * the umask. */
+	if (strncmp(endpoint, "ipc://", 6) == 0 && chmod(endpoint + 6, 0600) != 0) {
+		log_err("cannot restrict %s to its owner: %s", endpoint, strerror(errno));
 		zmq_close(s);
 		return NULL;
 	}

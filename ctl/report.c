@@ -2,6 +2,8 @@
 #include "ctl.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -500,6 +502,29 @@ static int stats_jobs(struct ctl_read *rd, json_t *root)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/*
+ * What the running router says of its store (STATE_DIR/router.health):
+ * ok, high_water (new messages get 503), critical (results wait too) or
+ * failing (commits fail), and since when. "unknown" when no router runs.
+ */
+static json_t *stats_health(const struct config *cfg)
+{
+	char *path = xasprintf("%s/router.health", cfg->state_dir);
+	json_t *h = json_load_file(path, JSON_DISABLE_EOF_CHECK, NULL);
+	free(path);
+	json_int_t pid = json_integer_value(json_object_get(h, "pid"));
+	if (!json_is_object(h) || pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM)) {
+		json_decref(h);
+		h = json_pack("{s:s}", "store", "unknown");
+		return h;
+	}
+	json_t *since = json_object_get(h, "since");
+	json_object_set_new(h, "since", json_integer_value(since) > 0
+					     ? report_jtime((uint64_t)json_integer_value(since))
+					     : json_null());
+	return h;
+}
+
 static void stats_store(const struct config *cfg, struct ctl_read *rd, json_t *root)
 {
 	json_int_t b, hist_b, pend_b, tl_b;
@@ -551,6 +576,7 @@ static void stats_store(const struct config *cfg, struct ctl_read *rd, json_t *r
 	json_object_set_new(l, "last_txn", json_integer((json_int_t)info.me_last_txnid));
 	json_object_set_new(root, "lmdb", l);
 	free(file);
+	json_object_set_new(root, "store", stats_health(cfg));
 }
 
 static void print_counts(const char *title, json_t *counts, size_t max)
@@ -615,6 +641,23 @@ static void stats_print(json_t *root)
 	       (double)jint(l, "map_bytes", NULL) / (1024.0 * 1024.0),
 	       json_real_value(json_object_get(l, "map_used_pct")),
 	       (long long)jint(l, "readers", NULL), (long long)jint(l, "max_readers", NULL));
+	json_t *st = json_object_get(root, "store");
+	const char *state = json_string_value(json_object_get(st, "store"));
+	const char *since = json_string_value(json_object_get(st, "since"));
+	const char *err = json_string_value(json_object_get(st, "error"));
+	static const struct { const char *state, *what; } said[] = {
+		{ "ok", "takes everything" },
+		{ "high_water", "FULL: above its high-water mark, new messages get 503" },
+		{ "critical", "FULL: worker results wait too, only purges and hand-backs go in" },
+		{ "failing", "FAILING: commits fail, new messages get 503, results are retried" },
+		{ "unknown", "state unknown (no router running)" },
+	};
+	const char *what = state ? state : "unknown";
+	for (size_t i = 0; i < sizeof(said) / sizeof(said[0]); i++)
+		if (state && !strcmp(state, said[i].state))
+			what = said[i].what;
+	printf("store           %s%s%s%s%s%s\n", what, since ? " since " : "", since ? since : "",
+	       err && *err ? " (" : "", err && *err ? err : "", err && *err ? ")" : "");
 }
 
 int ctl_stats(const struct config *cfg, bool json)

@@ -57,6 +57,7 @@ struct sendcall {
 	/* Reconciliation: what the message looks like in Twilio's list. */
 	char *to, *from, *body, *exclude;
 	uint64_t created;   /* wall ms the job was created */
+	uint64_t received;  /* mono ms this worker got it */
 	bool doubt;         /* an attempt may have reached Twilio: list before sending */
 	bool can_list;      /* the router sent what to exclude (a reconcile job) */
 	uint64_t doubt_at;  /* wall ms since when */
@@ -94,13 +95,25 @@ static void sendcall_free(struct sendcall *c)
 
 static void sender_done(const struct httpc_resp *resp, void *arg);
 
+/* A send waiting for its retry is not made by a worker that was stopped
+ * meanwhile past worker.timeout_ms: the router has given the job to
+ * another egress, which may have sent it already. */
+static bool sender_may_send(void *arg)
+{
+	struct sendcall *c = arg;
+	return !worker_written_off_since(c->w, c->received);
+}
+
 static int sender_start(struct sendcall *c, uint64_t delay)
 {
 	const struct config *cfg = c->s->cfg;
 	struct httpc_req hr = { .url = c->s->url, .body = c->form, .body_len = strlen(c->form),
 				.content_type = "application/x-www-form-urlencoded",
 				.headers = sender_headers, .user = cfg->twilio_account_sid,
-				.pass = cfg->twilio_auth_token, .timeout_ms = cfg->egress_timeout_ms };
+				.pass = cfg->twilio_auth_token, .timeout_ms = cfg->egress_timeout_ms,
+				.may_start = sender_may_send };
+	if (!delay && !sender_may_send(c))
+		delay = 1; /* through httpc, which asks again and reports it not started */
 	return httpc_start(worker_http(c->w), &hr, delay, sender_done, c);
 }
 
@@ -171,6 +184,22 @@ static void sender_listed(const struct httpc_resp *resp, void *arg)
 					 c->s->cfg->twilio_api_base, &m, &sid, &next);
 	}
 	c->pages++;
+	/* Twilio busy for a moment: look again (from the first page) while the
+	 * job's retry deadline allows, rather than risk a second copy. */
+	bool transient = resp->curl_code || resp->status == 429 || resp->status >= 500;
+	if (found == TWL_ERROR && transient) {
+		uint64_t d = backoff_ms(++c->attempt, SENDER_BACKOFF_BASE_MS, SENDER_BACKOFF_CAP_MS,
+					resp->retry_after_ms);
+		if (clock_mono_ms() + d < c->deadline) {
+			log_emit(LOG_WARN, &ids, "cannot read what Twilio sent (%s): looking again in "
+				 "%llu ms", next ? next : "no detail", (unsigned long long)d);
+			free(next);
+			c->pages = 0;
+			if (sender_list(c, NULL, d) == 0)
+				return;
+			next = xstrdup("cannot restart the call");
+		}
+	}
 	if (found == TWL_NOT_FOUND && next && c->pages < SENDER_LIST_PAGES) {
 		int rc = sender_list(c, next, 0);
 		free(next);
@@ -225,6 +254,16 @@ static void sender_done(const struct httpc_resp *resp, void *arg)
 	struct log_ids ids = { .conv = c->conv, .job = c->job };
 	enum tw_outcome oc;
 
+	if (resp->not_started) {
+		/* Not sent, and not ours any more: the router drops this answer
+		 * as an earlier attempt's, or retries the job if nobody has it. */
+		struct tw_result nt = { .message = (char *)"not sent: this egress was stalled past "
+					"worker.timeout_ms and its job given to another" };
+		log_emit(LOG_WARN, &ids, "%s", nt.message);
+		sender_result(c, ST_RETRY, "retry", &nt);
+		sendcall_free(c);
+		return;
+	}
 	if (resp->curl_code && !resp->too_big) {
 		memset(&tr, 0, sizeof(tr));
 		tr.message = xasprintf("transfer failed: %s", resp->error);
@@ -342,6 +381,7 @@ void sender_job(struct worker *w, const struct envelope *job, void *arg)
 	c->body = xstrdup(job->body);
 	c->exclude = job->exclude ? xstrdup(job->exclude) : NULL;
 	c->created = job->ts;
+	c->received = clock_mono_ms();
 	if (job->reconcile) {
 		/* A template's body is rendered by Twilio: it cannot be matched. */
 		bool can = s->cfg->egress_reconcile && !(job->tmpl && *job->tmpl);

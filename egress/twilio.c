@@ -77,7 +77,8 @@ enum tw_outcome twilio_parse(long status, const char *body, size_t len, struct t
 	return TW_FAILED;
 }
 
-/* Clock skew allowed between Twilio's date_created and the router's clock. */
+/* Clock skew allowed between Twilio's date_created and the router's clock
+ * (the router's list of SIDs to exclude covers the same stretch). */
 #define TW_SKEW_S 60
 
 char *twilio_list_url(const char *api_base, const char *account_sid, const char *to,

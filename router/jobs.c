@@ -83,25 +83,34 @@ static void jobs_flex_env(struct router *r, MDB_txn *txn, const struct job_rec *
 	}
 }
 
-/* SIDs already recorded for the conversation's recent turns, up to and
- * including turn hseq (comma-separated; NULL when none): a reconciling
- * egress must not take one of them for this job's message, as it would a
- * reply with the same words sent a moment before. */
-#define JOBS_EXCLUDE_TURNS 20
-static char *jobs_exclude(struct router *r, MDB_txn *txn, const char *conv, uint64_t hseq)
+/*
+ * SIDs already recorded for the conversation's turns up to hseq that are
+ * recent enough for a reconciling egress to look at (comma-separated; NULL
+ * when none): it must not take one of them for this job's message, as it
+ * would an earlier reply with the same words. Egress looks at messages
+ * created since the job, less JOBS_SKEW_MS of clock skew between us and
+ * Twilio; turns older than that are not read (JOBS_EXCLUDE_TURNS at most).
+ */
+#define JOBS_SKEW_MS (120 * 1000)
+#define JOBS_EXCLUDE_TURNS 500
+static char *jobs_exclude(struct router *r, MDB_txn *txn, const char *conv, uint64_t hseq,
+			  uint64_t created)
 {
 	char *out = NULL;
-	uint64_t first = hseq > JOBS_EXCLUDE_TURNS ? hseq - JOBS_EXCLUDE_TURNS : 1;
-	for (uint64_t s = hseq; s >= first && s > 0; s--) {
+	uint64_t oldest = created > JOBS_SKEW_MS ? created - JOBS_SKEW_MS : 0;
+	for (uint64_t s = hseq, n = 0; s > 0 && n < JOBS_EXCLUDE_TURNS; s--, n++) {
 		struct hist_rec h;
 		if (store_hist_get(&r->st, txn, conv, s, &h))
 			continue;
+		bool older = h.ts && h.ts < oldest;
 		if (h.msid && *h.msid) {
-			char *n = out ? xasprintf("%s,%s", out, h.msid) : xstrdup(h.msid);
+			char *next = out ? xasprintf("%s,%s", out, h.msid) : xstrdup(h.msid);
 			free(out);
-			out = n;
+			out = next;
 		}
 		hist_rec_release(&h);
+		if (older)
+			break;
 	}
 	return out;
 }
@@ -138,7 +147,13 @@ static int jobs_envelope(struct router *r, MDB_txn *txn, uint64_t id, struct env
 			/* An earlier attempt may have reached Twilio. */
 			env->reconcile = true;
 			env->since = (int64_t)since;
-			env->exclude = jobs_exclude(r, txn, j.conv, j.hseq);
+			env->exclude = jobs_exclude(r, txn, j.conv, j.hseq, j.created);
+			if (j.exclude) {
+				char *all = env->exclude ? xasprintf("%s,%s", env->exclude, j.exclude)
+							 : xstrdup(j.exclude);
+				free(env->exclude);
+				env->exclude = all;
+			}
 		}
 	}
 	uint64_t attempt = 0;

@@ -234,7 +234,7 @@ int router_result_job(struct router *r, MDB_txn *txn, const struct envelope *env
 	if (rc == MDB_NOTFOUND || j->kind != kind) {
 		if (rc == 0)
 			job_rec_release(j);
-		log_emit(LOG_INFO, &ids, "dropped a %s result: the job is already finished",
+		log_emit(LOG_INFO, &ids, "dropped a stale %s result (job already finished)",
 			 job_kind_name(kind));
 		return ROUTER_STALE;
 	}
@@ -245,8 +245,8 @@ int router_result_job(struct router *r, MDB_txn *txn, const struct envelope *env
 	if (env->status != ST_OK && env->status != ST_PROGRESS && in_flight && env->attempt &&
 	    (uint64_t)env->attempt != attempt) {
 		job_rec_release(j);
-		log_emit(LOG_INFO, &ids, "dropped the failure of an earlier attempt of this %s job "
-			 "(a later attempt is running)", job_kind_name(kind));
+		log_emit(LOG_INFO, &ids, "dropped a stale %s result (the failure of an earlier "
+			 "attempt; a later one is running)", job_kind_name(kind));
 		return ROUTER_STALE;
 	}
 	return 0;

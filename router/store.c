@@ -102,6 +102,7 @@ static const struct rec_field job_fields[] = {
 	RF("kd", RK_STR, struct job_rec, kd),
 	RF("uo", RK_STR, struct job_rec, uo),
 	RF("nb", RK_U64, struct job_rec, not_before),
+	RF("excl", RK_STR, struct job_rec, exclude),
 };
 
 static const struct rec_field audit_fields[] = {

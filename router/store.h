@@ -101,6 +101,7 @@ struct job_rec {
 	char *trigger, *reason, *summary; /* FLEX handoff */
 	int64_t attempts;
 	uint64_t not_before; /* wall ms: not to start before (a handoff queued until opening), 0 = now */
+	char *exclude;   /* SEND: SIDs a reconciliation took for this message wrongly (comma-separated) */
 };
 
 /* What a purge erased (counts only): the audit trail of the right to erasure. */

@@ -282,6 +282,32 @@ int turns_result_send(struct router *r, MDB_txn *txn, struct item *it)
 	if (rc)
 		return rc == ROUTER_STALE ? 0 : rc;
 	ids.conv = j.conv;
+	if (env->status == ST_OK && env->sid && *env->sid) {
+		/* A SID recorded before belongs to another send: a reconciling
+		 * egress took an older message with the same words for this one.
+		 * It looks again without it. */
+		char *owner = NULL;
+		rc = store_idx_get(&r->st, txn, "sm", env->sid, &owner);
+		free(owner);
+		if (rc == 0) {
+			char *ex = j.exclude ? xasprintf("%s,%s", j.exclude, env->sid) : xstrdup(env->sid);
+			free(j.exclude);
+			j.exclude = ex;
+			log_emit(LOG_WARN, &ids, "the message found for this send was recorded for another "
+				 "one: looking again without it");
+			if ((rc = store_job_put(&r->st, txn, env->id, &j)) == 0) {
+				struct effect *e = router_fx_push(r, FX_RETRY);
+				e->id = env->id;
+			}
+			job_rec_release(&j);
+			return rc;
+		}
+		if (rc != MDB_NOTFOUND) {
+			job_rec_release(&j);
+			return rc;
+		}
+		rc = 0;
+	}
 	if (env->status == ST_OK) {
 		struct hist_rec h;
 		rc = store_hist_get(&r->st, txn, j.conv, j.hseq, &h);

@@ -7,6 +7,11 @@ asserts DESIGN invariants 1-5.
     tests/chaos/chaos.py --conversations 200 --messages 2000     # make chaos
     tests/chaos/chaos.py --conversations 20 --messages 200       # CI
 
+--reconcile on|off|both (default both) runs it with egress.reconcile on,
+off, or once each with the same seed: with it on, a send whose attempt may
+have reached Twilio is looked up before it is sent again, and "duplicate
+sends after a kill" must be 0; off shows what it prevents.
+
 The traffic is a stream from tests/tools/streamgen (the bench's generator):
 Zipf-distributed activity over the conversations, some of which ask for a
 person. Customers behave like Twilio: each message is a signed webhook with
@@ -64,6 +69,8 @@ class Chaos:
         self.lock = threading.Lock()
         self.stop_killer = threading.Event()
         self.p = Pipeline(env={
+            "BATON_EGRESS_RECONCILE": "true" if args.reconcile else "false",
+            "BATON_EGRESS_RECONCILE_SETTLE_MS": "1000",
             "BATON_WORKER_HEARTBEAT_MS": "200", "BATON_WORKER_TIMEOUT_MS": "1000",
             "BATON_HTTP_ACK_TIMEOUT_MS": "2000", "BATON_EGRESS_RETRY_DEADLINE_MS": "2000",
             "BATON_HANDOFF_ACCEPT_TIMEOUT_S": "0", "BATON_LOG_LEVEL": "info",
@@ -223,6 +230,8 @@ class Chaos:
             if not all(x in it for x in recorded):
                 problems.append("%s: sends out of order" % c)
             self.stats["duplicate_sends"] += len(set(got) - set(recorded))
+        if self.args.reconcile and self.stats["duplicate_sends"]:
+            problems.append("%d duplicate sends with reconciliation on" % self.stats["duplicate_sends"])
             # 5. one Flex interaction per escalation that reached Flex. A
             # flex-worker killed between creating the Interaction and marking
             # the conversation can make a second one on retry: the known
@@ -239,14 +248,17 @@ class Chaos:
 
     def report(self, secs, problems):
         s = self.stats
+        print("chaos: egress.reconcile = %s" % ("true" if self.args.reconcile else "false"))
         print("chaos: %d conversations, %d messages (%d acknowledged) in %.1f s"
               % (self.conversations, s["messages"], s["acked"], secs))
         print("chaos: kills %s (total %d), upstream failures injected %d"
               % (json.dumps(s["kills"], sort_keys=True), sum(s["kills"].values()), s.get("injected", 0)))
         print("chaos: webhook retries %d, duplicates suppressed %d, escalations %d, "
-              "duplicate sends after a kill %d, duplicate interactions after a kill %d (documented)"
+              "duplicate interactions after a kill %d (documented)"
               % (s["webhook_retries"], s["duplicates_suppressed"], s["escalations"],
-                 s["duplicate_sends"], s.get("duplicate_interactions", 0)))
+                 s.get("duplicate_interactions", 0)))
+        print("chaos: duplicate sends after a kill: %d (reconciliation %s)"
+              % (s["duplicate_sends"], "on" if self.args.reconcile else "off"))
         for p in problems[:30]:
             print("chaos: PROBLEM " + p)
         print("chaos: %s" % ("ok" if not problems else "%d problems" % len(problems)))
@@ -263,19 +275,33 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "7")))
     ap.add_argument("--strict", action="store_true",
                     help="count the known duplicate-interaction window as a failure")
+    ap.add_argument("--reconcile", choices=("on", "off", "both"), default="both",
+                    help="egress.reconcile for the run (both: one run each, same seed)")
     args = ap.parse_args(argv)
-    c = Chaos(args)
-    try:
-        problems = c.run()
-    finally:
-        c.stop_killer.set()
-        c.p.keep = c.p.keep or bool(os.environ.get("BATON_KEEP"))
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.reconcile]
+    dup = {}
+    failed = False
+    for on in modes:
+        run_args = argparse.Namespace(**dict(vars(args), reconcile=on))
+        c = Chaos(run_args)
         try:
-            c.p.close()
-        except AssertionError as e:
-            print("chaos: unclean exit: %s" % str(e)[:2000], file=sys.stderr)
-            return 1
-    return 1 if problems else 0
+            problems = c.run()
+            dup[on] = c.stats["duplicate_sends"]
+        finally:
+            c.stop_killer.set()
+            c.p.keep = c.p.keep or bool(os.environ.get("BATON_KEEP"))
+            try:
+                c.p.close()
+            except AssertionError as e:
+                print("chaos: unclean exit: %s" % str(e)[:2000], file=sys.stderr)
+                return 1
+        # Without reconciliation the duplicates are what it is for; the
+        # other invariants hold either way.
+        failed = failed or bool([x for x in problems if on or "duplicate sends" not in x])
+    if len(dup) == 2:
+        print("chaos: duplicate sends after a kill: %d with reconciliation, %d without"
+              % (dup[True], dup[False]))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

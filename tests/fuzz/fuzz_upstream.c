@@ -1,5 +1,6 @@
 /* fuzz_upstream — every parser of an upstream answer: LLM (both APIs, both
- * escalation modes), Twilio Messages, Conversations and Flex. */
+ * escalation modes), Twilio Messages (a send, and the list a reconciling
+ * egress reads), Conversations and Flex. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,6 +35,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct tw_result tr;
 	(void)twilio_parse(status, body, len, &tr);
 	tw_result_release(&tr);
+	struct tw_match m = { .to = "whatsapp:+5511988887777", .from = "whatsapp:+14155238886",
+			      .body = "Hello", .exclude = "SMa,SMb", .created_ms = 1796212800000ull };
+	char *lsid = NULL, *lnext = NULL;
+	(void)twilio_list_find(status, body, len, "http://t", &m, &lsid, &lnext);
+	free(lsid);
+	free(lnext);
 
 	struct flex_sids s;
 	if (flexapi_parse_interaction(body, len, &s) == 0)

@@ -415,3 +415,30 @@ class TestLlmErrorBody(unittest.TestCase):
         self.assertIn("Av. Paulista", replies_by_customer(p, [who])[who][0])
         self.assertEqual(len(p.llm_requests()), 2)
         self.assertIn("HTTP 200 with an error: overloaded_error", p.log_text("ai-worker"))
+
+
+class TestFrozenEgress(unittest.TestCase):
+    def test_an_egress_stopped_during_its_backoff_does_not_send_after_another_did(self):
+        p = Pipeline(env={"BATON_EGRESS_RECONCILE_SETTLE_MS": "500", "BATON_LOG_LEVEL": "info"})
+        self.addCleanup(p.close)
+        p.start_all()
+        who = customers(1, 710)[0]
+        # Twilio says "later" once: the first egress waits 2 s to retry...
+        p.fake_post("twilio", "/_fake/fail", {"path_contains": "Messages.json", "method": "POST",
+                                               "status": 429, "retry_after": 2, "count": 1})
+        self.assertEqual(p.send(who, "Where is the clinic?")[0], 200)
+        wait_for(lambda: p.log_contains("egress", "retry 1 in"), 10, what="the first egress backing off")
+        frozen = p.procs.pop("egress")
+        frozen.send_signal(signal.SIGSTOP)
+        try:
+            # ...and is stopped meanwhile: the router gives the job to another.
+            p.start("egress", as_name="egress-2")
+            wait_for(lambda: len(replies_by_customer(p, [who])[who]) == 1, 15,
+                     what="the second egress to send it")
+        finally:
+            frozen.send_signal(signal.SIGCONT)
+            p.procs["egress"] = frozen
+        wait_for(lambda: p.log_contains("egress", "was stalled past worker.timeout_ms"), 10,
+                 what="the resumed egress to give the send up")
+        time.sleep(0.5)
+        self.assertEqual(len(replies_by_customer(p, [who])[who]), 1)

@@ -3,7 +3,8 @@
  * conversation, in id order), parallel lanes up to worker credit, retry
  * with not_before, worker expiry/loss re-dispatching in-flight jobs,
  * choice of the worker with most free credit, kinds kept apart, and the
- * counters.
+ * counters; and exactly once: attempt tokens, claims of a restarted
+ * router's jobs, held results, uncertain attempts.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -435,6 +436,113 @@ static void test_destroy_with_work(void **state)
 	dispatch_destroy(&d); /* NULL is fine */
 }
 
+/* Every dispatch gets a new attempt; two routers' attempts never match. */
+static void test_attempts(void **state)
+{
+	struct dispatch *d = *state, *other = dispatch_new();
+	uint64_t a1 = 0, a2 = 0, b1 = 0;
+	hello(d, "w1", JOB_AI, 1, 0);
+	hello(other, "w1", JOB_AI, 1, 0);
+	dispatch_add(d, 1, JOB_AI, "A", 0);
+	dispatch_add(other, 1, JOB_AI, "A", 0);
+	assert_false(dispatch_attempt(d, 1, &a1, NULL));
+	assert_true(a1 == 0);
+	expect_next(d, 0, 1, "w1");
+	expect_next(other, 0, 1, "w1");
+	assert_true(dispatch_attempt(d, 1, &a1, NULL));
+	assert_true(dispatch_attempt(other, 1, &b1, NULL));
+	assert_true(a1 != 0 && a1 != b1);
+	assert_true(a1 <= INT64_MAX); /* it travels as an int64 */
+	dispatch_retry(d, 1, 0);
+	expect_next(d, 0, 1, "w1");
+	assert_true(dispatch_attempt(d, 1, &a2, NULL));
+	assert_true(a2 != a1);
+	dispatch_destroy(&other);
+}
+
+/* A restarted router leaves a job with the worker that claims it. */
+static void test_claim(void **state)
+{
+	struct dispatch *d = *state;
+	struct zmqx_peer w1 = peer_of("w1"), w2 = peer_of("w2"), stranger = peer_of("x");
+	uint64_t att = 0;
+	dispatch_add(d, 1, JOB_SEND, "A", 5000); /* recovered: waits for claims */
+	dispatch_add(d, 2, JOB_SEND, "A", 5000);
+	dispatch_add(d, 3, JOB_SEND, "B", 5000);
+	hello(d, "w1", JOB_SEND, 4, 0);
+	hello(d, "w2", JOB_AI, 4, 0);
+	dispatch_claim(d, &stranger, 1, 77); /* never said hello */
+	dispatch_claim(d, &w2, 1, 77);       /* the wrong kind */
+	dispatch_claim(d, &w1, 2, 77);       /* not its lane's turn */
+	assert_false(dispatch_in_flight(d, 1));
+	assert_false(dispatch_in_flight(d, 2));
+	dispatch_claim(d, &w1, 1, 77);
+	assert_true(dispatch_attempt(d, 1, &att, NULL));
+	assert_true(att == 77);
+	assert_int_equal(dispatch_inflight(d), 1);
+	assert_int_equal(dispatch_queued(d, JOB_SEND), 2);
+	dispatch_claim(d, &w1, 1, 77); /* every heartbeat claims again: no change */
+	assert_int_equal(dispatch_inflight(d), 1);
+	expect_none(d, 1000);           /* job 3 waits out the grace */
+	expect_next(d, 5000, 3, "w1");
+	dispatch_done(d, 1);
+	expect_next(d, 5000, 2, "w1");
+	assert_int_equal(dispatch_queued(d, JOB_SEND), 0);
+}
+
+/* A held result keeps its job off every worker until done or retried. */
+static void test_hold(void **state)
+{
+	struct dispatch *d = *state;
+	hello(d, "w1", JOB_AI, 2, 0);
+	dispatch_add(d, 1, JOB_AI, "A", 0);
+	dispatch_add(d, 2, JOB_AI, "A", 0);
+	expect_next(d, 0, 1, "w1");
+	dispatch_hold(d, 1);
+	assert_true(dispatch_is_held(d, 1));
+	assert_false(dispatch_in_flight(d, 1));
+	assert_int_equal(dispatch_inflight(d), 0);
+	assert_int_equal(dispatch_queued(d, JOB_AI), 1);
+	expect_none(d, 0); /* the lane waits for the held result */
+	/* Its worker dying does not send it anywhere. */
+	assert_int_equal(dispatch_expire(d, 10000, 1000), 1);
+	hello(d, "w2", JOB_AI, 2, 10000);
+	expect_none(d, 10000);
+	dispatch_done(d, 1);
+	expect_next(d, 10000, 2, "w2");
+	dispatch_hold(d, 2);
+	dispatch_retry(d, 2, 0); /* a held failure retried */
+	assert_false(dispatch_is_held(d, 2));
+	expect_next(d, 10000, 2, "w2");
+	dispatch_done(d, 2);
+	assert_int_equal(dispatch_queued(d, JOB_AI), 0);
+	assert_int_equal(dispatch_inflight(d), 0);
+}
+
+/* A job whose worker vanished with it is uncertain from then on. */
+static void test_uncertain(void **state)
+{
+	struct dispatch *d = *state;
+	struct zmqx_peer w1 = peer_of("w1");
+	uint64_t since = 0;
+	hello(d, "w1", JOB_SEND, 2, 0);
+	dispatch_add(d, 1, JOB_SEND, "A", 0);
+	dispatch_add(d, 2, JOB_SEND, "B", 0);
+	dispatch_set_uncertain(d, 2, 1234);
+	dispatch_attempt(d, 2, NULL, &since);
+	assert_true(since == 1234);
+	expect_next(d, 0, 1, "w1");
+	dispatch_attempt(d, 1, NULL, &since);
+	assert_true(since == 0);
+	dispatch_worker_lost(d, &w1);
+	dispatch_attempt(d, 1, NULL, &since);
+	assert_true(since > 0);
+	dispatch_set_uncertain(d, 1, 99); /* the first doubt is kept */
+	uint64_t again = 0;
+	dispatch_attempt(d, 1, NULL, &again);
+	assert_true(again == since);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -455,6 +563,10 @@ int main(void)
 		T(test_add_existing_ignored),
 		T(test_done_queued_and_unknown),
 		T(test_hello_updates_capacity),
+		T(test_attempts),
+		T(test_claim),
+		T(test_hold),
+		T(test_uncertain),
 		cmocka_unit_test(test_destroy_with_work),
 	};
 	log_init("test_dispatch", LOG_ERROR, true); /* quiet: joins and losses are expected */

@@ -98,6 +98,14 @@ static void fill_all(struct envelope *e, enum env_type t)
 	e->seq = 31;
 	e->status = ST_RETRY;
 	e->credit = 64;
+	e->attempt = 0x2a00000007LL;
+	e->reconcile = true;
+	e->since = 1700000000000LL;
+	e->exclude = strdup("SM01,SM02");
+	e->claims = calloc(2, sizeof(*e->claims));
+	e->claims[0] = (struct env_claim){ 7, 0x2a00000001ull };
+	e->claims[1] = (struct env_claim){ UINT64_MAX, 3 };
+	e->nclaims = 2;
 	e->nmedia = 2;
 	e->code = -21211;
 	e->escalate = true;
@@ -361,8 +369,65 @@ static void test_roundtrip_hello(void **state)
 	assert_int_equal(d.credit, 64);
 	assert_str_eq(d.name, NAME_UTF8);
 	assert_null(d.conv);
+	/* The jobs the worker holds, with their attempts. */
+	assert_int_equal(d.nclaims, 2);
+	assert_true(d.claims[0].id == 7 && d.claims[0].attempt == 0x2a00000001ull);
+	assert_true(d.claims[1].id == UINT64_MAX && d.claims[1].attempt == 3);
+	assert_true(d.attempt == 0);
 	env_release(&d);
 	env_release(&e);
+}
+
+/* claims: flat id/attempt pairs; an odd count, a non-integer or too many is refused. */
+static void test_claims_bad(void **state)
+{
+	(void)state;
+	static const struct { unsigned n; bool str; int want; } cases[] = {
+		{ 3, false, ENV_EFIELD },
+		{ 4, true, ENV_EFIELD },
+		{ (ENV_CLAIMS_MAX + 1) * 2, false, ENV_ETOOBIG },
+		{ 0, false, ENV_EOK },
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+		struct envelope env;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_map(&pk, 5);
+		msgpack_pack_str(&pk, 1);
+		msgpack_pack_str_body(&pk, "v", 1);
+		msgpack_pack_unsigned_int(&pk, ENV_VERSION);
+		msgpack_pack_str(&pk, 1);
+		msgpack_pack_str_body(&pk, "t", 1);
+		msgpack_pack_unsigned_int(&pk, ENV_HELLO);
+		msgpack_pack_str(&pk, 4);
+		msgpack_pack_str_body(&pk, "kind", 4);
+		msgpack_pack_str(&pk, 2);
+		msgpack_pack_str_body(&pk, "ai", 2);
+		msgpack_pack_str(&pk, 6);
+		msgpack_pack_str_body(&pk, "credit", 6);
+		msgpack_pack_unsigned_int(&pk, 1);
+		msgpack_pack_str(&pk, 6);
+		msgpack_pack_str_body(&pk, "claims", 6);
+		msgpack_pack_array(&pk, cases[c].n);
+		for (unsigned i = 0; i < cases[c].n; i++) {
+			if (cases[c].str && i == 1) {
+				msgpack_pack_str(&pk, 1);
+				msgpack_pack_str_body(&pk, "x", 1);
+			} else {
+				msgpack_pack_uint64(&pk, i);
+			}
+		}
+		assert_int_equal(decode_exact(sb.data, sb.size, &env), cases[c].want);
+		if (cases[c].want == ENV_EOK) {
+			assert_int_equal(env.nclaims, 0);
+			env_release(&env);
+		} else {
+			assert_env_zero(&env);
+		}
+		msgpack_sbuffer_destroy(&sb);
+	}
 }
 
 static void test_roundtrip_job_ai_turns(void **state)
@@ -448,6 +513,12 @@ static void test_roundtrip_job_send(void **state)
 	assert_str_eq(d.body, UTF8_TEXT);
 	assert_null(d.sid);
 	assert_null(d.name);
+	/* Exactly once: the attempt, and what a reconciling egress needs. */
+	assert_true(d.attempt == 0x2a00000007LL);
+	assert_true(d.reconcile);
+	assert_true(d.since == 1700000000000LL);
+	assert_str_eq(d.exclude, "SM01,SM02");
+	assert_int_equal(d.nclaims, 0);
 	env_release(&d);
 	env_release(&e);
 }
@@ -466,6 +537,9 @@ static void test_roundtrip_result_send(void **state)
 	assert_true(d.code == -1);
 	assert_str_eq(d.err, "boom");
 	assert_null(d.text);
+	assert_true(d.attempt == 0x2a00000007LL);
+	assert_true(d.reconcile);
+	assert_null(d.exclude);
 	env_release(&d);
 	env_release(&e);
 }
@@ -1006,6 +1080,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_inbound_optional_absent),
 		cmocka_unit_test(test_roundtrip_ack),
 		cmocka_unit_test(test_roundtrip_hello),
+		cmocka_unit_test(test_claims_bad),
 		cmocka_unit_test(test_roundtrip_job_ai_turns),
 		cmocka_unit_test(test_roundtrip_job_ai_no_turns),
 		cmocka_unit_test(test_roundtrip_result_ai),

@@ -1,7 +1,9 @@
 /*
  * test_twilio — egress/twilio: the Messages resource URL, the urlencoded
  * To/From/Body form, and classification of Twilio's answers (201 with a
- * SID, missing SID, 4xx with Twilio error code, 429/5xx, no response).
+ * SID, missing SID, 4xx with Twilio error code, 429/5xx, no response),
+ * and reconciliation: the list URL, finding a doubtful attempt's message
+ * in a page of Twilio's list, and RFC 2822 dates.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -205,6 +207,95 @@ static void test_parse_no_response(void **state)
 	tw_result_release(&r);
 }
 
+static void test_list_url(void **state)
+{
+	(void)state;
+	/* 2026-12-02T12:00:00Z: the list starts the day before. */
+	char *u = twilio_list_url("https://api.twilio.com", "AC1", "whatsapp:+5511988887777",
+				  "whatsapp:+14155238886", 1796212800000ull, 50);
+	assert_string_equal(u, "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json?"
+			       "To=whatsapp%3A%2B5511988887777&From=whatsapp%3A%2B14155238886&"
+			       "DateSent%3E=2026-12-01&PageSize=50");
+	free(u);
+}
+
+static void test_rfc2822(void **state)
+{
+	(void)state;
+	assert_true(twilio_rfc2822("Wed, 02 Dec 2026 12:00:00 +0000") == 1796212800LL);
+	assert_true(twilio_rfc2822("Wed, 02 Dec 2026 14:00:00 +0200") == 1796212800LL);
+	assert_true(twilio_rfc2822("2026-12-02T12:00:00Z") == -1);
+	assert_true(twilio_rfc2822("Wed, 02 Dec 2026 12:00:00 +0000 trailing") == -1);
+	assert_true(twilio_rfc2822(NULL) == -1);
+}
+
+#define MSG(sid, to, body, date) \
+	"{\"sid\":\"" sid "\",\"to\":\"" to "\",\"from\":\"whatsapp:+14155238886\"," \
+	"\"body\":\"" body "\",\"date_created\":\"" date "\"}"
+#define ANA "whatsapp:+5511988887777"
+
+static const struct tw_match MATCH = { .to = ANA, .from = "whatsapp:+14155238886",
+				       .body = "Hello", .exclude = "SMold1,SMold2",
+				       .created_ms = 1796212800000ull };
+
+static enum tw_list find(long status, const char *body, char **sid, char **next)
+{
+	return twilio_list_find(status, body, strlen(body), "http://tw", &MATCH, sid, next);
+}
+
+static void test_list_find(void **state)
+{
+	(void)state;
+	char *sid, *next;
+	/* Newest first: another body, an excluded SID with the same body, then ours. */
+	const char *page = "{\"messages\":[" MSG("SMx", ANA, "Other", "Wed, 02 Dec 2026 12:00:09 +0000") ","
+			   MSG("SMold2", ANA, "Hello", "Wed, 02 Dec 2026 12:00:08 +0000") ","
+			   MSG("SMours", ANA, "Hello", "Wed, 02 Dec 2026 12:00:07 +0000") "],"
+			   "\"next_page_uri\":null}";
+	assert_int_equal(find(200, page, &sid, &next), TWL_FOUND);
+	assert_string_equal(sid, "SMours");
+	assert_null(next);
+	free(sid);
+
+	/* Only excluded or other messages: not found, and the next page named. */
+	const char *more = "{\"messages\":[" MSG("SMold1", ANA, "Hello", "Wed, 02 Dec 2026 12:00:01 +0000") ","
+			   MSG("SMy", "whatsapp:+1999", "Hello", "Wed, 02 Dec 2026 12:00:01 +0000") "],"
+			   "\"next_page_uri\":\"/2010-04-01/Accounts/AC1/Messages.json?Page=1\"}";
+	assert_int_equal(find(200, more, &sid, &next), TWL_NOT_FOUND);
+	assert_null(sid);
+	assert_string_equal(next, "http://tw/2010-04-01/Accounts/AC1/Messages.json?Page=1");
+	free(next);
+
+	/* A message older than the job (past the skew) ends the search. */
+	const char *old = "{\"messages\":[" MSG("SMz", ANA, "Hello", "Wed, 02 Dec 2026 11:58:00 +0000") "],"
+			  "\"next_page_uri\":\"/next\"}";
+	assert_int_equal(find(200, old, &sid, &next), TWL_NOT_FOUND);
+	assert_null(sid);
+	assert_null(next);
+}
+
+static void test_list_find_errors(void **state)
+{
+	(void)state;
+	char *sid, *next;
+	assert_int_equal(find(500, "{}", &sid, &next), TWL_ERROR);
+	assert_null(sid);
+	assert_non_null(strstr(next, "500"));
+	free(next);
+	assert_int_equal(find(200, "{\"messages\":{}}", &sid, &next), TWL_ERROR);
+	free(next);
+	assert_int_equal(find(200, "not json", &sid, &next), TWL_ERROR);
+	free(next);
+	/* Entries of the wrong shape are skipped, not trusted. */
+	assert_int_equal(find(200, "{\"messages\":[1,\"x\",{\"sid\":5,\"body\":\"Hello\"}]}", &sid,
+			      &next), TWL_NOT_FOUND);
+	assert_null(sid);
+	/* A next page that is not a path on the API is not followed. */
+	assert_int_equal(find(200, "{\"messages\":[],\"next_page_uri\":\"http://evil/x\"}", &sid,
+			      &next), TWL_NOT_FOUND);
+	assert_null(next);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -216,6 +307,10 @@ int main(void)
 		cmocka_unit_test(test_parse_long_message_cut),
 		cmocka_unit_test(test_parse_retry),
 		cmocka_unit_test(test_parse_no_response),
+		cmocka_unit_test(test_list_url),
+		cmocka_unit_test(test_rfc2822),
+		cmocka_unit_test(test_list_find),
+		cmocka_unit_test(test_list_find_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
