@@ -222,29 +222,37 @@ void room_release(struct room *rm)
 	rm->health_fd = -1;
 }
 
-/* The state usage calls for (a failing store stays failing until a commit works). */
+/*
+ * The state usage calls for (a failing store stays failing until a commit
+ * works). New messages stop while the room left, less what the open jobs
+ * will still write, is under the reserve; results stop only when the room
+ * actually left is under a quarter of it (counting what they owe there
+ * would keep them out for good).
+ */
 static enum room_state room_level(struct room *rm)
 {
 	uint64_t reserve = rm->max_bytes / 100 * (uint64_t)(100 - rm->cfg->lmdb_high_water_pct);
 	uint64_t least = ROOM_MIN_RESERVE_PAGES * room_psize(rm);
 	if (reserve < least)
 		reserve = least;
-	uint64_t floor = (uint64_t)rm->cfg->lmdb_min_free_mb * 1024 * 1024;
+	uint64_t floor = (uint64_t)rm->cfg->lmdb_min_free_mb * 1024 * 1024, owed = rm->owed_bytes;
 	uint64_t left = rm->max_bytes > rm->used_bytes ? rm->max_bytes - rm->used_bytes : 0;
 	uint64_t disk = rm->disk_room_bytes;
-	bool critical = left < reserve / 2 || disk < floor / 2;
-	bool high = left < reserve || disk < floor;
+	uint64_t left_owed = left > owed ? left - owed : 0, disk_owed = disk > owed ? disk - owed : 0;
+	bool critical = left < reserve / 4 || disk < floor / 4;
+	bool high = left_owed < reserve || disk_owed < floor;
 	/* Leaving a state takes a quarter more room than entering it, so a
 	 * store at a mark does not flap with every batch. */
 	if (rm->state >= ROOM_CRITICAL)
-		critical = critical || left < reserve / 2 + reserve / 8 || disk < floor / 2 + floor / 8;
+		critical = critical || left < reserve / 4 + reserve / 16 || disk < floor / 4 + floor / 16;
 	if (rm->state >= ROOM_HIGH_WATER)
-		high = high || left < reserve + reserve / 4 || disk < floor + floor / 4;
+		high = high || left_owed < reserve + reserve / 4 || disk_owed < floor + floor / 4;
 	return critical ? ROOM_CRITICAL : high ? ROOM_HIGH_WATER : ROOM_OK;
 }
 
-enum room_state room_check(struct room *rm, uint64_t now)
+enum room_state room_check(struct room *rm, uint64_t now, size_t jobs_open)
 {
+	rm->owed_bytes = (uint64_t)jobs_open * ROOM_BYTES_PER_JOB;
 	if (now >= rm->next_measure) {
 		room_measure(rm);
 		enum room_state lvl = room_level(rm);

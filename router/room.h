@@ -10,9 +10,10 @@
  *     lmdb.min_free_mb of room on the disk) new customer messages are
  *     refused with 503 before the store is full, so what is left stays
  *     for results, hand-backs, Flex steps and purges;
- *   - with half of that reserve gone, worker results wait in memory too
- *     (never re-dispatched): the last room is for the operator's purges
- *     and hand-backs, which free space, so a full store always recovers;
+ *   - with three quarters of that reserve gone, worker results wait in
+ *     memory too (never re-dispatched): the last room is for the
+ *     operator's purges and hand-backs, which free space, so a full store
+ *     always recovers;
  *   - a failing commit (ENOSPC, EIO, a full map at its largest) makes the
  *     store "failing" since that moment: new messages get 503 until the
  *     next retry, warnings are logged once a minute, not once a message.
@@ -36,8 +37,13 @@
 /* The health file: one JSON object padded to this size. */
 #define ROOM_HEALTH_BYTES 512
 /* A tiny map still keeps this many pages for results and purges: one
- * transaction copies a path of pages in each database it touches. */
-#define ROOM_MIN_RESERVE_PAGES 64
+ * transaction copies a path of pages in each database it touches, and the
+ * pages the last one freed cannot be reused by the next. */
+#define ROOM_MIN_RESERVE_PAGES 128
+/* What one open job will still write when its result comes (an answer in
+ * history, its send jobs, their SIDs and index entries, B-tree slack):
+ * new messages are refused early enough that every job owed has room. */
+#define ROOM_BYTES_PER_JOB 4096
 
 /* Ordered: each state refuses what the one before it refused, and more. */
 enum room_state {
@@ -53,6 +59,7 @@ struct room {
 	uint64_t map_bytes;       /* the map now */
 	uint64_t max_bytes;       /* the largest it may grow to */
 	uint64_t used_bytes;      /* pages in use (not on LMDB's free list), last measure */
+	uint64_t owed_bytes;      /* what the open jobs will still write (estimate) */
 	uint64_t disk_room_bytes; /* free disk plus LMDB's free pages, last measure */
 	uint64_t next_measure;    /* mono ms */
 	enum room_state state;
@@ -76,12 +83,13 @@ void room_release(struct room *rm);
 
 /**
  * What the store takes now (measured at most every few ms, at every call
- * near the marks): ROOM_OK everything, ROOM_HIGH_WATER no new customer
+ * near the marks), counting jobs_open (queued, in flight or held) as
+ * room already promised: ROOM_OK everything, ROOM_HIGH_WATER no new customer
  * messages, ROOM_CRITICAL and ROOM_FAILING (until its next retry) no
  * worker results either. A failing store past its retry time answers
  * ROOM_OK: the batch is its probe.
  */
-enum room_state room_check(struct room *rm, uint64_t now_mono);
+enum room_state room_check(struct room *rm, uint64_t now_mono, size_t jobs_open);
 /** Count one refused message (for the metric and the health file). */
 void room_refused(struct room *rm);
 

@@ -494,7 +494,10 @@ static void router_apply_batch(struct router *r)
 	size_t applied = 0;
 	int rc;
 
-	enum room_state room = room_check(&r->room, clock_mono_ms());
+	size_t open = r->nheld;
+	for (int k = 0; k < JOB_KINDS; k++)
+		open += dispatch_queued(r->disp, (enum job_kind)k);
+	enum room_state room = room_check(&r->room, clock_mono_ms(), open + dispatch_inflight(r->disp));
 	if (room >= ROOM_HIGH_WATER)
 		router_refuse_new(r);
 	if (room >= ROOM_CRITICAL)
