@@ -54,6 +54,7 @@ COMMON_SRC := \
 	common/lathist.c \
 	common/log.c \
 	common/config.c \
+	common/confcheck.c \
 	common/envelope.c \
 	common/mpscan.c \
 	common/zmqx.c \
@@ -63,6 +64,7 @@ COMMON_SRC := \
 	common/twsig.c \
 	common/utf8.c \
 	common/backoff.c \
+	common/hours.c \
 	common/worker.c \
 	common/proc.c \
 	common/capture.c \
@@ -74,12 +76,12 @@ INGRESS_SRC := \
 	ingress/auth.c \
 	ingress/console.c \
 	ingress/metrics_http.c \
+	ingress/slow.c \
 	ingress/server.c
 
 ROUTER_SRC := \
 	router/store.c \
 	router/rules.c \
-	router/hours.c \
 	router/dispatch.c \
 	router/router.c \
 	router/turns.c \

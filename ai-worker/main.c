@@ -6,6 +6,7 @@
  */
 #include "aiwork.h"
 #include "config.h"
+#include "confcheck.h"
 #include "log.h"
 #include "proc.h"
 #include "worker.h"
@@ -16,7 +17,7 @@ int main(int argc, char **argv)
 	struct aiwork ai;
 	int rc = 1;
 
-	if (proc_start(&cfg, argc, argv, "baton-ai-worker", "ai-worker",
+	if (proc_start(&cfg, argc, argv, "baton-ai-worker", "ai-worker", CONF_AI,
 		       "Calls the LLM (Anthropic or OpenAI-compatible) for AI jobs."))
 		return 0;
 	aiwork_init(&ai, &cfg);

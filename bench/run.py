@@ -132,6 +132,7 @@ class Procs:
 def baton_env(state, port, extra=None):
     e = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
     e.update({
+        "BATON_SANDBOX": "true",
         "BATON_STATE_DIR": state,
         "BATON_HTTP_PORT": str(port),
         "BATON_HTTP_PUBLIC_URL": "http://127.0.0.1:%d" % port,

@@ -8,11 +8,15 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "confcheck.h"
 #include "xalloc.h"
 
 /* A config line longer than this is an error, not silently cut. */
@@ -77,6 +81,10 @@ static const char DEFAULT_PROMPT[] =
 	"complains, or asks something you cannot answer from these facts.";
 
 static const struct config_entry config_table[] = {
+	{ "sandbox", CT_BOOL, "false", 0, 0, NULL, F(sandbox), false,
+	  "run against the sandbox (the fakes of make demo and the tests): settings left unset "
+	  "take the sandbox's loopback URLs, SIDs and secrets, and placeholder values are "
+	  "accepted; said loudly at start; never in production" },
 	{ "state.dir", CT_STR, "var", 0, 0, NULL, F(state_dir), false,
 	  "directory for the LMDB environment and ipc sockets" },
 	{ "router.ingress_endpoint", CT_STR, "", 0, 0, NULL, F(router_ingress_endpoint), false,
@@ -100,22 +108,37 @@ static const struct config_entry config_table[] = {
 	  "how long ingress waits for the router to make a message durable before answering 503" },
 	{ "http.conn_timeout_s", CT_INT, "10", 1, 300, NULL, F(http_conn_timeout_s), false,
 	  "idle connection timeout, seconds (slow clients are cut off)" },
+	{ "http.head_timeout_s", CT_INT, "5", 1, 300, NULL, F(http_head_timeout_s), false,
+	  "time a connection has to send a complete request head, from its opening or its "
+	  "previous request, seconds (slowloris clients are cut off)" },
+	{ "http.per_ip_limit", CT_INT, "256", 0, 100000, NULL, F(http_per_ip_limit), false,
+	  "most connections one address may hold (0 = no limit; behind a proxy every request "
+	  "comes from the proxy: raise it or leave the limit to the proxy)" },
 	{ "http.max_params", CT_INT, "256", 16, 10000, NULL, F(http_max_params), false,
 	  "most form parameters accepted in one webhook (more: 400)" },
 
-	{ "twilio.account_sid", CT_STR, "AC00000000000000000000000000000000", 0, 0, NULL,
-	  F(twilio_account_sid), false, "Twilio Account SID (AC...)" },
-	{ "twilio.auth_token", CT_STR, "sandbox_token", 0, 0, NULL, F(twilio_auth_token), true,
-	  "Twilio auth token: signs webhooks and authenticates REST calls" },
-	{ "twilio.api_base", CT_URL, "http://127.0.0.1:18081", 0, 0, NULL, F(twilio_api_base), false,
-	  "Twilio REST API base (real: https://api.twilio.com)" },
-	{ "twilio.conversations_base", CT_URL, "http://127.0.0.1:18081", 0, 0, NULL,
-	  F(twilio_conversations_base), false,
-	  "Twilio Conversations API base (real: https://conversations.twilio.com)" },
-	{ "twilio.flex_base", CT_URL, "http://127.0.0.1:18081", 0, 0, NULL, F(twilio_flex_base), false,
-	  "Twilio Flex API base (real: https://flex-api.twilio.com)" },
-	{ "twilio.taskrouter_base", CT_URL, "http://127.0.0.1:18081", 0, 0, NULL,
-	  F(twilio_taskrouter_base), false, "Twilio TaskRouter API base (real: https://taskrouter.twilio.com)" },
+	{ "twilio.account_sid", CT_STR, "", 0, 0, NULL, F(twilio_account_sid), false,
+	  "Twilio Account SID (AC + 32 hex digits)" },
+	{ "twilio.auth_token", CT_STR, "", 0, 0, NULL, F(twilio_auth_token), true,
+	  "Twilio auth token: signs webhooks (ingress) and, without an API key, authenticates REST "
+	  "calls (egress, flex-worker)" },
+	{ "twilio.auth_token_file", CT_STR, "", 0, 0, NULL, F(twilio_auth_token_file), false,
+	  "read twilio.auth_token from this file (mode 0600 or stricter)" },
+	{ "twilio.api_key_sid", CT_STR, "", 0, 0, NULL, F(twilio_api_key_sid), false,
+	  "Twilio API key (SK + 32 hex digits) for REST calls instead of the auth token, as Twilio "
+	  "recommends in production; webhooks are still signed with the auth token" },
+	{ "twilio.api_key_secret", CT_STR, "", 0, 0, NULL, F(twilio_api_key_secret), true,
+	  "secret of twilio.api_key_sid" },
+	{ "twilio.api_key_secret_file", CT_STR, "", 0, 0, NULL, F(twilio_api_key_secret_file), false,
+	  "read twilio.api_key_secret from this file (mode 0600 or stricter)" },
+	{ "twilio.api_base", CT_URL, "https://api.twilio.com", 0, 0, NULL, F(twilio_api_base), false,
+	  "Twilio REST API base" },
+	{ "twilio.conversations_base", CT_URL, "https://conversations.twilio.com", 0, 0, NULL,
+	  F(twilio_conversations_base), false, "Twilio Conversations API base" },
+	{ "twilio.flex_base", CT_URL, "https://flex-api.twilio.com", 0, 0, NULL, F(twilio_flex_base),
+	  false, "Twilio Flex API base" },
+	{ "twilio.taskrouter_base", CT_URL, "https://taskrouter.twilio.com", 0, 0, NULL,
+	  F(twilio_taskrouter_base), false, "Twilio TaskRouter API base" },
 	{ "twilio.whatsapp_from", CT_STR, "", 0, 0, NULL, F(twilio_whatsapp_from), false,
 	  "our WhatsApp sender (whatsapp:+E164); empty = the number the customer wrote to" },
 	{ "twilio.validate_signature", CT_BOOL, "true", 0, 0, NULL, F(twilio_validate_signature), false,
@@ -123,10 +146,13 @@ static const struct config_entry config_table[] = {
 
 	{ "llm.provider", CT_ENUM, "anthropic", 0, 0, "anthropic|openai", F(llm_provider), false,
 	  "LLM API flavour: anthropic (Messages API) or openai (chat completions, also Ollama/vLLM/llama.cpp)" },
-	{ "llm.base_url", CT_URL, "http://127.0.0.1:18082", 0, 0, NULL, F(llm_base_url), false,
-	  "LLM API base (real: https://api.anthropic.com or https://api.openai.com)" },
+	{ "llm.base_url", CT_URL, "https://api.anthropic.com", 0, 0, NULL, F(llm_base_url), false,
+	  "LLM API base (https://api.openai.com for OpenAI; http://localhost:11434 for Ollama)" },
 	{ "llm.model", CT_STR, "claude-sonnet-4-5", 0, 0, NULL, F(llm_model), false, "model name" },
-	{ "llm.api_key", CT_STR, "sandbox-key", 0, 0, NULL, F(llm_api_key), true, "LLM API key" },
+	{ "llm.api_key", CT_STR, "", 0, 0, NULL, F(llm_api_key), true,
+	  "LLM API key (required for an https:// llm.base_url; a local http:// server may need none)" },
+	{ "llm.api_key_file", CT_STR, "", 0, 0, NULL, F(llm_api_key_file), false,
+	  "read llm.api_key from this file (mode 0600 or stricter)" },
 	{ "llm.anthropic_version", CT_STR, "2023-06-01", 0, 0, NULL, F(llm_anthropic_version), false,
 	  "anthropic-version header" },
 	{ "llm.timeout_ms", CT_INT, "30000", 100, 600000, NULL, F(llm_timeout_ms), false,
@@ -222,20 +248,28 @@ static const struct config_entry config_table[] = {
 	  false, "ContentVariables JSON of the template; %t is replaced by the message text" },
 	{ "admin.token", CT_STR, "", 0, 0, NULL, F(admin_token), true,
 	  "bearer token of the /admin endpoints (empty = admin endpoints off)" },
+	{ "admin.token_file", CT_STR, "", 0, 0, NULL, F(admin_token_file), false,
+	  "read admin.token from this file (mode 0600 or stricter)" },
 	{ "console.token", CT_STR, "", 0, 0, NULL, F(console_token), true,
 	  "operator console under /console: the token operators log in with (sent as a bearer "
 	  "token; empty = console off, /console answers 404)" },
+	{ "console.token_file", CT_STR, "", 0, 0, NULL, F(console_token_file), false,
+	  "read console.token from this file (mode 0600 or stricter)" },
 	{ "console.user", CT_STR, "", 0, 0, NULL, F(console_user), false,
 	  "console: user name for HTTP basic auth, with console.password (both empty = basic "
 	  "auth off)" },
 	{ "console.password", CT_STR, "", 0, 0, NULL, F(console_password), true,
 	  "console: password for HTTP basic auth, with console.user" },
+	{ "console.password_file", CT_STR, "", 0, 0, NULL, F(console_password_file), false,
+	  "read console.password from this file (mode 0600 or stricter)" },
 	{ "debug.reset_word", CT_BOOL, "false", 0, 0, NULL, F(debug_reset_word), false,
 	  "a customer typing 'reset' hands the conversation back (debugging only)" },
-	{ "flex.workspace_sid", CT_STR, "WS00000000000000000000000000000000", 0, 0, NULL,
-	  F(flex_workspace_sid), false, "TaskRouter workspace of Flex (WS...)" },
-	{ "flex.workflow_sid", CT_STR, "WW00000000000000000000000000000000", 0, 0, NULL,
-	  F(flex_workflow_sid), false, "TaskRouter workflow that routes handoff tasks (WW...)" },
+	{ "debug.core_dumps", CT_BOOL, "false", 0, 0, NULL, F(debug_core_dumps), false,
+	  "allow core dumps (off: a dump would hold the secrets in memory)" },
+	{ "flex.workspace_sid", CT_STR, "", 0, 0, NULL, F(flex_workspace_sid), false,
+	  "TaskRouter workspace of Flex (WS + 32 hex digits)" },
+	{ "flex.workflow_sid", CT_STR, "", 0, 0, NULL, F(flex_workflow_sid), false,
+	  "TaskRouter workflow that routes handoff tasks (WW + 32 hex digits)" },
 	{ "flex.task_channel", CT_STR, "chat", 0, 0, NULL, F(flex_task_channel), false,
 	  "task channel unique name of handoff tasks" },
 	{ "flex.bot_author", CT_STR, "baton", 0, 0, NULL, F(flex_bot_author), false,
@@ -295,6 +329,8 @@ static const struct config_entry config_table[] = {
 	  "GET /metrics (0 = off: /metrics shows ingress's own only)" },
 	{ "metrics.token", CT_STR, "", 0, 0, NULL, F(metrics_token), true,
 	  "bearer token GET /metrics requires (empty = no authentication)" },
+	{ "metrics.token_file", CT_STR, "", 0, 0, NULL, F(metrics_token_file), false,
+	  "read metrics.token from this file (mode 0600 or stricter)" },
 };
 
 #define CONFIG_N (sizeof(config_table) / sizeof(config_table[0]))
@@ -425,6 +461,57 @@ static const struct config_entry *config_find(const char *key)
 	return NULL;
 }
 
+/* Edit distance of a and b (bounded inputs: setting names). */
+static size_t config_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 64 || lb > 64)
+		return 99;
+	size_t d[65], prev;
+	for (size_t j = 0; j <= lb; j++)
+		d[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		prev = d[0];
+		d[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t cur = d[j];
+			size_t best = prev + (tolower((unsigned char)a[i - 1]) !=
+					      tolower((unsigned char)b[j - 1]));
+			if (d[j] + 1 < best)
+				best = d[j] + 1;
+			if (d[j - 1] + 1 < best)
+				best = d[j - 1] + 1;
+			d[j] = best;
+			prev = cur;
+		}
+	}
+	return d[lb];
+}
+
+/* " (did you mean X?)" for the nearest known key or variable, or "". */
+static void config_suggest(const char *name, bool env, char *out, size_t len)
+{
+	char cand[128];
+	const char *best = NULL;
+	size_t bestd = 99;
+	static char keep[128];
+	out[0] = '\0';
+	for (size_t i = 0; i < CONFIG_N; i++) {
+		if (env)
+			config_env_name(config_table[i].key, cand, sizeof(cand));
+		else
+			snprintf(cand, sizeof(cand), "%s", config_table[i].key);
+		size_t d = config_distance(name, cand);
+		if (d < bestd) {
+			bestd = d;
+			snprintf(keep, sizeof(keep), "%s", cand);
+			best = keep;
+		}
+	}
+	if (best && bestd <= 3 && bestd * 3 <= strlen(name))
+		snprintf(out, len, " (did you mean %s?)", best);
+}
+
 static char *config_trim(char *s)
 {
 	while (isspace((unsigned char)*s))
@@ -484,7 +571,7 @@ static int config_section(const char *s, char **address)
 }
 
 static int config_load_file(struct config *cfg, const char *path, struct config_lines *sections,
-			    char *err, size_t errlen)
+			    bool *explicit, char *err, size_t errlen)
 {
 	char line[CONFIG_LINE_MAX], origin[512];
 	int lineno = 0, rc = -1;
@@ -526,7 +613,9 @@ static int config_load_file(struct config *cfg, const char *path, struct config_
 		char *key = config_trim(s), *val = config_trim(eq + 1);
 		const struct config_entry *e = config_find(key);
 		if (!e) {
-			config_errf(err, errlen, "%s:%d: unknown setting '%s'", path, lineno, key);
+			char hint[160];
+			config_suggest(key, false, hint, sizeof(hint));
+			config_errf(err, errlen, "%s:%d: unknown setting '%s'%s", path, lineno, key, hint);
 			goto fail;
 		}
 		if (*val == '"' && config_unquote(val) < 0) {
@@ -552,6 +641,7 @@ static int config_load_file(struct config *cfg, const char *path, struct config_
 		}
 		if (config_set(cfg, e, val, origin, err, errlen) < 0)
 			goto fail;
+		explicit[e - config_table] = true;
 	}
 	rc = 0;
 fail:
@@ -601,10 +691,6 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
 			    cfg->worker_timeout_ms, cfg->worker_heartbeat_ms);
 		return -1;
 	}
-	if (cfg->twilio_auth_token[0] == '\0' && cfg->twilio_validate_signature) {
-		config_errf(err, errlen, "twilio.auth_token: empty, but twilio.validate_signature is on");
-		return -1;
-	}
 	if (cfg->ai_escalation_tag[0] == '\0') {
 		config_errf(err, errlen, "ai.escalation_tag: must not be empty");
 		return -1;
@@ -615,11 +701,6 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
 	}
 	if (strchr(cfg->console_user, ':')) {
 		config_errf(err, errlen, "console.user: basic auth user names cannot contain ':'");
-		return -1;
-	}
-	if (strncmp(cfg->twilio_account_sid, "AC", 2) != 0) {
-		config_errf(err, errlen, "twilio.account_sid: '%s' does not start with AC",
-			    cfg->twilio_account_sid);
 		return -1;
 	}
 	return 0;
@@ -678,18 +759,164 @@ const struct config *config_for(const struct config *cfg, const char *business)
 	return cfg;
 }
 
+/*
+ * What the sandbox (the fakes of make demo and the tests, on loopback)
+ * gives the settings left unset in sandbox mode. Outside it none of these
+ * values is accepted for a secret or a SID (confcheck.c).
+ */
+static const struct {
+	const char *key, *value;
+} config_sandbox[] = {
+	{ "twilio.account_sid", "AC00000000000000000000000000000000" },
+	{ "twilio.auth_token", "sandbox_token" },
+	{ "twilio.api_base", "http://127.0.0.1:18081" },
+	{ "twilio.conversations_base", "http://127.0.0.1:18081" },
+	{ "twilio.flex_base", "http://127.0.0.1:18081" },
+	{ "twilio.taskrouter_base", "http://127.0.0.1:18081" },
+	{ "llm.base_url", "http://127.0.0.1:18082" },
+	{ "llm.api_key", "sandbox-key" },
+	{ "flex.workspace_sid", "WS00000000000000000000000000000000" },
+	{ "flex.workflow_sid", "WW00000000000000000000000000000000" },
+};
+
+const char *config_sandbox_value(const char *key)
+{
+	for (size_t i = 0; i < sizeof(config_sandbox) / sizeof(config_sandbox[0]); i++)
+		if (!strcmp(config_sandbox[i].key, key))
+			return config_sandbox[i].value;
+	return NULL;
+}
+
+/* BATON_ variables that are not settings: tools and tests read them. */
+static const char *const config_env_other[] = { "BATON_CONFIG", "BATON_BIN", "BATON_KEEP",
+						 "BATON_TEST_ARTIFACTS", NULL };
+
+/* A BATON_ variable that names no setting is a typo that would be ignored. */
+static int config_check_env(char *err, size_t errlen)
+{
+	extern char **environ;
+	char name[128], env[128];
+	for (char **e = environ; e && *e; e++) {
+		if (strncmp(*e, "BATON_", 6))
+			continue;
+		const char *eq = strchr(*e, '=');
+		size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+		if (n >= sizeof(name))
+			n = sizeof(name) - 1;
+		memcpy(name, *e, n);
+		name[n] = '\0';
+		bool known = false;
+		for (size_t i = 0; config_env_other[i] && !known; i++)
+			known = !strcmp(name, config_env_other[i]);
+		for (size_t i = 0; i < CONFIG_N && !known; i++) {
+			config_env_name(config_table[i].key, env, sizeof(env));
+			known = !strcmp(name, env);
+		}
+		if (!known) {
+			char hint[160];
+			config_suggest(name, true, hint, sizeof(hint));
+			config_errf(err, errlen, "unknown environment variable %s%s", name, hint);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A secret's file: ours (or root's), no access for group or others, small. */
+static int config_read_secret(const char *key, const char *path, char **out, char *err,
+			      size_t errlen)
+{
+	char buf[4097];
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		config_errf(err, errlen, "%s: cannot open '%s': %s", key, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		config_errf(err, errlen, "%s: '%s' is not a regular file", key, path);
+		close(fd);
+		return -1;
+	}
+	if (st.st_mode & 077) {
+		config_errf(err, errlen, "%s: '%s' is open to other users (mode %04o): chmod 600 it",
+			    key, path, (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return -1;
+	}
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		config_errf(err, errlen, "%s: '%s' belongs to another user (uid %u)", key, path,
+			    (unsigned)st.st_uid);
+		close(fd);
+		return -1;
+	}
+	ssize_t n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n < 0 || n >= (ssize_t)sizeof(buf)) {
+		config_errf(err, errlen, "%s: cannot read '%s' (empty, unreadable or over 4 KiB)", key,
+			    path);
+		return -1;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = '\0';
+	free(*out);
+	*out = xstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
+/*
+ * Secrets from files: KEY_file names one, or systemd's LoadCredential puts
+ * one at $CREDENTIALS_DIRECTORY/KEY. A secret set twice is an error.
+ */
+static int config_secret_files(struct config *cfg, bool *explicit, char *err, size_t errlen)
+{
+	const char *creds = getenv("CREDENTIALS_DIRECTORY");
+	char fkey[128];
+	for (size_t i = 0; i < CONFIG_N; i++) {
+		const struct config_entry *e = &config_table[i];
+		if (!e->secret)
+			continue;
+		snprintf(fkey, sizeof(fkey), "%s_file", e->key);
+		const struct config_entry *fe = config_find(fkey);
+		const char *path = fe ? *(char *const *)config_cfield(cfg, fe) : "";
+		char *cred = NULL;
+		if (!path[0] && creds && *creds && !explicit[i]) {
+			cred = xasprintf("%s/%s", creds, e->key);
+			if (access(cred, F_OK) == 0)
+				path = cred;
+		}
+		if (path[0] && explicit[i] && path != cred) {
+			config_errf(err, errlen, "%s: set both directly and by %s; keep one", e->key, fkey);
+			free(cred);
+			return -1;
+		}
+		int rc = path[0] ? config_read_secret(e->key, path, config_field(cfg, e), err, errlen) : 0;
+		if (path[0] && rc == 0)
+			explicit[i] = true;
+		free(cred);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int config_load(struct config *cfg, const char *file, char *err, size_t errlen)
 {
 	char env[128], origin[160];
 	struct config_lines sections = { 0 };
+	bool explicit[CONFIG_N] = { false };
 
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < CONFIG_N; i++)
 		if (config_set(cfg, &config_table[i], config_table[i].def, "default", err, errlen) < 0)
 			goto fail;
+	if (config_check_env(err, errlen) < 0)
+		goto fail;
 	if (!file)
 		file = getenv("BATON_CONFIG");
-	if (file && *file && config_load_file(cfg, file, &sections, err, errlen) < 0)
+	if (file && *file && config_load_file(cfg, file, &sections, explicit, err, errlen) < 0)
 		goto fail;
 	for (size_t i = 0; i < CONFIG_N; i++) {
 		config_env_name(config_table[i].key, env, sizeof(env));
@@ -699,7 +926,17 @@ int config_load(struct config *cfg, const char *file, char *err, size_t errlen)
 		snprintf(origin, sizeof(origin), "environment %s", env);
 		if (config_set(cfg, &config_table[i], v, origin, err, errlen) < 0)
 			goto fail;
+		explicit[i] = true;
 	}
+	if (config_secret_files(cfg, explicit, err, errlen) < 0)
+		goto fail;
+	if (cfg->sandbox)
+		for (size_t i = 0; i < CONFIG_N; i++) {
+			const char *v = config_sandbox_value(config_table[i].key);
+			if (v && !explicit[i] &&
+			    config_set(cfg, &config_table[i], v, "sandbox", err, errlen) < 0)
+				goto fail;
+		}
 	if (config_finish(cfg, err, errlen) < 0)
 		goto fail;
 	if (config_build_numbers(cfg, &sections, err, errlen) < 0)
@@ -710,6 +947,28 @@ fail:
 	config_lines_release(&sections);
 	config_release(cfg);
 	return -1;
+}
+
+void config_drop_secrets(struct config *cfg, const char *const *keep)
+{
+	for (size_t i = 0; i < CONFIG_N; i++) {
+		const struct config_entry *e = &config_table[i];
+		bool kept = false;
+		for (size_t k = 0; keep && keep[k] && !kept; k++)
+			kept = !strcmp(keep[k], e->key);
+		if (!e->secret || kept)
+			continue;
+		char **v = config_field(cfg, e);
+		explicit_bzero(*v, strlen(*v));
+		free(*v);
+		*v = xstrdup("");
+		for (size_t n = 0; n < cfg->nnumbers; n++) {
+			char **nv = config_field(&cfg->numbers[n].cfg, e);
+			explicit_bzero(*nv, strlen(*nv));
+			free(*nv);
+			*nv = xstrdup("");
+		}
+	}
 }
 
 void config_release(struct config *cfg)
@@ -788,7 +1047,7 @@ void config_help(FILE *out)
 		config_env_name(e->key, env, sizeof(env));
 		const char *def = e->def;
 		fprintf(out, "  %-28s %-34s default: %.40s%s\n      %s%s\n", e->key, env,
-			e->secret ? "(secret)" : (def[0] ? def : "(empty)"),
+			e->secret ? "(none)" : (def[0] ? def : "(empty)"),
 			strlen(def) > 40 && !e->secret ? "..." : "", e->help,
 			config_per_number(e->key) ? " [per number]" : "");
 	}
@@ -816,7 +1075,7 @@ void config_reference(FILE *out)
 		config_env_name(e->key, env, sizeof(env));
 		fprintf(out, "| `%s` | `%s` | ", e->key, env);
 		if (e->secret)
-			fputs("(secret)", out);
+			fputs("(none)", out);
 		else if (!e->def[0])
 			fputs("(empty)", out);
 		else {
@@ -867,6 +1126,12 @@ int config_from_args(struct config *cfg, int argc, char **argv, const char *proc
 		exit(CONFIG_EXIT);
 	}
 	if (check) {
+		/* Every process's checks: 0 here means every one of them starts. */
+		if (confcheck(cfg, CONF_ALL, err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s: config error: %s\n", proc, err);
+			config_release(cfg);
+			exit(CONFIG_EXIT);
+		}
 		config_dump(cfg, stdout);
 		config_release(cfg);
 		return 1;

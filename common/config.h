@@ -27,6 +27,8 @@
 #define CONFIG_EXIT 2
 
 struct config {
+	bool sandbox;
+
 	/* paths and sockets */
 	char *state_dir;
 	char *router_ingress_endpoint;
@@ -41,11 +43,17 @@ struct config {
 	long http_max_body;
 	int http_ack_timeout_ms;
 	int http_conn_timeout_s;
+	int http_head_timeout_s;
+	int http_per_ip_limit;
 	int http_max_params;
 
 	/* Twilio */
 	char *twilio_account_sid;
 	char *twilio_auth_token;
+	char *twilio_auth_token_file;
+	char *twilio_api_key_sid;
+	char *twilio_api_key_secret;
+	char *twilio_api_key_secret_file;
 	char *twilio_api_base;
 	char *twilio_conversations_base;
 	char *twilio_flex_base;
@@ -58,6 +66,7 @@ struct config {
 	char *llm_base_url;
 	char *llm_model;
 	char *llm_api_key;
+	char *llm_api_key_file;
 	char *llm_anthropic_version;
 	int llm_timeout_ms;
 	int llm_max_tokens;
@@ -102,10 +111,14 @@ struct config {
 	char *whatsapp_template_sid;
 	char *whatsapp_template_vars;
 	char *admin_token;
+	char *admin_token_file;
 	char *console_token;    /* operator console; empty = off */
+	char *console_token_file;
 	char *console_user;     /* console basic auth; empty = off */
 	char *console_password;
+	char *console_password_file;
 	bool debug_reset_word;
+	bool debug_core_dumps;
 	int flex_credit;
 	int flex_timeout_ms;
 	int flex_retry_deadline_ms;
@@ -135,6 +148,7 @@ struct config {
 	/* metrics */
 	int metrics_interval_ms;
 	char *metrics_token;
+	char *metrics_token_file;
 
 	/* Per business number overrides ([number ADDRESS] sections of the
 	 * file): each is a whole config, the base with the section applied. */
@@ -149,6 +163,11 @@ struct config_number {
 
 /** Load defaults, then file, then environment. argv may hold --config FILE. */
 int config_load(struct config *cfg, const char *file, char *err, size_t errlen);
+/** The sandbox's value of a setting (sandbox mode), or NULL. */
+const char *config_sandbox_value(const char *key);
+/** Wipe and empty every secret not named in keep (NULL-terminated; NULL = none):
+ *  a process keeps only the secrets it uses. */
+void config_drop_secrets(struct config *cfg, const char *const *keep);
 /** Free every string; cfg is zeroed. */
 void config_release(struct config *cfg);
 /**

@@ -25,6 +25,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "confcheck.h"
 #include "ctl.h"
 #include "log.h"
 
@@ -221,6 +222,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "batonctl: config error: %s\n", err);
 		return CTL_USAGE;
 	}
+	config_drop_secrets(&cfg, confcheck_secrets(CONF_CTL));
 	log_init("batonctl", LOG_WARN, cfg.log_mask_phone);
 	int rc;
 	if (!strcmp(cmd->name, "conversations"))

@@ -5,6 +5,7 @@
  * Twilio sender.
  */
 #include "config.h"
+#include "confcheck.h"
 #include "log.h"
 #include "proc.h"
 #include "sender.h"
@@ -16,7 +17,7 @@ int main(int argc, char **argv)
 	struct sender snd;
 	int rc = 1;
 
-	if (proc_start(&cfg, argc, argv, "baton-egress", "egress",
+	if (proc_start(&cfg, argc, argv, "baton-egress", "egress", CONF_EGRESS,
 		       "Sends WhatsApp messages through the Twilio Messages API."))
 		return 0;
 	sender_init(&snd, &cfg);

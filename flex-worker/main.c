@@ -7,6 +7,7 @@
  * pipeline.
  */
 #include "config.h"
+#include "confcheck.h"
 #include "log.h"
 #include "pipeline.h"
 #include "proc.h"
@@ -18,7 +19,7 @@ int main(int argc, char **argv)
 	struct flexwork fw;
 	int rc = 1;
 
-	if (proc_start(&cfg, argc, argv, "baton-flex-worker", "flex-worker",
+	if (proc_start(&cfg, argc, argv, "baton-flex-worker", "flex-worker", CONF_FLEX,
 		       "Hands conversations to Twilio Flex agents (Conversations + Interactions)."))
 		return 0;
 	flexwork_init(&fw, &cfg);

@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "utf8.h"
+#include "webhook.h"
 #include "xalloc.h"
 
 static const char *events_get(const struct form *f, const char *name)
@@ -29,13 +30,21 @@ static char *events_dup(const char *s)
 	return s ? xstrdup(s) : NULL;
 }
 
-int events_conversations(const struct form *f, struct envelope *out, const char **why)
+int events_conversations(const struct webhook_cfg *cfg, const struct form *f,
+			 struct envelope *out, const char **why)
 {
 	const char *type = events_get(f, "EventType");
 	const char *ch = events_get(f, "ConversationSid");
+	int rc;
 	memset(out, 0, sizeof(*out));
 	if (!type || !ch) {
 		*why = "missing EventType or ConversationSid";
+		return 400;
+	}
+	if ((rc = webhook_account(cfg, f, why)))
+		return rc;
+	if (!webhook_sid(ch, "CH", NULL)) {
+		*why = "ConversationSid is not CH and 32 hex digits";
 		return 400;
 	}
 	if (!strcmp(type, "onMessageAdded")) {
@@ -44,6 +53,10 @@ int events_conversations(const struct form *f, struct envelope *out, const char 
 		const char *body = form_get(f, "Body");
 		if (!sid || !author) {
 			*why = "onMessageAdded without MessageSid or Author";
+			return 400;
+		}
+		if (!webhook_sid(sid, "IM", NULL)) {
+			*why = "MessageSid is not IM and 32 hex digits";
 			return 400;
 		}
 		if (body && !utf8_valid(body, strlen(body))) {
@@ -81,15 +94,24 @@ static char *events_task_conversation(const struct form *f)
 	return out;
 }
 
-int events_taskrouter(const struct form *f, struct envelope *out, const char **why)
+int events_taskrouter(const struct webhook_cfg *cfg, const struct form *f, struct envelope *out,
+		      const char **why)
 {
 	const char *type = events_get(f, "EventType");
 	const char *task = events_get(f, "TaskSid");
+	const char *ws = form_get(f, "WorkspaceSid");
 	const char *op = NULL;
+	int rc;
 	memset(out, 0, sizeof(*out));
 	if (!type) {
 		*why = "missing EventType";
 		return 400;
+	}
+	if ((rc = webhook_account(cfg, f, why)))
+		return rc;
+	if (cfg->workspace_sid && *cfg->workspace_sid && (!ws || strcmp(ws, cfg->workspace_sid))) {
+		*why = "WorkspaceSid is not our Flex workspace";
+		return 403;
 	}
 	if (!strcmp(type, "task.wrapup") || !strcmp(type, "task.completed"))
 		op = EV_TASK_DONE;
@@ -99,8 +121,8 @@ int events_taskrouter(const struct form *f, struct envelope *out, const char **w
 		op = EV_ACCEPTED;
 	else
 		return EVENTS_IGNORE;
-	if (!task) {
-		*why = "task event without TaskSid";
+	if (!task || !webhook_sid(task, "WT", NULL)) {
+		*why = "task event without a TaskSid (WT and 32 hex digits)";
 		return 400;
 	}
 	events_init(out, op);
@@ -113,14 +135,22 @@ int events_taskrouter(const struct form *f, struct envelope *out, const char **w
 	return EVENTS_FORWARD;
 }
 
-int events_status(const struct form *f, struct envelope *out, const char **why)
+int events_status(const struct webhook_cfg *cfg, const struct form *f, struct envelope *out,
+		  const char **why)
 {
 	const char *sid = events_get(f, "MessageSid");
 	const char *status = events_get(f, "MessageStatus");
 	const char *code = events_get(f, "ErrorCode");
+	int rc;
 	memset(out, 0, sizeof(*out));
 	if (!sid || !status) {
 		*why = "missing MessageSid or MessageStatus";
+		return 400;
+	}
+	if ((rc = webhook_account(cfg, f, why)))
+		return rc;
+	if (!webhook_sid(sid, "SM", "MM")) {
+		*why = "MessageSid is not SM or MM and 32 hex digits";
 		return 400;
 	}
 	if (!code || (strcmp(status, "failed") && strcmp(status, "undelivered")))

@@ -16,13 +16,19 @@
 
 #include "envelope.h"
 #include "form.h"
+#include "webhook.h"
 
 #define EVENTS_FORWARD 0
 #define EVENTS_IGNORE 1
 
-int events_conversations(const struct form *f, struct envelope *out, const char **why);
-int events_taskrouter(const struct form *f, struct envelope *out, const char **why);
-int events_status(const struct form *f, struct envelope *out, const char **why);
+/* Each checks the webhook's identity against cfg (webhook.h): our account,
+ * our workspace, SIDs of the right shape; 403 or 400 otherwise. */
+int events_conversations(const struct webhook_cfg *cfg, const struct form *f,
+			 struct envelope *out, const char **why);
+int events_taskrouter(const struct webhook_cfg *cfg, const struct form *f, struct envelope *out,
+		      const char **why);
+int events_status(const struct webhook_cfg *cfg, const struct form *f, struct envelope *out,
+		  const char **why);
 /** Operator command: JSON {"address", "business"?, "reason"?}; op is EV_ADMIN_*
  *  (handback, escalate, purge: the same body; purge keeps "reason" in its audit
  *  record, as the operator's reference for the erasure request). */

@@ -36,6 +36,10 @@ static const struct metric_def M_SIGNATURE = {
 	"baton_ingress_signature_failures_total", METRIC_COUNTER,
 	"Webhooks refused (403) for a missing or wrong X-Twilio-Signature, by path.",
 	{ "path" }, { webhook_paths } };
+static const struct metric_def M_SLOW_CUT = {
+	"baton_ingress_slow_connections_cut_total", METRIC_COUNTER,
+	"Connections shut down for sending no complete request head within http.head_timeout_s.",
+	{ NULL }, { NULL } };
 static const struct metric_def M_INFLIGHT = {
 	"baton_ingress_requests_in_flight", METRIC_GAUGE,
 	"Requests received and not answered yet (webhooks waiting for the router included).",
@@ -65,7 +69,7 @@ static void metrics_http_collect(void *arg)
 static void metrics_http_register(void)
 {
 	static const struct metric_def *const defs[] = { &M_REQUESTS, &M_DURATION, &M_SIGNATURE,
-							 &M_INFLIGHT, NULL };
+							 &M_INFLIGHT, &M_SLOW_CUT, NULL };
 	if (registered)
 		return;
 	registered = true;
@@ -123,6 +127,11 @@ void metrics_http_completed(struct MHD_Connection *c)
 void metrics_http_signature_failure(const char *path)
 {
 	metrics_inc(&M_SIGNATURE, metrics_http_path(path), NULL);
+}
+
+void metrics_http_slow_cut(size_t n)
+{
+	metrics_add(&M_SLOW_CUT, NULL, NULL, (double)n);
 }
 
 static enum MHD_Result metrics_http_text(struct MHD_Connection *c, unsigned status,

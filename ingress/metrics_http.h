@@ -37,6 +37,8 @@ void metrics_http_begin(struct MHD_Connection *c, const char *url);
 void metrics_http_completed(struct MHD_Connection *c);
 /** A webhook refused for its X-Twilio-Signature. */
 void metrics_http_signature_failure(const char *path);
+/** n connections cut for a late request head (slow.h). */
+void metrics_http_slow_cut(size_t n);
 /** The path label of url: a known route, "/console", "/console/api" or "other". */
 const char *metrics_http_path(const char *url);
 

@@ -29,13 +29,18 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
+#include "proc.h"
+#include "slow.h"
 #include "webhook.h"
 #include "xalloc.h"
 #include "zmqx.h"
 
 #define PATH_HEALTH "/healthz"
-/* Most connections served at once; past this MHD refuses new ones. */
+/* Most connections served at once; past this MHD refuses new ones. It is
+ * also kept this far below the open-files limit, so running out of
+ * descriptors never stops the loop (ZeroMQ, LMDB, logs need some). */
 #define SERVER_CONN_LIMIT 4096
+#define SERVER_FD_RESERVE 128
 /* Per-connection memory (headers included): a header block larger than
  * this gets 431 from MHD itself. */
 #define SERVER_CONN_MEMORY (16 * 1024)
@@ -89,6 +94,11 @@ struct server {
 	struct capture_writer *capture; /* NULL unless capture.dir is set */
 	unsigned long capture_failed;   /* accepted webhooks the capture lost */
 	struct console *console;        /* /console: off unless console.token is set */
+	const char **numbers;           /* our WhatsApp numbers: a message's To is one */
+	size_t nnumbers;
+	struct slow *slow;              /* request-head deadlines */
+	uint64_t cut_slow;              /* connections cut for a late head */
+	uint64_t next_slow_log;         /* mono ms */
 	struct MHD_Response *r_twiml, *r_health, *r_404, *r_405_post, *r_405_get,
 		*r_400, *r_403, *r_413, *r_415, *r_503, *r_200, *r_204_json, *r_ok_json,
 		*r_401, *r_no_conv;
@@ -212,7 +222,10 @@ static int server_convert(struct server *s, struct request *r, struct envelope *
 	char *url = xasprintf("%s%s", s->cfg->public_url, rt->path);
 	struct webhook_cfg wc = { .auth_token = s->cfg->twilio_auth_token, .url = url,
 				  .check_signature = s->cfg->twilio_validate_signature,
-				  .max_params = (size_t)s->cfg->http_max_params };
+				  .max_params = (size_t)s->cfg->http_max_params,
+				  .account_sid = s->cfg->twilio_account_sid,
+				  .workspace_sid = s->cfg->flex_workspace_sid,
+				  .numbers = s->numbers, .nnumbers = s->nnumbers };
 	const char *sig = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Twilio-Signature");
 	const char *body = r->body ? r->body : "";
 	struct form f;
@@ -229,11 +242,11 @@ static int server_convert(struct server *s, struct request *r, struct envelope *
 			why = "bad or missing bearer token";
 	} else if ((status = webhook_form(&wc, sig, body, r->len, &f, &why)) == 0) {
 		if (rt->kind == RT_CONVERSATIONS)
-			status = events_conversations(&f, env, &why);
+			status = events_conversations(&wc, &f, env, &why);
 		else if (rt->kind == RT_TASKROUTER)
-			status = events_taskrouter(&f, env, &why);
+			status = events_taskrouter(&wc, &f, env, &why);
 		else
-			status = events_status(&f, env, &why);
+			status = events_status(&wc, &f, env, &why);
 		form_release(&f);
 	}
 	free(url);
@@ -305,6 +318,30 @@ static enum MHD_Result server_console_forward(void *host, struct MHD_Connection 
 	return MHD_YES;
 }
 
+/* Counts Content-Length headers and notes Transfer-Encoding. */
+static enum MHD_Result server_count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+					   const char *value)
+{
+	int *f = cls;
+	if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
+		f[0]++;
+	else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+		f[1] += strcasecmp(value, "chunked") ? 2 : 1;
+	return MHD_YES;
+}
+
+/*
+ * A body's length must be said one way: two Content-Length headers, or
+ * Content-Length beside Transfer-Encoding, or an encoding other than
+ * chunked, are what request smuggling behind a proxy is made of. 400.
+ */
+static bool server_framing_ok(struct MHD_Connection *c)
+{
+	int f[2] = { 0, 0 };
+	MHD_get_connection_values(c, MHD_HEADER_KIND, server_count_framing, f);
+	return f[0] <= 1 && f[1] <= 1 && !(f[0] && f[1]);
+}
+
 static enum MHD_Result server_handle(void *cls, struct MHD_Connection *c, const char *url,
 				     const char *method, const char *version,
 				     const char *upload_data, size_t *upload_size, void **con_cls)
@@ -314,6 +351,12 @@ static enum MHD_Result server_handle(void *cls, struct MHD_Connection *c, const 
 
 	metrics_http_begin(c, url);
 	if (!r) {
+		slow_head_done(s->slow, c);
+		if (!server_framing_ok(c)) {
+			log_warn("rejected %s: ambiguous body length (Content-Length twice, or with "
+				 "Transfer-Encoding)", url);
+			return MHD_queue_response(c, 400, s->r_400);
+		}
 		bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
 		if (!strcmp(url, PATH_HEALTH))
 			return get ? MHD_queue_response(c, 200, s->r_health)
@@ -367,6 +410,7 @@ static void server_completed(void *cls, struct MHD_Connection *c, void **con_cls
 	struct server *s = cls;
 	struct request *r = *con_cls;
 	metrics_http_completed(c);
+	slow_request_done(s->slow, c);
 	if (!r)
 		return;
 	if (r->state == REQ_WAITING)
@@ -446,14 +490,34 @@ static void server_expire(struct server *s)
 	}
 }
 
+/* Cuts connections whose request head is late (slow.h); logged once a minute. */
+static void server_cut_slow(struct server *s)
+{
+	uint64_t now = clock_mono_ms();
+	size_t n = slow_expire(s->slow, now);
+	if (!n)
+		return;
+	s->cut_slow += n;
+	metrics_http_slow_cut(n);
+	if (now >= s->next_slow_log) {
+		log_warn("cut %llu connections that sent no complete request head within %d s "
+			 "(slow or idle clients) since the last such line",
+			 (unsigned long long)s->cut_slow, s->cfg->http_head_timeout_s);
+		s->cut_slow = 0;
+		s->next_slow_log = now + 60000;
+	}
+}
+
 static int server_timeout(struct server *s)
 {
 	MHD_UNSIGNED_LONG_LONG mhd_ms = 0;
 	long t = 1000;
 	if (MHD_get_timeout(s->mhd, &mhd_ms) == MHD_YES && (long long)mhd_ms < t)
 		t = (long)mhd_ms;
+	uint64_t due = slow_next_due(s->slow), now = clock_mono_ms();
+	if (due && (due <= now || (long)(due - now) < t))
+		t = due <= now ? 0 : (long)(due - now);
 	if (s->waiting) {
-		uint64_t now = clock_mono_ms();
 		long w = s->waiting->deadline > now ? (long)(s->waiting->deadline - now) : 0;
 		if (w < t)
 			t = w;
@@ -466,12 +530,20 @@ static int server_start(struct server *s)
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)s->cfg->http_port) };
 	if (inet_pton(AF_INET, s->cfg->http_bind, &sa.sin_addr) != 1)
 		return log_err("http.bind: '%s' is not an IPv4 address", s->cfg->http_bind);
+	long nofile = proc_raise_nofile();
+	unsigned limit = SERVER_CONN_LIMIT;
+	if (nofile > 0 && nofile - SERVER_FD_RESERVE < (long)limit)
+		limit = nofile > 2 * SERVER_FD_RESERVE ? (unsigned)(nofile - SERVER_FD_RESERVE) : 16;
+	log_info("HTTP: at most %u connections (open files limit %ld), %d per address, %d s for a "
+		 "request head", limit, nofile, s->cfg->http_per_ip_limit, s->cfg->http_head_timeout_s);
 	s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
 				  0, NULL, NULL, server_handle, s,
 				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
 				  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->cfg->http_conn_timeout_s,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SERVER_CONN_LIMIT,
+				  MHD_OPTION_CONNECTION_LIMIT, limit,
+				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)s->cfg->http_per_ip_limit,
+				  MHD_OPTION_NOTIFY_CONNECTION, slow_notify, s->slow,
 				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_CONN_MEMORY,
 				  MHD_OPTION_NOTIFY_COMPLETED, server_completed, s,
 				  MHD_OPTION_END);
@@ -487,7 +559,17 @@ int server_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	int rc = -1;
 
 	server_make_responses(&s);
+	/* With twilio.whatsapp_from naming the default number, a message's To
+	 * is it or a [number] section's; without it the base settings serve
+	 * any number, so any WhatsApp address is ours. */
+	s.numbers = xcalloc(cfg->nnumbers + 1, sizeof(*s.numbers));
+	if (cfg->twilio_whatsapp_from[0]) {
+		for (size_t i = 0; i < cfg->nnumbers; i++)
+			s.numbers[s.nnumbers++] = cfg->numbers[i].address;
+		s.numbers[s.nnumbers++] = cfg->twilio_whatsapp_from;
+	}
 	s.console = console_new(cfg, server_console_forward, &s);
+	s.slow = slow_new((uint64_t)cfg->http_head_timeout_s * 1000);
 	s.zctx = zmq_ctx_new();
 	if (!s.zctx) {
 		log_err("cannot create ZeroMQ context");
@@ -521,6 +603,7 @@ int server_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		}
 		server_drain_router(&s);
 		server_expire(&s);
+		server_cut_slow(&s);
 		MHD_run(s.mhd);
 		metrics_tick();
 	}
@@ -542,5 +625,7 @@ fail:
 	capture_close(&s.capture);
 	console_free(s.console);
 	server_free_responses(&s);
+	slow_free(&s.slow);
+	free(s.numbers);
 	return rc;
 }

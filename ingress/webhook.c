@@ -24,6 +24,77 @@ static bool webhook_text_ok(const char *s)
 	return s && utf8_valid(s, strlen(s));
 }
 
+bool webhook_sid(const char *v, const char *p1, const char *p2)
+{
+	if (!v || strlen(v) != 34 || (strncmp(v, p1, 2) && (!p2 || strncmp(v, p2, 2))))
+		return false;
+	for (const char *p = v + 2; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+/* whatsapp:+ then 7 to 15 digits, the first not 0. */
+static bool webhook_whatsapp(const char *a)
+{
+	if (strncmp(a, "whatsapp:+", 10))
+		return false;
+	size_t n = strlen(a + 10);
+	if (n < 7 || n > 15 || a[10] == '0')
+		return false;
+	for (const char *p = a + 10; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+int webhook_account(const struct webhook_cfg *cfg, const struct form *f, const char **why)
+{
+	const char *acct = form_get(f, "AccountSid");
+	if (!cfg->account_sid || !*cfg->account_sid)
+		return 0;
+	if (!acct || strcmp(acct, cfg->account_sid)) {
+		*why = "AccountSid is not this account's";
+		return 403;
+	}
+	return 0;
+}
+
+/* The identity of an inbound message: see webhook.h. */
+static int webhook_identity(const struct webhook_cfg *cfg, const struct form *f, const char **why)
+{
+	const char *sid = form_get(f, "MessageSid"), *to = form_get(f, "To");
+	const char *from = form_get(f, "From");
+	static const char *const same[] = { "SmsSid", "SmsMessageSid" };
+	if (!webhook_sid(sid, "SM", "MM")) {
+		*why = "MessageSid is not SM or MM and 32 hex digits";
+		return 400;
+	}
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		const char *v = form_get(f, same[i]);
+		if (v && strcmp(v, sid)) {
+			*why = "SmsSid or SmsMessageSid differs from MessageSid";
+			return 400;
+		}
+	}
+	if (!webhook_whatsapp(from)) {
+		*why = "From is not a whatsapp:+E164 address";
+		return 400;
+	}
+	if (!webhook_whatsapp(to)) {
+		*why = "To is not a whatsapp:+E164 address";
+		return 400;
+	}
+	bool ours = cfg->nnumbers == 0;
+	for (size_t i = 0; i < cfg->nnumbers && !ours; i++)
+		ours = !strcmp(cfg->numbers[i], to);
+	if (!ours) {
+		*why = "To is not one of our WhatsApp numbers";
+		return 400;
+	}
+	return webhook_account(cfg, f, why);
+}
+
 int webhook_form(const struct webhook_cfg *cfg, const char *signature, const char *body,
 		 size_t len, struct form *out, const char **why)
 {
@@ -74,6 +145,9 @@ int webhook_inbound(const struct webhook_cfg *cfg, const char *signature, const 
 		*why = "text is not valid UTF-8";
 		goto fail;
 	}
+	if ((status = webhook_identity(cfg, &f, why)) != 0)
+		goto fail;
+	status = 400;
 	long media = 0;
 	if (nmedia) {
 		char *end;

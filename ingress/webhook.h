@@ -20,7 +20,27 @@ struct webhook_cfg {
 	const char *url;      /* public URL Twilio signs: public_url + path */
 	bool check_signature;
 	size_t max_params;
+	/* Who may be named in a webhook (NULL or empty: not checked). */
+	const char *account_sid;   /* AccountSid must be ours (else 403) */
+	const char *workspace_sid; /* TaskRouter's WorkspaceSid must be ours (else 403) */
+	const char *const *numbers; /* To must be one of these business numbers (none: any) */
+	size_t nnumbers;
 };
+
+/*
+ * Strict identity (a signature covers name+value pairs run together, so a
+ * replayed webhook can move text across a boundary and stay signed): a
+ * message's MessageSid is SM/MM + 32 hex digits and equals SmsSid and
+ * SmsMessageSid when they are present, AccountSid is ours, To is one of
+ * our numbers and From a whatsapp:+E164 address. Anything else is 400 (403
+ * for another account), so a moved boundary can never pass as a new
+ * message.
+ */
+
+/** Whether v is a Twilio SID with one of the two prefixes (p2 may be NULL). */
+bool webhook_sid(const char *v, const char *p1, const char *p2);
+/** 0 when the form's AccountSid is ours (or none is configured), else 403 with *why. */
+int webhook_account(const struct webhook_cfg *cfg, const struct form *f, const char **why);
 
 /** Validate and convert. Returns 0, or an HTTP status (400, 403) with *why set (static text). */
 int webhook_inbound(const struct webhook_cfg *cfg, const char *signature, const char *body,

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "confcheck.h"
 #include "log.h"
 #include "replay.h"
 
@@ -158,6 +159,7 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	cfg_loaded = true;
+	config_drop_secrets(&cfg, confcheck_secrets(CONF_REPLAY));
 	enum log_level lvl = LOG_WARN;
 	/* Quieter than warn if asked; never per-record chatter at info/debug. */
 	if (log_level_parse(cfg.log_level, &lvl) < 0 || lvl < LOG_WARN)

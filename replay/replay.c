@@ -439,7 +439,9 @@ static int replay_convert(struct replay *rp, const struct capture_record *rec,
 {
 	struct webhook_cfg wc = { .auth_token = rp->cfg->twilio_auth_token, .url = "",
 				  .check_signature = false,
-				  .max_params = (size_t)rp->cfg->http_max_params };
+				  .max_params = (size_t)rp->cfg->http_max_params,
+				  .account_sid = rp->cfg->twilio_account_sid,
+				  .workspace_sid = rp->cfg->flex_workspace_sid };
 	struct form f;
 	int status = 404;
 
@@ -457,11 +459,11 @@ static int replay_convert(struct replay *rp, const struct capture_record *rec,
 			if ((status = webhook_form(&wc, NULL, rec->body, rec->len, &f, why)) != 0)
 				return status;
 			if (replay_routes[i].kind == RK_CONVERSATIONS)
-				status = events_conversations(&f, env, why);
+				status = events_conversations(&wc, &f, env, why);
 			else if (replay_routes[i].kind == RK_TASKROUTER)
-				status = events_taskrouter(&f, env, why);
+				status = events_taskrouter(&wc, &f, env, why);
 			else
-				status = events_status(&f, env, why);
+				status = events_status(&wc, &f, env, why);
 			form_release(&f);
 			return status;
 		}

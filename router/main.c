@@ -4,6 +4,7 @@
  * Parses options and config, then runs the router loop until a stop signal.
  */
 #include "config.h"
+#include "confcheck.h"
 #include "proc.h"
 #include "router.h"
 
@@ -11,7 +12,7 @@ int main(int argc, char **argv)
 {
 	struct config cfg;
 
-	if (proc_start(&cfg, argc, argv, "baton-router", "router",
+	if (proc_start(&cfg, argc, argv, "baton-router", "router", CONF_ROUTER,
 		       "Stores conversations in LMDB and dispatches AI, send and Flex jobs to workers."))
 		return 0;
 	int rc = router_run(&cfg, &proc_stop);

@@ -21,8 +21,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t blen = nl ? size - hl - 1 : size;
 	const char *why = NULL;
 	struct envelope env;
-	struct webhook_cfg on = { "tok", "https://bot.example.com/twilio/messages", true, 256 };
-	struct webhook_cfg off = { "tok", "https://bot.example.com/twilio/messages", false, 256 };
+	static const char *const numbers[] = { "whatsapp:+14155238886" };
+	struct webhook_cfg on = { "tok", "https://bot.example.com/twilio/messages", true, 256,
+				  "AC0123456789abcdef0123456789abcdef",
+				  "WS0123456789abcdef0123456789abcdef", numbers, 1 };
+	struct webhook_cfg off = { "tok", "https://bot.example.com/twilio/messages", false, 256,
+				   NULL, NULL, NULL, 0 };
 
 	if (webhook_inbound(&on, sig, body, blen, &env, &why) == 0)
 		env_release(&env);
@@ -30,11 +34,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		env_release(&env);
 	struct form f;
 	if (form_parse(body, blen, 256, &f) == FORM_EOK) {
-		int (*conv[])(const struct form *, struct envelope *, const char **) = {
-			events_conversations, events_taskrouter, events_status };
-		for (size_t i = 0; i < 3; i++)
-			if (conv[i](&f, &env, &why) == EVENTS_FORWARD)
+		int (*conv[])(const struct webhook_cfg *, const struct form *, struct envelope *,
+			      const char **) = { events_conversations, events_taskrouter, events_status };
+		for (size_t i = 0; i < 3; i++) {
+			if (conv[i](&on, &f, &env, &why) == EVENTS_FORWARD)
 				env_release(&env);
+			if (conv[i](&off, &f, &env, &why) == EVENTS_FORWARD)
+				env_release(&env);
+		}
 		char *appended = NULL;
 		for (size_t i = 0; i < f.n && i < 8; i++)
 			form_append(&appended, f.params[i].name, f.params[i].value);

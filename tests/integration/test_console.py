@@ -141,7 +141,7 @@ class TestConsoleOff(ConsoleCase):
     def test_user_without_password_is_a_config_error(self):
         bindir = os.environ.get("BATON_BIN", os.path.join(ROOT, "build", "bin"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-        env.update({"BATON_CONSOLE_TOKEN": TOKEN, "BATON_CONSOLE_USER": USER})
+        env.update({"BATON_CONSOLE_TOKEN": TOKEN, "BATON_CONSOLE_USER": USER, "BATON_SANDBOX": "true"})
         r = subprocess.run([os.path.join(bindir, "baton-ingress"), "--check-config"], env=env,
                            capture_output=True, text=True, timeout=20)
         self.assertEqual(r.returncode, 2, r.stderr)

@@ -10,7 +10,7 @@ who accepts the task, greets, answers and closes, with signed webhooks.
 import time
 import unittest
 
-from baton_harness import ACCOUNT_SID, BUSINESS, Pipeline, wait_for
+from baton_harness import ACCOUNT_SID, BUSINESS, WORKSPACE_SID, Pipeline, wait_for
 
 ANA = "whatsapp:+5511988887777"
 HOLD = "Your conversation is being transferred to our team."
@@ -120,7 +120,7 @@ class TestHandBackPaths(LifeCase):
             self.assertEqual(st, 200)
         task = self.p.show(ANA)["task"]
         tparams = [("EventType", "task.completed"), ("TaskSid", task), ("AccountSid", ACCOUNT_SID),
-                   ("WorkspaceSid", "WS" + "1" * 32), ("TaskAttributes", '{"conversationSid":"%s"}' % ch)]
+                   ("WorkspaceSid", WORKSPACE_SID), ("TaskAttributes", '{"conversationSid":"%s"}' % ch)]
         st, _, h = self.p.signed("/twilio/taskrouter", tparams)
         self.assertEqual(st, 204)
         self.assertTrue(h.get("Content-Type", "").startswith("application/json"))
@@ -133,7 +133,8 @@ class TestHandBackPaths(LifeCase):
         task = self.p.show(ANA)["task"]
         st, _, _ = self.p.signed("/twilio/taskrouter", [("EventType", "task.wrapup"),
                                                          ("TaskSid", task),
-                                                         ("AccountSid", ACCOUNT_SID)])
+                                                         ("AccountSid", ACCOUNT_SID),
+                                                         ("WorkspaceSid", WORKSPACE_SID)])
         self.assertEqual(st, 204)
         self.wait_mode("ai")
         detail = [e["detail"] for e in self.p.show(ANA)["timeline"] if e["event"] == "handed_back"]
@@ -213,7 +214,8 @@ class TestReviewRaces(LifeCase):
         self.assertNotEqual(self.p.show(ANA)["task"], old_task)
         st, _, _ = self.p.signed("/twilio/taskrouter", [("EventType", "task.completed"),
                                                          ("TaskSid", old_task),
-                                                         ("AccountSid", ACCOUNT_SID)])
+                                                         ("AccountSid", ACCOUNT_SID),
+                                                         ("WorkspaceSid", WORKSPACE_SID)])
         self.assertEqual(st, 204)
         time.sleep(0.8)
         self.assertEqual(self.mode(), "human")

@@ -192,9 +192,10 @@ class TestCaptureFailure(unittest.TestCase):
         p.start_fakes()
         p.start("router")
         proc = p.start("ingress", wait=False)
-        self.assertEqual(proc.wait(10), 1)
+        self.assertEqual(proc.wait(10), 2)   # a config error, found before anything starts
         p.procs.pop("ingress")
-        self.assertTrue(p.log_contains("ingress", "capture: cannot create directory"))
+        self.assertTrue(p.log_contains("ingress", "capture.dir: '%s': Not a directory"
+                                       % os.path.join(blocker, "cap")))
 
 
 # The replay's own wall clock: the hand-back note names the minutes of the human

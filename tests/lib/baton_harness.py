@@ -151,6 +151,8 @@ class Pipeline:
             if k.startswith("BATON_"):
                 del e[k]
         e.update({
+            # The fakes: placeholder SIDs and test tokens are fine here.
+            "BATON_SANDBOX": "true",
             "BATON_STATE_DIR": os.path.join(self.dir, "state"),
             "BATON_HTTP_PORT": "0",
             "BATON_HTTP_PUBLIC_URL": PUBLIC_URL,
@@ -176,8 +178,9 @@ class Pipeline:
         e.update(self.extra_env)
         return e
 
-    def start(self, name, wait=True, as_name=None, env=None):
-        """Start one process of kind name; as_name lets a second instance run beside it."""
+    def start(self, name, wait=True, as_name=None, env=None, nofile=None):
+        """Start one process of kind name; as_name lets a second instance run beside it;
+        nofile starts it with that soft open-files limit (systemd's default is 1024)."""
         os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
         tag = as_name or name
         path = os.path.join(self.dir, tag + ".log")
@@ -185,8 +188,12 @@ class Pipeline:
         start_at = os.path.getsize(path)
         penv = self.env()
         penv.update(env or {})
+        def limit():
+            import resource
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
         p = subprocess.Popen([os.path.join(self.bindir, PROCS[name])], env=penv,
-                             stdout=log, stderr=log)
+                             stdout=log, stderr=log, preexec_fn=limit if nofile else None)
         self.procs[tag] = p
         self.logs[tag] = path
         if wait:

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -69,7 +70,8 @@ static int teardown(void **state)
 	config_release(&fx->cfg);
 	clear_baton_env();
 	unlink(fx->path);
-	static const char *const extra[] = { "prompt.txt", "other.conf" };
+	static const char *const extra[] = { "prompt.txt", "other.conf", "secret",
+					     "twilio.auth_token" };
 	for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
 		char p[160];
 		snprintf(p, sizeof(p), "%s/%s", fx->dir, extra[i]);
@@ -133,14 +135,18 @@ static void test_defaults(void **state)
 	assert_string_equal(c->public_url, "http://127.0.0.1:18080");
 	assert_int_equal(c->http_max_body, 65536);
 	assert_int_equal(c->http_max_params, 256);
-	assert_string_equal(c->twilio_account_sid, "AC00000000000000000000000000000000");
-	assert_string_equal(c->twilio_auth_token, "sandbox_token");
+	/* No secret and no SID has a default outside sandbox mode. */
+	assert_false(c->sandbox);
+	assert_string_equal(c->twilio_account_sid, "");
+	assert_string_equal(c->twilio_auth_token, "");
+	assert_string_equal(c->twilio_api_base, "https://api.twilio.com");
+	assert_string_equal(c->flex_workspace_sid, "");
 	assert_string_equal(c->twilio_whatsapp_from, "");
 	assert_true(c->twilio_validate_signature);
 	assert_string_equal(c->llm_provider, "anthropic");
-	assert_string_equal(c->llm_base_url, "http://127.0.0.1:18082");
+	assert_string_equal(c->llm_base_url, "https://api.anthropic.com");
 	assert_string_equal(c->llm_model, "claude-sonnet-4-5");
-	assert_string_equal(c->llm_api_key, "sandbox-key");
+	assert_string_equal(c->llm_api_key, "");
 	assert_string_equal(c->llm_anthropic_version, "2023-06-01");
 	assert_int_equal(c->llm_max_tokens, 512);
 	assert_int_equal(c->llm_retries, 2);
@@ -386,13 +392,6 @@ static void test_cross_field_checks(void **state)
 	struct fixture *fx = *state;
 	assert_int_equal(load_text(fx, "worker.heartbeat_ms = 3000\nworker.timeout_ms = 3000\n"), -1);
 	assert_err_has(fx, "worker.timeout_ms", "worker.heartbeat_ms");
-	assert_int_equal(load_text(fx, "twilio.auth_token = \"\"\n"), -1);
-	assert_err_has(fx, "twilio.auth_token", NULL);
-	assert_int_equal(load_text(fx, "twilio.auth_token = \"\"\ntwilio.validate_signature = false\n"), 0);
-	assert_string_equal(fx->cfg.twilio_auth_token, "");
-	config_release(&fx->cfg);
-	assert_int_equal(load_text(fx, "twilio.account_sid = XY123\n"), -1);
-	assert_err_has(fx, "twilio.account_sid", NULL);
 	assert_int_equal(load_text(fx, "ai.escalation_tag = \"\"\n"), -1);
 	assert_err_has(fx, "ai.escalation_tag", NULL);
 }
@@ -455,7 +454,7 @@ static void test_help_lists_settings(void **state)
 	fclose(f);
 	assert_non_null(strstr(buf, "BATON_HTTP_PORT"));
 	assert_non_null(strstr(buf, "BATON_LLM_API_KEY"));
-	assert_non_null(strstr(buf, "(secret)"));
+	assert_non_null(strstr(buf, "(none)"));
 	assert_null(strstr(buf, "sandbox-key"));
 	assert_null(strstr(buf, "sandbox_token"));
 	free(buf);
@@ -525,6 +524,77 @@ static void test_number_section_errors(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* Sandbox mode fills what is left unset with the fakes' values, nothing else. */
+static void test_sandbox_defaults(void **state)
+{
+	struct fixture *fx = *state;
+	setenv("BATON_SANDBOX", "true", 1);
+	setenv("BATON_LLM_API_KEY", "my-own-key", 1);
+	assert_int_equal(load_text(fx, "twilio.api_base = http://127.0.0.1:9\n"), 0);
+	assert_true(fx->cfg.sandbox);
+	assert_string_equal(fx->cfg.twilio_auth_token, "sandbox_token");
+	assert_string_equal(fx->cfg.twilio_account_sid, "AC00000000000000000000000000000000");
+	assert_string_equal(fx->cfg.twilio_api_base, "http://127.0.0.1:9");
+	assert_string_equal(fx->cfg.twilio_conversations_base, "http://127.0.0.1:18081");
+	assert_string_equal(fx->cfg.llm_api_key, "my-own-key");
+	assert_string_equal(config_sandbox_value("llm.api_key"), "sandbox-key");
+	assert_null(config_sandbox_value("http.port"));
+}
+
+/* A misspelt variable or key is an error that names the nearest one. */
+static void test_unknown_names_did_you_mean(void **state)
+{
+	struct fixture *fx = *state;
+	setenv("BATON_HTTP_PROT", "8080", 1);
+	assert_int_equal(load_text(fx, ""), -1);
+	assert_err_has(fx, "BATON_HTTP_PROT", "did you mean BATON_HTTP_PORT?");
+	unsetenv("BATON_HTTP_PROT");
+	setenv("BATON_TOTALLY_UNRELATED_THING", "1", 1);
+	assert_int_equal(load_text(fx, ""), -1);
+	assert_err_has(fx, "BATON_TOTALLY_UNRELATED_THING", NULL);
+	assert_null(strstr(fx->err, "did you mean"));
+	unsetenv("BATON_TOTALLY_UNRELATED_THING");
+	setenv("BATON_BIN", "/x", 1); /* tools' own variables are not settings */
+	assert_int_equal(load_text(fx, ""), 0);
+	config_release(&fx->cfg);
+	unsetenv("BATON_BIN");
+	assert_int_equal(load_text(fx, "twilio.auth_tokn = x\n"), -1);
+	assert_err_has(fx, "twilio.auth_tokn", "did you mean twilio.auth_token?");
+}
+
+/* Secrets from files: mode checked, newline dropped, never set twice. */
+static void test_secret_files(void **state)
+{
+	struct fixture *fx = *state;
+	char secret[200], conf[400];
+	snprintf(secret, sizeof(secret), "%s/secret", fx->dir);
+	write_file(secret, "s3cr3t-from-file\n");
+	chmod(secret, 0644);
+	snprintf(conf, sizeof(conf), "twilio.auth_token_file = %s\n", secret);
+	assert_int_equal(load_text(fx, conf), -1);
+	assert_err_has(fx, "twilio.auth_token", "chmod 600");
+	chmod(secret, 0600);
+	assert_int_equal(load_text(fx, conf), 0);
+	assert_string_equal(fx->cfg.twilio_auth_token, "s3cr3t-from-file");
+	config_release(&fx->cfg);
+	snprintf(conf, sizeof(conf), "twilio.auth_token_file = %s\ntwilio.auth_token = x\n", secret);
+	assert_int_equal(load_text(fx, conf), -1);
+	assert_err_has(fx, "twilio.auth_token", "keep one");
+	/* systemd's LoadCredential: $CREDENTIALS_DIRECTORY/<setting> */
+	char cred[200];
+	snprintf(cred, sizeof(cred), "%s/twilio.auth_token", fx->dir);
+	write_file(cred, "from-credential");
+	chmod(cred, 0400);
+	setenv("CREDENTIALS_DIRECTORY", fx->dir, 1);
+	assert_int_equal(load_text(fx, ""), 0);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	assert_string_equal(fx->cfg.twilio_auth_token, "from-credential");
+	/* A process keeps only the secrets it uses. */
+	static const char *const keep[] = { "llm.api_key", NULL };
+	config_drop_secrets(&fx->cfg, keep);
+	assert_string_equal(fx->cfg.twilio_auth_token, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -551,6 +621,9 @@ int main(void)
 		T(test_release_zeroes),
 		T(test_number_sections),
 		T(test_number_section_errors),
+		T(test_sandbox_defaults),
+		T(test_unknown_names_did_you_mean),
+		T(test_secret_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -394,27 +394,15 @@ static void test_claims_bad(void **state)
 		struct envelope env;
 		msgpack_sbuffer_init(&sb);
 		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-		msgpack_pack_map(&pk, 5);
-		msgpack_pack_str(&pk, 1);
-		msgpack_pack_str_body(&pk, "v", 1);
-		msgpack_pack_unsigned_int(&pk, ENV_VERSION);
-		msgpack_pack_str(&pk, 1);
-		msgpack_pack_str_body(&pk, "t", 1);
-		msgpack_pack_unsigned_int(&pk, ENV_HELLO);
-		msgpack_pack_str(&pk, 4);
-		msgpack_pack_str_body(&pk, "kind", 4);
-		msgpack_pack_str(&pk, 2);
-		msgpack_pack_str_body(&pk, "ai", 2);
-		msgpack_pack_str(&pk, 6);
-		msgpack_pack_str_body(&pk, "credit", 6);
-		msgpack_pack_unsigned_int(&pk, 1);
-		msgpack_pack_str(&pk, 6);
-		msgpack_pack_str_body(&pk, "claims", 6);
+		msgpack_pack_map(&pk, 7);
+		pk_header(&pk, ENV_VERSION, ENV_HELLO);
+		pk_kv_str(&pk, "kind", "ai");
+		pk_kv_uint(&pk, "credit", 1);
+		pk_str(&pk, "claims");
 		msgpack_pack_array(&pk, cases[c].n);
 		for (unsigned i = 0; i < cases[c].n; i++) {
 			if (cases[c].str && i == 1) {
-				msgpack_pack_str(&pk, 1);
-				msgpack_pack_str_body(&pk, "x", 1);
+				pk_str(&pk, "x");
 			} else {
 				msgpack_pack_uint64(&pk, i);
 			}

@@ -21,6 +21,11 @@
 
 #define URL "https://bot.example.com/twilio/messages"
 #define TOKEN "tok"
+#define SID1 "SM0123456789abcdef0123456789abcdef"
+#define SID9 "SM9999999999abcdef0123456789abcdef"
+#define ACCT "AC0123456789abcdef0123456789abcdef"
+#define FROM_Q "whatsapp%3A%2B14155550100"
+#define TO_Q "whatsapp%3A%2B14155238886"
 
 static const struct webhook_cfg CFG = {
 	.auth_token = TOKEN,
@@ -141,9 +146,9 @@ static void test_accepted_raw_twilio_body(void **state)
 	(void)state;
 	/* exactly as Twilio posts it ('+' for spaces, %3A, %2B) */
 	static const char raw[] =
-		"SmsMessageSid=SM1&NumMedia=0&ProfileName=Ana&SmsSid=SM1&WaId=14155550100"
+		"SmsMessageSid=" SID1 "&NumMedia=0&ProfileName=Ana&SmsSid=" SID1 "&WaId=14155550100"
 		"&SmsStatus=received&Body=Hi+there&To=whatsapp%3A%2B14155238886&NumSegments=1"
-		"&MessageSid=SM1&AccountSid=AC1&From=whatsapp%3A%2B14155550100&ApiVersion=2010-04-01";
+		"&MessageSid=" SID1 "&AccountSid=" ACCT "&From=whatsapp%3A%2B14155550100&ApiVersion=2010-04-01";
 	struct signed_body sb;
 	struct envelope env;
 	const char *why;
@@ -162,7 +167,7 @@ static void test_signature_port_variant(void **state)
 	struct signed_body sb;
 	struct envelope env;
 	const char *why;
-	sign_raw(&sb, "MessageSid=SM1&From=a&To=b&Body=x", TOKEN,
+	sign_raw(&sb, "MessageSid=" SID1 "&From=" FROM_Q "&To=" TO_Q "&Body=x", TOKEN,
 		 "https://bot.example.com:443/twilio/messages");
 	assert_int_equal(call(&CFG, sb.sig, sb.body, &env, &why), 0);
 	env_release(&env);
@@ -237,13 +242,13 @@ static void test_signature_check_disabled(void **state)
 	cfg.check_signature = false;
 	struct envelope env;
 	const char *why;
-	assert_int_equal(call(&cfg, NULL, "MessageSid=SM9&From=a&To=b&Body=unsigned", &env, &why), 0);
+	assert_int_equal(call(&cfg, NULL, "MessageSid=" SID9 "&From=" FROM_Q "&To=" TO_Q "&Body=unsigned", &env, &why), 0);
 	assert_string_equal(env.body, "unsigned");
-	assert_string_equal(env.sid, "SM9");
+	assert_string_equal(env.sid, SID9);
 	assert_null(env.name);
 	env_release(&env);
 	/* content checks still apply */
-	expect_status(&cfg, NULL, "MessageSid=SM9&From=a&To=b", 400);
+	expect_status(&cfg, NULL, "MessageSid=" SID9 "&From=" FROM_Q "&To=" TO_Q "", 400);
 }
 
 static void test_missing_fields(void **state)
@@ -252,11 +257,11 @@ static void test_missing_fields(void **state)
 	static const char *const no_body[] = { BASE_FIELDS, NULL };
 	expect_signed_status(no_body, 400);
 	static const char *const no_from[] = {
-		"MessageSid", "SM1", "To", "whatsapp:+1", "Body", "hi", NULL,
+		"MessageSid", SID1, "To", "whatsapp:+1", "Body", "hi", NULL,
 	};
 	expect_signed_status(no_from, 400);
 	static const char *const no_to[] = {
-		"MessageSid", "SM1", "From", "whatsapp:+1", "Body", "hi", NULL,
+		"MessageSid", SID1, "From", "whatsapp:+1", "Body", "hi", NULL,
 	};
 	expect_signed_status(no_to, 400);
 	static const char *const no_sid[] = {
@@ -264,7 +269,7 @@ static void test_missing_fields(void **state)
 	};
 	expect_signed_status(no_sid, 400);
 	static const char *const empty_from[] = {
-		"MessageSid", "SM1", "From", "", "To", "whatsapp:+2", "Body", "hi", NULL,
+		"MessageSid", SID1, "From", "", "To", "whatsapp:+2", "Body", "hi", NULL,
 	};
 	expect_signed_status(empty_from, 400);
 }
@@ -292,10 +297,10 @@ static void test_not_utf8(void **state)
 {
 	(void)state;
 	struct signed_body sb;
-	sign_raw(&sb, "MessageSid=SM1&From=a&To=b&Body=caf%FF", TOKEN, URL);
+	sign_raw(&sb, "MessageSid=" SID1 "&From=" FROM_Q "&To=" TO_Q "&Body=caf%FF", TOKEN, URL);
 	expect_status(&CFG, sb.sig, sb.body, 400);
 	free(sb.body);
-	sign_raw(&sb, "MessageSid=SM1&From=a&To=b&Body=ok&ProfileName=%C0%AF", TOKEN, URL);
+	sign_raw(&sb, "MessageSid=" SID1 "&From=" FROM_Q "&To=" TO_Q "&Body=ok&ProfileName=%C0%AF", TOKEN, URL);
 	expect_status(&CFG, sb.sig, sb.body, 400);
 	free(sb.body);
 	sign_raw(&sb, "MessageSid=SM1&From=%ED%A0%80&To=b&Body=ok", TOKEN, URL);
@@ -307,10 +312,10 @@ static void test_bad_encoding(void **state)
 {
 	(void)state;
 	/* unparseable bodies are 400 before the signature is even looked at */
-	expect_status(&CFG, "whatever", "MessageSid=SM1&From=a&To=b&Body=%G1", 400);
-	expect_status(&CFG, NULL, "MessageSid=SM1&From=a&To=b&Body=100%", 400);
-	expect_status(&CFG, NULL, "MessageSid=SM1&From=a&To=b&Body=a%00b", 400);
-	expect_status(&CFG, NULL, "=x&MessageSid=SM1", 400);
+	expect_status(&CFG, "whatever", "MessageSid=" SID1 "&From=" FROM_Q "&To=" TO_Q "&Body=%G1", 400);
+	expect_status(&CFG, NULL, "MessageSid=" SID1 "&From=" FROM_Q "&To=" TO_Q "&Body=100%", 400);
+	expect_status(&CFG, NULL, "MessageSid=" SID1 "&From=" FROM_Q "&To=" TO_Q "&Body=a%00b", 400);
+	expect_status(&CFG, NULL, "=x&MessageSid=" SID1, 400);
 }
 
 static void test_too_many_params(void **state)
@@ -318,7 +323,7 @@ static void test_too_many_params(void **state)
 	(void)state;
 	struct webhook_cfg cfg = CFG;
 	cfg.max_params = 16;
-	char body[1024] = "MessageSid=SM1&From=a&To=b&Body=x";
+	char body[1024] = "MessageSid=" SID1 "&From=" FROM_Q "&To=" TO_Q "&Body=x";
 	for (int i = 0; i < 12; i++) /* 4 + 12 = 16: the limit itself is fine */
 		sprintf(body + strlen(body), "&P%d=%d", i, i);
 	struct signed_body sb;
@@ -362,6 +367,101 @@ static void test_num_media(void **state)
 	free(sb.body);
 }
 
+/* Identity: a strict MessageSid, our account, our number, a WhatsApp sender. */
+static void test_identity(void **state)
+{
+	(void)state;
+	static const char *const numbers[] = { "whatsapp:+14155238886" };
+	struct webhook_cfg cfg = CFG;
+	cfg.account_sid = ACCT;
+	cfg.numbers = numbers;
+	cfg.nnumbers = 1;
+	struct { const char *const kv[14]; int status; } cases[] = {
+		{ { "AccountSid", ACCT, "MessageSid", SID1, "SmsSid", SID1, "From", "whatsapp:+14155550100",
+		    "To", "whatsapp:+14155238886", "Body", "hi", NULL }, 0 },
+		{ { "AccountSid", ACCT, "MessageSid", "MM0123456789abcdef0123456789abcdef", "From",
+		    "whatsapp:+14155550100", "To", "whatsapp:+14155238886", "Body", "hi", NULL }, 0 },
+		/* another account's webhook, or none named */
+		{ { "AccountSid", "AC1111111111abcdef0123456789abcdef", "MessageSid", SID1, "From",
+		    "whatsapp:+14155550100", "To", "whatsapp:+14155238886", "Body", "hi", NULL }, 403 },
+		{ { "MessageSid", SID1, "From", "whatsapp:+14155550100", "To", "whatsapp:+14155238886",
+		    "Body", "hi", NULL }, 403 },
+		/* a SID of the wrong shape, or two that disagree */
+		{ { "AccountSid", ACCT, "MessageSid", "SM0123456789ABCDEF0123456789ABCDEF", "From",
+		    "whatsapp:+14155550100", "To", "whatsapp:+14155238886", "Body", "hi", NULL }, 400 },
+		{ { "AccountSid", ACCT, "MessageSid", SID1, "SmsSid", SID9, "From", "whatsapp:+14155550100",
+		    "To", "whatsapp:+14155238886", "Body", "hi", NULL }, 400 },
+		/* not our number; not WhatsApp */
+		{ { "AccountSid", ACCT, "MessageSid", SID1, "From", "whatsapp:+14155550100", "To",
+		    "whatsapp:+14155230000", "Body", "hi", NULL }, 400 },
+		{ { "AccountSid", ACCT, "MessageSid", SID1, "From", "+14155550100", "To",
+		    "whatsapp:+14155238886", "Body", "hi", NULL }, 400 },
+		{ { "AccountSid", ACCT, "MessageSid", SID1, "From", "whatsapp:+1", "To",
+		    "whatsapp:+14155238886", "Body", "hi", NULL }, 400 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct signed_body sb;
+		struct envelope env;
+		const char *why;
+		sign_pairs(&sb, cases[i].kv);
+		int rc = call(&cfg, sb.sig, sb.body, &env, &why);
+		if (rc != cases[i].status)
+			fail_msg("case %zu: %d, want %d (%s)", i, rc, cases[i].status, why ? why : "");
+		env_release(&env);
+		free(sb.body);
+	}
+}
+
+/*
+ * The signature covers name+value run together: moving text across a
+ * boundary keeps it valid. Each moved variant of a signed webhook is
+ * refused, so none becomes a second message.
+ */
+static void test_moved_boundaries_are_refused(void **state)
+{
+	(void)state;
+	struct webhook_cfg cfg = CFG;
+	cfg.account_sid = ACCT;
+	static const char *const orig[] = { "AccountSid", ACCT, "Body", "hi", "From",
+					    "whatsapp:+14155550100", "MessageSid", SID1,
+					    "MessageType", "text", "NumMedia", "0", "SmsSid", SID1,
+					    "To", "whatsapp:+14155238886", NULL };
+	/* MessageType=text absorbed into MessageSid's value; then NumMedia too. */
+	static const char *const moved1[] = { "AccountSid", ACCT, "Body", "hi", "From",
+					      "whatsapp:+14155550100", "MessageSid",
+					      SID1 "MessageTypetext", "NumMedia", "0", "SmsSid",
+					      SID1, "To", "whatsapp:+14155238886", NULL };
+	static const char *const moved2[] = { "AccountSid", ACCT, "Body", "hi", "From",
+					      "whatsapp:+14155550100", "MessageSid",
+					      SID1 "MessageTypetextNumMedia0", "SmsSid", SID1, "To",
+					      "whatsapp:+14155238886", NULL };
+	struct signed_body sb;
+	struct envelope env;
+	const char *why;
+	sign_pairs(&sb, orig);
+	assert_int_equal(call(&cfg, sb.sig, sb.body, &env, &why), 0);
+	env_release(&env);
+	char sig[TWSIG_LEN];
+	memcpy(sig, sb.sig, sizeof(sig));
+	free(sb.body);
+	const char *const *moved[] = { moved1, moved2 };
+	for (size_t i = 0; i < 2; i++) {
+		char *body = NULL;
+		for (size_t k = 0; moved[i][k]; k += 2)
+			form_append(&body, moved[i][k], moved[i][k + 1]);
+		/* Still signed: the attack is real... */
+		struct form f;
+		char again[TWSIG_LEN];
+		assert_int_equal(form_parse(body, strlen(body), 100, &f), FORM_EOK);
+		twsig_compute(TOKEN, URL, &f, again);
+		form_release(&f);
+		assert_string_equal(again, sig);
+		/* ...and refused. */
+		expect_status(&cfg, sig, body, 400);
+		free(body);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -378,6 +478,8 @@ int main(void)
 		cmocka_unit_test(test_bad_encoding),
 		cmocka_unit_test(test_too_many_params),
 		cmocka_unit_test(test_num_media),
+		cmocka_unit_test(test_identity),
+		cmocka_unit_test(test_moved_boundaries_are_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
