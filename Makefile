@@ -58,6 +58,7 @@ COMMON_SRC := \
 	common/envelope.c \
 	common/mpscan.c \
 	common/zmqx.c \
+	common/zap.c \
 	common/kv.c \
 	common/httpc.c \
 	common/form.c \

@@ -5,12 +5,16 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zmq.h>
+
 #include "hours.h"
+#include "zmqx.h"
 
 static int cc_fail(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -155,6 +159,53 @@ static int cc_numbers(const struct config *cfg, unsigned roles, char *err, size_
 	return 0;
 }
 
+/* A Z85 CURVE key: 40 characters that decode to 32 bytes. */
+static int cc_key(const char *key, const char *v, bool secret, char *err, size_t errlen)
+{
+	uint8_t bin[32];
+	if (!v[0])
+		return cc_fail(err, errlen, "%s: not set; the endpoints are tcp:// (make keys with "
+			       "batonctl keygen, or use ipc:// on one host)", key);
+	if (strlen(v) != 40 || !zmq_z85_decode(bin, v))
+		return cc_fail(err, errlen, "%s: %s%s%s is not a 40-character Z85 key", key,
+			       secret ? "" : "'", secret ? "the value" : v, secret ? "" : "'");
+	return 0;
+}
+
+/* tcp:// endpoints: CURVE keys for the roles that use them, or plain tcp
+ * on loopback only. */
+static int cc_zmq(const struct config *cfg, unsigned roles, char *err, size_t errlen)
+{
+	const char *eps[2] = { cfg->router_ingress_endpoint, cfg->router_work_endpoint };
+	unsigned users[2] = { CONF_INGRESS | CONF_REPLAY, CONF_AI | CONF_EGRESS | CONF_FLEX };
+	for (int i = 0; i < 2; i++) {
+		if (strncmp(eps[i], "tcp://", 6))
+			continue;
+		if (cfg->zmq_insecure_tcp) {
+			if (!zmqx_loopback(eps[i]))
+				return cc_fail(err, errlen, "zmq.insecure_tcp: allowed only on loopback, and "
+					       "'%s' is not: give every process CURVE keys", eps[i]);
+			continue;
+		}
+		if (!(roles & (users[i] | CONF_ROUTER)))
+			continue;
+		if (cc_key("zmq.server_public_key", cfg->zmq_server_public_key, false, err, errlen) < 0)
+			return -1;
+		if (roles & CONF_ROUTER) {
+			if (cc_key("zmq.server_secret_key", cfg->zmq_server_secret_key, true, err, errlen) < 0)
+				return -1;
+			if (!cfg->zmq_allowed_keys[0])
+				return cc_fail(err, errlen, "zmq.allowed_keys: empty, so no process could "
+					       "connect to '%s'; list their public keys", eps[i]);
+		}
+		if ((roles & users[i]) &&
+		    (cc_key("zmq.public_key", cfg->zmq_public_key, false, err, errlen) < 0 ||
+		     cc_key("zmq.secret_key", cfg->zmq_secret_key, true, err, errlen) < 0))
+			return -1;
+	}
+	return 0;
+}
+
 /* Twilio REST credentials: an API key (SK + secret) or the auth token. */
 static int cc_rest_auth(const struct config *cfg, char *err, size_t errlen)
 {
@@ -192,7 +243,8 @@ static int cc_shapes(const struct config *cfg, char *err, size_t errlen)
 
 int confcheck(const struct config *cfg, unsigned roles, char *err, size_t errlen)
 {
-	if (cc_shapes(cfg, err, errlen) < 0 || cc_numbers(cfg, roles, err, errlen) < 0)
+	if (cc_shapes(cfg, err, errlen) < 0 || cc_numbers(cfg, roles, err, errlen) < 0 ||
+	    cc_zmq(cfg, roles, err, errlen) < 0)
 		return -1;
 	if (roles & CONF_INGRESS) {
 		if (cc_sid(cfg, "twilio.account_sid", cfg->twilio_account_sid, "AC", true, err,
@@ -236,12 +288,15 @@ int confcheck(const struct config *cfg, unsigned roles, char *err, size_t errlen
 const char *const *confcheck_secrets(unsigned roles)
 {
 	static const char *const ingress[] = { "twilio.auth_token", "admin.token", "console.token",
-					       "console.password", "metrics.token", NULL };
-	static const char *const ai[] = { "llm.api_key", NULL };
-	static const char *const rest[] = { "twilio.auth_token", "twilio.api_key_secret", NULL };
+					       "console.password", "metrics.token", "zmq.secret_key",
+					       NULL };
+	static const char *const ai[] = { "llm.api_key", "zmq.secret_key", NULL };
+	static const char *const rest[] = { "twilio.auth_token", "twilio.api_key_secret",
+					    "zmq.secret_key", NULL };
 	static const char *const ctl[] = { "admin.token", NULL };
-	static const char *const replay[] = { "twilio.auth_token", "admin.token", NULL };
-	static const char *const none[] = { NULL };
+	static const char *const replay[] = { "twilio.auth_token", "admin.token", "zmq.secret_key",
+					      NULL };
+	static const char *const router[] = { "zmq.server_secret_key", NULL };
 	switch (roles) {
 	case CONF_INGRESS: return ingress;
 	case CONF_AI: return ai;
@@ -249,7 +304,7 @@ const char *const *confcheck_secrets(unsigned roles)
 	case CONF_FLEX: return rest;
 	case CONF_CTL: return ctl;
 	case CONF_REPLAY: return replay;
-	case CONF_ROUTER: return none;
+	case CONF_ROUTER: return router;
 	default: return NULL; /* several roles: keep everything */
 	}
 }

@@ -91,6 +91,24 @@ static const struct config_entry config_table[] = {
 	  "ZeroMQ endpoint where the router takes webhooks from ingress (default ipc://STATE_DIR/ingress.ipc)" },
 	{ "router.work_endpoint", CT_STR, "", 0, 0, NULL, F(router_work_endpoint), false,
 	  "ZeroMQ endpoint where workers (ai, egress, flex) connect (default ipc://STATE_DIR/work.ipc)" },
+	{ "zmq.server_public_key", CT_STR, "", 0, 0, NULL, F(zmq_server_public_key), false,
+	  "the router's CURVE public key (Z85, 40 characters, from batonctl keygen): every process "
+	  "needs it when an endpoint is tcp://" },
+	{ "zmq.server_secret_key", CT_STR, "", 0, 0, NULL, F(zmq_server_secret_key), true,
+	  "the router's CURVE secret key (router only)" },
+	{ "zmq.server_secret_key_file", CT_STR, "", 0, 0, NULL, F(zmq_server_secret_key_file), false,
+	  "read zmq.server_secret_key from this file (mode 0600 or stricter)" },
+	{ "zmq.public_key", CT_STR, "", 0, 0, NULL, F(zmq_public_key), false,
+	  "this process's CURVE public key (ingress and workers over tcp://)" },
+	{ "zmq.secret_key", CT_STR, "", 0, 0, NULL, F(zmq_secret_key), true,
+	  "this process's CURVE secret key (ingress and workers over tcp://)" },
+	{ "zmq.secret_key_file", CT_STR, "", 0, 0, NULL, F(zmq_secret_key_file), false,
+	  "read zmq.secret_key from this file (mode 0600 or stricter)" },
+	{ "zmq.allowed_keys", CT_STR, "", 0, 0, NULL, F(zmq_allowed_keys), false,
+	  "router: the CURVE public keys allowed to connect over tcp://, comma-separated; any "
+	  "other is refused and logged" },
+	{ "zmq.insecure_tcp", CT_BOOL, "false", 0, 0, NULL, F(zmq_insecure_tcp), false,
+	  "plain tcp:// without CURVE, allowed only for loopback endpoints (tests, one host)" },
 	{ "worker.heartbeat_ms", CT_INT, "1000", 50, 60000, NULL, F(worker_heartbeat_ms), false,
 	  "how often a worker tells the router it is alive and how many jobs it can hold" },
 	{ "worker.timeout_ms", CT_INT, "3000", 100, 600000, NULL, F(worker_timeout_ms), false,
@@ -949,10 +967,25 @@ fail:
 	return -1;
 }
 
+/* The environment block keeps a secret passed as BATON_X=... for the
+ * process's life (and /proc/PID/environ shows it): wipe the value in place. */
+static void config_wipe_env(const char *key)
+{
+	extern char **environ;
+	char name[128];
+	config_env_name(key, name, sizeof(name));
+	size_t n = strlen(name);
+	for (char **e = environ; e && *e; e++)
+		if (!strncmp(*e, name, n) && (*e)[n] == '=')
+			explicit_bzero(*e + n + 1, strlen(*e + n + 1));
+}
+
 void config_drop_secrets(struct config *cfg, const char *const *keep)
 {
 	for (size_t i = 0; i < CONFIG_N; i++) {
 		const struct config_entry *e = &config_table[i];
+		if (e->secret)
+			config_wipe_env(e->key);
 		bool kept = false;
 		for (size_t k = 0; keep && keep[k] && !kept; k++)
 			kept = !strcmp(keep[k], e->key);

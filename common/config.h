@@ -33,6 +33,14 @@ struct config {
 	char *state_dir;
 	char *router_ingress_endpoint;
 	char *router_work_endpoint;
+	char *zmq_server_public_key;
+	char *zmq_server_secret_key;
+	char *zmq_server_secret_key_file;
+	char *zmq_public_key;
+	char *zmq_secret_key;
+	char *zmq_secret_key_file;
+	char *zmq_allowed_keys;
+	bool zmq_insecure_tcp;
 	int worker_heartbeat_ms;
 	int worker_timeout_ms;
 
@@ -166,7 +174,8 @@ int config_load(struct config *cfg, const char *file, char *err, size_t errlen);
 /** The sandbox's value of a setting (sandbox mode), or NULL. */
 const char *config_sandbox_value(const char *key);
 /** Wipe and empty every secret not named in keep (NULL-terminated; NULL = none):
- *  a process keeps only the secrets it uses. */
+ *  a process keeps only the secrets it uses. Secrets passed in the
+ *  environment are wiped there too (the loaded copies stay in cfg). */
 void config_drop_secrets(struct config *cfg, const char *const *keep);
 /** Free every string; cfg is zeroed. */
 void config_release(struct config *cfg);

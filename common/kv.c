@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -15,6 +16,17 @@ int kv_open(MDB_env **out, const char *dir, size_t map_size_mb, bool sync, unsig
 	*out = NULL;
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
 		return log_err("cannot create state directory '%s': %s", dir, strerror(errno));
+	/* Customer data and the ipc sockets live here: ours alone, whatever
+	 * the umask or whoever made the directory. */
+	struct stat st;
+	if (stat(dir, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 077)) {
+		if (chmod(dir, 0700) == 0)
+			log_notice("state directory '%s' was open to others (mode %04o): now 0700", dir,
+				   (unsigned)(st.st_mode & 07777));
+		else
+			log_warn("state directory '%s' is open to others (mode %04o): %s", dir,
+				 (unsigned)(st.st_mode & 07777), strerror(errno));
+	}
 	if ((rc = mdb_env_create(&env)) != 0)
 		goto fail;
 	if ((rc = mdb_env_set_maxdbs(env, maxdbs)) != 0)

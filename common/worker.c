@@ -63,6 +63,7 @@ struct worker {
 
 struct worker *worker_new(const struct config *cfg, const char *kind, int capacity)
 {
+	struct zmqx_keys keys;
 	struct worker *w = xcalloc(1, sizeof(*w));
 	char host[64] = "host";
 	gethostname(host, sizeof(host) - 1);
@@ -71,7 +72,8 @@ struct worker *worker_new(const struct config *cfg, const char *kind, int capaci
 	w->name = xasprintf("%s-%s-%d", kind, host, (int)getpid());
 	w->capacity = capacity;
 	if (!(w->zctx = zmq_ctx_new()) ||
-	    !(w->sock = zmqx_dealer_connect(w->zctx, cfg->router_work_endpoint)) ||
+	    !(w->sock = zmqx_dealer_connect(w->zctx, cfg->router_work_endpoint,
+					    zmqx_keys_for(cfg, cfg->router_work_endpoint, &keys))) ||
 	    !(w->http = httpc_new())) {
 		worker_destroy(&w);
 		return NULL;

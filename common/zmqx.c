@@ -26,7 +26,36 @@ static void zmqx_common_opts(void *s)
 	zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
 }
 
-void *zmqx_router_bind(void *ctx, const char *endpoint)
+int zmqx_loopback(const char *endpoint)
+{
+	if (strncmp(endpoint, "tcp://", 6))
+		return 0;
+	const char *h = endpoint + 6;
+	return !strncmp(h, "127.", 4) || !strncmp(h, "localhost:", 10) || !strncmp(h, "[::1]:", 6);
+}
+
+const struct zmqx_keys *zmqx_keys_for(const struct config *cfg, const char *endpoint,
+				       struct zmqx_keys *buf)
+{
+	if (strncmp(endpoint, "tcp://", 6) || cfg->zmq_insecure_tcp)
+		return NULL;
+	buf->server_public = cfg->zmq_server_public_key;
+	buf->server_secret = cfg->zmq_server_secret_key;
+	buf->public = cfg->zmq_public_key;
+	buf->secret = cfg->zmq_secret_key;
+	return buf;
+}
+
+/* Z85 keys are 40 characters; setsockopt takes them as 41 bytes with the NUL. */
+static int zmqx_key(void *s, int opt, const char *z85, const char *what)
+{
+	if (!z85 || strlen(z85) != 40 || zmq_setsockopt(s, opt, z85, 41) != 0)
+		return log_err("cannot set the CURVE %s: %s", what,
+			       z85 && strlen(z85) == 40 ? zmq_strerror(errno) : "not a 40-character key");
+	return 0;
+}
+
+void *zmqx_router_bind(void *ctx, const char *endpoint, const struct zmqx_keys *keys)
 {
 	void *s = zmq_socket(ctx, ZMQ_ROUTER);
 	if (!s) {
@@ -36,6 +65,15 @@ void *zmqx_router_bind(void *ctx, const char *endpoint)
 	zmqx_common_opts(s);
 	int one = 1;
 	zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+	if (keys) {
+		if (zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof(one)) != 0 ||
+		    zmqx_key(s, ZMQ_CURVE_SECRETKEY, keys->server_secret, "server secret key") < 0 ||
+		    zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, "baton", 5) != 0) {
+			log_err("cannot make %s a CURVE server", endpoint);
+			zmq_close(s);
+			return NULL;
+		}
+	}
 	if (strncmp(endpoint, "ipc://", 6) == 0)
 		unlink(endpoint + 6); /* a stale socket file from a killed router */
 	if (zmq_bind(s, endpoint) != 0) {
@@ -54,7 +92,7 @@ void *zmqx_router_bind(void *ctx, const char *endpoint)
 	return s;
 }
 
-void *zmqx_dealer_connect(void *ctx, const char *endpoint)
+void *zmqx_dealer_connect(void *ctx, const char *endpoint, const struct zmqx_keys *keys)
 {
 	void *s = zmq_socket(ctx, ZMQ_DEALER);
 	if (!s) {
@@ -62,6 +100,13 @@ void *zmqx_dealer_connect(void *ctx, const char *endpoint)
 		return NULL;
 	}
 	zmqx_common_opts(s);
+	if (keys && (zmqx_key(s, ZMQ_CURVE_SERVERKEY, keys->server_public, "server public key") < 0 ||
+		     zmqx_key(s, ZMQ_CURVE_PUBLICKEY, keys->public, "public key") < 0 ||
+		     zmqx_key(s, ZMQ_CURVE_SECRETKEY, keys->secret, "secret key") < 0)) {
+		log_err("cannot make the connection to %s a CURVE client", endpoint);
+		zmq_close(s);
+		return NULL;
+	}
 	int ivl = 100, max = ZMQX_RECONNECT_MAX_MS;
 	zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
 	zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &max, sizeof(max));

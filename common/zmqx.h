@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 
+#include "config.h"
 #include "envelope.h"
 
 /* A DEALER retries a lost connection after 100 ms, doubling up to this. */
@@ -27,10 +28,28 @@ struct zmqx_peer {
 	size_t len;
 };
 
-/** Bound ROUTER socket (mandatory routing, so a vanished peer is an error). NULL on error (logged). */
-void *zmqx_router_bind(void *ctx, const char *endpoint);
-/** Connected DEALER socket. NULL on error (logged). */
-void *zmqx_dealer_connect(void *ctx, const char *endpoint);
+/*
+ * CURVE keys (Z85 text, 40 characters each) for a tcp:// endpoint: the
+ * router has the server pair, every other process the server's public key
+ * and a pair of its own. A NULL struct means a plain socket: ipc:// (the
+ * socket file's mode is the boundary) or zmq.insecure_tcp on loopback.
+ */
+struct zmqx_keys {
+	const char *server_public, *server_secret; /* server_secret: the router only */
+	const char *public, *secret;               /* clients */
+};
+
+/** The keys cfg gives for endpoint (filled into *buf), or NULL for a plain socket. */
+const struct zmqx_keys *zmqx_keys_for(const struct config *cfg, const char *endpoint,
+				       struct zmqx_keys *buf);
+/** Whether endpoint is tcp:// on a loopback address (127.0.0.0/8, localhost, [::1]). */
+int zmqx_loopback(const char *endpoint);
+
+/** Bound ROUTER socket (mandatory routing, so a vanished peer is an error); with keys a
+ *  CURVE server whose peers the ZAP handler (zap.h) vets. NULL on error (logged). */
+void *zmqx_router_bind(void *ctx, const char *endpoint, const struct zmqx_keys *keys);
+/** Connected DEALER socket; with keys a CURVE client. NULL on error (logged). */
+void *zmqx_dealer_connect(void *ctx, const char *endpoint, const struct zmqx_keys *keys);
 /** Close with a linger of linger_ms and set *sock to NULL. Accepts NULL. */
 void zmqx_close(void **sock, int linger_ms);
 

@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <zmq.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,4 +320,20 @@ out:
 	free(what);
 	free(key);
 	return ret;
+}
+
+int ctl_keygen(bool json)
+{
+	char pub[41], sec[41];
+	if (zmq_curve_keypair(pub, sec) != 0) {
+		fprintf(stderr, "batonctl: cannot make a CURVE key pair: %s (libzmq without CURVE?)\n",
+			zmq_strerror(zmq_errno()));
+		return CTL_FAIL;
+	}
+	if (json)
+		printf("{\"public\": \"%s\", \"secret\": \"%s\"}\n", pub, sec);
+	else
+		printf("public = %s\nsecret = %s\n", pub, sec);
+	explicit_bzero(sec, sizeof(sec));
+	return CTL_OK;
 }

@@ -85,4 +85,7 @@ int ctl_read_find(struct ctl_read *rd, const char *address, char **key);
 int ctl_read_conv(const struct config *cfg, struct ctl_read *rd, const char *address, char **key,
 		  struct conv_rec *c);
 
+/** A ZeroMQ CURVE key pair (Z85) on stdout, as two lines or JSON. */
+int ctl_keygen(bool json);
+
 #endif

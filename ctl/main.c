@@ -85,6 +85,13 @@ static const struct cmd cmds[] = {
 	  "  Refused (exit 1, try again) while a Flex handoff of it is still running.\n"
 	  "  Without --yes it asks on a terminal, and refuses (exit 2) without one.\n"
 	  "  Twilio's own copies (message logs, Flex conversations) are erased in Twilio.\n" },
+	{ "keygen", false, O_JSON,
+	  "batonctl keygen [--json]\n"
+	  "  A new ZeroMQ CURVE key pair in Z85, for tcp:// endpoints: the router's goes in\n"
+	  "  zmq.server_public_key (everyone) and zmq.server_secret_key (the router only);\n"
+	  "  each other process gets a pair for zmq.public_key and zmq.secret_key, and its\n"
+	  "  public key goes in the router's zmq.allowed_keys. Keep secret keys in files\n"
+	  "  (mode 600) or systemd credentials.\n" },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -187,6 +194,9 @@ int main(int argc, char **argv)
 			if (given & ~cmd->opts & (1u << b))
 				return bad(cmd, "%s does not apply to this command", names[b]);
 	}
+
+	if (!strcmp(cmd->name, "keygen"))
+		return ctl_keygen(json);
 
 	struct ctl_list list = { .mode = -1, .json = json };
 	if (mode) {

@@ -575,7 +575,9 @@ int server_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		log_err("cannot create ZeroMQ context");
 		goto fail;
 	}
-	if (!(s.router = zmqx_dealer_connect(s.zctx, cfg->router_ingress_endpoint)))
+	struct zmqx_keys keys;
+	if (!(s.router = zmqx_dealer_connect(s.zctx, cfg->router_ingress_endpoint,
+					     zmqx_keys_for(cfg, cfg->router_ingress_endpoint, &keys))))
 		goto fail;
 	/* Asked for and impossible is a start-up error, not a silent no-capture. */
 	if (cfg->capture_dir[0] &&

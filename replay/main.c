@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -50,9 +51,38 @@ static int replay_usage(FILE *out)
 		"  --json               the summary as one JSON object on stdout\n"
 		"  --sent-log FILE      one line per request sent: <CLOCK_MONOTONIC ns> <MessageSid or ->\n"
 		"  --config FILE        settings file (else BATON_CONFIG; BATON_* variables override)\n"
+		"  --trust-files        replay files of another user, or writable by others (their\n"
+		"                       records are re-signed with the real token: only for files\n"
+		"                       you know)\n"
 		"exit: 0 nothing failed, 1 something failed, 2 usage or config error\n",
 		REPLAY_CONCURRENCY_DEFAULT);
 	return out == stdout ? 0 : CONFIG_EXIT;
+}
+
+/*
+ * Records are replayed with the real token and admin.token: a file another
+ * user could have written is a way to forge a customer message or an
+ * /admin/purge. Such files are refused unless the operator says so.
+ */
+static int replay_check_files(char *const *files, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		if (stat(files[i], &st) != 0) {
+			fprintf(stderr, "baton-replay: '%s': %s\n", files[i], strerror(errno));
+			return -1;
+		}
+		const char *why = st.st_uid != geteuid() ? "belongs to another user"
+				  : (st.st_mode & 022) ? "is writable by other users" : NULL;
+		if (why) {
+			fprintf(stderr, "baton-replay: '%s' %s (uid %u, mode %04o): its records would be "
+				"re-signed with the real token; refused (--trust-files to replay it "
+				"anyway)\n", files[i], why, (unsigned)st.st_uid,
+				(unsigned)(st.st_mode & 07777));
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int replay_parse_speed(const char *v, double *out)
@@ -90,7 +120,7 @@ int main(int argc, char **argv)
 	const char *file = NULL, *sent_log = NULL;
 	char **files = NULL, err[1024];
 	size_t nfiles = 0, npaths = 0;
-	bool json = false, progress = false, cfg_loaded = false, opts_done = false;
+	bool json = false, progress = false, cfg_loaded = false, opts_done = false, trust = false;
 	int rc = CONFIG_EXIT;
 
 	/* Logging before the config is read: option errors are reported too. */
@@ -138,6 +168,8 @@ int main(int argc, char **argv)
 			}
 		} else if (!strcmp(a, "--progress")) {
 			progress = true;
+		} else if (!strcmp(a, "--trust-files")) {
+			trust = true;
 		} else if (!strcmp(a, "--json")) {
 			json = true;
 		} else if (!strcmp(a, "--sent-log") && has) {
@@ -154,6 +186,8 @@ int main(int argc, char **argv)
 		rc = replay_usage(stderr);
 		goto fail;
 	}
+	if (!trust && replay_check_files(files, nfiles) < 0)
+		goto fail;
 	if (config_load(&cfg, file, err, sizeof(err)) < 0) {
 		fprintf(stderr, "baton-replay: config error: %s\n", err);
 		goto fail;

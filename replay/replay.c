@@ -600,7 +600,10 @@ static int replay_setup(struct replay *rp)
 	} else {
 		if (!(rp->zctx = zmq_ctx_new()))
 			return log_err("cannot create ZeroMQ context: %s", zmq_strerror(errno));
-		if (!(rp->dealer = zmqx_dealer_connect(rp->zctx, cfg->router_ingress_endpoint)))
+		struct zmqx_keys keys;
+		if (!(rp->dealer = zmqx_dealer_connect(rp->zctx, cfg->router_ingress_endpoint,
+						       zmqx_keys_for(cfg, cfg->router_ingress_endpoint,
+								     &keys))))
 			return -1;
 	}
 	return replay_open_sources(rp);

@@ -93,6 +93,7 @@ struct router {
 	struct store st;
 	struct dispatch *disp;
 	void *zctx, *ingress, *work;
+	struct zap *zap; /* CURVE allow-list, when an endpoint is tcp:// */
 	struct item *items;
 	size_t nitems;
 	/* Worker results whose batch could not commit: kept here, never

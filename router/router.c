@@ -24,6 +24,7 @@
 #include "kv.h"
 #include "log.h"
 #include "xalloc.h"
+#include "zap.h"
 
 static const char *const rm_modes[] = { "ai", "escalating", "human", NULL };
 static const char *const rm_triggers[] = { "rule", "tool", "tag", "ai_failure", "operator", NULL };
@@ -710,8 +711,14 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		goto fail;
 	if (!(r.zctx = zmq_ctx_new()))
 		goto fail;
-	if (!(r.ingress = zmqx_router_bind(r.zctx, cfg->router_ingress_endpoint)) ||
-	    !(r.work = zmqx_router_bind(r.zctx, cfg->router_work_endpoint)))
+	struct zmqx_keys kin, kwork;
+	const struct zmqx_keys *ki = zmqx_keys_for(cfg, cfg->router_ingress_endpoint, &kin);
+	const struct zmqx_keys *kw = zmqx_keys_for(cfg, cfg->router_work_endpoint, &kwork);
+	/* The allow-list must answer before the first CURVE peer knocks. */
+	if ((ki || kw) && !(r.zap = zap_new(r.zctx, cfg->zmq_allowed_keys)))
+		goto fail;
+	if (!(r.ingress = zmqx_router_bind(r.zctx, cfg->router_ingress_endpoint, ki)) ||
+	    !(r.work = zmqx_router_bind(r.zctx, cfg->router_work_endpoint, kw)))
 		goto fail;
 	router_metrics_start(&r);
 	log_notice("ready: state in %s, ingress on %s, workers on %s (sync=%s)", cfg->state_dir,
@@ -719,14 +726,17 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		 cfg->lmdb_sync ? "true" : "false");
 
 	while (!*stop) {
-		zmq_pollitem_t items[2] = {
+		zmq_pollitem_t items[3] = {
 			{ .socket = r.ingress, .events = ZMQ_POLLIN },
 			{ .socket = r.work, .events = ZMQ_POLLIN },
+			{ .socket = r.zap ? zap_socket(r.zap) : NULL, .events = ZMQ_POLLIN },
 		};
-		if (zmq_poll(items, 2, router_timeout(&r)) < 0 && errno != EINTR) {
+		if (zmq_poll(items, r.zap ? 3 : 2, router_timeout(&r)) < 0 && errno != EINTR) {
 			log_err("zmq_poll: %s", zmq_strerror(errno));
 			break;
 		}
+		if (r.zap && (items[2].revents & ZMQ_POLLIN))
+			zap_handle(r.zap);
 		router_take_held(&r);
 		router_collect(&r);
 		/* Before the batch: a slow commit must not make live workers look dead. */
@@ -756,6 +766,7 @@ fail:
 	metrics_collector_remove(router_collect_metrics, &r);
 	zmqx_close(&r.ingress, 0);
 	zmqx_close(&r.work, 0);
+	zap_free(&r.zap);
 	if (r.zctx)
 		zmq_ctx_term(r.zctx);
 	for (size_t i = 0; i < r.nheld; i++)

@@ -205,3 +205,186 @@ class TestReplayedWebhook(unittest.TestCase):
         params = [(k, "AC" + "7" * 32 if k == "AccountSid" else v)
                   for k, v in p.webhook_params(ANA, "hello")]
         self.assertEqual(p.post_webhook(params)[0], 403)
+
+
+def memory_holds(pid, needle):
+    """Whether the process's readable memory holds needle (needs ptrace rights)."""
+    needle = needle.encode()
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            addr, perms = line.split()[:2]
+            if "r" not in perms:
+                continue
+            lo, hi = (int(x, 16) for x in addr.split("-"))
+            if hi - lo > 256 << 20:
+                continue
+            try:
+                mem.seek(lo)
+                if needle in mem.read(hi - lo):
+                    return True
+            except (OSError, ValueError, OverflowError):
+                continue
+    return False
+
+
+class TestSecretsStayWhereTheyAreUsed(unittest.TestCase):
+    def test_each_process_holds_only_its_own_secrets(self):
+        if os.geteuid() != 0:
+            self.skipTest("reading another process's memory needs root")
+        from baton_harness import LLM_KEY, ADMIN_TOKEN
+        p = Pipeline()
+        self.addCleanup(p.close)
+        p.start_all()
+        # A conversation, so every process has done its work once.
+        p.send(ANA, "Where is the clinic?")
+        __import__("baton_harness").wait_for(lambda: p.sent_messages(ANA), 10, what="a reply")
+        holds = {}
+        for name in ("ai-worker", "egress", "router", "ingress", "flex-worker"):
+            pid = p.procs[name].pid
+            holds[name] = {s for s, v in (("twilio", AUTH_TOKEN), ("llm", LLM_KEY),
+                                          ("admin", ADMIN_TOKEN)) if memory_holds(pid, v)}
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                env = f.read()
+            for v in (AUTH_TOKEN, LLM_KEY, ADMIN_TOKEN):
+                self.assertNotIn(v.encode(), env, name)
+        self.assertEqual(holds["ai-worker"], {"llm"})
+        self.assertEqual(holds["egress"], {"twilio"})
+        self.assertEqual(holds["flex-worker"], {"twilio"})
+        self.assertEqual(holds["router"], set())
+        self.assertEqual(holds["ingress"], {"twilio", "admin"})
+
+
+class TestPlantedCaptures(unittest.TestCase):
+    def test_ingress_refuses_a_capture_dir_others_can_write(self):
+        import tempfile
+        d = tempfile.mkdtemp(prefix="baton-cap-")
+        self.addCleanup(lambda: __import__("shutil").rmtree(d, True))
+        os.chmod(d, 0o777)
+        p = Pipeline(env={"BATON_CAPTURE_DIR": d})
+        self.addCleanup(p.close)
+        p.start_fakes()
+        proc = p.start("ingress", wait=False)
+        self.assertEqual(proc.wait(10), 2)
+        p.procs.pop("ingress")
+        self.assertIn("capture.dir: '%s' is writable by other users (mode 0777)" % d,
+                      p.log_text("ingress"))
+
+    def test_replay_refuses_a_record_planted_by_another_user(self):
+        import shutil
+        import subprocess
+        import tempfile
+        if os.geteuid() != 0:
+            self.skipTest("planting a file as another user needs root")
+        p = Pipeline()
+        self.addCleanup(p.close)
+        p.start_fakes()
+        d = tempfile.mkdtemp(prefix="baton-plant-")
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o777)   # the kind of directory anyone can drop a file in
+        tools = os.path.join(os.path.dirname(p.bindir), "tools")
+        subprocess.run([os.path.join(tools, "streamgen"), "--out", d, "--messages", "3",
+                        "--conversations", "1", "--seed", "1"], check=True, capture_output=True)
+        planted = [os.path.join(d, f) for f in os.listdir(d) if f.endswith(".bcap")]
+        self.assertTrue(planted)
+        for f in planted:
+            os.chown(f, 65534, 65534)   # nobody's
+        env = p.env()
+        r = subprocess.run([os.path.join(p.bindir, "baton-replay"), "--to", "router", d],
+                           env=env, capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("belongs to another user", r.stderr)
+        self.assertIn("--trust-files", r.stderr)
+        for f in planted:
+            os.chown(f, 0, 0)
+            os.chmod(f, 0o666)
+        r = subprocess.run([os.path.join(p.bindir, "baton-replay"), "--to", "router", d],
+                           env=env, capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("is writable by other users", r.stderr)
+
+
+def keygen(p):
+    import json
+    import subprocess
+    r = subprocess.run([os.path.join(p.bindir, "batonctl"), "keygen", "--json"],
+                       capture_output=True, text=True, check=True)
+    k = json.loads(r.stdout)
+    return k["public"], k["secret"]
+
+
+class TestCurve(unittest.TestCase):
+    """tcp:// endpoints are CURVE-encrypted and only listed keys get in."""
+
+    def setUp(self):
+        from baton_harness import free_port
+        self.p = Pipeline()
+        self.addCleanup(self.p.close)
+        p = self.p
+        self.server = keygen(p)
+        self.clients = {name: keygen(p) for name in ("ingress", "ai-worker", "egress", "flex-worker")}
+        self.work = "tcp://127.0.0.1:%d" % free_port()
+        p.extra_env.update({
+            "BATON_ROUTER_WORK_ENDPOINT": self.work,
+            "BATON_ROUTER_INGRESS_ENDPOINT": "tcp://127.0.0.1:%d" % free_port(),
+            "BATON_ZMQ_SERVER_PUBLIC_KEY": self.server[0]})
+        p.start_fakes()
+        p.start("router", env={"BATON_ZMQ_SERVER_SECRET_KEY": self.server[1],
+                               "BATON_ZMQ_ALLOWED_KEYS": ",".join(k[0] for k in self.clients.values())})
+        for name in ("ai-worker", "egress", "flex-worker", "ingress"):
+            pub, sec = self.clients[name]
+            p.start(name, env={"BATON_ZMQ_PUBLIC_KEY": pub, "BATON_ZMQ_SECRET_KEY": sec})
+        p.wait_workers(1)
+
+    def zsend(self, *args):
+        import subprocess
+        tool = os.path.join(os.path.dirname(self.p.bindir), "tests", "zsend")
+        subprocess.run([tool] + list(args), check=True, timeout=10)
+
+    def test_listed_keys_run_the_pipeline_and_others_get_nothing_in(self):
+        from baton_harness import wait_for
+        p = self.p
+        self.assertEqual(p.send(ANA, "Where is the clinic?")[0], 200)
+        wait_for(lambda: p.sent_messages(ANA), 10, what="a reply over CURVE")
+        # A result for a job, from a stranger with a key of its own...
+        frame = "86a17601a17405a2696401a27473cd0001a4636f6e76a1ffa6737461747573ff"
+        stranger = keygen(p)
+        self.zsend("--curve", self.server[0], stranger[0], stranger[1], self.work, frame)
+        wait_for(lambda: p.log_contains("router", "public key %s is not in zmq.allowed_keys"
+                                        % stranger[0]), 10, what="the refusal logged")
+        # ...and from a plain socket: neither reaches the router's loop.
+        self.zsend(self.work, frame)
+        time.sleep(1)
+        log = p.log_text("router")
+        self.assertNotIn("dropped a stale ai result", log)
+        self.assertNotIn("dropped a malformed", log)
+
+    def test_check_config_wants_keys_for_tcp_and_loopback_for_plain_tcp(self):
+        import subprocess
+        env = p_env = self.p.env()
+        env.update({"BATON_ROUTER_WORK_ENDPOINT": "tcp://10.0.0.5:7000"})
+        r = subprocess.run([os.path.join(self.p.bindir, "baton-router"), "--check-config"],
+                           env=env, capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("zmq.server_secret_key: not set", r.stderr)
+        p_env["BATON_ZMQ_INSECURE_TCP"] = "true"
+        r = subprocess.run([os.path.join(self.p.bindir, "baton-router"), "--check-config"],
+                           env=p_env, capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("zmq.insecure_tcp: allowed only on loopback", r.stderr)
+
+
+class TestIpcModes(unittest.TestCase):
+    def test_sockets_and_state_are_ours_alone_whatever_the_umask(self):
+        import stat
+        old = os.umask(0)
+        try:
+            p = Pipeline()
+            self.addCleanup(p.close)
+            p.start_all()
+        finally:
+            os.umask(old)
+        state = os.path.join(p.dir, "state")
+        for name in ("work.ipc", "ingress.ipc"):
+            mode = stat.S_IMODE(os.stat(os.path.join(state, name)).st_mode)
+            self.assertEqual(mode & 0o077, 0, "%s is %o" % (name, mode))
+        self.assertEqual(stat.S_IMODE(os.stat(state).st_mode) & 0o077, 0)

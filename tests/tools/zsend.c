@@ -4,6 +4,7 @@
  *
  *   zsend ENDPOINT HEX [HEX...]     one message per argument
  *   zsend ENDPOINT -m HEX HEX       one multipart message
+ *   zsend --curve SERVERPUB PUB SECRET ENDPOINT ...   as a CURVE client
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,13 +28,27 @@ static size_t unhex(const char *h, unsigned char *out, size_t cap)
 int main(int argc, char **argv)
 {
 	static unsigned char buf[1 << 20];
+	const char *curve[3] = { NULL, NULL, NULL };
+	if (argc > 4 && !strcmp(argv[1], "--curve")) {
+		curve[0] = argv[2];
+		curve[1] = argv[3];
+		curve[2] = argv[4];
+		argv += 4;
+		argc -= 4;
+	}
 	if (argc < 3) {
-		fprintf(stderr, "usage: zsend ENDPOINT [-m] HEX...\n");
+		fprintf(stderr, "usage: zsend [--curve SERVERPUB PUB SECRET] ENDPOINT [-m] HEX...\n");
 		return 2;
 	}
 	void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
 	int linger = 2000, multi = !strcmp(argv[2], "-m");
 	zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+	if (curve[0] && (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, curve[0], 41) ||
+			 zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, curve[1], 41) ||
+			 zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve[2], 41))) {
+		fprintf(stderr, "zsend: curve keys: %s\n", zmq_strerror(zmq_errno()));
+		return 1;
+	}
 	if (zmq_connect(s, argv[1]) != 0) {
 		fprintf(stderr, "zsend: connect %s: %s\n", argv[1], zmq_strerror(zmq_errno()));
 		return 1;
