@@ -27,7 +27,7 @@ endif
 # The README's two commands (make demo, make test) install what is missing
 # first and build in a second make that sees the new libraries, so they are
 # spared this check; every other target keeps it.
-NOCHECK_GOALS := clean help deps demo test
+NOCHECK_GOALS := clean help deps demo test sandbox
 PKG_CHECK := $(if $(MAKECMDGOALS),$(filter-out $(NOCHECK_GOALS),$(MAKECMDGOALS)),all)
 PKG_MISSING := $(strip $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p))))
 ifneq ($(PKG_MISSING),)
@@ -132,7 +132,7 @@ BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BI
 UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
-.PHONY: all test test-run unit integration demo run clean deps help fuzz chaos
+.PHONY: all test test-run unit integration demo sandbox run clean deps help fuzz chaos
 all: $(BINARIES)
 
 help:
@@ -262,6 +262,13 @@ test-run: all $(UNIT_BINS) $(TOOLS)
 
 demo:
 	@scripts/demo
+
+# The sandbox you can talk to: the fakes, the five processes, and a page on
+# 127.0.0.1 (SANDBOX_ARGS="--port N"). Ctrl-C stops everything.
+sandbox:
+	@scripts/install-deps >/dev/null
+	@$(MAKE) --no-print-directory -s all
+	@python3 scripts/sandbox.py $(SANDBOX_ARGS)
 
 # The long chaos run (the CI-sized one is part of make test).
 chaos: all $(TOOLS)

@@ -326,7 +326,8 @@ class Simulator:
 
     ROUTES = {"/_fake/webhooks/config": ("GET", "POST"), "/_fake/webhooks": ("GET",),
               "/_fake/inbound": ("POST",), "/_fake/whatsapp": ("GET",),
-              "/_fake/agent": ("GET", "POST"), "/_fake/agent/log": ("GET",)}
+              "/_fake/agent": ("GET", "POST"), "/_fake/agent/log": ("GET",),
+              "/_fake/agent/sessions": ("GET",), "/_fake/agent/act": ("POST",)}
 
     def control(self, method, path, query, body):
         """(status, payload) for the control paths of this module, else None."""
@@ -374,7 +375,66 @@ class Simulator:
             with self._lock:
                 return 200, [dict(e) for e in self._agent_log
                              if kd is None or e["interaction"] == kd]
+        if path == "/_fake/agent/sessions":
+            return 200, self.sessions()
+        if path == "/_fake/agent/act":
+            return self.act(obj)
         return None
+
+    # ---- the agent by hand (make sandbox) ---------------------------------
+
+    def sessions(self):
+        """Every task the simulated agent has seen, with its conversation's
+        messages as the agent reads them in Flex."""
+        out = []
+        with self._lock:
+            for kd, s in self._sessions.items():
+                conv = self.state._convs.get(s["conv"]) or {"messages": [], "participants": {}}
+                attrs = s["props"].get("attributes") or "{}"
+                try:
+                    attrs = json.loads(attrs) if isinstance(attrs, str) else attrs
+                except ValueError:
+                    attrs = {}
+                identity = s["cfg"]["identity"]
+                out.append({
+                    "interaction": kd, "task": s["wt"], "conversation": s["conv"],
+                    "state": s["state"], "created": s["created"], "identity": identity,
+                    "customer": attrs.get("customerAddress") or attrs.get("from"),
+                    "customer_name": attrs.get("customerName"),
+                    "messages": [{"author": m["author"], "body": m["body"] or "",
+                                  "agent": m["author"] == identity}
+                                 for m in conv["messages"]]})
+        return out
+
+    def act(self, obj):
+        """POST /_fake/agent/act {"interaction", "action": accept|say|close, "text"}:
+        what an agent does in Flex, with the same webhooks as the automatic agent."""
+        if not isinstance(obj, dict) or not isinstance(obj.get("interaction"), str):
+            return 400, {"error": "interaction is required"}
+        kd, action, text = obj["interaction"], obj.get("action"), obj.get("text")
+        with self._lock:
+            s = self._sessions.get(kd)
+        if s is None:
+            return 404, {"error": f"no task for interaction {kd}"}
+        gen = self.worker.generation
+        if action == "accept":
+            if s["state"] != "pending":
+                return 409, {"error": f"the task is {s['state']}, not pending"}
+            self.worker.run_sync(lambda: self._agent_accept(kd), 10)
+        elif action == "say":
+            if not isinstance(text, str) or not text.strip():
+                return 400, {"error": "text is required"}
+            if s["state"] != "active":
+                return 409, {"error": f"the task is {s['state']}, not active"}
+            self.worker.run_sync(lambda: self._agent_say(s, text, "replied", gen), 10)
+        elif action == "close":
+            if s["state"] != "active":
+                return 409, {"error": f"the task is {s['state']}, not active"}
+            self.worker.run_sync(lambda: self._agent_close(s, gen), 10)
+        else:
+            return 400, {"error": "action is accept, say or close"}
+        with self._lock:
+            return 200, {"interaction": kd, "state": s["state"]}
 
     def reset(self):
         """POST /_fake/reset: forget everything but the webhook destination."""
