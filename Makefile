@@ -136,7 +136,22 @@ UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 all: $(BINARIES)
 
 help:
-	@echo "targets: all test unit integration demo run clean deps (SANITIZE=1, RELEASE=1)"
+	@echo "make demo       install what is missing, build, play the clinic conversation (about 1 min)"
+	@echo "make test       install what is missing, build, unit + integration tests (about 6 min)"
+	@echo "make sandbox    baton with the fakes and a page to chat with it at http://127.0.0.1:8765/"
+	@echo "make run        baton against your real Twilio and LLM (README \"Going live\")"
+	@echo "make all        build every binary (into build/, build-san/ with SANITIZE=1,"
+	@echo "                build-rel/ with RELEASE=1)"
+	@echo "make unit       build the unit tests only"
+	@echo "make chaos      the long chaos test: 2,000 messages while processes are killed, with and"
+	@echo "                without reconciliation (about 20 min)"
+	@echo "make fuzz       libFuzzer over every parser, FUZZ_SECONDS each (60)"
+	@echo "make bench      the performance figures of README \"Performance\" (about 3 min)"
+	@echo "make install    install binaries, units, config example (PREFIX=/usr/local DESTDIR=)"
+	@echo "make deb        build a Debian package into build/deb/"
+	@echo "make deps       install the Debian packages baton needs"
+	@echo "make clean      remove every build directory"
+	@echo "options: SANITIZE=1 (ASan + UBSan), RELEASE=1 (optimised, no asserts), V=1 (commands)"
 
 deps:
 	scripts/install-deps

@@ -126,7 +126,7 @@ static void aiwork_done(const struct httpc_resp *resp, void *arg)
 		oc = LLM_MALFORMED;
 	} else if (resp->curl_code) {
 		memset(&rep, 0, sizeof(rep));
-		rep.error = xasprintf("transfer failed: %s", resp->error);
+		rep.error = xasprintf("transfer to %s failed: %s", resp->url, resp->error);
 		oc = LLM_RETRY;
 	} else {
 		oc = llm_parse(&a->llm, resp->status, resp->body, resp->body_len, &rep);

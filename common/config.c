@@ -797,6 +797,16 @@ static const struct {
 	{ "flex.workflow_sid", "WW00000000000000000000000000000000" },
 };
 
+const char *config_rest_user(const struct config *cfg)
+{
+	return cfg->twilio_api_key_sid[0] ? cfg->twilio_api_key_sid : cfg->twilio_account_sid;
+}
+
+const char *config_rest_secret(const struct config *cfg)
+{
+	return cfg->twilio_api_key_sid[0] ? cfg->twilio_api_key_secret : cfg->twilio_auth_token;
+}
+
 const char *config_sandbox_value(const char *key)
 {
 	for (size_t i = 0; i < sizeof(config_sandbox) / sizeof(config_sandbox[0]); i++)
@@ -1069,14 +1079,89 @@ void config_dump(const struct config *cfg, FILE *out)
 	}
 }
 
-void config_help(FILE *out)
+/*
+ * Which processes read each setting (for --help): exact keys first, then
+ * prefixes ending in '.'; the first match wins. A setting not listed is
+ * everyone's.
+ */
+static const struct {
+	const char *key;
+	unsigned roles;
+} config_readers[] = {
+	{ "router.ingress_endpoint", CONF_ROUTER | CONF_INGRESS | CONF_REPLAY },
+	{ "router.work_endpoint", CONF_ROUTER | CONF_AI | CONF_EGRESS | CONF_FLEX },
+	{ "router.batch", CONF_ROUTER },
+	{ "zmq.server_secret_key", CONF_ROUTER },
+	{ "zmq.server_secret_key_file", CONF_ROUTER },
+	{ "zmq.allowed_keys", CONF_ROUTER },
+	{ "zmq.public_key", CONF_INGRESS | CONF_AI | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
+	{ "zmq.secret_key", CONF_INGRESS | CONF_AI | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
+	{ "zmq.secret_key_file", CONF_INGRESS | CONF_AI | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
+	{ "http.bind", CONF_INGRESS | CONF_CTL | CONF_REPLAY },
+	{ "http.port", CONF_INGRESS | CONF_CTL | CONF_REPLAY },
+	{ "http.public_url", CONF_INGRESS | CONF_REPLAY },
+	{ "http.ack_timeout_ms", CONF_INGRESS | CONF_REPLAY },
+	{ "http.max_params", CONF_INGRESS | CONF_REPLAY },
+	{ "twilio.account_sid", CONF_INGRESS | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
+	{ "twilio.auth_token", CONF_INGRESS | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
+	{ "twilio.auth_token_file", CONF_INGRESS | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
+	{ "twilio.api_base", CONF_EGRESS },
+	{ "twilio.conversations_base", CONF_FLEX },
+	{ "twilio.flex_base", CONF_FLEX },
+	{ "twilio.taskrouter_base", CONF_FLEX },
+	{ "twilio.whatsapp_from", CONF_INGRESS | CONF_ROUTER },
+	{ "twilio.validate_signature", CONF_INGRESS },
+	{ "ai.escalation_tag", CONF_AI },
+	{ "ai.worker_credit", CONF_AI },
+	{ "ai.escalation_mode", CONF_AI },
+	{ "ai.language", CONF_FLEX },
+	{ "handoff.inject", CONF_FLEX },
+	{ "admin.token", CONF_INGRESS | CONF_CTL | CONF_REPLAY },
+	{ "admin.token_file", CONF_INGRESS | CONF_CTL | CONF_REPLAY },
+	{ "flex.workspace_sid", CONF_INGRESS | CONF_FLEX | CONF_REPLAY },
+	{ "flex.bot_author", CONF_ROUTER | CONF_FLEX },
+	{ "debug.reset_word", CONF_ROUTER },
+	{ "metrics.token", CONF_INGRESS },
+	{ "metrics.token_file", CONF_INGRESS },
+	{ "worker.", CONF_ROUTER | CONF_AI | CONF_EGRESS | CONF_FLEX },
+	{ "http.", CONF_INGRESS },
+	{ "twilio.", CONF_FLEX | CONF_EGRESS },
+	{ "llm.", CONF_AI },
+	{ "ai.", CONF_ROUTER },
+	{ "escalation.", CONF_ROUTER },
+	{ "handoff.", CONF_ROUTER },
+	{ "business.", CONF_ROUTER },
+	{ "whatsapp.", CONF_ROUTER },
+	{ "console.", CONF_INGRESS },
+	{ "flex.", CONF_FLEX },
+	{ "egress.", CONF_EGRESS },
+	{ "lmdb.", CONF_ROUTER },
+	{ "dedupe.", CONF_ROUTER },
+	{ "capture.", CONF_INGRESS },
+};
+
+unsigned config_readers_of(const char *key)
+{
+	for (size_t i = 0; i < sizeof(config_readers) / sizeof(config_readers[0]); i++) {
+		const char *k = config_readers[i].key;
+		size_t n = strlen(k);
+		if (k[n - 1] == '.' ? !strncmp(key, k, n) : !strcmp(key, k))
+			return config_readers[i].roles;
+	}
+	return CONF_ALL;
+}
+
+void config_help(FILE *out, unsigned roles)
 {
 	char env[128];
-	fprintf(out, "Settings (file key, environment variable, default):\n"
+	fprintf(out, "Settings%s (file key, environment variable, default):\n"
 		     "A config file may end with [number whatsapp:+E164] sections setting the ones\n"
-		     "marked [per number] for one business number's conversations.\n");
+		     "marked [per number] for one business number's conversations.\n",
+		roles == CONF_ALL ? " of every process" : " this process reads (--help-all: every one)");
 	for (size_t i = 0; i < CONFIG_N; i++) {
 		const struct config_entry *e = &config_table[i];
+		if (!(config_readers_of(e->key) & roles))
+			continue;
 		config_env_name(e->key, env, sizeof(env));
 		const char *def = e->def;
 		fprintf(out, "  %-28s %-34s default: %.40s%s\n      %s%s\n", e->key, env,
@@ -1129,7 +1214,7 @@ void config_reference(FILE *out)
 }
 
 int config_from_args(struct config *cfg, int argc, char **argv, const char *proc,
-		     const char *usage)
+		     unsigned roles, const char *usage)
 {
 	const char *file = NULL;
 	bool check = false;
@@ -1143,11 +1228,12 @@ int config_from_args(struct config *cfg, int argc, char **argv, const char *proc
 		} else if (!strcmp(argv[i], "--config-reference")) {
 			config_reference(stdout);
 			return 1;
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ||
+			   !strcmp(argv[i], "--help-all")) {
 			fprintf(stdout, "usage: %s [--config FILE] [--check-config] [--config-reference] "
-				"[--help]\n%s\n\n",
+				"[--help] [--help-all]\n%s\n\n",
 				proc, usage);
-			config_help(stdout);
+			config_help(stdout, strcmp(argv[i], "--help-all") ? roles : CONF_ALL);
 			return 1;
 		} else {
 			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", proc, argv[i]);

@@ -171,6 +171,10 @@ struct config_number {
 
 /** Load defaults, then file, then environment. argv may hold --config FILE. */
 int config_load(struct config *cfg, const char *file, char *err, size_t errlen);
+/** Basic-auth user and password of Twilio REST calls: the API key (SK...) and
+ *  its secret when twilio.api_key_sid is set, else the account and its token. */
+const char *config_rest_user(const struct config *cfg);
+const char *config_rest_secret(const struct config *cfg);
 /** The sandbox's value of a setting (sandbox mode), or NULL. */
 const char *config_sandbox_value(const char *key);
 /** Wipe and empty every secret not named in keep (NULL-terminated; NULL = none):
@@ -189,16 +193,18 @@ const struct config *config_for(const struct config *cfg, const char *business);
 bool config_per_number(const char *key);
 /** Print the effective settings, secrets masked, one `key = value` a line. */
 void config_dump(const struct config *cfg, FILE *out);
-/** Print every setting with its env var, default and meaning. */
-void config_help(FILE *out);
+/** Which processes read key (enum conf_role bits, confcheck.h). */
+unsigned config_readers_of(const char *key);
+/** Print the settings the processes of roles read, with env var, default and meaning. */
+void config_help(FILE *out, unsigned roles);
 /** The same as one Markdown table (docs/CONFIG.md is generated from it). */
 void config_reference(FILE *out);
 /**
  * Common option handling for every process: --config FILE, --check-config,
- * --help. Loads the config or exits(2) with a clear message. Returns 0 to
+ * --help (the settings of roles), --help-all. Loads the config or exits(2) with a clear message. Returns 0 to
  * continue, or 1 when an informational option was handled (caller exits 0).
  */
 int config_from_args(struct config *cfg, int argc, char **argv, const char *proc,
-		     const char *usage);
+		     unsigned roles, const char *usage);
 
 #endif

@@ -217,7 +217,7 @@ static void httpc_start_due(struct httpc *h)
 		if (x->may_start && !x->may_start(x->arg)) {
 			struct httpc_resp r = { .curl_code = CURLE_ABORTED_BY_CALLBACK,
 						.error = "not started", .body = "",
-						.retry_after_ms = -1, .not_started = true };
+						.retry_after_ms = -1, .not_started = true, .url = x->url };
 			x->done(&r, x->arg);
 			httpc_xfer_free(x);
 			continue;
@@ -225,7 +225,7 @@ static void httpc_start_due(struct httpc *h)
 		if (httpc_run_xfer(h, x) < 0) {
 			struct httpc_resp r = { .curl_code = CURLE_FAILED_INIT,
 						.error = "cannot start transfer", .body = "",
-						.retry_after_ms = -1 };
+						.retry_after_ms = -1, .url = x->url };
 			x->done(&r, x->arg);
 			httpc_xfer_free(x);
 		}
@@ -263,7 +263,7 @@ static void httpc_finish(struct httpc *h, CURL *e, CURLcode code)
 	curl_multi_remove_handle(h->multi, e);
 	httpc_unlink_running(h, x);
 
-	struct httpc_resp r = { .curl_code = code, .retry_after_ms = -1 };
+	struct httpc_resp r = { .curl_code = code, .retry_after_ms = -1, .url = x->url };
 	curl_off_t us = 0;
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r.status);
 	curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &us);

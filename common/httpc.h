@@ -48,6 +48,7 @@ struct httpc_resp {
 	double total_ms;
 	bool too_big;         /* body exceeded max_response; transfer aborted */
 	bool not_started;     /* may_start said no: nothing was sent */
+	const char *url;      /* the request's URL (for logs: it holds no secret) */
 };
 
 typedef void httpc_done_fn(const struct httpc_resp *resp, void *arg);

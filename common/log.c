@@ -16,6 +16,7 @@
 static const char *log_proc = "baton";
 static enum log_level log_min = LOG_INFO;
 static bool log_mask = true;
+static bool log_text; /* plain "proc: message" lines, for command-line tools */
 
 static const char *const log_names[] = { "debug", "info", "notice", "warn", "error" };
 
@@ -24,6 +25,11 @@ void log_init(const char *proc, enum log_level min, bool mask_phone)
 	log_proc = proc;
 	log_min = min;
 	log_mask = mask_phone;
+}
+
+void log_plain(bool on)
+{
+	log_text = on;
 }
 
 int log_level_parse(const char *s, enum log_level *out)
@@ -76,6 +82,10 @@ static void log_vemit(enum log_level lvl, const struct log_ids *ids, const char 
 	if (lvl < log_min)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (log_text) {
+		dprintf(STDERR_FILENO, "%s: %s\n", log_proc, msg);
+		return;
+	}
 	clock_iso8601(clock_wall_ms(), ts, sizeof(ts));
 
 	json_t *o = json_object();

@@ -29,6 +29,8 @@ struct log_ids {
 
 /** Set the process name and threshold. mask_phone hides all but the last 4 digits. */
 void log_init(const char *proc, enum log_level min, bool mask_phone);
+/** Plain "proc: message" lines instead of JSON (command-line tools talking to people). */
+void log_plain(bool on);
 /** Parse "debug|info|notice|warn|error"; returns -1 on anything else. */
 int log_level_parse(const char *s, enum log_level *out);
 

@@ -40,7 +40,7 @@ int proc_start(struct config *cfg, int argc, char **argv, const char *prog,
 	enum log_level lvl = LOG_INFO;
 	char err[1024];
 
-	if (config_from_args(cfg, argc, argv, prog, usage) == 1)
+	if (config_from_args(cfg, argc, argv, prog, roles, usage) == 1)
 		return 1;
 	if (confcheck(cfg, roles, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: config error: %s\n", prog, err);

@@ -33,8 +33,13 @@ static json_t *ctl_str(const char *s)
 int ctl_read_begin(const struct config *cfg, struct ctl_read *rd)
 {
 	rd->txn = NULL;
-	if (store_open_readonly(&rd->st, cfg->state_dir) < 0)
+	if (store_open_readonly(&rd->st, cfg->state_dir) < 0) {
+		fprintf(stderr, "batonctl: hint: baton's state is read from state.dir, now '%s'. Under "
+			"systemd it is /var/lib/baton; point batonctl at it with --config "
+			"/etc/baton/baton.conf or BATON_STATE_DIR, and run it as the baton user or "
+			"root.\n", cfg->state_dir);
 		return CTL_FAIL;
+	}
 	int rc = mdb_txn_begin(rd->st.env, NULL, MDB_RDONLY, &rd->txn);
 	if (rc) {
 		fprintf(stderr, "batonctl: cannot read state: %s\n", mdb_strerror(rc));
@@ -60,7 +65,8 @@ int ctl_read_find(struct ctl_read *rd, const char *address, char **key)
 	int rc = store_conv_find(&rd->st, rd->txn, cust, bar ? bar + 1 : NULL, key);
 	free(cust);
 	if (rc == MDB_NOTFOUND) {
-		fprintf(stderr, "batonctl: no conversation for %s\n", address);
+		fprintf(stderr, "batonctl: no conversation with %s (batonctl conversations lists "
+			"them)\n", address);
 		return CTL_NOT_FOUND;
 	}
 	if (rc) {
@@ -320,6 +326,36 @@ out:
 	free(what);
 	free(key);
 	return ret;
+}
+
+/* One side of an address: whatsapp:+E164 from +E164 or bare digits. */
+static char *ctl_side(const char *s, size_t n)
+{
+	while (n && *s == ' ')
+		s++, n--;
+	while (n && s[n - 1] == ' ')
+		n--;
+	if (n >= 9 && !strncmp(s, "whatsapp:", 9))
+		return xstrndup(s, n);
+	if (n && *s == '+')
+		return xasprintf("whatsapp:%.*s", (int)n, s);
+	bool digits = n > 0;
+	for (size_t i = 0; i < n; i++)
+		digits = digits && s[i] >= '0' && s[i] <= '9';
+	return digits ? xasprintf("whatsapp:+%.*s", (int)n, s) : xstrndup(s, n);
+}
+
+char *ctl_address(const char *in)
+{
+	const char *bar = strchr(in, '|');
+	char *cust = ctl_side(in, bar ? (size_t)(bar - in) : strlen(in));
+	if (!bar)
+		return cust;
+	char *biz = ctl_side(bar + 1, strlen(bar + 1));
+	char *out = xasprintf("%s|%s", cust, biz);
+	free(cust);
+	free(biz);
+	return out;
 }
 
 int ctl_keygen(bool json)

@@ -85,6 +85,9 @@ int ctl_read_find(struct ctl_read *rd, const char *address, char **key);
 int ctl_read_conv(const struct config *cfg, struct ctl_read *rd, const char *address, char **key,
 		  struct conv_rec *c);
 
+/** An address as typed (+5511..., 5511..., whatsapp:+5511..., each side of
+ *  customer|business) as baton keys it: whatsapp:+5511... Caller frees. */
+char *ctl_address(const char *in);
 /** A ZeroMQ CURVE key pair (Z85) on stdout, as two lines or JSON. */
 int ctl_keygen(bool json);
 

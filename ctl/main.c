@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "config.h"
@@ -96,9 +97,14 @@ static const struct cmd cmds[] = {
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
+#define CTL_SYSTEM_CONFIG "/etc/baton/baton.conf"
+#define CTL_SYSTEM_STATE "/var/lib/baton"
+
 static const char COMMON[] =
-	"ADDRESS: whatsapp:+E164 of the customer, optionally |whatsapp:+E164 of the business.\n"
-	"--config FILE: settings file (else BATON_CONFIG, then BATON_* variables).\n"
+	"ADDRESS: the customer's number (whatsapp:+5511..., +5511... or 5511...), optionally\n"
+	"  |the business number.\n"
+	"--config FILE: settings file (else BATON_CONFIG, else /etc/baton/baton.conf when it\n"
+	"  exists; BATON_* variables win). The state is state.dir's, else /var/lib/baton.\n"
 	"exit: 0 done, 1 failed, 2 usage or config error, 3 no such conversation\n";
 
 static int usage(FILE *out, const struct cmd *c)
@@ -228,12 +234,24 @@ int main(int argc, char **argv)
 			return bad(cmd, "%s", "--json and --format text contradict each other");
 	}
 
+	/* Where a packaged baton keeps its settings, unless told otherwise. */
+	if (!file && !getenv("BATON_CONFIG") && access(CTL_SYSTEM_CONFIG, R_OK) == 0)
+		file = CTL_SYSTEM_CONFIG;
 	if (config_load(&cfg, file, err, sizeof(err)) < 0) {
 		fprintf(stderr, "batonctl: config error: %s\n", err);
 		return CTL_USAGE;
 	}
+	/* The units' state directory when nothing else names one. */
+	if (!getenv("BATON_STATE_DIR") && !strcmp(cfg.state_dir, "var") &&
+	    access("var/data.mdb", F_OK) != 0 && access(CTL_SYSTEM_STATE "/data.mdb", F_OK) == 0) {
+		free(cfg.state_dir);
+		cfg.state_dir = strdup(CTL_SYSTEM_STATE);
+	}
 	config_drop_secrets(&cfg, confcheck_secrets(CONF_CTL));
 	log_init("batonctl", LOG_WARN, cfg.log_mask_phone);
+	log_plain(true);
+	char *address = addr ? ctl_address(addr) : NULL;
+	addr = address;
 	int rc;
 	if (!strcmp(cmd->name, "conversations"))
 		rc = ctl_conversations(&cfg, &list);
@@ -247,6 +265,7 @@ int main(int argc, char **argv)
 		rc = ctl_purge(&cfg, addr, reason, yes);
 	else
 		rc = ctl_admin(&cfg, cmd->name, addr, reason);
+	free(address);
 	config_release(&cfg);
 	return rc;
 }

@@ -109,8 +109,8 @@ static int sender_start(struct sendcall *c, uint64_t delay)
 	const struct config *cfg = c->s->cfg;
 	struct httpc_req hr = { .url = c->s->url, .body = c->form, .body_len = strlen(c->form),
 				.content_type = "application/x-www-form-urlencoded",
-				.headers = sender_headers, .user = cfg->twilio_account_sid,
-				.pass = cfg->twilio_auth_token, .timeout_ms = cfg->egress_timeout_ms,
+				.headers = sender_headers, .user = config_rest_user(cfg),
+				.pass = config_rest_secret(cfg), .timeout_ms = cfg->egress_timeout_ms,
 				.may_start = sender_may_send };
 	if (!delay && !sender_may_send(c))
 		delay = 1; /* through httpc, which asks again and reports it not started */
@@ -139,8 +139,8 @@ static int sender_list(struct sendcall *c, const char *url, uint64_t delay)
 						    c->to, c->from, c->created,
 						    SENDER_LIST_PAGE_SIZE);
 	struct httpc_req hr = { .method = "GET", .url = url ? url : first,
-				.headers = sender_headers, .user = cfg->twilio_account_sid,
-				.pass = cfg->twilio_auth_token, .timeout_ms = cfg->egress_timeout_ms };
+				.headers = sender_headers, .user = config_rest_user(cfg),
+				.pass = config_rest_secret(cfg), .timeout_ms = cfg->egress_timeout_ms };
 	int rc = httpc_start(worker_http(c->w), &hr, delay, sender_listed, c);
 	free(first);
 	return rc;
@@ -178,7 +178,8 @@ static void sender_listed(const struct httpc_resp *resp, void *arg)
 
 	if (resp->curl_code || resp->too_big) {
 		found = TWL_ERROR;
-		next = xasprintf("list failed: %s", resp->too_big ? "answer too large" : resp->error);
+		next = xasprintf("list from %s failed: %s", resp->url,
+				 resp->too_big ? "answer too large" : resp->error);
 	} else {
 		found = twilio_list_find(resp->status, resp->body, resp->body_len,
 					 c->s->cfg->twilio_api_base, &m, &sid, &next);
@@ -266,7 +267,7 @@ static void sender_done(const struct httpc_resp *resp, void *arg)
 	}
 	if (resp->curl_code && !resp->too_big) {
 		memset(&tr, 0, sizeof(tr));
-		tr.message = xasprintf("transfer failed: %s", resp->error);
+		tr.message = xasprintf("transfer to %s failed: %s", resp->url, resp->error);
 		oc = TW_RETRY;
 	} else if (resp->too_big) {
 		memset(&tr, 0, sizeof(tr));

@@ -189,8 +189,8 @@ static void fjob_send(struct fjob *f, uint64_t delay)
 	struct httpc_req hr = { .method = f->method, .url = f->url, .body = f->form,
 				.body_len = f->form ? strlen(f->form) : 0,
 				.content_type = f->form ? "application/x-www-form-urlencoded" : NULL,
-				.headers = flex_headers, .user = cfg->twilio_account_sid,
-				.pass = cfg->twilio_auth_token, .timeout_ms = cfg->flex_timeout_ms };
+				.headers = flex_headers, .user = config_rest_user(cfg),
+				.pass = config_rest_secret(cfg), .timeout_ms = cfg->flex_timeout_ms };
 	if (httpc_start(worker_http(f->w), &hr, delay, fjob_done, f) < 0)
 		fjob_fail(f, ST_RETRY, 0, "cannot start the call");
 }
@@ -589,7 +589,7 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 		return;
 	}
 	long code = resp->curl_code ? 0 : fjob_twilio_code(resp->body, resp->body_len, st);
-	char *msg = resp->curl_code ? xasprintf("transfer failed: %s", resp->error)
+	char *msg = resp->curl_code ? xasprintf("transfer to %s failed: %s", resp->url, resp->error)
 				    : fjob_twilio_message(resp->body, resp->body_len, st);
 	char code_label[24] = "transport";
 	if (!resp->curl_code)

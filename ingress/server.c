@@ -451,7 +451,8 @@ static void server_on_ack(struct server *s, const struct envelope *env)
 		status = 200;
 		break;
 	case ST_FAILED:
-		log_emit(LOG_WARN, &ids, "router refused the request: %s", env->err ? env->err : "");
+		log_emit(LOG_WARN, &ids, "router refused the request: %s",
+			 env->err && *env->err ? env->err : "no reason given");
 		status = r->route->kind == RT_ADMIN ? 404 : 400;
 		break;
 	default:

@@ -119,6 +119,8 @@ extern const struct metric_def RM_MESSAGES, RM_DUPLICATES, RM_ESCALATIONS, RM_HA
 struct effect *router_fx_push(struct router *r, enum fx_type type);
 /** Acknowledge the item's webhook after the commit (nothing for timer items). */
 void router_fx_ack(struct router *r, const struct item *it, int status);
+/** The same with the reason ingress logs (static text), for a refusal. */
+void router_fx_refuse(struct router *r, const struct item *it, int status, const char *why);
 /** Store a job and have it dispatched after the commit. */
 /** The settings of the conversation's business number (key "customer|business"). */
 const struct config *router_cfg(const struct router *r, const char *key);

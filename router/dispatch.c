@@ -11,6 +11,7 @@
  */
 #include "dispatch.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -51,6 +52,7 @@ struct lane {
 struct worker {
 	unsigned char id[ZMQX_PEER_MAX];
 	size_t idlen;
+	char name[64];  /* what it calls itself in HELLO: kind-host-pid */
 	enum job_kind kind;
 	int capacity;
 	int inflight;
@@ -347,7 +349,7 @@ bool dispatch_in_flight(const struct dispatch *d, uint64_t id)
 }
 
 void dispatch_hello(struct dispatch *d, const struct zmqx_peer *peer, enum job_kind kind,
-		    int capacity, uint64_t now)
+		    const char *name, int capacity, uint64_t now)
 {
 	struct worker *w = NULL;
 	HASH_FIND(hh, d->workers, peer->id, peer->len, w);
@@ -356,8 +358,11 @@ void dispatch_hello(struct dispatch *d, const struct zmqx_peer *peer, enum job_k
 		memcpy(w->id, peer->id, peer->len);
 		w->idlen = peer->len;
 		w->kind = kind;
+		snprintf(w->name, sizeof(w->name), "%s", name && *name ? name : "(unnamed)");
 		HASH_ADD_KEYPTR(hh, d->workers, w->id, w->idlen, w);
-		log_info("%s worker joined with capacity %d", worker_kind_name(kind), capacity);
+		log_info("%s worker joined: %s, capacity %d", worker_kind_name(kind), w->name, capacity);
+	} else if (capacity == 0 && w->capacity > 0) {
+		log_info("%s worker %s is stopping: no new jobs for it", worker_kind_name(kind), w->name);
 	}
 	w->capacity = capacity;
 	w->last_seen = now;
@@ -400,8 +405,8 @@ void dispatch_worker_lost(struct dispatch *d, const struct zmqx_peer *peer)
 	struct worker *w = NULL;
 	HASH_FIND(hh, d->workers, peer->id, peer->len, w);
 	if (w) {
-		log_warn("%s worker unreachable: re-dispatching its %d jobs", worker_kind_name(w->kind),
-			 w->inflight);
+		log_warn("%s worker %s unreachable: re-dispatching its %d jobs",
+			 worker_kind_name(w->kind), w->name, w->inflight);
 		worker_drop(d, w);
 	}
 }
@@ -412,9 +417,14 @@ int dispatch_expire(struct dispatch *d, uint64_t now, uint64_t timeout_ms)
 	int n = 0;
 	HASH_ITER(hh, d->workers, w, wt) {
 		if (w->last_seen + timeout_ms < now) {
-			log_warn("%s worker silent for %llu ms: re-dispatching its %d jobs",
-				 worker_kind_name(w->kind), (unsigned long long)(now - w->last_seen),
-				 w->inflight);
+			/* A worker that said goodbye (credit 0) and held nothing left as
+			 * planned (a scale-down, a restart): not worth a warning. */
+			if (w->capacity == 0 && w->inflight == 0)
+				log_info("%s worker %s left", worker_kind_name(w->kind), w->name);
+			else
+				log_warn("%s worker %s silent for %llu ms: re-dispatching its %d jobs",
+					 worker_kind_name(w->kind), w->name,
+					 (unsigned long long)(now - w->last_seen), w->inflight);
 			worker_drop(d, w);
 			n++;
 		}

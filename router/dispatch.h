@@ -65,9 +65,9 @@ void dispatch_claim(struct dispatch *d, const struct zmqx_peer *peer, uint64_t i
 /** Whether the job has been sent to a worker and not finished or put back. */
 bool dispatch_in_flight(const struct dispatch *d, uint64_t id);
 
-/** A worker said hello (or heartbeat). kind is "ai", "egress" or "flex". */
+/** A worker said hello (or heartbeat); name is what it calls itself (for logs). */
 void dispatch_hello(struct dispatch *d, const struct zmqx_peer *peer, enum job_kind kind,
-		    int capacity, uint64_t now);
+		    const char *name, int capacity, uint64_t now);
 /** Any message from a worker shows it alive, not only its heartbeat. */
 void dispatch_touch(struct dispatch *d, const struct zmqx_peer *peer, uint64_t now);
 /** Whether this peer said HELLO (and was not dropped since). */

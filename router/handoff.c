@@ -568,7 +568,7 @@ int handoff_event(struct router *r, MDB_txn *txn, struct item *it)
 
 	if (!handoff_event_complete(it)) {
 		log_emit(LOG_WARN, &ids, "dropped a '%s' event without the fields it needs", op);
-		router_fx_ack(r, it, ST_FAILED);
+		router_fx_refuse(r, it, ST_FAILED, "event without the fields it needs");
 		return 0;
 	}
 
@@ -585,7 +585,8 @@ int handoff_event(struct router *r, MDB_txn *txn, struct item *it)
 		rc = store_conv_get(&r->st, txn, key, &c);
 	if (rc == MDB_NOTFOUND) {
 		log_emit(LOG_INFO, &ids, "%s for a conversation baton does not know: ignored", op);
-		router_fx_ack(r, it, !strncmp(op, "admin_", 6) ? ST_FAILED : ST_OK);
+		router_fx_refuse(r, it, !strncmp(op, "admin_", 6) ? ST_FAILED : ST_OK,
+				 "no such conversation");
 		free(key);
 		return 0;
 	}

@@ -160,12 +160,18 @@ struct effect *router_fx_push(struct router *r, enum fx_type type)
 
 void router_fx_ack(struct router *r, const struct item *it, int status)
 {
+	router_fx_refuse(r, it, status, NULL);
+}
+
+void router_fx_refuse(struct router *r, const struct item *it, int status, const char *why)
+{
 	if (it->synthetic)
 		return;
 	struct effect *e = router_fx_push(r, FX_ACK);
 	e->peer = it->peer;
 	e->id = it->env.id;
 	e->status = status;
+	e->err = why;
 }
 
 const struct config *router_cfg(const struct router *r, const char *key)
@@ -543,7 +549,7 @@ static void router_hello(struct router *r, const struct item *it)
 		return;
 	}
 	int cap = it->env.credit < 0 ? 0 : it->env.credit > 1000000 ? 1000000 : (int)it->env.credit;
-	dispatch_hello(r->disp, &it->peer, kind, cap, clock_mono_ms());
+	dispatch_hello(r->disp, &it->peer, kind, it->env.name, cap, clock_mono_ms());
 	for (size_t i = 0; i < it->env.nclaims; i++)
 		dispatch_claim(r->disp, &it->peer, it->env.claims[i].id, it->env.claims[i].attempt);
 }

@@ -126,7 +126,7 @@ int turns_inbound(struct router *r, MDB_txn *txn, struct item *it)
 	if (strlen(env->sid) > ROUTER_SID_MAX || strlen(env->from) > ROUTER_ADDR_MAX ||
 	    strlen(env->to) > ROUTER_ADDR_MAX) {
 		log_emit(LOG_WARN, &ids, "refused inbound message: id or address too long");
-		router_fx_ack(r, it, ST_FAILED);
+		router_fx_refuse(r, it, ST_FAILED, "id or address too long");
 		return 0;
 	}
 	rc = store_seen_get(&r->st, txn, env->sid);

@@ -142,8 +142,17 @@ class Chaos:
                 replies=[{"match": ["persona"], "reply": CONFIRM, "close_after": True}])
         plans = stream_plans(p.bindir, a.conversations, a.messages, a.escalate_share, a.seed)
         t0 = time.monotonic()
+        # The busiest customer paces its messages up to --pace apart: that,
+        # not the machine, sets the length of a run.
+        longest = max(len(m) for m in plans.values())
+        print("chaos: %d messages over %d conversations, reconciliation %s; about %d s to send "
+              "(the busiest customer has %d messages up to %.1f s apart), then a check"
+              % (a.messages, len(plans), "on" if a.reconcile else "off",
+                 longest * a.pace / 2, longest, a.pace), flush=True)
         killer = threading.Thread(target=self.killer, daemon=True)
         killer.start()
+        progress = threading.Thread(target=self.progress, args=(t0,), daemon=True)
+        progress.start()
         senders = [threading.Thread(target=self.send_all, args=(c, m), daemon=True)
                    for c, m in plans.items()]
         for s in senders:
@@ -158,6 +167,14 @@ class Chaos:
         problems = self.check(plans)
         self.report(sent_for, problems)
         return problems
+
+    def progress(self, t0):
+        """A line every 30 s, so a long run is visibly alive."""
+        while not self.stop_killer.wait(30):
+            with self.lock:
+                print("chaos: %4d s  %d/%d messages acknowledged, %d kills so far"
+                      % (time.monotonic() - t0, self.stats["acked"], self.args.messages,
+                         sum(self.stats["kills"].values())), flush=True)
 
     def settle(self, plans, timeout=90):
         """Until every conversation is in ai mode with its last customer turn answered."""

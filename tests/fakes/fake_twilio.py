@@ -229,6 +229,14 @@ class TwilioHandler(FakeHandler):
             headers["auth_user"] = self._basic_auth()[0]
         return headers
 
+    def _auth_ok(self):
+        """The account and its auth token, or an API key (SK...) and its secret."""
+        user, password = self._basic_auth()
+        if user == self.server.account_sid and password == self.server.auth_token:
+            return True
+        key = self.server.api_key
+        return key is not None and (user, password) == key
+
     def _basic_auth(self):
         """(user, password) from a Basic Authorization header, or (None, None)."""
         value = self.headers.get("Authorization", "")
@@ -274,8 +282,7 @@ class TwilioHandler(FakeHandler):
     def _route(self, path, ctx):
         ctype, form = ctx
         if path.startswith("/v1/"):
-            user, password = self._basic_auth()
-            auth_ok = user == self.server.account_sid and password == self.server.auth_token
+            auth_ok = self._auth_ok()
             status, payload, headers = self.server.conversations.handle(
                 self.command, path, urllib.parse.urlsplit(self.path).query, ctype, form,
                 auth_ok, self.headers.get("Host"))
@@ -287,9 +294,8 @@ class TwilioHandler(FakeHandler):
         if self.command not in ("POST", "GET"):
             return Response(405, twilio_error(405, 20004, "Method not allowed"),
                             headers={"Allow": "GET, POST"})
-        user, password = self._basic_auth()
         sid = self.server.account_sid
-        if user != sid or password != self.server.auth_token or m.group(1) != sid:
+        if not self._auth_ok() or m.group(1) != sid:
             return Response(401, twilio_error(401, 20003, "Authenticate"))
         if self.command == "GET":
             query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query,
@@ -391,6 +397,8 @@ def main():
     ap.add_argument("--record", metavar="FILE", help="append each record as a JSON line")
     ap.add_argument("--specs", metavar="DIR",
                     help="check /v1/ requests against the Twilio OpenAPI specs in DIR")
+    ap.add_argument("--api-key", metavar="SK...:SECRET",
+                    help="an API key accepted for REST calls beside the account's auth token")
     ap.add_argument("--list-lag-ms", type=int, default=300,
                     help="a created message is listed only this long after its 201")
     ap.add_argument("--sid-seed", metavar="S", default=os.environ.get("FAKE_TWILIO_SID_SEED"),
@@ -405,6 +413,7 @@ def main():
         return 2
     server.account_sid = args.account_sid
     server.auth_token = args.auth_token
+    server.api_key = tuple(args.api_key.split(":", 1)) if args.api_key else None
     server.messages = MessageLog(args.list_lag_ms)
     server.messages.account_sid = args.account_sid
     try:

@@ -59,11 +59,19 @@ class TestConfig(unittest.TestCase):
         self.assertNotIn("env-secret-456", r.stdout)
         self.assertIn('twilio.auth_token = "********"', r.stdout)
 
-    def test_help_lists_settings(self):
+    def test_help_lists_the_settings_the_process_reads_and_help_all_every_one(self):
         r = run("baton-egress", ["--help"])
         self.assertEqual(r.returncode, 0)
         self.assertIn("BATON_TWILIO_API_BASE", r.stdout)
+        self.assertIn("egress.reconcile", r.stdout)
+        self.assertNotIn("llm.base_url", r.stdout)      # ai-worker's
+        self.assertNotIn("lmdb.map_size_mb", r.stdout)  # the router's
+        r = run("baton-egress", ["--help-all"])
         self.assertIn("llm.base_url", r.stdout)
+        self.assertIn("lmdb.map_size_mb", r.stdout)
+        r = run("baton-ai-worker", ["--help"])
+        self.assertIn("llm.api_key", r.stdout)
+        self.assertNotIn("twilio.auth_token ", r.stdout)
 
     def test_unknown_option_exit_2(self):
         r = run("baton-ai-worker", ["--frobnicate"])

@@ -390,3 +390,23 @@ class TestIpcModes(unittest.TestCase):
             mode = stat.S_IMODE(os.stat(os.path.join(state, name)).st_mode)
             self.assertEqual(mode & 0o077, 0, "%s is %o" % (name, mode))
         self.assertEqual(stat.S_IMODE(os.stat(state).st_mode) & 0o077, 0)
+
+
+class TestTwilioApiKey(unittest.TestCase):
+    def test_rest_calls_use_the_api_key_and_webhooks_the_auth_token(self):
+        from baton_harness import wait_for
+        key = ("SK" + "5a" * 16, "api-key-secret-7f3e")
+        p = Pipeline(twilio_api_key=key,
+                     env={"BATON_TWILIO_API_KEY_SID": key[0], "BATON_TWILIO_API_KEY_SECRET": key[1]})
+        self.addCleanup(p.close)
+        p.start_all()
+        p.agent(identity="Marta")
+        self.assertEqual(p.send(ANA, "Where is the clinic?")[0], 200)
+        self.assertEqual(p.send(ANA, "I want to speak with a human")[0], 200)
+        wait_for(lambda: p.log_contains("router", "handoff done"), 15, what="the Flex handoff")
+        calls = p.fake_get("twilio", "/_fake/requests")
+        rest = [r for r in calls if r["path"].startswith(("/v1/", "/2010-04-01/"))]
+        self.assertTrue(rest)
+        self.assertEqual({r["auth_user"] for r in rest}, {key[0]})
+        for name in ("egress", "flex-worker", "ingress"):
+            self.assertNotIn(key[1], p.log_text(name))

@@ -98,7 +98,7 @@ def http(method, url, body=None, headers=None, timeout=10):
 
 class Pipeline:
     def __init__(self, bindir=None, env=None, script=None, provider="anthropic",
-                 llm_latency_ms=0, keep=False, sid_seed=None):
+                 llm_latency_ms=0, keep=False, sid_seed=None, twilio_api_key=None):
         self.bindir = bindir or os.environ.get("BATON_BIN", os.path.join(ROOT, "build", "bin"))
         self.dir = tempfile.mkdtemp(prefix="baton-")
         self.keep = keep
@@ -114,6 +114,8 @@ class Pipeline:
         # Deterministic SIDs in the fake Twilio (fake_twilio.py --sid-seed); None
         # leaves it to $FAKE_TWILIO_SID_SEED, random when that is unset.
         self.sid_seed = sid_seed
+        # (SK..., secret): an API key the fake Twilio accepts beside the token.
+        self.twilio_api_key = twilio_api_key
 
     # --- fakes ---
     def _start_fake(self, name, args):
@@ -130,8 +132,10 @@ class Pipeline:
     def start_fakes(self):
         specs = ["--specs", SPECS] if os.path.isdir(SPECS) else []
         seed = ["--sid-seed", str(self.sid_seed)] if self.sid_seed is not None else []
+        key = ["--api-key", "%s:%s" % self.twilio_api_key] if self.twilio_api_key else []
         self.twilio_port = self._start_fake("fake_twilio", [
-            "--port", "0", "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN] + specs + seed)
+            "--port", "0", "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN]
+            + specs + seed + key)
         self.llm_port = self._start_fake("fake_llm", [
             "--port", "0", "--script", self.script, "--api-key", LLM_KEY,
             "--latency-ms", str(self.llm_latency_ms)])

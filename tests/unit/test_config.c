@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "confcheck.h"
 
 extern char **environ;
 
@@ -450,7 +451,7 @@ static void test_help_lists_settings(void **state)
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 	assert_non_null(f);
-	config_help(f);
+	config_help(f, CONF_ALL);
 	fclose(f);
 	assert_non_null(strstr(buf, "BATON_HTTP_PORT"));
 	assert_non_null(strstr(buf, "BATON_LLM_API_KEY"));

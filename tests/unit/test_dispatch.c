@@ -30,7 +30,7 @@ static struct zmqx_peer peer_of(const char *name)
 static void hello(struct dispatch *d, const char *name, enum job_kind kind, int cap, uint64_t now)
 {
 	struct zmqx_peer p = peer_of(name);
-	dispatch_hello(d, &p, kind, cap, now);
+	dispatch_hello(d, &p, kind, name, cap, now);
 }
 
 /* dispatch_next must give job `want_id` to worker `want_peer`. */
