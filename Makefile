@@ -27,7 +27,7 @@ endif
 # The README's two commands (make demo, make test) install what is missing
 # first and build in a second make that sees the new libraries, so they are
 # spared this check; every other target keeps it.
-NOCHECK_GOALS := clean help deps demo test sandbox
+NOCHECK_GOALS := clean help deps demo test sandbox deb
 PKG_CHECK := $(if $(MAKECMDGOALS),$(filter-out $(NOCHECK_GOALS),$(MAKECMDGOALS)),all)
 PKG_MISSING := $(strip $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p))))
 ifneq ($(PKG_MISSING),)
@@ -132,7 +132,7 @@ BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BI
 UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
-.PHONY: all test test-run unit integration demo sandbox run clean deps help fuzz chaos
+.PHONY: all test test-run unit integration demo sandbox install deb run clean deps help fuzz chaos
 all: $(BINARIES)
 
 help:
@@ -277,6 +277,19 @@ test-run: all $(UNIT_BINS) $(TOOLS)
 
 demo:
 	@scripts/demo
+
+# make install PREFIX=/usr/local DESTDIR=: binaries, units, config example, docs.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+install: all
+	@scripts/install-tree $(BIN) "$(DESTDIR)" $(PREFIX) $(SYSCONFDIR) $(UNITDIR)
+
+# make deb: build/deb/baton_VERSION_ARCH.deb from the release build, lintian-checked.
+deb:
+	@scripts/install-deps >/dev/null
+	@$(MAKE) --no-print-directory RELEASE=1 -j2 all
+	@scripts/mkdeb build-rel/bin
 
 # The sandbox you can talk to: the fakes, the five processes, and a page on
 # 127.0.0.1 (SANDBOX_ARGS="--port N"). Ctrl-C stops everything.
