@@ -1,19 +1,33 @@
 #!/usr/bin/env python3
-"""baton's test runner: unit binaries (cmocka, TAP output) then integration tests.
+"""baton's test runner: unit binaries (cmocka, TAP output) and integration tests.
 
 Prints one line per test and ends with exactly one summary line,
 "N passed, N failed", as CI expects. Exit status 0 only when nothing failed.
 
     tests/run.py --build build build/tests/test_envelope ...
     tests/run.py --build build --only http     # integration tests matching "http"
+    tests/run.py --jobs 1 ...                   # one test at a time
+
+Tests run in parallel: every integration test is one task (each already has
+its own state directory, ports and processes; a class with setUpClass is one
+task), given to
+--jobs worker processes (default TEST_JOBS or 6: the tests mostly wait on
+the processes they start), longest first by the durations of the last run
+(build/test-times.json). A class that sets `serial = True` (it loads the
+machine on purpose, or measures latency) runs alone after the others. The
+unit binaries run in the same pool.
 """
 
 import argparse
+import concurrent.futures
+import io
+import json
 import os
 import re
 import subprocess
 import sys
 import time
+import traceback
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -21,9 +35,11 @@ ROOT = os.path.dirname(HERE)
 
 # A unit binary that hangs is a failure, not a stuck CI.
 UNIT_TIMEOUT_S = 120
+DEFAULT_JOBS = 6
 
 
 def run_unit(path):
+    """(lines, passed, failed) of one cmocka binary."""
     name = os.path.basename(path)
     env = dict(os.environ, CMOCKA_MESSAGE_OUTPUT="TAP")
     try:
@@ -32,34 +48,44 @@ def run_unit(path):
     except subprocess.TimeoutExpired as e:
         out, code = (e.stdout or "") if isinstance(e.stdout, str) else "", -1
         out += "\n(timed out)"
-    passed = failed = 0
+    lines, passed, failed = [], 0, 0
     for line in out.splitlines():
         m = re.match(r"^(not ok|ok) \d+ - (.*)$", line)
         if not m:
             continue
         if m.group(1) == "ok":
             passed += 1
-            print("PASS unit %s: %s" % (name, m.group(2)))
+            lines.append("PASS unit %s: %s" % (name, m.group(2)))
         else:
             failed += 1
-            print("FAIL unit %s: %s" % (name, m.group(2)))
+            lines.append("FAIL unit %s: %s" % (name, m.group(2)))
     if code != 0 and failed == 0:
         # Crashed or aborted outside a test: count it, show why.
         failed += 1
-        print("FAIL unit %s: exited with %d" % (name, code))
+        lines.append("FAIL unit %s: exited with %d" % (name, code))
     if failed:
-        print("---- output of %s ----\n%s\n----" % (name, out[-6000:]))
-    return passed, failed
+        lines.append("---- output of %s ----\n%s\n----" % (name, out[-6000:]))
+    return lines, passed, failed
 
 
 class Result(unittest.TextTestResult):
+    """Collects one line per test (and the traceback of a failure)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.lines = []
+        self.times = {}
+
     def startTest(self, test):
         self._t0 = time.monotonic()
         super().startTest(test)
 
-    def _line(self, word, test):
-        print("%s integration %s (%.1fs)" % (word, test.id().replace("test_", "", 1),
-                                            time.monotonic() - self._t0), flush=True)
+    def _line(self, word, test, detail=None):
+        secs = time.monotonic() - getattr(self, "_t0", time.monotonic())
+        self.times[test.id()] = secs
+        self.lines.append("%s integration %s (%.1fs)" % (word, test.id().replace("test_", "", 1), secs))
+        if detail:
+            self.lines.append(detail)
 
     def addSuccess(self, test):
         super().addSuccess(test)
@@ -67,40 +93,76 @@ class Result(unittest.TextTestResult):
 
     def addFailure(self, test, err):
         super().addFailure(test, err)
-        self._line("FAIL", test)
-        print(self._exc_info_to_string(err, test))
+        self._line("FAIL", test, self._exc_info_to_string(err, test))
 
     def addError(self, test, err):
         super().addError(test, err)
-        self._line("FAIL", test)
-        print(self._exc_info_to_string(err, test))
+        self._line("FAIL", test, self._exc_info_to_string(err, test))
 
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
-        print("SKIP integration %s: %s" % (test.id(), reason))
+        self.lines.append("SKIP integration %s: %s" % (test.id(), reason))
 
 
-def run_integration(only):
+def integration_path():
     sys.path.insert(0, os.path.join(HERE, "lib"))
     sys.path.insert(0, os.path.join(HERE, "integration"))
+
+
+def discover(only):
+    """{task id: [test ids]} of the integration tests, and the serial task ids. A
+    task is one test, or a whole class when the class sets itself up once
+    (setUpClass) or runs serially."""
+    integration_path()
     suite = unittest.defaultTestLoader.discover(os.path.join(HERE, "integration"),
                                                 pattern="test_*.py",
                                                 top_level_dir=os.path.join(HERE, "integration"))
-    tests = []
+    classes, serial = {}, set()
 
     def flatten(s):
         for t in s:
             if isinstance(t, unittest.TestSuite):
                 flatten(t)
-            else:
-                tests.append(t)
+            elif not only or only in t.id():
+                cls = t.id().rsplit(".", 1)[0]
+                k = type(t)
+                whole = getattr(k, "serial", False) or \
+                    k.setUpClass.__func__ is not unittest.TestCase.setUpClass.__func__
+                task = cls if whole else t.id()
+                classes.setdefault(task, []).append(t.id())
+                if getattr(k, "serial", False):
+                    serial.add(task)
     flatten(suite)
-    if only:
-        tests = [t for t in tests if only in t.id()]
-    runner = unittest.TextTestRunner(stream=open(os.devnull, "w"), resultclass=Result, verbosity=0)
-    res = runner.run(unittest.TestSuite(tests))
-    failed = len(res.failures) + len(res.errors)
-    return res.testsRun - failed - len(res.skipped), failed, len(res.skipped)
+    return classes, serial
+
+
+def run_class(ids):
+    """Runs one class's tests in this (worker) process: (lines, run, failed, skipped, times, out)."""
+    integration_path()
+    captured = io.StringIO()
+    old = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = captured   # a test's own prints stay with its lines
+    try:
+        suite = unittest.defaultTestLoader.loadTestsFromNames(ids)
+        runner = unittest.TextTestRunner(stream=open(os.devnull, "w"), resultclass=Result,
+                                         verbosity=0)
+        res = runner.run(suite)
+        failed = len(res.failures) + len(res.errors)
+        return res.lines, res.testsRun, failed, len(res.skipped), res.times, captured.getvalue()
+    except Exception:
+        return (["FAIL integration %s: the runner could not run it\n%s"
+                 % (ids[0].rsplit(".", 1)[0], traceback.format_exc())], 1, 1, 0, {},
+                captured.getvalue())
+    finally:
+        sys.stdout, sys.stderr = old
+
+
+def load_times(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def main():
@@ -108,21 +170,63 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--only", default=None, help="run only integration tests whose id contains this")
     ap.add_argument("--no-integration", action="store_true")
+    ap.add_argument("--jobs", type=int, default=int(os.environ.get("TEST_JOBS", DEFAULT_JOBS)))
     ap.add_argument("units", nargs="*")
     a = ap.parse_args()
     os.environ["BATON_BIN"] = os.path.join(ROOT, a.build, "bin")
+    times_path = os.path.join(ROOT, a.build, "test-times.json")
+    times = load_times(times_path)
+    t0 = time.monotonic()
 
     passed = failed = skipped = 0
+    classes, serial = discover(a.only) if not a.no_integration else ({}, set())
+    units = [] if a.only else a.units
+
+    def cost(cls):
+        return sum(times.get(t, 5.0) for t in classes[cls])
+    parallel = sorted((c for c in classes if c not in serial), key=cost, reverse=True)
+    new_times = dict(times)
+
+    def report(lines, out=""):
+        for line in lines:
+            print(line, flush=True)
+        if out.strip() and any(l.startswith("FAIL") for l in lines):
+            print("---- output ----\n%s----" % out[-4000:], flush=True)
+        elif out.strip():
+            print(out.rstrip(), flush=True)
+
+    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+        futs = {pool.submit(run_unit, u): ("unit", u) for u in units}
+        futs.update({pool.submit(run_class, classes[c]): ("class", c) for c in parallel})
+        for f in concurrent.futures.as_completed(futs):
+            kind, _ = futs[f]
+            if kind == "unit":
+                lines, p, fl = f.result()
+                report(lines)
+                passed += p
+                failed += fl
+            else:
+                lines, run, fl, sk, ts, out = f.result()
+                report(lines, out)
+                passed += run - fl - sk
+                failed += fl
+                skipped += sk
+                new_times.update(ts)
+    # Classes that load the machine or time things run alone.
+    for c in sorted(serial):
+        lines, run, fl, sk, ts, out = run_class(classes[c])
+        report(lines, out)
+        passed += run - fl - sk
+        failed += fl
+        skipped += sk
+        new_times.update(ts)
     if not a.only:
-        for u in a.units:
-            p, f = run_unit(u)
-            passed += p
-            failed += f
-    if not a.no_integration:
-        p, f, s = run_integration(a.only)
-        passed += p
-        failed += f
-        skipped += s
+        try:
+            with open(times_path, "w") as f:
+                json.dump(new_times, f, indent=0, sort_keys=True)
+        except OSError:
+            pass
+    print("test run: %.0f s wall, %d jobs" % (time.monotonic() - t0, a.jobs))
     tail = ", %d skipped" % skipped if skipped else ""
     print("%d passed, %d failed%s" % (passed, failed, tail))
     return 1 if failed else 0
