@@ -2,8 +2,8 @@
 handoff and the Flex pipeline against the fake Conversations/Flex APIs.
 
 Each test runs all five processes; the fake Twilio validates every
-Conversations/Flex request against Twilio's OpenAPI specs when they are
-available (../shared/specs/twilio) and answers 400 to a wrong shape.
+Conversations/Flex request against Twilio's OpenAPI specs (tests/specs/twilio;
+the harness refuses to start without them) and answers 400 to a wrong shape.
 """
 
 import json
@@ -69,6 +69,8 @@ class FlexCase(unittest.TestCase):
         return self.conversations(), self.interactions()
 
     def assert_spec_clean(self):
+        # The fake checks against the specs only when it loaded them: make sure it did.
+        self.assertIn("--specs", " ".join(self.p.fakes["fake_twilio"][0].args))
         v = self.p.fake_get("twilio", "/_fake/spec_violations")
         self.assertEqual(v, [], "requests that do not match Twilio's OpenAPI specs")
 

@@ -32,7 +32,9 @@ PUBLIC_URL = "https://bot.example.com"
 BUSINESS = "whatsapp:+14155238886"
 WORKSPACE_SID = "WS" + "1" * 32
 WORKFLOW_SID = "WW" + "2" * 32
-SPECS = os.path.join(ROOT, "..", "shared", "specs", "twilio")
+# Twilio's OpenAPI specs (tests/specs/twilio, with their licence): the fake
+# checks every Conversations, Flex and TaskRouter request against them.
+SPECS = os.path.join(ROOT, "tests", "specs", "twilio")
 
 PROCS = {
     "ingress": "baton-ingress",
@@ -130,7 +132,9 @@ class Pipeline:
         return port
 
     def start_fakes(self):
-        specs = ["--specs", SPECS] if os.path.isdir(SPECS) else []
+        if not os.path.isfile(os.path.join(SPECS, "twilio_conversations_v1.json")):
+            raise RuntimeError("Twilio's OpenAPI specs are missing from %s" % SPECS)
+        specs = ["--specs", SPECS]
         seed = ["--sid-seed", str(self.sid_seed)] if self.sid_seed is not None else []
         key = ["--api-key", "%s:%s" % self.twilio_api_key] if self.twilio_api_key else []
         self.twilio_port = self._start_fake("fake_twilio", [
