@@ -36,7 +36,7 @@ $(error missing libraries (pkg-config): $(PKG_MISSING) — run scripts/install-d
 endif
 endif
 
-CFLAGS  += $(CSTD) $(WARN) $(OPT) $(SAN) -MMD -MP -Icommon $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS  += $(CSTD) $(WARN) $(OPT) $(SAN) -MMD -MP -Icommon -Istate $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += $(SAN)
 # libunistring ships no pkg-config file on Debian 12.
 ifeq ($(wildcard /usr/include/uninorm.h),)
@@ -69,11 +69,17 @@ COMMON_SRC := \
 	common/worker.c \
 	common/proc.c \
 	common/capture.c \
-	common/metrics.c
+	common/metrics.c \
+	common/webhook.c \
+	common/events.c
+
+# The state library: the store (LMDB schema and records). The router writes
+# it; batonctl and the console read it. Linked as a library, never as
+# another process's objects.
+STATE_SRC := \
+	state/store.c
 
 INGRESS_SRC := \
-	ingress/webhook.c \
-	ingress/events.c \
 	ingress/auth.c \
 	ingress/console.c \
 	ingress/metrics_http.c \
@@ -81,7 +87,6 @@ INGRESS_SRC := \
 	ingress/server.c
 
 ROUTER_SRC := \
-	router/store.c \
 	router/rules.c \
 	router/dispatch.c \
 	router/router.c \
@@ -117,6 +122,7 @@ PROGS := ingress router ai-worker egress
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
 COMMON_OBJ  := $(call obj,$(COMMON_SRC))
+STATE_OBJ   := $(call obj,$(STATE_SRC))
 INGRESS_OBJ := $(call obj,$(INGRESS_SRC))
 ROUTER_OBJ  := $(call obj,$(ROUTER_SRC))
 AI_OBJ      := $(call obj,$(AI_SRC))
@@ -125,6 +131,7 @@ FLEX_OBJ    := $(call obj,$(FLEX_SRC))
 CTL_OBJ     := $(call obj,$(CTL_SRC))
 REPLAY_OBJ  := $(call obj,$(REPLAY_SRC))
 LIBCOMMON   := $(BUILD)/libcommon.a
+LIBSTATE    := $(BUILD)/libstate.a
 
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
             $(BIN)/baton-flex-worker $(BIN)/batonctl $(BIN)/baton-replay
@@ -168,11 +175,14 @@ $(LIBCOMMON): $(COMMON_OBJ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
-# The operator console (ingress/console.c) reads LMDB through the router's
-# store module (read-only) and serves ingress/console/* embedded as C arrays.
+$(LIBSTATE): $(STATE_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+# The operator console (ingress/console.c) reads LMDB through the state
+# library (read-only) and serves ingress/console/* embedded as C arrays.
 CONSOLE_ASSETS := ingress/console/index.html ingress/console/console.css ingress/console/console.js
-INGRESS_OBJ += $(BUILD)/router/store.o $(BUILD)/gen/console_assets.o
-$(BUILD)/ingress/console.o: CFLAGS += -Irouter
+INGRESS_OBJ += $(BUILD)/gen/console_assets.o
 %/gen/console_assets.c: scripts/gen-console-assets $(CONSOLE_ASSETS)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  GEN     $@")
@@ -181,12 +191,12 @@ $(BUILD)/gen/console_assets.o: $(BUILD)/gen/console_assets.c
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -Iingress -c -o $@ $<
 
-$(BIN)/baton-ingress: $(BUILD)/ingress/main.o $(INGRESS_OBJ) $(LIBCOMMON)
+$(BIN)/baton-ingress: $(BUILD)/ingress/main.o $(INGRESS_OBJ) $(LIBSTATE) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/baton-router: $(BUILD)/router/main.o $(ROUTER_OBJ) $(LIBCOMMON)
+$(BIN)/baton-router: $(BUILD)/router/main.o $(ROUTER_OBJ) $(LIBSTATE) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -206,33 +216,36 @@ $(BIN)/baton-flex-worker: $(BUILD)/flex-worker/main.o $(FLEX_OBJ) $(LIBCOMMON)
 	@$(if $(V),,echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# batonctl reads LMDB through the router's store module (read-only).
-$(BIN)/batonctl: $(BUILD)/ctl/main.o $(CTL_OBJ) $(BUILD)/router/store.o $(LIBCOMMON)
+# batonctl reads LMDB through the state library (read-only).
+$(BIN)/batonctl: $(BUILD)/ctl/main.o $(CTL_OBJ) $(LIBSTATE) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/ctl/%.o: CFLAGS += -Irouter
-
-# baton-replay converts records with ingress's own webhook and event code (--to router).
-$(BIN)/baton-replay: $(BUILD)/replay/main.o $(REPLAY_OBJ) $(BUILD)/ingress/webhook.o \
-                     $(BUILD)/ingress/events.o $(LIBCOMMON)
+# baton-replay converts records with the webhook and event code ingress uses
+# (common/webhook.c, common/events.c) for --to router.
+$(BIN)/baton-replay: $(BUILD)/replay/main.o $(REPLAY_OBJ) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/replay/%.o: CFLAGS += -Iingress
-
-# Unit tests link the module under test plus libcommon and cmocka.
-$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(INGRESS_OBJ) $(ROUTER_OBJ) $(AI_OBJ) $(EGRESS_OBJ) $(FLEX_OBJ) $(LIBCOMMON)
+# Unit tests link the module under test, the libraries it stands on and cmocka:
+# never another process's objects it does not test.
+UT_LIBS := $(LIBSTATE) $(LIBCOMMON)
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(UT_LIBS)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(UT_LIBS) $(LDLIBS) -lcmocka
 
-$(BUILD)/tests/unit/%.o: CFLAGS += -Iingress -Irouter -Iai-worker -Iegress -Iflex-worker
-# test_ctl tests batonctl's own modules.
+$(BUILD)/tests/unit/%.o: CFLAGS += -Iingress -Irouter -Iai-worker -Iegress -Iflex-worker -Ictl
+$(BUILD)/tests/test_escalate: $(call obj,ai-worker/escalate.c)
+$(BUILD)/tests/test_llm: $(call obj,ai-worker/llm.c)
+$(BUILD)/tests/test_dispatch: $(call obj,router/dispatch.c)
+$(BUILD)/tests/test_rules: $(call obj,router/rules.c)
+$(BUILD)/tests/test_twilio: $(call obj,egress/twilio.c)
+$(BUILD)/tests/test_flexapi: $(call obj,flex-worker/flexapi.c)
+$(BUILD)/tests/test_metrics: $(call obj,ingress/metrics_http.c ingress/auth.c)
 $(BUILD)/tests/test_ctl: $(CTL_OBJ)
-$(BUILD)/tests/unit/test_ctl.o: CFLAGS += -Ictl
 
 unit: $(UNIT_BINS)
 
@@ -250,10 +263,9 @@ bench:
 	@$(MAKE) --no-print-directory RELEASE=1 -j2 all bench-tools
 	@python3 bench/run.py $(BENCH_ARGS)
 bench-tools: $(BUILD)/tools/preload
-$(BUILD)/tools/preload: $(BUILD)/tests/tools/preload.o $(BUILD)/router/store.o $(LIBCOMMON)
+$(BUILD)/tools/preload: $(BUILD)/tests/tools/preload.o $(LIBSTATE) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/tests/tools/preload.o: CFLAGS += -Irouter
 # benchfake: the fast fake LLM + Twilio Messages API of make bench.
 bench-tools: $(BUILD)/tools/benchfake
 $(BUILD)/tools/benchfake: $(BUILD)/tests/tools/benchfake.o $(LIBCOMMON)
@@ -310,13 +322,14 @@ run: all
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := envelope webhook upstream
 FUZZ_DIR     := build-fuzz
-FUZZ_CFLAGS  := $(CSTD) -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Icommon -Iingress \
-                -Irouter -Iai-worker -Iegress -Iflex-worker $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_CFLAGS  := $(CSTD) -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Icommon -Istate \
+                -Iingress -Irouter -Iai-worker -Iegress -Iflex-worker \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_SRC     := $(COMMON_SRC) $(INGRESS_SRC) $(AI_SRC) $(EGRESS_SRC) $(FLEX_SRC)
 FUZZ_OBJ     := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(FUZZ_SRC))
 FUZZ_BINS    := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
 # ingress/console.c needs the store and its embedded page.
-FUZZ_OBJ     += $(FUZZ_DIR)/router/store.o $(FUZZ_DIR)/gen/console_assets.o
+FUZZ_OBJ     += $(FUZZ_DIR)/state/store.o $(FUZZ_DIR)/gen/console_assets.o
 $(FUZZ_DIR)/gen/console_assets.o: $(FUZZ_DIR)/gen/console_assets.c
 	$(Q)clang $(FUZZ_CFLAGS) -c -o $@ $<
 
