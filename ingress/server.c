@@ -97,6 +97,7 @@ struct server {
 	const char **numbers;           /* our WhatsApp numbers: a message's To is one */
 	size_t nnumbers;
 	struct slow *slow;              /* request-head deadlines */
+	bool stopping;                  /* the loop is over: answer, never suspend */
 	uint64_t cut_slow;              /* connections cut for a late head */
 	uint64_t next_slow_log;         /* mono ms */
 	struct MHD_Response *r_twiml, *r_health, *r_404, *r_405_post, *r_405_get,
@@ -271,6 +272,10 @@ static enum MHD_Result server_forward(struct server *s, struct request *r)
 		log_warn("rejected %s: content type is not form-urlencoded", r->route->path);
 		return server_reply(s, r->conn, 415);
 	}
+	/* Stopping: nothing more may be suspended (MHD refuses to stop with
+	 * suspended connections), and the router will not answer anyway. */
+	if (s->stopping)
+		return server_reply(s, r->conn, 503);
 	int status = server_convert(s, r, &env);
 	if (status == EVENTS_IGNORE)
 		return server_success(s, r->conn, r->route);
@@ -615,7 +620,9 @@ int server_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		log_warn("capture: %lu accepted webhooks could not be captured", s.capture_failed);
 	rc = 0;
 fail:
-	/* MHD refuses to stop with suspended connections: answer them first. */
+	/* MHD refuses to stop with suspended connections: answer them first,
+	 * and suspend no new one while MHD sends those answers. */
+	s.stopping = true;
 	while (s.waiting)
 		server_finish(&s, s.waiting, 503);
 	if (s.mhd) {
