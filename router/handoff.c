@@ -30,12 +30,12 @@ static void handoff_replace(char **dst, const char *v)
 
 /* Customer turns waiting behind an AI job move into history, in order: a
  * mode change must not strand them in `pend`. */
-static int handoff_drain_pend(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c)
+static int handoff_drain_pend(struct batch *b, const char *key, struct conv_rec *c)
 {
 	struct hist_rec h;
 	int rc;
-	while ((rc = store_pend_pop(&r->st, txn, key, c, &h)) == 0) {
-		rc = store_hist_append(&r->st, txn, key, c, &h);
+	while ((rc = store_pend_pop(b->st, b->txn, key, c, &h)) == 0) {
+		rc = store_hist_append(b->st, b->txn, key, c, &h);
 		hist_rec_release(&h);
 		if (rc)
 			return rc;
@@ -46,13 +46,13 @@ static int handoff_drain_pend(struct router *r, MDB_txn *txn, const char *key, s
 /* AI answers still waiting in the outbox (say, behind a Twilio outage) must
  * not reach a customer who is being handed to a person. Sends already in
  * flight cannot be recalled. */
-static int handoff_cancel_ai_sends(struct router *r, MDB_txn *txn, const char *key)
+static int handoff_cancel_ai_sends(struct batch *b, const char *key)
 {
 	uint64_t ids[HANDOFF_CANCEL_MAX];
-	size_t n = dispatch_queued_ids(r->disp, JOB_SEND, key, ids, HANDOFF_CANCEL_MAX);
+	size_t n = dispatch_queued_ids(b->x->disp, JOB_SEND, key, ids, HANDOFF_CANCEL_MAX);
 	for (size_t i = 0; i < n; i++) {
 		struct job_rec j;
-		int rc = store_job_get(&r->st, txn, ids[i], &j);
+		int rc = store_job_get(b->st, b->txn, ids[i], &j);
 		if (rc == MDB_NOTFOUND)
 			continue;
 		if (rc)
@@ -61,9 +61,8 @@ static int handoff_cancel_ai_sends(struct router *r, MDB_txn *txn, const char *k
 		job_rec_release(&j);
 		if (!ai)
 			continue;
-		if ((rc = store_job_del(&r->st, txn, ids[i])))
+		if ((rc = job_finish(b, ids[i])))
 			return rc;
-		router_fx_push(r, FX_DONE)->id = ids[i];
 		struct log_ids lids = { .conv = key, .job = ids[i] };
 		log_emit(LOG_INFO, &lids, "escalating: unsent AI reply withdrawn from the outbox");
 	}
@@ -71,22 +70,22 @@ static int handoff_cancel_ai_sends(struct router *r, MDB_txn *txn, const char *k
 }
 
 /* Every mode change goes through here: the modes index feeds the timers. */
-static int handoff_set_mode(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+static int handoff_set_mode(struct batch *b, const char *key, struct conv_rec *c,
 			   enum conv_mode mode)
 {
 	c->mode = mode;
-	return store_modes_sync(&r->st, txn, key, c);
+	return store_modes_sync(b->st, b->txn, key, c);
 }
 
 /* Queues a customer turn for the agent's Flex conversation. It waits in the
  * conversation's flex lane behind the handoff, so it arrives after the
  * history and in order. */
-int handoff_forward(struct router *r, MDB_txn *txn, const char *key, uint64_t seq)
+int handoff_forward(struct batch *b, const char *key, uint64_t seq)
 {
 	struct job_rec j = { .kind = JOB_FLEX, .conv = (char *)key, .created = clock_wall_ms(),
 			     .op = OP_FORWARD, .hseq = seq };
 	uint64_t id;
-	return router_job_add(r, txn, &j, &id);
+	return job_add(b, &j, &id, 0);
 }
 
 /* text with every %h replaced by the hours and %n by the next opening. Caller frees. */
@@ -117,10 +116,10 @@ static char *handoff_expand(const char *text, const char *hours, const char *nex
  * opening (%n) in it. *opens gets the wall ms of the next opening when
  * closed, 0 when open. Caller frees.
  */
-static char *handoff_holding_message(const struct router *r, const char *key, uint64_t *opens)
+static char *handoff_holding_message(const struct rctx *x, const char *key, uint64_t *opens)
 {
-	const struct config *cfg = router_cfg(r, key);
-	const struct hours *h = router_hours(r, key);
+	const struct config *cfg = rctx_cfg(x, key);
+	const struct hours *h = rctx_hours(x, key);
 	uint64_t now = clock_wall_ms();
 	char next[32];
 
@@ -131,11 +130,11 @@ static char *handoff_holding_message(const struct router *r, const char *key, ui
 	return handoff_expand(cfg->handoff_closed_message, cfg->business_hours, next);
 }
 
-static uint64_t handoff_first(const struct router *r, uint64_t last)
+static uint64_t handoff_first(const struct rctx *x, uint64_t last)
 {
-	if (!strcmp(r->cfg->handoff_history, "all"))
+	if (!strcmp(x->cfg->handoff_history, "all"))
 		return 1;
-	uint64_t n = strtoull(r->cfg->handoff_history, NULL, 10);
+	uint64_t n = strtoull(x->cfg->handoff_history, NULL, 10);
 	return last > n ? last - n + 1 : 1;
 }
 
@@ -145,7 +144,7 @@ static uint64_t handoff_first(const struct router *r, uint64_t last)
  * message queued, and the Flex job recorded with the history range the
  * agent will see. A conversation already escalating or human is left alone.
  */
-int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+int handoff_escalate(struct batch *b, const char *key, struct conv_rec *c,
 			   const char *trigger, const char *reason, const char *summary)
 {
 	struct log_ids ids = { .conv = key };
@@ -153,7 +152,7 @@ int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct con
 
 	if (c->mode != MODE_AI)
 		return 0;
-	if ((rc = handoff_drain_pend(r, txn, key, c)) || (rc = handoff_cancel_ai_sends(r, txn, key)))
+	if ((rc = handoff_drain_pend(b, key, c)) || (rc = handoff_cancel_ai_sends(b, key)))
 		return rc;
 	/* The AI job in flight is no longer this conversation's: its answer is
 	 * dropped even if the conversation is handed back before it arrives. */
@@ -165,22 +164,22 @@ int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct con
 	handoff_replace(&c->flex_uo, NULL);
 	handoff_replace(&c->flex_wt, NULL);
 	handoff_replace(&c->agent, NULL);
-	const struct config *ncfg = router_cfg(r, key);
+	const struct config *ncfg = rctx_cfg(b->x, key);
 	uint64_t last = c->seq, opens = 0, now = clock_wall_ms();
-	char *hold = handoff_holding_message(r, key, &opens);
+	char *hold = handoff_holding_message(b->x, key, &opens);
 	/* Outside business hours with handoff.after_hours=queue the task is
 	 * created at the opening, not now when no one would take it. */
 	bool queue = opens > now && !strcmp(ncfg->handoff_after_hours, "queue");
 	struct job_rec j = { .kind = JOB_FLEX, .conv = (char *)key, .created = now,
-			     .op = OP_HANDOFF, .hfrom = handoff_first(r, last), .upto = last,
+			     .op = OP_HANDOFF, .hfrom = handoff_first(b->x, last), .upto = last,
 			     .trigger = (char *)trigger, .reason = (char *)reason,
 			     .summary = (char *)summary, .not_before = queue ? opens : 0 };
-	rc = router_job_add_at(r, txn, &j, &c->handoff_job,
+	rc = job_add(b, &j, &c->handoff_job,
 			       queue ? clock_mono_ms() + (opens - now) : 0);
 	if (rc == 0 && *hold) {
 		struct hist_rec hm = { .role = ROLE_AI, .text = hold, .ts = now };
-		if ((rc = store_hist_append(&r->st, txn, key, c, &hm)) == 0)
-			rc = outbox_queue(r, txn, key, c, hold, c->seq, false, 0);
+		if ((rc = store_hist_append(b->st, b->txn, key, c, &hm)) == 0)
+			rc = outbox_queue(b, key, c, hold, c->seq, false, 0);
 	}
 	free(hold);
 	if (rc)
@@ -190,15 +189,15 @@ int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct con
 		char iso[40];
 		clock_iso8601(opens, iso, sizeof(iso));
 		char *d = xasprintf("until %s (business hours %s)", iso, ncfg->business_hours);
-		rc = store_tl_add(&r->st, txn, key, c, "handoff_queued", d);
+		rc = store_tl_add(b->st, b->txn, key, c, "handoff_queued", d);
 		free(d);
 		if (rc)
 			return rc;
 	}
 	char *detail = xasprintf("%s: %s", trigger, reason ? reason : "");
-	rc = store_tl_add(&r->st, txn, key, c, "escalated", detail);
+	rc = store_tl_add(b->st, b->txn, key, c, "escalated", detail);
 	free(detail);
-	if (rc || (rc = handoff_set_mode(r, txn, key, c, MODE_ESCALATING)))
+	if (rc || (rc = handoff_set_mode(b, key, c, MODE_ESCALATING)))
 		return rc;
 	c->escalations++;
 	c->esc_at = clock_wall_ms();
@@ -208,7 +207,7 @@ int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct con
 	free(c->esc_reason);
 	c->esc_trigger = xstrdup(trigger);
 	c->esc_reason = xstrdup(reason ? reason : "");
-	r->stat_escalations++;
+	b->x->stats.escalations++;
 	metrics_inc(&RM_ESCALATIONS, metrics_label_in(trigger, RM_ESCALATIONS.init[0]), NULL);
 	ids.job = c->handoff_job;
 	log_emit(LOG_INFO, &ids, "escalating: trigger %s, reason '%s'; handoff job recorded with "
@@ -226,7 +225,7 @@ int handoff_escalate(struct router *r, MDB_txn *txn, const char *key, struct con
  * close_flex asks flex-worker to close the Flex side too (baton-initiated
  * paths), so the customer's next message comes back to our webhook.
  */
-int handoff_back(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+int handoff_back(struct batch *b, const char *key, struct conv_rec *c,
 			   const char *path, bool close_flex)
 {
 	struct log_ids ids = { .conv = key };
@@ -249,10 +248,10 @@ int handoff_back(struct router *r, MDB_txn *txn, const char *key, struct conv_re
 			       c->agent && *c->agent ? c->agent : "our team", from + 0, to + 0,
 			       path);
 	struct hist_rec h = { .role = ROLE_SYSTEM, .text = note, .ts = now };
-	rc = store_hist_append(&r->st, txn, key, c, &h);
+	rc = store_hist_append(b->st, b->txn, key, c, &h);
 	free(note);
-	if (rc || (rc = store_tl_add(&r->st, txn, key, c, "handed_back", path)) ||
-	    (rc = handoff_set_mode(r, txn, key, c, MODE_AI)))
+	if (rc || (rc = store_tl_add(b->st, b->txn, key, c, "handed_back", path)) ||
+	    (rc = handoff_set_mode(b, key, c, MODE_AI)))
 		return rc;
 	if (close_flex && (c->flex_ch || c->flex_kd)) {
 		/* The close carries the SIDs it closes: a new escalation may
@@ -261,7 +260,7 @@ int handoff_back(struct router *r, MDB_txn *txn, const char *key, struct conv_re
 				     .op = OP_CLOSE, .ch = c->flex_ch, .kd = c->flex_kd,
 				     .uo = c->flex_uo };
 		uint64_t id;
-		if ((rc = router_job_add(r, txn, &j, &id)))
+		if ((rc = job_add(b, &j, &id, 0)))
 			return rc;
 	}
 	metrics_inc(&RM_HANDBACKS, metrics_label_in(path, RM_HANDBACKS.init[0]), NULL);
@@ -270,7 +269,7 @@ int handoff_back(struct router *r, MDB_txn *txn, const char *key, struct conv_re
 }
 
 /* Nobody took the handoff in time (or the task was canceled). */
-static int handoff_no_agent(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+int handoff_no_agent(struct batch *b, const char *key, struct conv_rec *c,
 			   const char *why)
 {
 	struct log_ids ids = { .conv = key };
@@ -278,56 +277,51 @@ static int handoff_no_agent(struct router *r, MDB_txn *txn, const char *key, str
 	if (c->mode == MODE_AI || c->no_agent_done)
 		return 0;
 	c->no_agent_done = clock_wall_ms();
-	if ((rc = store_tl_add(&r->st, txn, key, c, "no_agent", why)))
+	if ((rc = store_tl_add(b->st, b->txn, key, c, "no_agent", why)))
 		return rc;
-	const struct config *ncfg = router_cfg(r, key);
-	bool back = !strcmp(r->cfg->handoff_no_agent_policy, "ai");
+	const struct config *ncfg = rctx_cfg(b->x, key);
+	bool back = !strcmp(b->x->cfg->handoff_no_agent_policy, "ai");
 	const char *msg = back ? ncfg->handoff_no_agent_ai_message : ncfg->handoff_no_agent_message;
 	log_emit(LOG_WARN, &ids, "no agent (%s): %s", why, back ? "back to the AI" : "telling the "
 		 "customer, still waiting");
 	if (*msg) {
 		struct hist_rec h = { .role = ROLE_AI, .text = (char *)msg, .ts = clock_wall_ms() };
-		if ((rc = store_hist_append(&r->st, txn, key, c, &h)) ||
-		    (rc = outbox_queue(r, txn, key, c, msg, c->seq, false, 0)))
+		if ((rc = store_hist_append(b->st, b->txn, key, c, &h)) ||
+		    (rc = outbox_queue(b, key, c, msg, c->seq, false, 0)))
 			return rc;
 	}
-	return back ? handoff_back(r, txn, key, c, "no_agent", true) : 0;
+	return back ? handoff_back(b, key, c, "no_agent", true) : 0;
 }
 
 /* A handoff attempt failed: retry the (idempotent) pipeline, or give up
  * after handoff.max_attempts and give the conversation back to the AI. */
-static int handoff_failed(struct router *r, MDB_txn *txn, const struct envelope *env,
+static int handoff_failed(struct batch *b, const struct envelope *env,
 				 struct job_rec *j, struct conv_rec *c, const struct log_ids *ids)
 {
 	int rc;
-	j->attempts++;
-	if (j->attempts < r->cfg->handoff_max_attempts) {
-		if ((rc = store_job_put(&r->st, txn, env->id, j)))
+	uint64_t d = 0;
+	if (j->attempts + 1 < b->x->cfg->handoff_max_attempts) {
+		if ((rc = job_retry(b, env->id, j, (uint64_t)b->x->cfg->handoff_retry_base_ms,
+				    ROUTER_FLEX_RETRY_CAP_MS, &d)))
 			return rc;
-		uint64_t d = backoff_ms((unsigned)j->attempts, (uint64_t)r->cfg->handoff_retry_base_ms,
-					ROUTER_FLEX_RETRY_CAP_MS, -1);
-		struct effect *e = router_fx_push(r, FX_RETRY);
-		e->id = env->id;
-		e->not_before = clock_mono_ms() + d;
 		log_emit(LOG_WARN, ids, "handoff attempt %lld failed (Twilio %lld: %s): retry in %llu ms",
 			 (long long)j->attempts, (long long)env->code, env->err ? env->err : "",
 			 (unsigned long long)d);
 		return 0;
 	}
 	log_emit(LOG_ERROR, ids, "handoff failed for good after %lld attempts (Twilio %lld: %s): "
-		 "conversation back to ai", (long long)j->attempts, (long long)env->code,
+		 "conversation back to ai", (long long)j->attempts + 1, (long long)env->code,
 		 env->err ? env->err : "");
-	if ((rc = store_job_del(&r->st, txn, env->id)))
+	if ((rc = job_finish(b, env->id)))
 		return rc;
-	router_fx_push(r, FX_DONE)->id = env->id;
 	metrics_inc(&RM_HANDOFFS_FAILED, NULL, NULL);
 	c->handoff_job = 0;
 	c->handoff_failures++;
 	c->err_code = env->code;
-	router_set_str(&c->err, env->err ? env->err : "handoff failed");
-	if ((rc = store_tl_add(&r->st, txn, j->conv, c, "handoff_failed", c->err)))
+	rctx_set_str(&c->err, env->err ? env->err : "handoff failed");
+	if ((rc = store_tl_add(b->st, b->txn, j->conv, c, "handoff_failed", c->err)))
 		return rc;
-	if (c->mode == MODE_ESCALATING && (rc = handoff_set_mode(r, txn, j->conv, c, MODE_AI)))
+	if (c->mode == MODE_ESCALATING && (rc = handoff_set_mode(b, j->conv, c, MODE_AI)))
 		return rc;
 	if (c->flex_ch) {
 		/* The attempt may have bound the customer to a conversation without a
@@ -335,14 +329,14 @@ static int handoff_failed(struct router *r, MDB_txn *txn, const struct envelope 
 		struct job_rec cj = { .kind = JOB_FLEX, .conv = j->conv, .created = clock_wall_ms(),
 				      .op = OP_CLOSE, .ch = c->flex_ch };
 		uint64_t id;
-		if ((rc = router_job_add(r, txn, &cj, &id)))
+		if ((rc = job_add(b, &cj, &id, 0)))
 			return rc;
 	}
-	const char *msg = router_cfg(r, j->conv)->handoff_failure_message;
+	const char *msg = rctx_cfg(b->x, j->conv)->handoff_failure_message;
 	if (*msg) {
 		struct hist_rec h = { .role = ROLE_AI, .text = (char *)msg, .ts = clock_wall_ms() };
-		if ((rc = store_hist_append(&r->st, txn, j->conv, c, &h)) ||
-		    (rc = outbox_queue(r, txn, j->conv, c, msg, c->seq, false, env->id)))
+		if ((rc = store_hist_append(b->st, b->txn, j->conv, c, &h)) ||
+		    (rc = outbox_queue(b, j->conv, c, msg, c->seq, false, env->id)))
 			return rc;
 	}
 	return 0;
@@ -350,52 +344,41 @@ static int handoff_failed(struct router *r, MDB_txn *txn, const struct envelope 
 
 /* The result of a forward or close job: retried while Twilio says so and
  * attempts remain, else finished (logged when it failed). */
-static int handoff_job_end(struct router *r, MDB_txn *txn, const struct envelope *env,
+static int handoff_job_end(struct batch *b, const struct envelope *env,
 			   struct job_rec *j, const struct log_ids *ids)
 {
-	int rc;
-	if (env->status != ST_OK && ++j->attempts < r->cfg->handoff_max_attempts &&
-	    env->status == ST_RETRY) {
-		if ((rc = store_job_put(&r->st, txn, env->id, j)) == 0) {
-			struct effect *e = router_fx_push(r, FX_RETRY);
-			e->id = env->id;
-			e->not_before = clock_mono_ms() + backoff_ms((unsigned)j->attempts,
-								     (uint64_t)r->cfg->handoff_retry_base_ms,
-								     ROUTER_FLEX_RETRY_CAP_MS, -1);
-		}
-		return rc;
-	}
+	if (env->status == ST_RETRY && j->attempts + 1 < b->x->cfg->handoff_max_attempts)
+		return job_retry(b, env->id, j, (uint64_t)b->x->cfg->handoff_retry_base_ms,
+				 ROUTER_FLEX_RETRY_CAP_MS, NULL);
 	if (env->status != ST_OK)
 		log_emit(LOG_ERROR, ids, "could not %s (Twilio %lld: %s)",
 			 j->op && !strcmp(j->op, OP_CLOSE) ? "close the Flex side"
 							   : "forward a customer message to Flex",
 			 (long long)env->code, env->err ? env->err : "");
-	if ((rc = store_job_del(&r->st, txn, env->id)) == 0)
-		router_fx_push(r, FX_DONE)->id = env->id;
-	return rc;
+	return job_finish(b, env->id);
 }
 
-int handoff_result(struct router *r, MDB_txn *txn, struct item *it)
+int handoff_result(struct batch *b, struct item *it)
 {
 	struct envelope *env = &it->env;
 	struct job_rec j;
 	struct conv_rec c;
 	struct log_ids ids = { .job = env->id };
-	int rc = router_result_job(r, txn, env, JOB_FLEX, &j);
+	int rc = batch_job_of(b, env, JOB_FLEX, &j);
 
 	if (rc)
-		return rc == ROUTER_STALE ? 0 : rc;
+		return rc == BATCH_STALE ? 0 : rc;
 	ids.conv = j.conv;
-	if ((rc = store_conv_get(&r->st, txn, j.conv, &c))) {
+	if ((rc = store_conv_get(b->st, b->txn, j.conv, &c))) {
 		/* The conversation was purged: a close (kept on purpose) still ends
 		 * its Flex side; anything else just ends. Either way dispatch must
 		 * forget the job, or its lane would stay busy. */
 		if (rc == MDB_NOTFOUND && env->status == ST_PROGRESS)
 			rc = 0; /* its final result ends it */
 		else if (rc == MDB_NOTFOUND && j.op && !strcmp(j.op, OP_CLOSE))
-			rc = handoff_job_end(r, txn, env, &j, &ids);
-		else if (rc == MDB_NOTFOUND && (rc = store_job_del(&r->st, txn, env->id)) == 0)
-			router_fx_push(r, FX_DONE)->id = env->id;
+			rc = handoff_job_end(b, env, &j, &ids);
+		else if (rc == MDB_NOTFOUND)
+			rc = job_finish(b, env->id);
 		job_rec_release(&j);
 		return rc;
 	}
@@ -406,22 +389,21 @@ int handoff_result(struct router *r, MDB_txn *txn, struct item *it)
 		if (handoff && env->ch) {
 			if (c.handoff_job == env->id)
 				handoff_replace(&c.flex_ch, env->ch);
-			rc = store_idx_put(&r->st, txn, "ch", env->ch, j.conv);
+			rc = store_idx_put(b->st, b->txn, "ch", env->ch, j.conv);
 		}
 	} else if (handoff && c.handoff_job != env->id) {
 		/* Handed back while the pipeline ran: nothing to record. */
 		log_emit(LOG_INFO, &ids, "late handoff result (conversation is %s): closing its Flex side",
 			 conv_mode_name(c.mode));
-		if ((rc = store_job_del(&r->st, txn, env->id)) == 0)
-			router_fx_push(r, FX_DONE)->id = env->id;
+		rc = job_finish(b, env->id);
 		if (rc == 0 && env->status == ST_OK && env->ch) {
 			struct job_rec cj = { .kind = JOB_FLEX, .conv = j.conv, .created = clock_wall_ms(),
 					      .op = OP_CLOSE, .ch = env->ch, .kd = env->kd, .uo = env->uo };
 			uint64_t id;
-			rc = router_job_add(r, txn, &cj, &id);
+			rc = job_add(b, &cj, &id, 0);
 		}
 	} else if (handoff && env->status != ST_OK) {
-		rc = handoff_failed(r, txn, env, &j, &c, &ids);
+		rc = handoff_failed(b, env, &j, &c, &ids);
 	} else if (handoff) {
 		/* This handoff's SIDs, all of them: none may stay from an older one. */
 		handoff_replace(&c.flex_ch, env->ch);
@@ -431,219 +413,73 @@ int handoff_result(struct router *r, MDB_txn *txn, struct item *it)
 		handoff_replace(&c.flex_wt, env->wt);
 		c.handoff_job = 0;
 		if (c.mode == MODE_ESCALATING)
-			rc = handoff_set_mode(r, txn, j.conv, &c, MODE_HUMAN);
+			rc = handoff_set_mode(b, j.conv, &c, MODE_HUMAN);
 		if (rc == 0 && env->ch)
-			rc = store_idx_put(&r->st, txn, "ch", env->ch, j.conv);
+			rc = store_idx_put(b->st, b->txn, "ch", env->ch, j.conv);
 		if (rc == 0 && env->wt)
-			rc = store_idx_put(&r->st, txn, "wt", env->wt, j.conv);
+			rc = store_idx_put(b->st, b->txn, "wt", env->wt, j.conv);
 		if (rc == 0)
-			rc = store_tl_add(&r->st, txn, j.conv, &c, "task_created",
+			rc = store_tl_add(b->st, b->txn, j.conv, &c, "task_created",
 					  env->wt ? env->wt : (env->kd ? env->kd : ""));
-		if (rc == 0 && (rc = store_job_del(&r->st, txn, env->id)) == 0) {
-			router_fx_push(r, FX_DONE)->id = env->id;
+		if (rc == 0 && (rc = job_finish(b, env->id)) == 0) {
 			log_emit(LOG_INFO, &ids, "handoff done: conversation %s, interaction %s, task %s; "
 				 "mode human", env->ch ? env->ch : "?", env->kd ? env->kd : "?",
 				 env->wt ? env->wt : "?");
 		}
 	} else {
-		rc = handoff_job_end(r, txn, env, &j, &ids);
+		rc = handoff_job_end(b, env, &j, &ids);
 	}
 	if (rc == 0) {
 		c.updated = clock_wall_ms();
-		rc = store_conv_put(&r->st, txn, j.conv, &c);
+		rc = store_conv_put(b->st, b->txn, j.conv, &c);
 	}
 	conv_rec_release(&c);
 	job_rec_release(&j);
 	return rc;
 }
 
-/* The conversation an event is about: by Flex conversation, task, sent
- * message, customer address, or (timers) its key. *key is malloc'd. */
-static int handoff_event_conv(struct router *r, MDB_txn *txn, const struct item *it,
-			     char **key)
-{
-	const struct envelope *env = &it->env;
-	int rc = MDB_NOTFOUND;
-	*key = NULL;
-	if (it->synthetic) {
-		*key = xstrdup(env->conv);
-		return 0;
-	}
-	if (!strncmp(env->op, "admin_", 6))
-		return store_conv_find(&r->st, txn, env->from, env->to, key);
-	if (env->wt && (rc = store_idx_get(&r->st, txn, "wt", env->wt, key)) == 0)
-		return 0;
-	if (env->ch && (rc = store_idx_get(&r->st, txn, "ch", env->ch, key)) == 0)
-		return 0;
-	if (!strcmp(env->op, EV_MESSAGE_FAILED) && env->sid)
-		rc = store_idx_get(&r->st, txn, "sm", env->sid, key);
-	return rc;
-}
-
 /* onMessageAdded in a Flex conversation baton knows. */
-static int handoff_flex_message(struct router *r, MDB_txn *txn, const char *key,
+int handoff_flex_message(struct batch *b, const char *key,
 			       struct conv_rec *c, const struct envelope *env)
 {
 	struct log_ids ids = { .conv = key, .sid = env->sid };
 	int rc;
 	const char *author = env->from;
-	if (!strcmp(author, r->cfg->flex_bot_author) || !strcmp(author, "system"))
+	if (!strcmp(author, b->x->cfg->flex_bot_author) || !strcmp(author, "system"))
 		return 0; /* our own injected history, or Twilio's: never loop */
 	if (c->customer && !strcmp(author, c->customer)) {
 		struct hist_rec h = { .role = ROLE_CUSTOMER, .text = env->body, .ts = env->ts,
 				      .sid = env->sid };
-		return turns_customer(r, txn, key, c, &h, true);
+		return turns_customer(b, key, c, &h, true);
 	}
 	struct hist_rec h = { .role = ROLE_AGENT, .text = env->body, .ts = env->ts, .sid = env->sid,
 			      .who = (char *)author };
-	if ((rc = store_hist_append(&r->st, txn, key, c, &h)))
+	if ((rc = store_hist_append(b->st, b->txn, key, c, &h)))
 		return rc;
-	router_set_str(&c->agent, author);
+	rctx_set_str(&c->agent, author);
 	c->last_activity = clock_wall_ms();
 	if (!c->first_agent_at) {
 		c->first_agent_at = c->last_activity;
-		if ((rc = store_tl_add(&r->st, txn, key, c, "first_agent_reply", author)))
+		if ((rc = store_tl_add(b->st, b->txn, key, c, "first_agent_reply", author)))
 			return rc;
 	}
 	if (c->mode != MODE_HUMAN) {
 		/* A person is writing: the bot must not talk over them, whatever the mode. */
 		log_emit(LOG_INFO, &ids, "agent %s wrote while in %s mode: taking over", author,
 			 conv_mode_name(c->mode));
-		if (c->mode == MODE_AI && (rc = store_tl_add(&r->st, txn, key, c, "agent_takeover",
+		if (c->mode == MODE_AI && (rc = store_tl_add(b->st, b->txn, key, c, "agent_takeover",
 							      author)))
 			return rc;
 		if (c->mode == MODE_AI) {
 			c->esc_at = c->last_activity;
 			c->accepted_at = c->last_activity;
 			c->ai_job = 0; /* its answer must not reach a customer a person has */
-			if ((rc = handoff_drain_pend(r, txn, key, c)))
+			if ((rc = handoff_drain_pend(b, key, c)))
 				return rc;
 		}
-		if ((rc = handoff_set_mode(r, txn, key, c, MODE_HUMAN)))
+		if ((rc = handoff_set_mode(b, key, c, MODE_HUMAN)))
 			return rc;
 	}
 	log_emit(LOG_INFO, &ids, "agent message recorded");
 	return 0;
-}
-
-static bool handoff_is_current(const struct conv_rec *c, const struct envelope *env)
-{
-	return (env->wt && c->flex_wt && !strcmp(env->wt, c->flex_wt)) ||
-	       (env->ch && c->flex_ch && !strcmp(env->ch, c->flex_ch));
-}
-
-/* Conversations/TaskRouter/status events, operator commands and timers. */
-/* The fields each event needs; a frame without them is dropped, not followed. */
-static bool handoff_event_complete(const struct item *it)
-{
-	const struct envelope *e = &it->env;
-	const char *op = e->op;
-	if (it->synthetic)
-		return e->conv != NULL;
-	if (!strcmp(op, EV_MESSAGE_ADDED))
-		return e->ch && e->sid && e->from && e->body;
-	if (!strcmp(op, EV_CONV_CLOSED))
-		return e->ch != NULL;
-	if (!strcmp(op, EV_TASK_DONE) || !strcmp(op, EV_TASK_CANCELED) || !strcmp(op, EV_ACCEPTED))
-		return e->wt != NULL;
-	if (!strcmp(op, EV_MESSAGE_FAILED))
-		return e->sid != NULL;
-	if (!strcmp(op, EV_ADMIN_HANDBACK) || !strcmp(op, EV_ADMIN_ESCALATE) ||
-	    !strcmp(op, EV_ADMIN_PURGE))
-		/* Bounded: the address becomes an LMDB key, and a key over LMDB's
-		 * limit would fail the whole batch. */
-		return e->from && strlen(e->from) <= ROUTER_ADDR_MAX &&
-		       (!e->to || strlen(e->to) <= ROUTER_ADDR_MAX);
-	return false;
-}
-
-int handoff_event(struct router *r, MDB_txn *txn, struct item *it)
-{
-	struct envelope *env = &it->env;
-	struct conv_rec c;
-	char *key = NULL;
-	const char *op = env->op;
-	struct log_ids ids = { .sid = env->sid };
-	int rc;
-
-	if (!handoff_event_complete(it)) {
-		log_emit(LOG_WARN, &ids, "dropped a '%s' event without the fields it needs", op);
-		router_fx_refuse(r, it, ST_FAILED, "event without the fields it needs");
-		return 0;
-	}
-
-	if (env->sid && !strcmp(op, EV_MESSAGE_ADDED)) {
-		if ((rc = store_seen_get(&r->st, txn, env->sid)) == 0) {
-			router_fx_ack(r, it, ST_DUPLICATE);
-			return 0;
-		}
-		if (rc != MDB_NOTFOUND)
-			return rc;
-	}
-	rc = handoff_event_conv(r, txn, it, &key);
-	if (rc == 0)
-		rc = store_conv_get(&r->st, txn, key, &c);
-	if (rc == MDB_NOTFOUND) {
-		log_emit(LOG_INFO, &ids, "%s for a conversation baton does not know: ignored", op);
-		router_fx_refuse(r, it, !strncmp(op, "admin_", 6) ? ST_FAILED : ST_OK,
-				 "no such conversation");
-		free(key);
-		return 0;
-	}
-	if (rc) {
-		free(key);
-		return rc;
-	}
-	ids.conv = key;
-	if (!strcmp(op, EV_ADMIN_PURGE)) {
-		/* The record is gone afterwards: nothing to write back below. */
-		rc = purge_conversation(r, txn, it, key, &c);
-		conv_rec_release(&c);
-		free(key);
-		return rc;
-	}
-	if (!strcmp(op, EV_MESSAGE_ADDED)) {
-		if ((rc = handoff_flex_message(r, txn, key, &c, env)) == 0)
-			rc = store_seen_put(&r->st, txn, env->sid, env->ts);
-	} else if (!strcmp(op, EV_CONV_CLOSED)) {
-		if (handoff_is_current(&c, env))
-			rc = handoff_back(r, txn, key, &c, "agent_closed", false);
-	} else if (!strcmp(op, EV_TASK_DONE)) {
-		if (handoff_is_current(&c, env))
-			rc = handoff_back(r, txn, key, &c, "task_completed", false);
-	} else if (!strcmp(op, EV_TASK_CANCELED)) {
-		if (handoff_is_current(&c, env))
-			rc = handoff_no_agent(r, txn, key, &c, "task_canceled");
-	} else if (!strcmp(op, EV_ACCEPTED)) {
-		if (handoff_is_current(&c, env) && !c.accepted_at) {
-			c.accepted_at = clock_wall_ms();
-			router_set_str(&c.agent, env->name);
-			rc = store_tl_add(&r->st, txn, key, &c, "accepted", env->name ? env->name : "");
-		}
-	} else if (!strcmp(op, EV_MESSAGE_FAILED)) {
-		c.err_code = env->code;
-		router_set_str(&c.err, env->reason ? env->reason : "message failed");
-		if (env->code == TWILIO_ERR_WINDOW)
-			rc = outbox_window_closed(r, txn, key, &c, "Twilio error 63016");
-		log_emit(LOG_WARN, &ids, "Twilio reported message failure %lld", (long long)env->code);
-	} else if (!strcmp(op, EV_ADMIN_HANDBACK)) {
-		rc = handoff_back(r, txn, key, &c, "operator", true);
-	} else if (!strcmp(op, EV_ADMIN_ESCALATE)) {
-		rc = handoff_escalate(r, txn, key, &c, "operator", env->reason, NULL);
-	} else if (!strcmp(op, EV_TIMER_NO_AGENT)) {
-		rc = handoff_no_agent(r, txn, key, &c, "accept_timeout");
-	} else if (!strcmp(op, EV_TIMER_IDLE)) {
-		rc = handoff_back(r, txn, key, &c, "inactivity_timeout", true);
-	} else {
-		log_emit(LOG_WARN, &ids, "unknown event '%s' ignored", op);
-	}
-	if (rc == 0) {
-		c.updated = clock_wall_ms();
-		rc = store_conv_put(&r->st, txn, key, &c);
-	}
-	if (rc == 0)
-		router_fx_ack(r, it, ST_OK);
-	conv_rec_release(&c);
-	free(key);
-	return rc;
 }

@@ -20,12 +20,12 @@
 #include "xalloc.h"
 
 /* History turns first..last of conv into env->turns. */
-static void jobs_turns(struct router *r, MDB_txn *txn, const char *conv, uint64_t first,
+static void jobs_turns(struct rctx *x, MDB_txn *txn, const char *conv, uint64_t first,
 			 uint64_t last, struct envelope *env)
 {
 	for (uint64_t s = first; s <= last; s++) {
 		struct hist_rec h;
-		if (store_hist_get(&r->st, txn, conv, s, &h))
+		if (store_hist_get(x->st, txn, conv, s, &h))
 			continue;
 		if (h.nmedia > 0) {
 			char *t = xasprintf("%s%s[sent %lld attachment(s)]", h.text ? h.text : "",
@@ -39,14 +39,14 @@ static void jobs_turns(struct router *r, MDB_txn *txn, const char *conv, uint64_
 	}
 }
 
-static void jobs_flex_env(struct router *r, MDB_txn *txn, const struct job_rec *j,
+static void jobs_flex_env(struct rctx *x, MDB_txn *txn, const struct job_rec *j,
 			    struct envelope *env)
 {
 	struct conv_rec c;
 	env->type = ENV_JOB_FLEX;
 	env->op = xstrdup(j->op ? j->op : OP_HANDOFF);
 	bool close = !strcmp(env->op, OP_CLOSE);
-	if (store_conv_get(&r->st, txn, j->conv, &c) == 0) {
+	if (store_conv_get(x->st, txn, j->conv, &c) == 0) {
 		env->from = xstrdup(c.customer);
 		env->to = xstrdup(c.business);
 		env->name = c.name ? xstrdup(c.name) : NULL;
@@ -70,11 +70,11 @@ static void jobs_flex_env(struct router *r, MDB_txn *txn, const struct job_rec *
 		env->trigger = xstrdup(j->trigger ? j->trigger : "");
 		env->reason = xstrdup(j->reason ? j->reason : "");
 		env->summary = j->summary ? xstrdup(j->summary) : NULL;
-		jobs_turns(r, txn, j->conv, j->hfrom, j->upto, env);
+		jobs_turns(x, txn, j->conv, j->hfrom, j->upto, env);
 	} else if (!strcmp(env->op, OP_FORWARD)) {
 		struct hist_rec h;
 		env->seq = (int64_t)j->hseq;
-		if (store_hist_get(&r->st, txn, j->conv, j->hseq, &h) == 0) {
+		if (store_hist_get(x->st, txn, j->conv, j->hseq, &h) == 0) {
 			env->body = xstrdup(h.text ? h.text : "");
 			hist_rec_release(&h);
 		} else {
@@ -93,14 +93,14 @@ static void jobs_flex_env(struct router *r, MDB_txn *txn, const struct job_rec *
  */
 #define JOBS_SKEW_MS (120 * 1000)
 #define JOBS_EXCLUDE_TURNS 500
-static char *jobs_exclude(struct router *r, MDB_txn *txn, const char *conv, uint64_t hseq,
+static char *jobs_exclude(struct rctx *x, MDB_txn *txn, const char *conv, uint64_t hseq,
 			  uint64_t created)
 {
 	char *out = NULL;
 	uint64_t oldest = created > JOBS_SKEW_MS ? created - JOBS_SKEW_MS : 0;
 	for (uint64_t s = hseq, n = 0; s > 0 && n < JOBS_EXCLUDE_TURNS; s--, n++) {
 		struct hist_rec h;
-		if (store_hist_get(&r->st, txn, conv, s, &h))
+		if (store_hist_get(x->st, txn, conv, s, &h))
 			continue;
 		bool older = h.ts && h.ts < oldest;
 		if (h.msid && *h.msid) {
@@ -116,11 +116,11 @@ static char *jobs_exclude(struct router *r, MDB_txn *txn, const char *conv, uint
 }
 
 /* Builds the job's envelope from LMDB. -1 when the job is gone. */
-static int jobs_envelope(struct router *r, MDB_txn *txn, uint64_t id, struct envelope *env)
+static int jobs_envelope(struct rctx *x, MDB_txn *txn, uint64_t id, struct envelope *env)
 {
 	struct job_rec j;
 	memset(env, 0, sizeof(*env));
-	if (store_job_get(&r->st, txn, id, &j))
+	if (store_job_get(x->st, txn, id, &j))
 		return -1;
 	env->id = id;
 	/* The job's creation time: stable across re-dispatches (flex-worker
@@ -128,12 +128,12 @@ static int jobs_envelope(struct router *r, MDB_txn *txn, uint64_t id, struct env
 	env->ts = j.created;
 	env->conv = xstrdup(j.conv);
 	if (j.kind == JOB_AI) {
-		uint64_t n = (uint64_t)r->cfg->ai_history;
+		uint64_t n = (uint64_t)x->cfg->ai_history;
 		env->type = ENV_JOB_AI;
-		env->prompt = xstrdup(router_cfg(r, j.conv)->ai_system_prompt);
-		jobs_turns(r, txn, j.conv, j.upto > n ? j.upto - n + 1 : 1, j.upto, env);
+		env->prompt = xstrdup(rctx_cfg(x, j.conv)->ai_system_prompt);
+		jobs_turns(x, txn, j.conv, j.upto > n ? j.upto - n + 1 : 1, j.upto, env);
 	} else if (j.kind == JOB_FLEX) {
-		jobs_flex_env(r, txn, &j, env);
+		jobs_flex_env(x, txn, &j, env);
 	} else {
 		uint64_t since = 0;
 		env->type = ENV_JOB_SEND;
@@ -142,12 +142,12 @@ static int jobs_envelope(struct router *r, MDB_txn *txn, uint64_t id, struct env
 		env->body = xstrdup(j.body);
 		env->tmpl = j.tmpl ? xstrdup(j.tmpl) : NULL;
 		env->vars = j.vars ? xstrdup(j.vars) : NULL;
-		dispatch_attempt(r->disp, id, NULL, &since);
+		dispatch_attempt(x->disp, id, NULL, &since);
 		if (since) {
 			/* An earlier attempt may have reached Twilio. */
 			env->reconcile = true;
 			env->since = (int64_t)since;
-			env->exclude = jobs_exclude(r, txn, j.conv, j.hseq, j.created);
+			env->exclude = jobs_exclude(x, txn, j.conv, j.hseq, j.created);
 			if (j.exclude) {
 				char *all = env->exclude ? xasprintf("%s,%s", env->exclude, j.exclude)
 							 : xstrdup(j.exclude);
@@ -157,35 +157,35 @@ static int jobs_envelope(struct router *r, MDB_txn *txn, uint64_t id, struct env
 		}
 	}
 	uint64_t attempt = 0;
-	dispatch_attempt(r->disp, id, &attempt, NULL);
+	dispatch_attempt(x->disp, id, &attempt, NULL);
 	env->attempt = (int64_t)attempt;
 	job_rec_release(&j);
 	return 0;
 }
 
-void jobs_dispatch(struct router *r)
+void jobs_dispatch(struct rctx *x, void *sock)
 {
 	MDB_txn *txn = NULL;
 	uint64_t id, now = clock_mono_ms();
 	struct zmqx_peer peer;
 
-	while (dispatch_next(r->disp, now, &id, &peer)) {
+	while (dispatch_next(x->disp, now, &id, &peer)) {
 		struct envelope env;
 		struct log_ids ids = { .job = id };
-		if (!txn && mdb_txn_begin(r->st.env, NULL, MDB_RDONLY, &txn)) {
-			dispatch_retry(r->disp, id, now + 1000);
+		if (!txn && mdb_txn_begin(x->st->env, NULL, MDB_RDONLY, &txn)) {
+			dispatch_retry(x->disp, id, now + 1000);
 			break;
 		}
-		if (jobs_envelope(r, txn, id, &env) < 0) {
+		if (jobs_envelope(x, txn, id, &env) < 0) {
 			log_emit(LOG_WARN, &ids, "job vanished from the store; forgetting it");
-			dispatch_done(r->disp, id);
+			dispatch_done(x->disp, id);
 			continue;
 		}
 		ids.conv = env.conv;
-		if (zmqx_send_env(r->work, &peer, &env) < 0) {
+		if (zmqx_send_env(sock, &peer, &env) < 0) {
 			log_emit(LOG_WARN, &ids, "cannot send %s to worker: %s", env_type_name(env.type),
 				 zmq_strerror(errno));
-			dispatch_worker_lost(r->disp, &peer);
+			dispatch_worker_lost(x->disp, &peer);
 		} else {
 			log_emit(LOG_DEBUG, &ids, "dispatched %s", env_type_name(env.type));
 		}
@@ -201,7 +201,7 @@ void jobs_dispatch(struct router *r)
  * they still hold (one heartbeat and ZeroMQ's longest reconnect wait), and
  * every one is uncertain: its last attempt may have had an effect.
  */
-int jobs_recover(struct router *r)
+int jobs_recover(struct rctx *x)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
@@ -209,21 +209,21 @@ int jobs_recover(struct router *r)
 	size_t n = 0;
 	/* A job's not_before is wall time in the store, monotonic in dispatch. */
 	const uint64_t wall = clock_wall_ms(), mono = clock_mono_ms();
-	const uint64_t grace = mono + (uint64_t)r->cfg->worker_heartbeat_ms + ZMQX_RECONNECT_MAX_MS;
-	int rc = mdb_txn_begin(r->st.env, NULL, MDB_RDONLY, &txn);
+	const uint64_t grace = mono + (uint64_t)x->cfg->worker_heartbeat_ms + ZMQX_RECONNECT_MAX_MS;
+	int rc = mdb_txn_begin(x->st->env, NULL, MDB_RDONLY, &txn);
 	if (rc)
 		goto fail;
-	if ((rc = mdb_cursor_open(txn, r->st.jobs, &cur)))
+	if ((rc = mdb_cursor_open(txn, x->st->jobs, &cur)))
 		goto fail;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct job_rec j;
 		uint64_t id = kv_from_be64(k.mv_data);
-		if (k.mv_size != 8 || store_job_get(&r->st, txn, id, &j))
+		if (k.mv_size != 8 || store_job_get(x->st, txn, id, &j))
 			continue;
 		uint64_t at = j.not_before > wall ? mono + (j.not_before - wall) : 0;
-		dispatch_add(r->disp, id, j.kind, j.conv, at > grace ? at : grace);
-		dispatch_set_uncertain(r->disp, id, wall);
+		dispatch_add(x->disp, id, j.kind, j.conv, at > grace ? at : grace);
+		dispatch_set_uncertain(x->disp, id, wall);
 		job_rec_release(&j);
 		n++;
 	}

@@ -80,13 +80,13 @@ static char *outbox_template_vars(const struct config *cfg, const char *text)
 	return out;
 }
 
-static bool outbox_window_open(const struct router *r, const struct conv_rec *c)
+static bool outbox_window_open(const struct batch *b, const struct conv_rec *c)
 {
 	uint64_t now = clock_wall_ms();
-	return !c->last_in || now < c->last_in + (uint64_t)r->cfg->whatsapp_window_s * 1000u;
+	return !c->last_in || now < c->last_in + (uint64_t)b->x->cfg->whatsapp_window_s * 1000u;
 }
 
-int outbox_window_closed(struct router *r, MDB_txn *txn, const char *key,
+int outbox_window_closed(struct batch *b, const char *key,
 				struct conv_rec *c, const char *why)
 {
 	struct log_ids ids = { .conv = key };
@@ -94,32 +94,32 @@ int outbox_window_closed(struct router *r, MDB_txn *txn, const char *key,
 	c->window_closed = clock_wall_ms();
 	log_emit(LOG_WARN, &ids, "WhatsApp window closed (%s): message not sent, conversation marked "
 		 "window_closed for the operator", why);
-	return first ? store_tl_add(&r->st, txn, key, c, "window_closed", why) : 0;
+	return first ? store_tl_add(b->st, b->txn, key, c, "window_closed", why) : 0;
 }
 
 /* Queues text for the customer, split into WhatsApp-sized messages, at most
  * ai.max_parts of them (the last one cut with an ellipsis). Outside the
  * 24 h window it sends the configured template instead, or nothing. */
-int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
+int outbox_queue(struct batch *b, const char *key,
 			     struct conv_rec *c, const char *text, uint64_t hseq, bool from_ai,
 			     uint64_t job)
 {
 	/* With several numbers a reply leaves from the number the customer
 	 * wrote to; twilio.whatsapp_from only overrides a single-number setup. */
-	const char *from = r->cfg->twilio_whatsapp_from[0] && !r->cfg->nnumbers ?
-		r->cfg->twilio_whatsapp_from : c->business;
-	const struct config *ncfg = router_cfg(r, key);
+	const char *from = b->x->cfg->twilio_whatsapp_from[0] && !b->x->cfg->nnumbers ?
+		b->x->cfg->twilio_whatsapp_from : c->business;
+	const struct config *ncfg = rctx_cfg(b->x, key);
 	const char *p = text;
-	if (!outbox_window_open(r, c)) {
+	if (!outbox_window_open(b, c)) {
 		if (!ncfg->whatsapp_template_sid[0])
-			return outbox_window_closed(r, txn, key, c, "free-form message after 24 h");
+			return outbox_window_closed(b, key, c, "free-form message after 24 h");
 		char *vars = outbox_template_vars(ncfg, text);
 		struct job_rec j = { .kind = JOB_SEND, .conv = (char *)key, .created = clock_wall_ms(),
 				     .hseq = hseq, .to = c->customer, .from = (char *)from,
 				     .body = (char *)text, .tmpl = ncfg->whatsapp_template_sid,
 				     .vars = vars, .op = from_ai ? (char *)OP_AI_REPLY : NULL };
 		uint64_t id;
-		int rc = router_job_add(r, txn, &j, &id);
+		int rc = job_add(b, &j, &id, 0);
 		free(vars);
 		return rc;
 	}
@@ -127,7 +127,7 @@ int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
 	while (*p) {
 		size_t n = outbox_cut(p, ROUTER_BODY_CHARS);
 		char *part;
-		if (++parts == r->cfg->ai_max_parts && p[n]) {
+		if (++parts == b->x->cfg->ai_max_parts && p[n]) {
 			/* A runaway answer (a model looping, a 250,000-character
 			 * reply) never becomes a hundred messages. */
 			struct log_ids ids = { .conv = key, .job = job };
@@ -135,7 +135,7 @@ int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
 			n = outbox_cut_final(p, ROUTER_BODY_CHARS - 1);
 			part = xasprintf("%.*s\u2026", (int)n, p);
 			log_emit(LOG_WARN, &ids, "reply cut at %d WhatsApp messages (ai.max_parts): %zu "
-				 "bytes left out", r->cfg->ai_max_parts, left - n);
+				 "bytes left out", b->x->cfg->ai_max_parts, left - n);
 			metrics_inc(&RM_REPLIES_CUT, NULL, NULL);
 			n = left;
 		} else {
@@ -145,7 +145,7 @@ int outbox_queue(struct router *r, MDB_txn *txn, const char *key,
 				     .hseq = hseq, .to = c->customer, .from = (char *)from,
 				     .body = part, .op = from_ai ? (char *)OP_AI_REPLY : NULL };
 		uint64_t id;
-		int rc = router_job_add(r, txn, &j, &id);
+		int rc = job_add(b, &j, &id, 0);
 		free(part);
 		if (rc)
 			return rc;

@@ -48,11 +48,11 @@ struct purge_jobs {
 	bool handoff; /* a Flex handoff is still running */
 };
 
-static int purge_find_jobs(struct router *r, MDB_txn *txn, const char *key, struct purge_jobs *pj)
+static int purge_find_jobs(struct batch *b, const char *key, struct purge_jobs *pj)
 {
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
-	int rc = mdb_cursor_open(txn, r->st.jobs, &cur);
+	int rc = mdb_cursor_open(b->txn, b->st->jobs, &cur);
 	if (rc)
 		return rc;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
@@ -76,7 +76,7 @@ static int purge_find_jobs(struct router *r, MDB_txn *txn, const char *key, stru
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int purge_conversation(struct router *r, MDB_txn *txn, struct item *it, const char *key,
+int purge_conversation(struct batch *b, struct item *it, const char *key,
 		       const struct conv_rec *c)
 {
 	struct purge_jobs pj = { 0 };
@@ -89,26 +89,20 @@ int purge_conversation(struct router *r, MDB_txn *txn, struct item *it, const ch
 	/* Never the address in clear, whatever log.mask_phone says: this line
 	 * and the audit record outlive the data on purpose. */
 	log_mask_address(key, masked, sizeof(masked));
-	if ((rc = purge_find_jobs(r, txn, key, &pj)))
+	if ((rc = purge_find_jobs(b, key, &pj)))
 		goto out;
 	if (pj.handoff) {
 		log_emit(LOG_WARN, NULL, "purge of %s refused for now: a Flex handoff of it is still "
 			 "running (retry when it finishes)", masked);
-		struct effect *e = router_fx_push(r, FX_ACK);
-		e->peer = it->peer;
-		e->id = it->env.id;
-		e->status = ST_BUSY; /* ingress answers 503: try again */
-		e->err = "a Flex handoff of this conversation is in progress";
+		/* ingress answers 503: try again */
+		batch_ack(b, it, ST_BUSY, "a Flex handoff of this conversation is in progress");
 		goto out;
 	}
 	for (size_t i = 0; i < pj.n; i++) {
 		if (pj.keep[i])
 			continue;
-		if ((rc = store_job_del(&r->st, txn, pj.ids[i])) == MDB_NOTFOUND)
-			continue;
-		if (rc)
+		if ((rc = job_finish(b, pj.ids[i])))
 			goto out;
-		router_fx_push(r, FX_DONE)->id = pj.ids[i];
 		deleted++;
 	}
 	if (c->mode != MODE_AI && (c->flex_ch || c->flex_kd)) {
@@ -117,19 +111,19 @@ int purge_conversation(struct router *r, MDB_txn *txn, struct item *it, const ch
 				     .op = OP_CLOSE, .ch = c->flex_ch, .kd = c->flex_kd,
 				     .uo = c->flex_uo };
 		uint64_t id;
-		if ((rc = router_job_add(r, txn, &j, &id)))
+		if ((rc = job_add(b, &j, &id, 0)))
 			goto out;
 		closed = true;
 	}
 	/* The MessageSid dedupe entries (`seen`) stay: a Twilio id and a time,
 	 * no personal data, and a retried webhook must still be recognised. */
-	if ((rc = store_conv_erase(&r->st, txn, key, &er)))
+	if ((rc = store_conv_erase(b->st, b->txn, key, &er)))
 		goto out;
 	struct audit_rec a = { .ts = clock_wall_ms(), .conv = masked,
 			       .mode = (char *)conv_mode_name(c->mode),
 			       .reason = it->env.reason, .hist = er.hist, .pend = er.pend,
 			       .tl = er.tl, .idx = er.idx, .jobs = deleted, .flex_closed = closed };
-	if ((rc = store_audit_add(&r->st, txn, &a)))
+	if ((rc = store_audit_add(b->st, b->txn, &a)))
 		goto out;
 	log_emit(LOG_NOTICE, NULL, "purged conversation %s (%s mode, operator: '%s'): %llu messages, "
 		 "%llu pending, %llu timeline entries, %llu index entries, %llu jobs deleted%s",
@@ -137,7 +131,7 @@ int purge_conversation(struct router *r, MDB_txn *txn, struct item *it, const ch
 		 (unsigned long long)er.hist, (unsigned long long)er.pend, (unsigned long long)er.tl,
 		 (unsigned long long)er.idx, (unsigned long long)deleted,
 		 closed ? "; its Flex conversation is being closed" : "");
-	router_fx_ack(r, it, ST_OK);
+	batch_ack(b, it, ST_OK, NULL);
 out:
 	free(pj.ids);
 	free(pj.keep);

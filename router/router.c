@@ -3,9 +3,9 @@
  * then acknowledge and dispatch; see router.h and core.h.
  *
  * Effects that must wait for the commit (acks, new jobs for dispatch,
- * finished jobs) are collected in r->fx while the transaction runs and
- * carried out after it commits — or turned into 503s and re-dispatches
- * when it does not.
+ * finished jobs) are collected in the batch (batch.h) while the
+ * transaction runs and carried out after it commits — or turned into 503s
+ * and held results when it does not. Only this file knows struct router.
  */
 #include "router.h"
 #include "core.h"
@@ -22,39 +22,47 @@
 #include "backoff.h"
 #include "clock.h"
 #include "kv.h"
+#include "lathist.h"
 #include "log.h"
+#include "room.h"
 #include "xalloc.h"
 #include "zap.h"
 
-static const char *const rm_modes[] = { "ai", "escalating", "human", NULL };
-static const char *const rm_triggers[] = { "rule", "tool", "tag", "ai_failure", "operator", NULL };
-static const char *const rm_paths[] = { "agent_closed", "task_completed", "operator",
-					"inactivity_timeout", "no_agent", "reset", NULL };
+/* Synthetic events the router's own timers feed into the next batch. */
+#define ROUTER_TIMER_NO_AGENT "timer_no_agent"
+#define ROUTER_TIMER_IDLE "timer_idle"
+/* How often the timers look at conversations not in ai mode. */
+#define ROUTER_CRON_MS 500
+/* MessageSid pruning: how often, and how many entries one tick looks at. */
+#define ROUTER_PRUNE_MS 1000
+#define ROUTER_PRUNE_MAX 5000
+
+struct router {
+	const struct config *cfg;
+	struct rctx x;       /* what the modules read (ctx.h) */
+	struct store st;
+	struct batch batch;  /* this turn's transaction and effects */
+	char *prune_key;     /* where the MessageSid pruning goes on */
+	uint64_t next_prune; /* mono ms */
+	uint64_t next_cron;
+	void *zctx, *ingress, *work;
+	struct zap *zap; /* CURVE allow-list, when an endpoint is tcp:// */
+	struct item *items;
+	size_t nitems;
+	/* Worker results whose batch could not commit: kept here, never
+	 * re-dispatched, and applied again with backoff (room.h). */
+	struct item *held;
+	size_t nheld, capheld;
+	uint64_t held_at; /* mono ms of the next try */
+	struct room room;
+	/* Time spent applying one inbound message inside its transaction, and
+	 * committing one batch (the fsync): the router's own cost, without
+	 * queueing, for the bench and metrics. */
+	struct lathist work_inbound, work_commit;
+};
+
 static const char *const rm_kinds[] = { "ai", "send", "flex", NULL };
 
-const struct metric_def RM_MESSAGES = {
-	"baton_router_customer_messages_total", METRIC_COUNTER,
-	"Customer messages stored, by the conversation's mode when they arrived.", { "mode" },
-	{ rm_modes } };
-const struct metric_def RM_DUPLICATES = {
-	"baton_router_duplicate_webhooks_total", METRIC_COUNTER,
-	"Deliveries of a MessageSid already stored: acknowledged, not processed again.", { NULL },
-	{ NULL } };
-const struct metric_def RM_ESCALATIONS = {
-	"baton_router_escalations_total", METRIC_COUNTER,
-	"Escalations to a person, by trigger: rule (escalation.phrases), tool or tag (the model), "
-	"ai_failure (the AI failed for good), operator.", { "trigger" }, { rm_triggers } };
-const struct metric_def RM_HANDBACKS = {
-	"baton_router_handbacks_total", METRIC_COUNTER,
-	"Conversations handed back to the AI, by path.", { "path" }, { rm_paths } };
-const struct metric_def RM_HANDOFFS_FAILED = {
-	"baton_router_handoffs_failed_total", METRIC_COUNTER,
-	"Handoffs given up after handoff.max_attempts (the conversation went back to the AI).",
-	{ NULL }, { NULL } };
-const struct metric_def RM_REPLIES_CUT = {
-	"baton_router_replies_cut_total", METRIC_COUNTER,
-	"Answers longer than ai.max_parts WhatsApp messages, cut with an ellipsis.", { NULL },
-	{ NULL } };
 static const struct metric_def RM_COMMITS = {
 	"baton_router_commits_total", METRIC_COUNTER, "LMDB batch transactions committed.", { NULL },
 	{ NULL } };
@@ -103,13 +111,13 @@ static void router_collect_metrics(void *arg)
 	struct router *r = arg;
 	for (int k = 0; k < JOB_KINDS; k++) {
 		const char *kind = job_kind_name((enum job_kind)k);
-		metrics_set(&RM_QUEUED, kind, NULL, (double)dispatch_queued(r->disp, (enum job_kind)k));
+		metrics_set(&RM_QUEUED, kind, NULL, (double)dispatch_queued(r->x.disp, (enum job_kind)k));
 		metrics_set(&RM_INFLIGHT, kind, NULL,
-			    (double)dispatch_inflight_kind(r->disp, (enum job_kind)k));
-		metrics_set(&RM_WORKERS, kind, NULL, (double)dispatch_workers(r->disp, (enum job_kind)k));
+			    (double)dispatch_inflight_kind(r->x.disp, (enum job_kind)k));
+		metrics_set(&RM_WORKERS, kind, NULL, (double)dispatch_workers(r->x.disp, (enum job_kind)k));
 	}
 	metrics_set(&RM_OUTBOX, NULL, NULL,
-		    (double)(dispatch_queued(r->disp, JOB_SEND) + dispatch_inflight_kind(r->disp, JOB_SEND)));
+		    (double)(dispatch_queued(r->x.disp, JOB_SEND) + dispatch_inflight_kind(r->x.disp, JOB_SEND)));
 	MDB_envinfo info;
 	MDB_stat est, dst;
 	if (mdb_env_info(r->st.env, &info) == 0 && mdb_env_stat(r->st.env, &est) == 0) {
@@ -137,55 +145,12 @@ static void router_collect_metrics(void *arg)
 static void router_metrics_start(struct router *r)
 {
 	static const struct metric_def *const defs[] = {
-		&RM_MESSAGES, &RM_DUPLICATES, &RM_ESCALATIONS, &RM_HANDBACKS, &RM_HANDOFFS_FAILED,
-		&RM_REPLIES_CUT,
 		&RM_COMMITS, &RM_COMMIT_FAILURES, &RM_QUEUED, &RM_INFLIGHT, &RM_WORKERS, &RM_OUTBOX,
 		&RM_CONVERSATIONS, &RM_WITH_PERSON, &RM_LMDB_FILE, &RM_LMDB_USED, &RM_LMDB_MAP,
 		&RM_INBOUND_SECONDS, &RM_COMMIT_SECONDS, NULL };
+	stats_register();
 	metrics_register(defs);
 	metrics_collector_add(router_collect_metrics, r);
-}
-
-struct effect *router_fx_push(struct router *r, enum fx_type type)
-{
-	if (r->nfx == r->capfx) {
-		r->capfx = r->capfx ? r->capfx * 2 : 64;
-		r->fx = xrealloc(r->fx, r->capfx * sizeof(*r->fx));
-	}
-	struct effect *e = &r->fx[r->nfx++];
-	memset(e, 0, sizeof(*e));
-	e->type = type;
-	return e;
-}
-
-void router_fx_ack(struct router *r, const struct item *it, int status)
-{
-	router_fx_refuse(r, it, status, NULL);
-}
-
-void router_fx_refuse(struct router *r, const struct item *it, int status, const char *why)
-{
-	if (it->synthetic)
-		return;
-	struct effect *e = router_fx_push(r, FX_ACK);
-	e->peer = it->peer;
-	e->id = it->env.id;
-	e->status = status;
-	e->err = why;
-}
-
-const struct config *router_cfg(const struct router *r, const char *key)
-{
-	return config_for(r->cfg, key);
-}
-
-const struct hours *router_hours(const struct router *r, const char *key)
-{
-	const struct config *c = config_for(r->cfg, key);
-	for (size_t i = 0; i < r->cfg->nnumbers; i++)
-		if (c == &r->cfg->numbers[i].cfg)
-			return &r->number_hours[i];
-	return &r->hours;
 }
 
 /* Business hours of the base and of every [number]: a bad one is a config error. */
@@ -193,78 +158,16 @@ static int router_parse_hours(struct router *r)
 {
 	const struct config *cfg = r->cfg;
 	const char *why = NULL;
-	if (hours_parse(cfg->business_hours, &r->hours, &why) < 0) {
+	long which = -1;
+	if (rctx_hours_parse(&r->x, &why, &which) == 0)
+		return 0;
+	if (which < 0)
 		fprintf(stderr, "baton-router: config error: business.hours: %s in '%s'\n", why,
 			cfg->business_hours);
-		return -1;
-	}
-	r->number_hours = xcalloc(cfg->nnumbers + 1, sizeof(*r->number_hours));
-	for (size_t i = 0; i < cfg->nnumbers; i++) {
-		const struct config *n = &cfg->numbers[i].cfg;
-		if (hours_parse(n->business_hours, &r->number_hours[i], &why) < 0) {
-			fprintf(stderr, "baton-router: config error: [number %s] business.hours: %s "
-				"in '%s'\n", cfg->numbers[i].address, why, n->business_hours);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-int router_job_add_at(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id,
-		      uint64_t not_before)
-{
-	int rc = store_job_add(&r->st, txn, j, id);
-	if (rc)
-		return rc;
-	struct effect *e = router_fx_push(r, FX_ADD);
-	e->id = *id;
-	e->kind = j->kind;
-	e->conv = xstrdup(j->conv);
-	e->not_before = not_before;
-	return 0;
-}
-
-int router_job_add(struct router *r, MDB_txn *txn, const struct job_rec *j, uint64_t *id)
-{
-	return router_job_add_at(r, txn, j, id, 0);
-}
-
-int router_result_job(struct router *r, MDB_txn *txn, const struct envelope *env,
-		      enum job_kind kind, struct job_rec *j)
-{
-	struct log_ids ids = { .job = env->id, .conv = env->conv };
-	uint64_t attempt = 0;
-	bool in_flight = dispatch_attempt(r->disp, env->id, &attempt, NULL);
-	int rc = store_job_get(&r->st, txn, env->id, j);
-	if (rc && rc != MDB_NOTFOUND)
-		return rc;
-	if (rc == MDB_NOTFOUND || j->kind != kind) {
-		if (rc == 0)
-			job_rec_release(j);
-		log_emit(LOG_INFO, &ids, "dropped a stale %s result (job already finished)",
-			 job_kind_name(kind));
-		return ROUTER_STALE;
-	}
-	/* A success is a fact whichever attempt it comes from (a message left,
-	 * an answer was written); a failure only counts from the attempt that
-	 * runs now, or nothing would stop an old attempt's 503 from sending
-	 * the job round again beside the live one. */
-	if (env->status != ST_OK && env->status != ST_PROGRESS && in_flight && env->attempt &&
-	    (uint64_t)env->attempt != attempt) {
-		job_rec_release(j);
-		log_emit(LOG_INFO, &ids, "dropped a stale %s result (the failure of an earlier "
-			 "attempt; a later one is running)", job_kind_name(kind));
-		return ROUTER_STALE;
-	}
-	return 0;
-}
-
-void router_set_str(char **dst, const char *v)
-{
-	if (v && *v) {
-		free(*dst);
-		*dst = xstrdup(v);
-	}
+	else
+		fprintf(stderr, "baton-router: config error: [number %s] business.hours: %s in '%s'\n",
+			cfg->numbers[which].address, why, cfg->numbers[which].cfg.business_hours);
+	return -1;
 }
 
 static void router_send_ack(struct router *r, const struct effect *e, int status)
@@ -303,63 +206,56 @@ static void router_ack_results(struct router *r)
 /* Carries out the effects of a committed batch (router_unwind handles the rest). */
 static void router_effects(struct router *r)
 {
-	for (size_t i = 0; i < r->nfx; i++) {
-		struct effect *e = &r->fx[i];
+	struct batch *b = &r->batch;
+	for (size_t i = 0; i < b->nfx; i++) {
+		struct effect *e = &b->fx[i];
 		switch (e->type) {
 		case FX_ACK:
 			router_send_ack(r, e, e->status);
 			break;
 		case FX_ADD:
-			dispatch_add(r->disp, e->id, e->kind, e->conv, e->not_before);
+			dispatch_add(r->x.disp, e->id, e->kind, e->conv, e->not_before);
 			break;
 		case FX_DONE:
-			dispatch_done(r->disp, e->id);
+			dispatch_done(r->x.disp, e->id);
 			break;
 		case FX_RETRY:
-			dispatch_retry(r->disp, e->id, e->not_before);
+			dispatch_retry(r->x.disp, e->id, e->not_before);
 			break;
 		}
-		free(e->conv);
 	}
-	r->nfx = 0;
+	batch_clear(b);
 }
 
-static int router_apply(struct router *r, MDB_txn *txn, struct item *it)
+static int router_apply(struct batch *b, struct item *it)
 {
 	switch (it->env.type) {
 	case ENV_INBOUND:
 		if (!it->from_ingress)
 			break;
-		return turns_inbound(r, txn, it);
+		return turns_inbound(b, it);
 	case ENV_RESULT_AI:
 		if (it->from_ingress)
 			break;
-		return turns_result_ai(r, txn, it);
+		return turns_result_ai(b, it);
 	case ENV_RESULT_SEND:
 		if (it->from_ingress)
 			break;
-		return turns_result_send(r, txn, it);
+		return turns_result_send(b, it);
 	case ENV_RESULT_FLEX:
 		if (it->from_ingress)
 			break;
-		return handoff_result(r, txn, it);
+		return handoff_result(b, it);
 	case ENV_EVENT:
 		if (!it->from_ingress && !it->synthetic)
 			break;
-		return handoff_event(r, txn, it);
+		return evtable_apply(b, it, evkind_of(it->env.op));
 	default:
 		break;
 	}
 	log_warn("dropped a %s envelope on the %s socket", env_type_name(it->env.type),
 		 it->from_ingress ? "ingress" : "work");
 	return 0;
-}
-
-static void router_fx_clear(struct router *r)
-{
-	for (size_t i = 0; i < r->nfx; i++)
-		free(r->fx[i].conv);
-	r->nfx = 0;
 }
 
 /* What grows the store with new content: a customer's message, from the
@@ -395,7 +291,7 @@ static size_t router_refuse_new(struct router *r)
 static void router_hold(struct router *r, struct item *it)
 {
 	if (it->env.status != ST_PROGRESS)
-		dispatch_hold(r->disp, it->env.id);
+		dispatch_hold(r->x.disp, it->env.id);
 	if (r->nheld == r->capheld) {
 		r->capheld = r->capheld ? r->capheld * 2 : 64;
 		r->held = xrealloc(r->held, r->capheld * sizeof(*r->held));
@@ -411,7 +307,7 @@ static void router_defer_results(struct router *r)
 	size_t n = 0;
 	for (size_t i = 0; i < r->nitems; i++) {
 		struct item *it = &r->items[i];
-		if (router_is_result(it) && !it->settled && dispatch_known(r->disp, it->env.id)) {
+		if (router_is_result(it) && !it->settled && dispatch_known(r->x.disp, it->env.id)) {
 			router_hold(r, it);
 			n++;
 		}
@@ -429,7 +325,7 @@ static void router_defer_results(struct router *r)
  */
 static void router_unwind(struct router *r)
 {
-	router_fx_clear(r);
+	batch_clear(&r->batch);
 	for (size_t i = 0; i < r->nitems; i++) {
 		struct item *it = &r->items[i];
 		if (it->synthetic || it->settled)
@@ -438,7 +334,7 @@ static void router_unwind(struct router *r)
 			struct effect e = { .type = FX_ACK, .peer = it->peer, .id = it->env.id,
 					    .err = "store unavailable" };
 			router_send_ack(r, &e, ST_BUSY);
-		} else if (router_is_result(it) && dispatch_known(r->disp, it->env.id)) {
+		} else if (router_is_result(it) && dispatch_known(r->x.disp, it->env.id)) {
 			router_hold(r, it);
 		}
 	}
@@ -461,29 +357,26 @@ static void router_take_held(struct router *r)
  * *applied counts them. */
 static int router_txn(struct router *r, size_t *applied)
 {
-	MDB_txn *txn = NULL;
+	struct batch *b = &r->batch;
 	*applied = 0;
-	router_fx_clear(r);
 	metrics_stage_begin();
-	int rc = mdb_txn_begin(r->st.env, NULL, 0, &txn);
+	int rc = batch_begin(b, &r->x);
 	for (size_t i = 0; rc == 0 && i < r->nitems; i++) {
 		struct item *it = &r->items[i];
 		if (it->settled)
 			continue;
 		uint64_t t0 = clock_mono_us();
-		rc = router_apply(r, txn, it);
+		rc = router_apply(b, it);
 		(*applied)++;
 		if (it->from_ingress && it->env.type == ENV_INBOUND)
 			lathist_record(&r->work_inbound, clock_mono_us() - t0);
 	}
 	if (rc == 0) {
 		uint64_t t0 = clock_mono_us();
-		rc = mdb_txn_commit(txn);
-		txn = NULL;
+		rc = batch_commit(b);
 		lathist_record(&r->work_commit, clock_mono_us() - t0);
 	}
-	if (txn)
-		mdb_txn_abort(txn);
+	batch_abort(b);
 	metrics_stage_end(rc == 0);
 	return rc;
 }
@@ -503,8 +396,8 @@ static void router_apply_batch(struct router *r)
 
 	size_t open = r->nheld;
 	for (int k = 0; k < JOB_KINDS; k++)
-		open += dispatch_queued(r->disp, (enum job_kind)k);
-	enum room_state room = room_check(&r->room, clock_mono_ms(), open + dispatch_inflight(r->disp));
+		open += dispatch_queued(r->x.disp, (enum job_kind)k);
+	enum room_state room = room_check(&r->room, clock_mono_ms(), open + dispatch_inflight(r->x.disp));
 	if (room >= ROOM_HIGH_WATER)
 		router_refuse_new(r);
 	if (room >= ROOM_CRITICAL)
@@ -523,7 +416,7 @@ static void router_apply_batch(struct router *r)
 		if (rc == MDB_PANIC)
 			router_reopen_store(r);
 	} else {
-		r->stat_commits++;
+		r->x.stats.commits++;
 		if (applied)
 			room_commit_ok(&r->room);
 		router_effects(r);
@@ -549,9 +442,9 @@ static void router_hello(struct router *r, const struct item *it)
 		return;
 	}
 	int cap = it->env.credit < 0 ? 0 : it->env.credit > 1000000 ? 1000000 : (int)it->env.credit;
-	dispatch_hello(r->disp, &it->peer, kind, it->env.name, cap, clock_mono_ms());
+	dispatch_hello(r->x.disp, &it->peer, kind, it->env.name, cap, clock_mono_ms());
 	for (size_t i = 0; i < it->env.nclaims; i++)
-		dispatch_claim(r->disp, &it->peer, it->env.claims[i].id, it->env.claims[i].attempt);
+		dispatch_claim(r->x.disp, &it->peer, it->env.claims[i].id, it->env.claims[i].attempt);
 }
 
 /*
@@ -589,10 +482,10 @@ static void router_cron(struct router *r)
 				uint64_t since = c.queued_until > c.esc_at ? c.queued_until : c.esc_at;
 				if (accept && !c.no_agent_done && !c.accepted_at && !c.first_agent_at &&
 				    since && now >= since + accept)
-					op = EV_TIMER_NO_AGENT;
+					op = ROUTER_TIMER_NO_AGENT;
 				else if (idle && c.mode == MODE_HUMAN && c.last_activity &&
 					 now >= c.last_activity + idle)
-					op = EV_TIMER_IDLE;
+					op = ROUTER_TIMER_IDLE;
 				conv_rec_release(&c);
 			}
 			if (op) {
@@ -641,8 +534,8 @@ static void router_collect(struct router *r)
 			 * is still open. A result the router holds already (its
 			 * batch could not commit) is not taken twice. */
 			if (!it->from_ingress) {
-				dispatch_touch(r->disp, &it->peer, clock_mono_ms());
-				if (dispatch_is_held(r->disp, it->env.id) &&
+				dispatch_touch(r->x.disp, &it->peer, clock_mono_ms());
+				if (dispatch_is_held(r->x.disp, it->env.id) &&
 				    (it->env.type == ENV_RESULT_AI || it->env.type == ENV_RESULT_SEND ||
 				     it->env.type == ENV_RESULT_FLEX)) {
 					env_release(&it->env);
@@ -657,7 +550,7 @@ static void router_collect(struct router *r)
 
 static int router_timeout(struct router *r)
 {
-	uint64_t due = dispatch_next_due(r->disp), now = clock_mono_ms();
+	uint64_t due = dispatch_next_due(r->x.disp), now = clock_mono_ms();
 	int t = r->cfg->worker_heartbeat_ms < ROUTER_CRON_MS ? r->cfg->worker_heartbeat_ms
 							      : ROUTER_CRON_MS;
 	if (due && due > now && due - now < (uint64_t)t)
@@ -700,20 +593,21 @@ static void router_prune_seen(struct router *r)
 
 int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 {
-	struct router r = { .cfg = cfg };
+	struct router r = { .cfg = cfg, .x = { .cfg = cfg } };
 	int rc = -1;
 
+	r.x.st = &r.st;
 	if (router_parse_hours(&r) < 0) {
-		free(r.number_hours);
+		rctx_release(&r.x);
 		return -2;
 	}
 	r.items = xcalloc((size_t)cfg->router_batch, sizeof(*r.items));
-	r.rules = rules_new(cfg->escalation_phrases);
-	r.disp = dispatch_new();
+	r.x.rules = rules_new(cfg->escalation_phrases);
+	r.x.disp = dispatch_new();
 	if (store_open(&r.st, cfg->state_dir, cfg->lmdb_map_size_mb, cfg->lmdb_sync) < 0)
 		goto fail;
 	room_init(&r.room, cfg, &r.st);
-	if (jobs_recover(&r) < 0)
+	if (jobs_recover(&r.x) < 0)
 		goto fail;
 	if (!(r.zctx = zmq_ctx_new()))
 		goto fail;
@@ -746,18 +640,18 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 		router_take_held(&r);
 		router_collect(&r);
 		/* Before the batch: a slow commit must not make live workers look dead. */
-		dispatch_expire(r.disp, clock_mono_ms(), (uint64_t)cfg->worker_timeout_ms);
+		dispatch_expire(r.x.disp, clock_mono_ms(), (uint64_t)cfg->worker_timeout_ms);
 		router_cron(&r);
 		router_prune_seen(&r);
 		if (r.nitems)
 			router_apply_batch(&r);
-		jobs_dispatch(&r);
+		jobs_dispatch(&r.x, r.work);
 		metrics_tick();
 	}
 	log_notice("stopping: %llu messages stored, %llu duplicates, %llu escalations, %llu commits; "
 		 "unfinished jobs stay in the store",
-		 (unsigned long long)r.stat_msgs, (unsigned long long)r.stat_dups,
-		 (unsigned long long)r.stat_escalations, (unsigned long long)r.stat_commits);
+		 (unsigned long long)r.x.stats.msgs, (unsigned long long)r.x.stats.dups,
+		 (unsigned long long)r.x.stats.escalations, (unsigned long long)r.x.stats.commits);
 	log_notice("work per inbound message: n=%llu p50=%lluus p99=%lluus max=%lluus; "
 		 "per commit: n=%llu p50=%lluus p99=%lluus",
 		 (unsigned long long)r.work_inbound.count,
@@ -783,11 +677,11 @@ fail:
 	free(r.held);
 	room_release(&r.room);
 	store_close(&r.st);
-	dispatch_destroy(&r.disp);
-	rules_destroy(&r.rules);
+	dispatch_destroy(&r.x.disp);
+	rules_destroy(&r.x.rules);
+	batch_release(&r.batch);
 	free(r.items);
-	free(r.fx);
-	free(r.number_hours);
+	rctx_release(&r.x);
 	free(r.prune_key);
 	return rc;
 }

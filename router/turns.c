@@ -24,14 +24,14 @@
  * the job waits that long in its lane, so the customer's next fragments
  * can still join it (turns_join_burst).
  */
-static int turns_start_ai(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+static int turns_start_ai(struct batch *b, const char *key, struct conv_rec *c,
 			  bool wait_burst)
 {
 	struct job_rec j = { .kind = JOB_AI, .conv = (char *)key, .created = clock_wall_ms(),
 			     .upto = c->seq };
-	uint64_t at = wait_burst && r->cfg->ai_burst_ms > 0 ?
-		clock_mono_ms() + (uint64_t)r->cfg->ai_burst_ms : 0;
-	return router_job_add_at(r, txn, &j, &c->ai_job, at);
+	uint64_t at = wait_burst && b->x->cfg->ai_burst_ms > 0 ?
+		clock_mono_ms() + (uint64_t)b->x->cfg->ai_burst_ms : 0;
+	return job_add(b, &j, &c->ai_job, at);
 }
 
 /*
@@ -41,20 +41,20 @@ static int turns_start_ai(struct router *r, MDB_txn *txn, const char *key, struc
  * did; if not, the turn is already being written and the message must
  * wait. Returns 0 or an LMDB error.
  */
-static int turns_join_burst(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c,
+static int turns_join_burst(struct batch *b, const char *key, struct conv_rec *c,
 			    const struct hist_rec *h, bool *joined)
 {
 	struct job_rec j;
 	int rc;
 
 	*joined = false;
-	if (r->cfg->ai_burst_ms <= 0 || dispatch_in_flight(r->disp, c->ai_job))
+	if (b->x->cfg->ai_burst_ms <= 0 || dispatch_in_flight(b->x->disp, c->ai_job))
 		return 0;
-	if ((rc = store_job_get(&r->st, txn, c->ai_job, &j)))
+	if ((rc = store_job_get(b->st, b->txn, c->ai_job, &j)))
 		return rc == MDB_NOTFOUND ? 0 : rc;
-	if ((rc = store_hist_append(&r->st, txn, key, c, h)) == 0) {
+	if ((rc = store_hist_append(b->st, b->txn, key, c, h)) == 0) {
 		j.upto = c->seq;
-		rc = store_job_put(&r->st, txn, c->ai_job, &j);
+		rc = store_job_put(b->st, b->txn, c->ai_job, &j);
 	}
 	job_rec_release(&j);
 	*joined = rc == 0;
@@ -77,12 +77,12 @@ static bool turns_is_reset(const char *text)
  * escalated by a rule. Otherwise: history, and forwarded to the agent
  * unless it already is in the Flex conversation.
  */
-int turns_customer(struct router *r, MDB_txn *txn, const char *key,
+int turns_customer(struct batch *b, const char *key,
 				struct conv_rec *c, const struct hist_rec *h, bool via_flex)
 {
 	const char *phrase = NULL;
 	int rc;
-	bool rule = c->mode == MODE_AI && rules_match(r->rules, h->text, &phrase);
+	bool rule = c->mode == MODE_AI && rules_match(b->x->rules, h->text, &phrase);
 
 	metrics_inc(&RM_MESSAGES, conv_mode_name(c->mode), NULL);
 	c->turns++;
@@ -92,30 +92,30 @@ int turns_customer(struct router *r, MDB_txn *txn, const char *key,
 		c->window_closed = 0; /* the customer wrote: the window is open again */
 	if (c->mode == MODE_AI && c->ai_job) {
 		bool joined = false;
-		if (!rule && (rc = turns_join_burst(r, txn, key, c, h, &joined)))
+		if (!rule && (rc = turns_join_burst(b, key, c, h, &joined)))
 			return rc;
 		/* Otherwise a reply is being written: this message waits its turn. */
-		if (!joined && (rc = store_pend_push(&r->st, txn, key, c, h)))
+		if (!joined && (rc = store_pend_push(b->st, b->txn, key, c, h)))
 			return rc;
-	} else if ((rc = store_hist_append(&r->st, txn, key, c, h))) {
+	} else if ((rc = store_hist_append(b->st, b->txn, key, c, h))) {
 		return rc;
 	}
 	if (c->mode != MODE_AI) {
 		c->last_activity = c->updated;
-		if (r->cfg->debug_reset_word && turns_is_reset(h->text))
-			return handoff_back(r, txn, key, c, "reset", true);
-		return via_flex ? 0 : handoff_forward(r, txn, key, c->seq);
+		if (b->x->cfg->debug_reset_word && turns_is_reset(h->text))
+			return handoff_back(b, key, c, "reset", true);
+		return via_flex ? 0 : handoff_forward(b, key, c->seq);
 	}
 	if (rule) {
 		char *why = xasprintf("customer wrote '%s'", phrase);
-		rc = handoff_escalate(r, txn, key, c, "rule", why, NULL);
+		rc = handoff_escalate(b, key, c, "rule", why, NULL);
 		free(why);
 		return rc;
 	}
-	return c->ai_job ? 0 : turns_start_ai(r, txn, key, c, true);
+	return c->ai_job ? 0 : turns_start_ai(b, key, c, true);
 }
 
-int turns_inbound(struct router *r, MDB_txn *txn, struct item *it)
+int turns_inbound(struct batch *b, struct item *it)
 {
 	struct envelope *env = &it->env;
 	struct log_ids ids = { .sid = env->sid };
@@ -126,15 +126,15 @@ int turns_inbound(struct router *r, MDB_txn *txn, struct item *it)
 	if (strlen(env->sid) > ROUTER_SID_MAX || strlen(env->from) > ROUTER_ADDR_MAX ||
 	    strlen(env->to) > ROUTER_ADDR_MAX) {
 		log_emit(LOG_WARN, &ids, "refused inbound message: id or address too long");
-		router_fx_refuse(r, it, ST_FAILED, "id or address too long");
+		batch_ack(b, it, ST_FAILED, "id or address too long");
 		return 0;
 	}
-	rc = store_seen_get(&r->st, txn, env->sid);
+	rc = store_seen_get(b->st, b->txn, env->sid);
 	if (rc == 0) {
 		log_emit(LOG_INFO, &ids, "duplicate delivery acknowledged, not processed again");
-		r->stat_dups++;
+		b->x->stats.dups++;
 		metrics_inc(&RM_DUPLICATES, NULL, NULL);
-		router_fx_ack(r, it, ST_DUPLICATE);
+		batch_ack(b, it, ST_DUPLICATE, NULL);
 		return 0;
 	}
 	if (rc != MDB_NOTFOUND)
@@ -142,7 +142,7 @@ int turns_inbound(struct router *r, MDB_txn *txn, struct item *it)
 
 	key = store_conv_key(env->from, env->to);
 	ids.conv = key;
-	rc = store_conv_get(&r->st, txn, key, &c);
+	rc = store_conv_get(b->st, b->txn, key, &c);
 	if (rc == MDB_NOTFOUND) {
 		memset(&c, 0, sizeof(c));
 		c.mode = MODE_AI;
@@ -158,14 +158,14 @@ int turns_inbound(struct router *r, MDB_txn *txn, struct item *it)
 	}
 	struct hist_rec h = { .role = ROLE_CUSTOMER, .text = env->body, .ts = env->ts,
 			      .sid = env->sid, .nmedia = env->nmedia };
-	if ((rc = turns_customer(r, txn, key, &c, &h, false)))
+	if ((rc = turns_customer(b, key, &c, &h, false)))
 		goto out;
-	if ((rc = store_conv_put(&r->st, txn, key, &c)) ||
-	    (rc = store_seen_put(&r->st, txn, env->sid, env->ts)))
+	if ((rc = store_conv_put(b->st, b->txn, key, &c)) ||
+	    (rc = store_seen_put(b->st, b->txn, env->sid, env->ts)))
 		goto out;
-	r->stat_msgs++;
+	b->x->stats.msgs++;
 	log_emit(LOG_INFO, &ids, "customer message stored (mode %s)", conv_mode_name(c.mode));
-	router_fx_ack(r, it, ST_OK);
+	batch_ack(b, it, ST_OK, NULL);
 out:
 	conv_rec_release(&c);
 	free(key);
@@ -177,47 +177,46 @@ out:
  * With ai.burst_ms every waiting message joins that one turn: they
  * arrived while the last reply was written, which is the burst.
  */
-static int turns_next(struct router *r, MDB_txn *txn, const char *key, struct conv_rec *c)
+static int turns_next(struct batch *b, const char *key, struct conv_rec *c)
 {
 	struct hist_rec h;
 	int rc, moved = 0;
 
 	do {
-		rc = store_pend_pop(&r->st, txn, key, c, &h);
+		rc = store_pend_pop(b->st, b->txn, key, c, &h);
 		if (rc == MDB_NOTFOUND)
 			break;
 		if (rc)
 			return rc;
-		rc = store_hist_append(&r->st, txn, key, c, &h);
+		rc = store_hist_append(b->st, b->txn, key, c, &h);
 		hist_rec_release(&h);
 		if (rc)
 			return rc;
 		moved++;
-	} while (r->cfg->ai_burst_ms > 0);
+	} while (b->x->cfg->ai_burst_ms > 0);
 	if (moved && c->mode == MODE_AI)
-		return turns_start_ai(r, txn, key, c, false);
+		return turns_start_ai(b, key, c, false);
 	return 0;
 }
 
-int turns_result_ai(struct router *r, MDB_txn *txn, struct item *it)
+int turns_result_ai(struct batch *b, struct item *it)
 {
 	struct envelope *env = &it->env;
 	struct job_rec j;
 	struct conv_rec c;
 	struct log_ids ids = { .job = env->id };
-	int rc = router_result_job(r, txn, env, JOB_AI, &j);
+	int rc = batch_job_of(b, env, JOB_AI, &j);
 
 	if (rc)
-		return rc == ROUTER_STALE ? 0 : rc;
+		return rc == BATCH_STALE ? 0 : rc;
 	ids.conv = j.conv;
-	if ((rc = store_conv_get(&r->st, txn, j.conv, &c))) {
+	if ((rc = store_conv_get(b->st, b->txn, j.conv, &c))) {
 		log_emit(LOG_ERROR, &ids, "AI job without conversation: %s", mdb_strerror(rc));
 		job_rec_release(&j);
-		return rc == MDB_NOTFOUND ? store_job_del(&r->st, txn, env->id) : rc;
+		return rc == MDB_NOTFOUND ? job_finish(b, env->id) : rc;
 	}
-	if ((rc = store_job_del(&r->st, txn, env->id)))
+	if ((rc = job_finish(b, env->id)))
 		goto out;
-	router_fx_push(r, FX_DONE)->id = env->id;
 	if (c.ai_job != env->id) {
 		/* Superseded: the conversation escalated (or an agent took over)
 		 * while this answer was being written. */
@@ -232,23 +231,23 @@ int turns_result_ai(struct router *r, MDB_txn *txn, struct item *it)
 	if (c.mode == MODE_AI && env->status == ST_OK && env->escalate) {
 		log_emit(LOG_INFO, &ids, "model asked to escalate (%s, reason: %s)",
 			 env->trigger ? env->trigger : "tag", env->reason ? env->reason : "none given");
-		rc = handoff_escalate(r, txn, j.conv, &c, env->trigger ? env->trigger : "tag",
+		rc = handoff_escalate(b, j.conv, &c, env->trigger ? env->trigger : "tag",
 				     env->reason && *env->reason ? env->reason : "model asked for a human",
 				     env->summary);
 		if (rc)
 			goto out;
 		text = NULL; /* the holding message speaks for the handoff */
 	} else if (c.mode == MODE_AI && failed_for_good &&
-		   !strcmp(r->cfg->ai_on_failure, "escalate")) {
+		   !strcmp(b->x->cfg->ai_on_failure, "escalate")) {
 		log_emit(LOG_WARN, &ids, "AI unavailable (%s): escalating",
 			 env->err ? env->err : "no detail");
-		if ((rc = handoff_escalate(r, txn, j.conv, &c, "ai_failure", "ai_unavailable", NULL)))
+		if ((rc = handoff_escalate(b, j.conv, &c, "ai_failure", "ai_unavailable", NULL)))
 			goto out;
 		text = NULL;
 	} else if (env->status != ST_OK) {
 		log_emit(LOG_WARN, &ids, "AI failed (%s): sending the apology",
 			 env->err ? env->err : "no detail");
-		text = router_cfg(r, j.conv)->ai_apology;
+		text = rctx_cfg(b->x, j.conv)->ai_apology;
 	}
 	if (c.mode != MODE_AI && text) {
 		log_emit(LOG_INFO, &ids, "dropped AI reply: conversation is in %s mode",
@@ -256,38 +255,38 @@ int turns_result_ai(struct router *r, MDB_txn *txn, struct item *it)
 	} else if (text && *text) {
 		struct hist_rec h = { .role = ROLE_AI, .text = (char *)text, .ts = clock_wall_ms(),
 				      .escalate = env->escalate };
-		if ((rc = store_hist_append(&r->st, txn, j.conv, &c, &h)) ||
-		    (rc = outbox_queue(r, txn, j.conv, &c, text, c.seq, env->status == ST_OK,
+		if ((rc = store_hist_append(b->st, b->txn, j.conv, &c, &h)) ||
+		    (rc = outbox_queue(b, j.conv, &c, text, c.seq, env->status == ST_OK,
 					  env->id)))
 			goto out;
 		log_emit(LOG_INFO, &ids, "AI reply recorded and queued for sending");
 	}
-	if (c.mode == MODE_AI && (rc = turns_next(r, txn, j.conv, &c)))
+	if (c.mode == MODE_AI && (rc = turns_next(b, j.conv, &c)))
 		goto out;
 	c.updated = clock_wall_ms();
-	rc = store_conv_put(&r->st, txn, j.conv, &c);
+	rc = store_conv_put(b->st, b->txn, j.conv, &c);
 out:
 	conv_rec_release(&c);
 	job_rec_release(&j);
 	return rc;
 }
 
-int turns_result_send(struct router *r, MDB_txn *txn, struct item *it)
+int turns_result_send(struct batch *b, struct item *it)
 {
 	struct envelope *env = &it->env;
 	struct job_rec j;
 	struct log_ids ids = { .job = env->id, .sid = env->sid };
-	int rc = router_result_job(r, txn, env, JOB_SEND, &j);
+	int rc = batch_job_of(b, env, JOB_SEND, &j);
 
 	if (rc)
-		return rc == ROUTER_STALE ? 0 : rc;
+		return rc == BATCH_STALE ? 0 : rc;
 	ids.conv = j.conv;
 	if (env->status == ST_OK && env->sid && *env->sid) {
 		/* A SID recorded before belongs to another send: a reconciling
 		 * egress took an older message with the same words for this one.
 		 * It looks again without it. */
 		char *owner = NULL;
-		rc = store_idx_get(&r->st, txn, "sm", env->sid, &owner);
+		rc = store_idx_get(b->st, b->txn, "sm", env->sid, &owner);
 		free(owner);
 		if (rc == 0) {
 			char *ex = j.exclude ? xasprintf("%s,%s", j.exclude, env->sid) : xstrdup(env->sid);
@@ -295,10 +294,7 @@ int turns_result_send(struct router *r, MDB_txn *txn, struct item *it)
 			j.exclude = ex;
 			log_emit(LOG_WARN, &ids, "the message found for this send was recorded for another "
 				 "one: looking again without it");
-			if ((rc = store_job_put(&r->st, txn, env->id, &j)) == 0) {
-				struct effect *e = router_fx_push(r, FX_RETRY);
-				e->id = env->id;
-			}
+			rc = job_again(b, env->id, &j);
 			job_rec_release(&j);
 			return rc;
 		}
@@ -310,57 +306,50 @@ int turns_result_send(struct router *r, MDB_txn *txn, struct item *it)
 	}
 	if (env->status == ST_OK) {
 		struct hist_rec h;
-		rc = store_hist_get(&r->st, txn, j.conv, j.hseq, &h);
+		rc = store_hist_get(b->st, b->txn, j.conv, j.hseq, &h);
 		if (rc == 0) {
 			char *m = h.msid ? xasprintf("%s,%s", h.msid, env->sid ? env->sid : "")
 					 : xstrdup(env->sid ? env->sid : "");
 			free(h.msid);
 			h.msid = m;
-			rc = store_hist_put(&r->st, txn, j.conv, j.hseq, &h);
+			rc = store_hist_put(b->st, b->txn, j.conv, j.hseq, &h);
 			hist_rec_release(&h);
 		} else if (rc == MDB_NOTFOUND) {
 			rc = 0;
 		}
 		if (rc == 0 && env->sid && *env->sid)
-			rc = store_idx_put(&r->st, txn, "sm", env->sid, j.conv);
-		if (rc == 0 && (rc = store_job_del(&r->st, txn, env->id)) == 0) {
-			router_fx_push(r, FX_DONE)->id = env->id;
+			rc = store_idx_put(b->st, b->txn, "sm", env->sid, j.conv);
+		if (rc == 0 && (rc = job_finish(b, env->id)) == 0)
 			log_emit(LOG_INFO, &ids, "message sent");
-		}
 	} else if (env->status == ST_RETRY) {
 		/* The attempt may have reached Twilio: the next one looks first. */
 		if (env->reconcile)
-			dispatch_set_uncertain(r->disp, env->id, clock_wall_ms());
-		j.attempts++;
-		if ((rc = store_job_put(&r->st, txn, env->id, &j)) == 0) {
-			uint64_t delay = backoff_ms((unsigned)j.attempts, ROUTER_RETRY_BASE_MS,
-						    ROUTER_RETRY_CAP_MS, -1);
-			struct effect *e = router_fx_push(r, FX_RETRY);
-			e->id = env->id;
-			e->not_before = clock_mono_ms() + delay;
+			dispatch_set_uncertain(b->x->disp, env->id, clock_wall_ms());
+		uint64_t delay = 0;
+		if ((rc = job_retry(b, env->id, &j, ROUTER_RETRY_BASE_MS, ROUTER_RETRY_CAP_MS,
+				    &delay)) == 0)
 			log_emit(LOG_WARN, &ids, "send failed for now (%s): retry %lld in %llu ms",
 				 env->err ? env->err : "", (long long)j.attempts,
 				 (unsigned long long)delay);
-		}
 	} else {
 		struct conv_rec c;
 		log_emit(LOG_ERROR, &ids, "send failed for good: Twilio error %lld: %s",
 			 (long long)env->code, env->err ? env->err : "");
-		rc = store_conv_get(&r->st, txn, j.conv, &c);
+		rc = store_conv_get(b->st, b->txn, j.conv, &c);
 		if (rc == 0) {
 			c.err_code = env->code;
 			free(c.err);
 			c.err = xstrdup(env->err ? env->err : "send failed");
 			if (env->code == TWILIO_ERR_WINDOW)
-				rc = outbox_window_closed(r, txn, j.conv, &c, "Twilio error 63016");
+				rc = outbox_window_closed(b, j.conv, &c, "Twilio error 63016");
 			if (rc == 0)
-				rc = store_conv_put(&r->st, txn, j.conv, &c);
+				rc = store_conv_put(b->st, b->txn, j.conv, &c);
 			conv_rec_release(&c);
 		} else if (rc == MDB_NOTFOUND) {
 			rc = 0;
 		}
-		if (rc == 0 && (rc = store_job_del(&r->st, txn, env->id)) == 0)
-			router_fx_push(r, FX_DONE)->id = env->id;
+		if (rc == 0)
+			rc = job_finish(b, env->id);
 	}
 	job_rec_release(&j);
 	return rc;

@@ -1,0 +1,147 @@
+/* batch — a transaction and its effects; see batch.h. */
+#include "batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "clock.h"
+#include "log.h"
+#include "xalloc.h"
+
+int batch_begin(struct batch *b, struct rctx *x)
+{
+	b->x = x;
+	b->st = x->st;
+	batch_clear(b);
+	return mdb_txn_begin(b->st->env, NULL, 0, &b->txn);
+}
+
+int batch_commit(struct batch *b)
+{
+	int rc = mdb_txn_commit(b->txn);
+	b->txn = NULL;
+	return rc;
+}
+
+void batch_abort(struct batch *b)
+{
+	if (b->txn)
+		mdb_txn_abort(b->txn);
+	b->txn = NULL;
+}
+
+void batch_clear(struct batch *b)
+{
+	for (size_t i = 0; i < b->nfx; i++)
+		free(b->fx[i].conv);
+	b->nfx = 0;
+}
+
+void batch_release(struct batch *b)
+{
+	batch_abort(b);
+	batch_clear(b);
+	free(b->fx);
+	b->fx = NULL;
+	b->capfx = 0;
+}
+
+static struct effect *batch_fx(struct batch *b, enum fx_type type)
+{
+	if (b->nfx == b->capfx) {
+		b->capfx = b->capfx ? b->capfx * 2 : 64;
+		b->fx = xrealloc(b->fx, b->capfx * sizeof(*b->fx));
+	}
+	struct effect *e = &b->fx[b->nfx++];
+	memset(e, 0, sizeof(*e));
+	e->type = type;
+	return e;
+}
+
+void batch_ack(struct batch *b, const struct item *it, int status, const char *why)
+{
+	if (it->synthetic)
+		return;
+	struct effect *e = batch_fx(b, FX_ACK);
+	e->peer = it->peer;
+	e->id = it->env.id;
+	e->status = status;
+	e->err = why;
+}
+
+int job_add(struct batch *b, const struct job_rec *j, uint64_t *id, uint64_t not_before)
+{
+	int rc = store_job_add(b->st, b->txn, j, id);
+	if (rc)
+		return rc;
+	struct effect *e = batch_fx(b, FX_ADD);
+	e->id = *id;
+	e->kind = j->kind;
+	e->conv = xstrdup(j->conv);
+	e->not_before = not_before;
+	return 0;
+}
+
+int job_finish(struct batch *b, uint64_t id)
+{
+	int rc = store_job_del(b->st, b->txn, id);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	batch_fx(b, FX_DONE)->id = id;
+	return 0;
+}
+
+int job_retry(struct batch *b, uint64_t id, struct job_rec *j, uint64_t base_ms, uint64_t cap_ms,
+	      uint64_t *delay_ms)
+{
+	j->attempts++;
+	int rc = store_job_put(b->st, b->txn, id, j);
+	if (rc)
+		return rc;
+	uint64_t d = backoff_ms((unsigned)j->attempts, base_ms, cap_ms, -1);
+	struct effect *e = batch_fx(b, FX_RETRY);
+	e->id = id;
+	e->not_before = clock_mono_ms() + d;
+	if (delay_ms)
+		*delay_ms = d;
+	return 0;
+}
+
+int job_again(struct batch *b, uint64_t id, const struct job_rec *j)
+{
+	int rc = store_job_put(b->st, b->txn, id, j);
+	if (rc == 0)
+		batch_fx(b, FX_RETRY)->id = id;
+	return rc;
+}
+
+int batch_job_of(struct batch *b, const struct envelope *env, enum job_kind kind,
+		 struct job_rec *j)
+{
+	struct log_ids ids = { .job = env->id, .conv = env->conv };
+	uint64_t attempt = 0;
+	bool in_flight = dispatch_attempt(b->x->disp, env->id, &attempt, NULL);
+	int rc = store_job_get(b->st, b->txn, env->id, j);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	if (rc == MDB_NOTFOUND || j->kind != kind) {
+		if (rc == 0)
+			job_rec_release(j);
+		log_emit(LOG_INFO, &ids, "dropped a stale %s result (job already finished)",
+			 job_kind_name(kind));
+		return BATCH_STALE;
+	}
+	/* A success is a fact whichever attempt it comes from (a message left,
+	 * an answer was written); a failure only counts from the attempt that
+	 * runs now, or nothing would stop an old attempt's 503 from sending
+	 * the job round again beside the live one. */
+	if (env->status != ST_OK && env->status != ST_PROGRESS && in_flight && env->attempt &&
+	    (uint64_t)env->attempt != attempt) {
+		job_rec_release(j);
+		log_emit(LOG_INFO, &ids, "dropped a stale %s result (the failure of an earlier "
+			 "attempt; a later one is running)", job_kind_name(kind));
+		return BATCH_STALE;
+	}
+	return 0;
+}
