@@ -1,11 +1,16 @@
 /* console — the operator console's page and JSON API; see console.h. */
 #include "console.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unicase.h>
+#include <unictype.h>
+#include <uninorm.h>
 #include <unistd.h>
+#include <unistr.h>
 
 #include "auth.h"
 #include "clock.h"
@@ -174,6 +179,25 @@ static json_t *console_ms(uint64_t ms)
 	return ms ? json_integer((json_int_t)ms) : json_null();
 }
 
+/* When a person took the conversation over: the agent accepted the task,
+ * or wrote first (a takeover has no acceptance). 0 = nobody yet. Both are
+ * reset by each escalation, so they are this stretch's. */
+static uint64_t console_agent_since(const struct conv_rec *c)
+{
+	if (c->accepted_at && c->first_agent_at)
+		return c->accepted_at < c->first_agent_at ? c->accepted_at : c->first_agent_at;
+	return c->accepted_at ? c->accepted_at : c->first_agent_at;
+}
+
+/* The mode says where messages go; an operator wants to know whether a
+ * person is on it: escalating and human both wait until an agent accepts. */
+static const char *console_state(const struct conv_rec *c)
+{
+	if (c->mode == MODE_AI)
+		return "ai";
+	return console_agent_since(c) ? "with_agent" : "waiting";
+}
+
 /* What the list and the queue show of one conversation. */
 static json_t *console_summary(const struct console *k, const char *key, const struct conv_rec *c)
 {
@@ -186,8 +210,10 @@ static json_t *console_summary(const struct console *k, const char *key, const s
 	json_t *o = json_object();
 	json_object_set_new(o, "key", console_str(key));
 	json_object_set_new(o, "customer", console_str(masked));
+	json_object_set_new(o, "name", console_str(c->name && *c->name ? c->name : NULL));
 	json_object_set_new(o, "business", console_str(biz));
 	json_object_set_new(o, "mode", json_string(conv_mode_name(c->mode)));
+	json_object_set_new(o, "state", json_string(console_state(c)));
 	json_object_set_new(o, "last_activity_ms", json_integer((json_int_t)last));
 	json_object_set_new(o, "last_activity", json_string(when));
 	json_object_set_new(o, "customer_turns", json_integer((json_int_t)c->turns));
@@ -202,6 +228,11 @@ static json_t *console_summary(const struct console *k, const char *key, const s
 		json_object_set_new(e, "reason", console_str(c->esc_reason));
 		json_object_set_new(e, "at_ms", console_ms(c->esc_at));
 		json_object_set_new(e, "accepted_at_ms", console_ms(c->accepted_at));
+		uint64_t since = console_agent_since(c);
+		json_object_set_new(e, "agent_since_ms", console_ms(since));
+		json_object_set_new(e, "waited_ms", since && c->esc_at && since >= c->esc_at
+						      ? json_integer((json_int_t)(since - c->esc_at))
+						      : json_null());
 		json_object_set_new(e, "agent", console_str(c->agent));
 		json_object_set_new(e, "queued_until_ms", console_ms(c->queued_until));
 		json_object_set_new(e, "flex_conversation", console_str(c->flex_ch));
@@ -239,6 +270,121 @@ static int console_by_wait(const void *a, const void *b)
 	return strcmp(x->key, y->key);
 }
 
+/* ------------------------------------------------------------------ */
+/* search                                                              */
+
+/*
+ * text with case and accents folded, so "jose" finds "José" however
+ * WhatsApp spelled the profile name. Caller frees; NULL when text is not
+ * UTF-8 (it then matches nothing).
+ */
+static char *console_fold(const char *text)
+{
+	size_t len = 0;
+	uint8_t *nfd = u8_normalize(UNINORM_NFD, (const uint8_t *)text, strlen(text), NULL, &len);
+	if (!nfd)
+		return NULL;
+	/* A lowercased character takes at most 4 bytes; NFD never shrinks below one per byte. */
+	char *out = xmalloc(len * 4 + 1);
+	size_t o = 0;
+	const uint8_t *p = nfd, *end = nfd + len;
+	while (p < end) {
+		ucs4_t uc;
+		int n = u8_mbtoucr(&uc, p, (size_t)(end - p));
+		if (n < 0) {
+			free(nfd);
+			free(out);
+			return NULL;
+		}
+		p += n;
+		if (uc_is_general_category(uc, UC_CATEGORY_M))
+			continue; /* the accents NFD split off */
+		int w = u8_uctomb((uint8_t *)out + o, uc_tolower(uc), 4);
+		if (w > 0)
+			o += (size_t)w;
+	}
+	out[o] = '\0';
+	free(nfd);
+	return out;
+}
+
+#define CONSOLE_QUERY_MAX 100
+
+/* ?q=: a piece of the customer's name, or of their number. */
+struct console_query {
+	char *name;                          /* folded; NULL = no search */
+	char digits[CONSOLE_QUERY_MAX + 1];  /* "" = q is not a number */
+};
+
+/* 0, or -1 when q is too long. An empty q searches nothing. */
+static int console_query_parse(const char *q, struct console_query *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!q)
+		return 0;
+	while (*q == ' ')
+		q++;
+	size_t n = strlen(q);
+	while (n > 0 && q[n - 1] == ' ')
+		n--;
+	if (n > CONSOLE_QUERY_MAX)
+		return -1;
+	if (n == 0)
+		return 0;
+	char *trimmed = xstrndup(q, n);
+	out->name = console_fold(trimmed);
+	if (!out->name)
+		out->name = xstrdup(""); /* not UTF-8: matches no name */
+	/* "+55 11 9888", "(11) 98888-1111": a number as people type it. */
+	size_t d = 0;
+	bool number = true;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)trimmed[i];
+		if (isdigit(ch))
+			out->digits[d++] = (char)ch;
+		else if (!strchr("+-(). ", ch))
+			number = false;
+	}
+	out->digits[number ? d : 0] = '\0';
+	free(trimmed);
+	return 0;
+}
+
+static void console_query_release(struct console_query *q)
+{
+	free(q->name);
+	q->name = NULL;
+}
+
+/* Whether conversation key matches q: its name contains the text, or its
+ * customer's number contains the digits. */
+static bool console_query_match(const struct console_query *q, const char *key,
+				const struct conv_rec *c)
+{
+	if (!q->name)
+		return true;
+	if (*q->name && c->name && *c->name) {
+		char *name = console_fold(c->name);
+		bool hit = name && strstr(name, q->name);
+		free(name);
+		if (hit)
+			return true;
+	}
+	if (!q->digits[0])
+		return false;
+	/* The customer is the key's part before '|': their digits, in order. */
+	char digits[STORE_KEY_MAX + 1];
+	size_t d = 0;
+	for (const char *p = key; *p && *p != '|' && d < sizeof(digits) - 1; p++)
+		if (isdigit((unsigned char)*p))
+			digits[d++] = *p;
+	digits[d] = '\0';
+	return strstr(digits, q->digits) != NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* lists                                                               */
+
 #define MODE_ALL (-1)
 #define MODE_QUEUE (-2)
 
@@ -246,6 +392,8 @@ static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection
 {
 	const char *ms = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "mode");
 	const char *ls = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+	const char *qs = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "q");
+	struct console_query q;
 	int mode;
 	long limit = CONSOLE_LIMIT_DEFAULT;
 	if (!ms || !*ms || !strcmp(ms, "all"))
@@ -266,10 +414,14 @@ static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection
 		if (*end || limit < 1 || limit > CONSOLE_LIMIT_MAX)
 			return console_error(c, 400, "limit: expected a number from 1 to 5000");
 	}
+	if (console_query_parse(qs, &q) < 0)
+		return console_error(c, 400, "q: at most 100 characters");
 
 	MDB_txn *txn;
-	if (console_read_begin(k, &txn) < 0)
+	if (console_read_begin(k, &txn) < 0) {
+		console_query_release(&q);
 		return MHD_queue_response(c, 503, k->r_503);
+	}
 	MDB_cursor *cur = NULL;
 	MDB_val kv, v;
 	struct console_row *rows = NULL;
@@ -286,7 +438,7 @@ static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection
 	for (rc = rc ? rc : mdb_cursor_get(cur, &kv, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &kv, &v, MDB_NEXT)) {
 		struct conv_rec cr;
-		char *key = by_modes ? xstrndup(kv.mv_data, kv.mv_size) : NULL;
+		char *key = xstrndup(kv.mv_data, kv.mv_size);
 		if (by_modes ? store_conv_get(&k->st, txn, key, &cr) != 0 : store_conv_decode(&v, &cr) != 0) {
 			free(key);
 			continue;
@@ -295,6 +447,8 @@ static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection
 			counts[cr.mode]++;
 		bool want = mode == MODE_ALL || (mode == MODE_QUEUE ? cr.mode != MODE_AI
 								   : (int)cr.mode == mode);
+		if (want && q.name)
+			want = console_query_match(&q, key, &cr);
 		if (!want) {
 			free(key);
 			conv_rec_release(&cr);
@@ -304,7 +458,7 @@ static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection
 			cap = cap ? cap * 2 : 64;
 			rows = xrealloc(rows, cap * sizeof(*rows));
 		}
-		rows[n].key = key ? key : xstrndup(kv.mv_data, kv.mv_size);
+		rows[n].key = key;
 		rows[n].c = cr;
 		rows[n].last = conv_last_activity(&cr);
 		n++;
@@ -312,6 +466,7 @@ static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection
 	if (cur)
 		mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
+	console_query_release(&q);
 	if (by_modes) {
 		/* Every other record is in ai mode. */
 		json_int_t other = counts[MODE_ESCALATING] + counts[MODE_HUMAN];
@@ -337,6 +492,7 @@ static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection
 	json_t *root = json_object();
 	json_object_set_new(root, "now_ms", json_integer((json_int_t)clock_wall_ms()));
 	json_object_set_new(root, "mode", json_string(ms && *ms ? ms : "all"));
+	json_object_set_new(root, "q", console_str(qs && *qs ? qs : NULL));
 	json_object_set_new(root, "total", json_integer((json_int_t)n));
 	json_object_set_new(root, "counts", json_pack("{s:I, s:I, s:I}", "ai", counts[MODE_AI],
 						      "escalating", counts[MODE_ESCALATING],
@@ -350,7 +506,6 @@ static json_t *console_detail(struct console *k, MDB_txn *txn, const char *key,
 			      const struct conv_rec *c)
 {
 	json_t *root = console_summary(k, key, c);
-	json_object_set_new(root, "name", console_str(c->name));
 	json_object_set_new(root, "created_ms", console_ms(c->created));
 	json_object_set_new(root, "flex_conversation", console_str(c->flex_ch));
 	json_object_set_new(root, "flex_interaction", console_str(c->flex_kd));

@@ -5,10 +5,21 @@
  *   GET  /console, /console/, /console/console.js, /console/console.css
  *        the page; no auth (it holds no data), Content-Security-Policy
  *        default-src 'self', X-Frame-Options DENY
- *   GET  /console/api/conversations?mode=all|ai|escalating|human|queue&limit=N
+ *   GET  /console/api/conversations?mode=all|ai|escalating|human|queue&limit=N&q=TEXT
  *        {"now_ms", "total", "counts": {ai, escalating, human}, "conversations": [...]}:
  *        newest activity first; mode=queue is the escalation queue
  *        (escalating and human), longest waiting first. limit 1..5000, default 200.
+ *        q (at most 100 characters) keeps the conversations whose customer's
+ *        WhatsApp name contains it (case and accents ignored) or, when q is
+ *        a number ("+55 11 9888-1111"), whose customer's number contains
+ *        its digits; total counts those, counts stay the whole store's.
+ *        Each conversation: key, customer (masked as in the logs), name
+ *        (WhatsApp ProfileName or null), business, mode, state ("ai",
+ *        "waiting": escalated, no agent yet, or "with_agent": an agent
+ *        accepted the task or wrote), activity, counters and, unless in ai
+ *        mode, escalation {trigger, reason, at_ms (waiting since),
+ *        accepted_at_ms, agent_since_ms (accepted or first agent message),
+ *        waited_ms, agent, queued_until_ms, flex_conversation, task}.
  *   GET  /console/api/conversation?address=CUSTOMER[|BUSINESS][&business=B]
  *        mode, escalation, Flex SIDs, timeline and transcript (the last 500
  *        turns), like `batonctl show --json`; 404 when baton does not know it.

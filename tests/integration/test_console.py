@@ -39,6 +39,9 @@ PASSWORD = "console-pass-52b1d8"
 SECRETS = (AUTH_TOKEN, LLM_KEY, ADMIN_TOKEN, TOKEN, PASSWORD)
 ANA = "whatsapp:+5511988881111"
 BRUNO = "whatsapp:+5511988882222"
+CARLA = "whatsapp:+5511988883333"
+MARTA = dict(identity="Marta", accept_after_ms=1000, greeting="Hi, I'm Marta.", reply_delay_ms=50,
+             replies=[{"match": "thanks", "reply": "You're welcome, bye!", "close_after": True}])
 GREETING = "Hi, I'm Gonzalo, how can I help you?"
 AGENT = dict(identity="Gonzalo", accept_after_ms=100, greeting=GREETING, reply_delay_ms=50,
              replies=[])
@@ -361,6 +364,75 @@ class TestConsoleApi(ConsoleCase):
         self.assertEqual(self.api("conversation?address=" + urllib.parse.quote(ANA))["history"][0]["text"],
                          "hello")
 
+
+class TestConsoleScenario(ConsoleCase):
+    """One known scenario: Ana only talks to the AI; Bruno escalates, Marta
+    accepts after a known delay, he thanks her and she closes the chat (Flex
+    wraps the task up first: task_completed); Carla escalates when no agent
+    takes tasks (told after the accept timeout, still waiting)."""
+    env = {"BATON_CONSOLE_TOKEN": TOKEN, "BATON_HANDOFF_ACCEPT_TIMEOUT_S": "3"}
+
+    def scenario(self):
+        p = self.pipeline()
+        self.t0 = int(time.time() * 1000)
+        p.agent(**MARTA)
+        p.customer(ANA, "Where is the clinic located?", name="Ana Souza")
+        wait_for(lambda: len(p.whatsapp(ANA)) == 1, 10, what="the AI's reply to Ana")
+        p.customer(BRUNO, "quiero hablar con una persona", name="Bruno")
+        wait_for(lambda: "Hi, I'm Marta." in [m["body"] for m in p.whatsapp(BRUNO)], 15,
+                 what="Marta's greeting")
+        # Tasks created from now on are never accepted.
+        p.agent(enabled=False)
+        p.customer(CARLA, "quiero hablar con una persona", name="Carla Núñez")
+        wait_for(lambda: self.mode(CARLA) == "human", 15, what="Carla's task")
+        return p
+
+    def test_names_states_and_search(self):
+        p = self.scenario()
+        rows = {r["key"].split("|")[0]: r for r in self.api("conversations")["conversations"]}
+        self.assertEqual({c: r["name"] for c, r in rows.items()},
+                         {ANA: "Ana Souza", BRUNO: "Bruno", CARLA: "Carla Núñez"})
+        self.assertEqual({c: r["customer"] for c, r in rows.items()},
+                         {c: masked(c) for c in (ANA, BRUNO, CARLA)}, "numbers stay masked")
+        self.assertEqual({c: r["state"] for c, r in rows.items()},
+                         {ANA: "ai", BRUNO: "with_agent", CARLA: "waiting"})
+
+        # The queue: longest waiting first, each with its own clock.
+        queue = self.api("conversations?mode=queue")
+        self.assertEqual([(r["name"], r["state"]) for r in queue["conversations"]],
+                         [("Bruno", "with_agent"), ("Carla Núñez", "waiting")])
+        bruno, carla = (r["escalation"] for r in queue["conversations"])
+        self.assertEqual(bruno["agent"], "Marta")
+        self.assertEqual(bruno["agent_since_ms"], bruno["accepted_at_ms"])
+        self.assertEqual(bruno["waited_ms"], bruno["accepted_at_ms"] - bruno["at_ms"])
+        self.assertGreaterEqual(bruno["waited_ms"], MARTA["accept_after_ms"])
+        self.assertIsNone(carla["agent_since_ms"])
+        self.assertIsNone(carla["waited_ms"])
+        self.assertIsNone(carla["agent"])
+        # The detail says the same.
+        d = self.api("conversation?address=" + urllib.parse.quote(CARLA))
+        self.assertEqual((d["name"], d["state"], d["mode"]), ("Carla Núñez", "waiting", "human"))
+
+        def found(q, mode="all"):
+            r = self.api("conversations?mode=%s&q=%s" % (mode, urllib.parse.quote(q)))
+            self.assertEqual(r["total"], len(r["conversations"]))
+            return sorted(c["key"].split("|")[0] for c in r["conversations"])
+        self.assertEqual(found("ana"), [ANA])                 # case folded
+        self.assertEqual(found("  SOUZA "), [ANA])            # trimmed
+        self.assertEqual(found("nunez"), [CARLA])             # accents folded
+        self.assertEqual(found("Núñez"), [CARLA])
+        self.assertEqual(found("1111"), [ANA])                # digits of the number
+        self.assertEqual(found("+55 11 98888-2222"), [BRUNO])  # as people type it
+        self.assertEqual(found("98888"), [ANA, BRUNO, CARLA])
+        self.assertEqual(found("carla", mode="queue"), [CARLA])
+        self.assertEqual(found("ana", mode="queue"), [])
+        self.assertEqual(found("zzz"), [])
+        self.assertEqual(found("4444"), [])
+        self.assertEqual(found(""), [ANA, BRUNO, CARLA])
+        counts = self.api("conversations?q=zzz")["counts"]
+        self.assertEqual(counts, {"ai": 1, "escalating": 0, "human": 2}, "counts stay global")
+        st, _, _ = self.get("/console/api/conversations?q=" + "a" * 101, bearer())
+        self.assertEqual(st, 400)
 
 @unittest.skipIf(webdriver.available(), "browser test: %s" % webdriver.available())
 class TestConsoleBrowser(ConsoleCase):
