@@ -501,6 +501,245 @@ static enum MHD_Result console_api_list(struct console *k, struct MHD_Connection
 	return console_json(c, 200, root);
 }
 
+/* ------------------------------------------------------------------ */
+/* transcript                                                          */
+
+/* A hand-back's system turn and its handed_back entry are written in one
+ * transaction, each with its own clock reading: this far apart at most. */
+#define CONSOLE_TURN_SLACK_MS 5000
+
+static bool console_is(const char *s, const char *want)
+{
+	return s && !strcmp(s, want);
+}
+
+static bool console_placeholder(const char *p)
+{
+	return p[0] == '%' && (p[1] == 'h' || p[1] == 'n');
+}
+
+/*
+ * Whether text is what the router's handoff_expand made of tmpl: each %h
+ * and %n stands for any text (the hours, the next opening). A template of
+ * placeholders only would match anything, so it matches nothing.
+ */
+static bool console_template_match(const char *tmpl, const char *text)
+{
+	size_t fixed = 0;
+	for (const char *p = tmpl; *p; p++) {
+		if (console_placeholder(p))
+			p++;
+		else
+			fixed++;
+	}
+	if (!fixed)
+		return false;
+	/* Glob matching with one backtrack point, the last placeholder seen. */
+	const char *t = tmpl, *s = text, *star_t = NULL, *star_s = NULL;
+	while (*s) {
+		if (console_placeholder(t)) {
+			t += 2;
+			star_t = t;
+			star_s = s;
+		} else if (*t && *t == *s) {
+			t++;
+			s++;
+		} else if (star_t) {
+			t = star_t;
+			s = ++star_s;
+		} else {
+			return false;
+		}
+	}
+	while (console_placeholder(t))
+		t += 2;
+	return *t == '\0';
+}
+
+/*
+ * baton's own messages are stored as ai turns (the customer gets them from
+ * the same number), but the AI did not write them: the setting text comes
+ * from and its kind ("holding" or "notice"), or NULL for the AI's words.
+ * cfg is the conversation's number's; a turn sent under settings since
+ * changed shows as the AI's.
+ */
+static const char *console_own_message(const struct config *cfg, const char *text,
+				       const char **kind)
+{
+	const struct {
+		const char *setting, *kind, *text;
+		bool tmpl;
+	} own[] = {
+		{ "handoff.holding_message", "holding", cfg->handoff_holding_message, false },
+		{ "handoff.closed_message", "holding", cfg->handoff_closed_message, true },
+		{ "handoff.no_agent_message", "notice", cfg->handoff_no_agent_message, false },
+		{ "handoff.no_agent_ai_message", "notice", cfg->handoff_no_agent_ai_message, false },
+		{ "handoff.failure_message", "notice", cfg->handoff_failure_message, false },
+		{ "ai.apology", "notice", cfg->ai_apology, false },
+	};
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+		const char *m = own[i].text;
+		if (!m || !*m)
+			continue;
+		if (own[i].tmpl ? console_template_match(m, text) : !strcmp(m, text)) {
+			*kind = own[i].kind;
+			return own[i].setting;
+		}
+	}
+	return NULL;
+}
+
+/* "45 s", "12 min", "3 h 5 min", "2 d 4 h". */
+static void console_duration(uint64_t ms, char *buf, size_t len)
+{
+	unsigned long long s = ms / 1000, m = s / 60, h = m / 60;
+	if (s < 60)
+		snprintf(buf, len, "%llu s", s);
+	else if (m < 60)
+		snprintf(buf, len, "%llu min", m);
+	else if (h < 48 && m % 60)
+		snprintf(buf, len, "%llu h %llu min", h, m % 60);
+	else if (h < 48)
+		snprintf(buf, len, "%llu h", h);
+	else
+		snprintf(buf, len, "%llu d %llu h", h / 24, h % 24);
+}
+
+/* How a hand-back path (the handed_back entry's detail) reads. */
+static const char *console_path_words(const char *path)
+{
+	static const struct {
+		const char *path, *words;
+	} words[] = {
+		{ "agent_closed", "the agent closed the chat" },
+		{ "task_completed", "task completed" },
+		{ "operator", "by an operator" },
+		{ "inactivity_timeout", "no messages for a while" },
+		{ "no_agent", "no agent was available" },
+		{ "reset", "the customer started over" },
+	};
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (!strcmp(words[i].path, path))
+			return words[i].words;
+	return path;
+}
+
+/* One human stretch as the timeline tells it. */
+struct console_stretch {
+	const char *path;  /* how it ended; NULL = its handed_back entry is not in tl */
+	const char *agent; /* who had it last; NULL = nobody took it */
+	uint64_t escalated, agent_since, ended;
+};
+
+/* The stretch a hand-back's system turn at ts closed, from the timeline
+ * entries tl[0..n) (oldest first). */
+static void console_stretch_of(const struct tl_rec *tl, size_t n, uint64_t ts,
+			       struct console_stretch *out)
+{
+	memset(out, 0, sizeof(*out));
+	size_t hb = n;
+	uint64_t best = UINT64_MAX;
+	for (size_t i = 0; i < n; i++) {
+		if (!console_is(tl[i].event, "handed_back"))
+			continue;
+		uint64_t d = tl[i].ts > ts ? tl[i].ts - ts : ts - tl[i].ts;
+		if (d < best) {
+			best = d;
+			hb = i;
+		}
+	}
+	if (hb == n || best > CONSOLE_TURN_SLACK_MS)
+		return;
+	out->path = tl[hb].detail ? tl[hb].detail : "";
+	out->ended = tl[hb].ts;
+	for (size_t i = hb; i-- > 0;) {
+		const char *ev = tl[i].event;
+		if (console_is(ev, "handed_back"))
+			break; /* the stretch before */
+		bool took = console_is(ev, "accepted") || console_is(ev, "first_agent_reply") ||
+			    console_is(ev, "agent_takeover");
+		if (took) {
+			/* Walking back: the earliest of these is when a person
+			 * took it, the latest named one who had it at the end. */
+			out->agent_since = tl[i].ts;
+			if (!out->agent && tl[i].detail && *tl[i].detail)
+				out->agent = tl[i].detail;
+		}
+		if (console_is(ev, "escalated") || console_is(ev, "agent_takeover")) {
+			out->escalated = tl[i].ts;
+			break;
+		}
+	}
+}
+
+/* "Handed back to the AI — task completed, after 12 min with Marta". Caller frees. */
+static char *console_handback_line(const struct console_stretch *st)
+{
+	char dur[48];
+	if (!st->path)
+		return xstrdup("Handed back to the AI.");
+	const char *why = console_path_words(st->path);
+	if (st->agent_since && st->ended >= st->agent_since) {
+		console_duration(st->ended - st->agent_since, dur, sizeof(dur));
+		return xasprintf("Handed back to the AI \xe2\x80\x94 %s, after %s with %s", why, dur,
+				 st->agent ? st->agent : "an agent");
+	}
+	if (st->escalated && st->ended >= st->escalated) {
+		console_duration(st->ended - st->escalated, dur, sizeof(dur));
+		return xasprintf("Handed back to the AI \xe2\x80\x94 %s, after %s waiting for an agent",
+				 why, dur);
+	}
+	return xasprintf("Handed back to the AI \xe2\x80\x94 %s", why);
+}
+
+/*
+ * One transcript turn. A system turn is the router's note to the LLM (the
+ * hand-back's, today): its wording is instructions, not something an
+ * operator should read, so it never leaves here; the hand-back's own line
+ * is built from the timeline instead.
+ */
+static json_t *console_turn(const struct config *cfg, uint64_t seq, const struct hist_rec *h,
+			    const struct tl_rec *tl, size_t ntl)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "seq", json_integer((json_int_t)seq));
+	json_object_set_new(o, "ts", json_integer((json_int_t)h->ts));
+	json_object_set_new(o, "role", json_string(env_role_name(h->role)));
+	const char *text = h->text ? h->text : "";
+	if (h->role == ROLE_SYSTEM) {
+		struct console_stretch st;
+		console_stretch_of(tl, ntl, h->ts, &st);
+		char *line = console_handback_line(&st);
+		json_object_set_new(o, "kind", json_string(st.path ? "handback" : "note"));
+		json_object_set_new(o, "text", console_str(line));
+		free(line);
+		if (st.path) {
+			json_t *b = json_object();
+			json_object_set_new(b, "path", console_str(st.path));
+			json_object_set_new(b, "agent", console_str(st.agent));
+			json_object_set_new(b, "escalated_ms", console_ms(st.escalated));
+			json_object_set_new(b, "agent_since_ms", console_ms(st.agent_since));
+			json_object_set_new(b, "at_ms", console_ms(st.ended));
+			json_object_set_new(o, "handback", b);
+		}
+		return o;
+	}
+	const char *kind = NULL, *setting = NULL;
+	if (h->role == ROLE_AI)
+		setting = console_own_message(cfg, text, &kind);
+	json_object_set_new(o, "kind", json_string(kind ? kind : "message"));
+	if (setting)
+		json_object_set_new(o, "setting", json_string(setting));
+	json_object_set_new(o, "text", console_str(text));
+	if (h->who)
+		json_object_set_new(o, "agent", console_str(h->who));
+	if (h->nmedia)
+		json_object_set_new(o, "media", json_integer((json_int_t)h->nmedia));
+	if (h->escalate)
+		json_object_set_new(o, "escalate", json_true());
+	return o;
+}
+
 /* The conversation's record, its timeline and the newest turns of its transcript. */
 static json_t *console_detail(struct console *k, MDB_txn *txn, const char *key,
 			      const struct conv_rec *c)
@@ -516,44 +755,40 @@ static json_t *console_detail(struct console *k, MDB_txn *txn, const char *key,
 			    json_integer((json_int_t)(c->pend_in > c->pend_out ? c->pend_in - c->pend_out
 										: 0)));
 
+	/* Kept until the transcript is done: hand-back turns are told from it. */
+	struct tl_rec *tls = xcalloc(CONSOLE_TIMELINE_MAX, sizeof(*tls));
+	size_t ntl = 0;
 	json_t *tl = json_array();
 	uint64_t from = c->tl_seq > CONSOLE_TIMELINE_MAX ? c->tl_seq - CONSOLE_TIMELINE_MAX + 1 : 1;
-	for (uint64_t i = from; i <= c->tl_seq; i++) {
-		struct tl_rec t;
-		if (store_tl_get(&k->st, txn, key, i, &t))
+	for (uint64_t i = from; i <= c->tl_seq && ntl < CONSOLE_TIMELINE_MAX; i++) {
+		struct tl_rec *t = &tls[ntl];
+		if (store_tl_get(&k->st, txn, key, i, t))
 			continue;
+		ntl++;
 		json_t *o = json_object();
-		json_object_set_new(o, "ts", json_integer((json_int_t)t.ts));
-		json_object_set_new(o, "event", console_str(t.event ? t.event : ""));
-		json_object_set_new(o, "detail", console_str(t.detail ? t.detail : ""));
+		json_object_set_new(o, "ts", json_integer((json_int_t)t->ts));
+		json_object_set_new(o, "event", console_str(t->event ? t->event : ""));
+		json_object_set_new(o, "detail", console_str(t->detail ? t->detail : ""));
 		json_array_append_new(tl, o);
-		tl_rec_release(&t);
 	}
 	json_object_set_new(root, "timeline", tl);
 	json_object_set_new(root, "timeline_total", json_integer((json_int_t)c->tl_seq));
 
+	const struct config *ncfg = config_for(k->cfg, key);
 	json_t *hist = json_array();
 	from = c->seq > CONSOLE_HISTORY_MAX ? c->seq - CONSOLE_HISTORY_MAX + 1 : 1;
 	for (uint64_t i = from; i <= c->seq; i++) {
 		struct hist_rec h;
 		if (store_hist_get(&k->st, txn, key, i, &h))
 			continue;
-		json_t *o = json_object();
-		json_object_set_new(o, "seq", json_integer((json_int_t)i));
-		json_object_set_new(o, "ts", json_integer((json_int_t)h.ts));
-		json_object_set_new(o, "role", json_string(env_role_name(h.role)));
-		json_object_set_new(o, "text", console_str(h.text ? h.text : ""));
-		if (h.who)
-			json_object_set_new(o, "agent", console_str(h.who));
-		if (h.nmedia)
-			json_object_set_new(o, "media", json_integer((json_int_t)h.nmedia));
-		if (h.escalate)
-			json_object_set_new(o, "escalate", json_true());
-		json_array_append_new(hist, o);
+		json_array_append_new(hist, console_turn(ncfg, i, &h, tls, ntl));
 		hist_rec_release(&h);
 	}
 	json_object_set_new(root, "history", hist);
 	json_object_set_new(root, "history_total", json_integer((json_int_t)c->seq));
+	for (size_t i = 0; i < ntl; i++)
+		tl_rec_release(&tls[i]);
+	free(tls);
 	return root;
 }
 

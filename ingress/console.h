@@ -23,6 +23,16 @@
  *   GET  /console/api/conversation?address=CUSTOMER[|BUSINESS][&business=B]
  *        mode, escalation, Flex SIDs, timeline and transcript (the last 500
  *        turns), like `batonctl show --json`; 404 when baton does not know it.
+ *        Each turn has a kind: "message"; for ai turns that are baton's
+ *        own text (the number's settings, config_for) "holding"
+ *        (handoff.holding_message, handoff.closed_message with its %h/%n
+ *        filled in) or "notice" (handoff.no_agent_message,
+ *        handoff.no_agent_ai_message, handoff.failure_message, ai.apology),
+ *        with "setting" naming which. System turns are the router's notes
+ *        to the LLM and their text never leaves here: a hand-back's is
+ *        "handback" with a line told from the timeline ("Handed back to the
+ *        AI — task completed, after 12 min with Marta") and handback {path,
+ *        agent, escalated_ms, agent_since_ms, at_ms}; any other is "note".
  *   POST /console/api/handback, /console/api/escalate
  *        JSON {"address", "business"?, "reason"?} (Content-Type application/json)
  *

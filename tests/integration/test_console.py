@@ -40,6 +40,9 @@ SECRETS = (AUTH_TOKEN, LLM_KEY, ADMIN_TOKEN, TOKEN, PASSWORD)
 ANA = "whatsapp:+5511988881111"
 BRUNO = "whatsapp:+5511988882222"
 CARLA = "whatsapp:+5511988883333"
+SHOP = "whatsapp:+15550009999"
+HOLDING = "Your conversation is being transferred to our team."
+NO_AGENT = "All our agents are busy right now. A person will answer you as soon as possible."
 MARTA = dict(identity="Marta", accept_after_ms=1000, greeting="Hi, I'm Marta.", reply_delay_ms=50,
              replies=[{"match": "thanks", "reply": "You're welcome, bye!", "close_after": True}])
 GREETING = "Hi, I'm Gonzalo, how can I help you?"
@@ -433,6 +436,75 @@ class TestConsoleScenario(ConsoleCase):
         self.assertEqual(counts, {"ai": 1, "escalating": 0, "human": 2}, "counts stay global")
         st, _, _ = self.get("/console/api/conversations?q=" + "a" * 101, bearer())
         self.assertEqual(st, 400)
+
+    def test_own_messages_and_hand_back_are_labelled(self):
+        p = self.scenario()
+        p.customer(BRUNO, "thanks")
+        wait_for(lambda: self.mode(BRUNO) == "ai", 15, what="Marta closing the chat")
+        wait_for(lambda: NO_AGENT in [m["body"] for m in p.whatsapp(CARLA)], 15,
+                 what="Carla told no agent is free")
+
+        st, raw, _ = self.get("/console/api/conversation?address=" + urllib.parse.quote(BRUNO), bearer())
+        self.assertEqual(st, 200)
+        d = json.loads(raw)
+        kinds = [(h["role"], h["kind"]) for h in d["history"]]
+        self.assertEqual(kinds, [("customer", "message"), ("ai", "holding"), ("agent", "message"),
+                                 ("customer", "message"), ("agent", "message"),
+                                 ("system", "handback")])
+        hold = d["history"][1]
+        self.assertEqual((hold["text"], hold["setting"]), (HOLDING, "handoff.holding_message"))
+        back = d["history"][-1]
+        show = p.show(BRUNO)
+        tl = {t["event"]: t for t in show["timeline"]}
+        self.assertEqual(back["handback"]["path"], "task_completed")
+        self.assertEqual(back["handback"]["agent"], "Marta")
+        self.assertEqual(back["handback"]["agent_since_ms"], tl["accepted"]["ts"])
+        self.assertEqual(back["handback"]["at_ms"], tl["handed_back"]["ts"])
+        self.assertRegex(back["text"], r"^Handed back to the AI \u2014 task completed, "
+                                       r"after \d+ s with Marta$")
+        # The router's note to the LLM stays in the store, never in the console.
+        self.assertIn("You are the assistant again", show["history"][-1]["text"])
+        for words in ("You are the assistant", "human stretch", "do not say"):
+            self.assertNotIn(words, raw)
+
+        d = self.api("conversation?address=" + urllib.parse.quote(CARLA))
+        own = [(h["kind"], h.get("setting"), h["text"]) for h in d["history"] if h["role"] == "ai"]
+        self.assertEqual(own, [("holding", "handoff.holding_message", HOLDING),
+                               ("notice", "handoff.no_agent_message", NO_AGENT)])
+        d = self.api("conversation?address=" + urllib.parse.quote(ANA))
+        self.assertEqual([(h["role"], h["kind"]) for h in d["history"]],
+                         [("customer", "message"), ("ai", "message")], "the AI's own words")
+
+class TestConsoleOwnMessagesPerNumber(ConsoleCase):
+    """The closed-hours holding message (%h and %n expanded) and a number's
+    own holding message ([number] section) are baton's, not the AI's."""
+    # Open one minute a week, on a day that is not today: closed now.
+    day = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"][(int(time.time() // 86400) + 5) % 7]
+    CLOSED = "We answer %h. A person will write to you on %n."
+    SHOP_HOLD = "Un momento, te paso con el equipo de la tienda."
+
+    def test_closed_and_per_number_messages(self):
+        conf = tempfile.mkdtemp(prefix="baton-console-conf-")
+        self.addCleanup(shutil.rmtree, conf, True)
+        path = os.path.join(conf, "baton.conf")
+        with open(path, "w") as f:
+            f.write('business.hours = "%s 03:00-03:01"\nhandoff.closed_message = "%s"\n'
+                    '[number %s]\nbusiness.hours = ""\nhandoff.holding_message = "%s"\n'
+                    % (self.day, self.CLOSED, SHOP, self.SHOP_HOLD))
+        p = self.pipeline(env={"BATON_CONFIG": path})
+        p.customer(ANA, "quiero hablar con una persona")
+        p.customer(ANA, "quiero hablar con una persona", to=SHOP)
+        closed = wait_for(lambda: [m["body"] for m in p.whatsapp(ANA) if m["body"].startswith("We answer")],
+                          15, what="the closed message")
+        wait_for(lambda: self.SHOP_HOLD in [m["body"] for m in p.whatsapp(ANA)], 15,
+                 what="the shop's holding message")
+        d = self.api("conversation?address=" + urllib.parse.quote(ANA + "|" + BUSINESS))
+        own = [(h["kind"], h.get("setting"), h["text"]) for h in d["history"] if h["role"] == "ai"]
+        self.assertEqual(own, [("holding", "handoff.closed_message", closed[0])])
+        d = self.api("conversation?address=" + urllib.parse.quote(ANA + "|" + SHOP))
+        own = [(h["kind"], h.get("setting"), h["text"]) for h in d["history"] if h["role"] == "ai"]
+        self.assertEqual(own, [("holding", "handoff.holding_message", self.SHOP_HOLD)])
+
 
 @unittest.skipIf(webdriver.available(), "browser test: %s" % webdriver.available())
 class TestConsoleBrowser(ConsoleCase):
