@@ -841,6 +841,368 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
+/* reports                                                             */
+
+#define CONSOLE_HOUR_MS 3600000ULL
+#define CONSOLE_DAY_MS (24 * CONSOLE_HOUR_MS)
+/* A year of hourly buckets at most. */
+#define CONSOLE_REPORT_SPAN_MAX_MS (366 * CONSOLE_DAY_MS)
+/* Reads one report may make (records, timeline entries, history probes).
+ * Ingress answers webhooks on the same loop: over a store too big for
+ * that, the report stops and says it covers part of the conversations. */
+#define CONSOLE_REPORT_READS_MAX 300000
+
+static const char *const console_triggers[] = { "rule", "tool", "tag", "ai_failure", "operator",
+						"other" };
+static const char *const console_paths[] = { "agent_closed", "task_completed", "operator",
+					     "inactivity_timeout", "no_agent", "reset", "other" };
+/* Upper bounds of the time-to-agent histogram's bins; one more bin above the last. */
+static const uint64_t console_wait_bins[] = { 30000, 60000, 120000, 300000, 600000, 1800000,
+					      3600000 };
+#define CONSOLE_NTRIGGERS (sizeof(console_triggers) / sizeof(console_triggers[0]))
+#define CONSOLE_NPATHS (sizeof(console_paths) / sizeof(console_paths[0]))
+#define CONSOLE_NBINS (sizeof(console_wait_bins) / sizeof(console_wait_bins[0]) + 1)
+
+struct console_report {
+	uint64_t from, to, now;
+	uint64_t hour0;       /* start of the first hourly bucket */
+	size_t nhours;
+	json_int_t *per_hour; /* escalations per hour from hour0 */
+	json_int_t escalations, by_trigger[CONSOLE_NTRIGGERS];
+	json_int_t handbacks, by_path[CONSOLE_NPATHS];
+	uint64_t *waits;      /* accepted - escalated, ms, one per accepted handoff */
+	size_t nwaits, capwaits;
+	json_int_t not_accepted, waiting;
+	json_int_t active, ai_only;
+	json_int_t conversations;
+	size_t reads;
+	bool truncated;
+};
+
+/* Index of word in names[0..n), the last ("other") when absent. word ends at end. */
+static size_t console_report_index(const char *const *names, size_t n, const char *word,
+				   size_t len)
+{
+	for (size_t i = 0; i + 1 < n; i++)
+		if (strlen(names[i]) == len && !strncmp(names[i], word, len))
+			return i;
+	return n - 1;
+}
+
+static bool console_report_in(const struct console_report *r, uint64_t ts)
+{
+	return ts >= r->from && ts < r->to;
+}
+
+/*
+ * *in: whether the conversation has a turn in the period. History is
+ * appended in time order, so a binary search finds its first turn at or
+ * after the period's start in log2(turns) reads.
+ */
+static int console_report_turn_in(struct console *k, MDB_txn *txn, const char *key,
+				  const struct conv_rec *c, struct console_report *r, bool *in)
+{
+	uint64_t lo = 1, hi = c->seq + 1, first = UINT64_MAX;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2, ts = 0;
+		struct hist_rec h;
+		r->reads++;
+		int rc = store_hist_get(&k->st, txn, key, mid, &h);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+		if (rc == 0) {
+			ts = h.ts;
+			hist_rec_release(&h);
+		}
+		if (ts >= r->from) {
+			hi = mid;
+			first = ts;
+		} else {
+			lo = mid + 1;
+		}
+	}
+	*in = lo <= c->seq && first < r->to;
+	return 0;
+}
+
+/*
+ * One conversation's timeline: its escalations (trigger, hour, time until
+ * an agent accepted), hand-backs, and whether a person was asked for or
+ * had it at any moment of the period (a stretch from "escalated" or
+ * "agent_takeover" to "handed_back", or "handoff_failed" that ends one too).
+ */
+static int console_report_conv(struct console *k, MDB_txn *txn, const char *key,
+			       const struct conv_rec *c, struct console_report *r)
+{
+	uint64_t esc = 0;     /* the escalation waiting for an agent */
+	bool esc_in = false;  /* ... made in the period */
+	uint64_t stretch = 0; /* start of the stretch in progress */
+	bool person = false, event_in = false;
+	int rc = 0;
+
+	for (uint64_t i = 1; i <= c->tl_seq; i++) {
+		struct tl_rec t;
+		r->reads++;
+		rc = store_tl_get(&k->st, txn, key, i, &t);
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if (rc)
+			return rc;
+		bool in = console_report_in(r, t.ts);
+		const char *detail = t.detail ? t.detail : "";
+		event_in |= in;
+		if (console_is(t.event, "escalated")) {
+			if (esc && esc_in)
+				r->not_accepted++; /* superseded without an agent */
+			esc = t.ts;
+			esc_in = in;
+			if (!stretch)
+				stretch = t.ts;
+			if (in) {
+				r->escalations++;
+				r->by_trigger[console_report_index(console_triggers, CONSOLE_NTRIGGERS,
+								   detail, strcspn(detail, ":"))]++;
+				r->per_hour[(t.ts - r->hour0) / CONSOLE_HOUR_MS]++;
+			}
+		} else if (console_is(t.event, "agent_takeover")) {
+			if (!stretch)
+				stretch = t.ts;
+		} else if (console_is(t.event, "accepted")) {
+			if (esc && esc_in) {
+				if (r->nwaits == r->capwaits) {
+					r->capwaits = r->capwaits ? r->capwaits * 2 : 64;
+					r->waits = xrealloc(r->waits, r->capwaits * sizeof(*r->waits));
+				}
+				r->waits[r->nwaits++] = t.ts > esc ? t.ts - esc : 0;
+			}
+			esc = 0;
+		} else if (console_is(t.event, "handed_back") || console_is(t.event, "handoff_failed")) {
+			if (in && console_is(t.event, "handed_back")) {
+				r->handbacks++;
+				r->by_path[console_report_index(console_paths, CONSOLE_NPATHS, detail,
+								strlen(detail))]++;
+			}
+			if (esc && esc_in)
+				r->not_accepted++;
+			if (stretch && stretch < r->to && t.ts >= r->from)
+				person = true;
+			esc = 0;
+			stretch = 0;
+		}
+		tl_rec_release(&t);
+	}
+	if (esc && esc_in) {
+		if (c->mode != MODE_AI)
+			r->waiting++;
+		else
+			r->not_accepted++;
+	}
+	/* Still escalating or human: the stretch runs until now. */
+	if (stretch && c->mode != MODE_AI && stretch < r->to && r->now >= r->from)
+		person = true;
+
+	/* A conversation begins with a turn and last_in is its customer's
+	 * latest: either in the period settles it without a search. */
+	bool active = event_in || console_report_in(r, c->created) || console_report_in(r, c->last_in);
+	if (!active && (rc = console_report_turn_in(k, txn, key, c, r, &active)))
+		return rc;
+	if (active) {
+		r->active++;
+		if (!person)
+			r->ai_only++;
+	}
+	return 0;
+}
+
+/* Walks every conversation in one read transaction, up to the read budget. */
+static int console_report_scan(struct console *k, MDB_txn *txn, struct console_report *r)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val kv, v;
+	int rc = mdb_cursor_open(txn, k->st.conv, &cur);
+	if (rc)
+		return rc;
+	for (rc = mdb_cursor_get(cur, &kv, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &kv, &v, MDB_NEXT)) {
+		struct conv_rec cr;
+		r->reads++;
+		if (store_conv_decode(&v, &cr) != 0)
+			continue;
+		r->conversations++;
+		/* Nothing of it in the period: quiet since before, or born after. */
+		if (conv_last_activity(&cr) < r->from || cr.created >= r->to) {
+			conv_rec_release(&cr);
+			continue;
+		}
+		/* Its timeline and a binary search of its history, whole or not at all. */
+		if (r->reads + cr.tl_seq + 64 > CONSOLE_REPORT_READS_MAX) {
+			r->truncated = true;
+			conv_rec_release(&cr);
+			rc = MDB_NOTFOUND;
+			break;
+		}
+		char *key = xstrndup(kv.mv_data, kv.mv_size);
+		rc = console_report_conv(k, txn, key, &cr, r);
+		free(key);
+		conv_rec_release(&cr);
+		if (rc)
+			break;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int console_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The nearest-rank percentile p (0..100) of sorted v[0..n), n > 0. */
+static uint64_t console_percentile(const uint64_t *v, size_t n, unsigned p)
+{
+	size_t rank = (n * p + 99) / 100;
+	return v[rank ? rank - 1 : 0];
+}
+
+static json_t *console_counts(const char *const *names, const json_int_t *counts, size_t n)
+{
+	json_t *o = json_object();
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(o, names[i], json_integer(counts[i]));
+	return o;
+}
+
+static json_t *console_report_json(struct console_report *r)
+{
+	json_t *root = json_object();
+	json_object_set_new(root, "from_ms", json_integer((json_int_t)r->from));
+	json_object_set_new(root, "to_ms", json_integer((json_int_t)r->to));
+	json_object_set_new(root, "now_ms", json_integer((json_int_t)r->now));
+
+	json_t *cv = json_object();
+	json_object_set_new(cv, "active", json_integer(r->active));
+	json_object_set_new(cv, "ai_only", json_integer(r->ai_only));
+	json_object_set_new(cv, "with_person", json_integer(r->active - r->ai_only));
+	json_object_set_new(cv, "ai_only_share", r->active ? json_real((double)r->ai_only /
+								      (double)r->active)
+							    : json_null());
+	json_object_set_new(root, "conversations", cv);
+
+	json_t *es = json_object();
+	json_object_set_new(es, "total", json_integer(r->escalations));
+	json_object_set_new(es, "by_trigger",
+			    console_counts(console_triggers, r->by_trigger, CONSOLE_NTRIGGERS));
+	json_t *hours = json_array();
+	for (size_t i = 0; i < r->nhours; i++)
+		json_array_append_new(hours, json_integer(r->per_hour[i]));
+	json_object_set_new(es, "per_hour", json_pack("{s:I, s:I, s:o}", "start_ms",
+						      (json_int_t)r->hour0, "step_ms",
+						      (json_int_t)CONSOLE_HOUR_MS, "counts", hours));
+	json_object_set_new(root, "escalations", es);
+
+	json_t *ta = json_object();
+	json_int_t bins[CONSOLE_NBINS] = { 0 };
+	if (r->nwaits)
+		qsort(r->waits, r->nwaits, sizeof(*r->waits), console_cmp_u64);
+	for (size_t i = 0; i < r->nwaits; i++) {
+		size_t b = 0;
+		while (b + 1 < CONSOLE_NBINS && r->waits[i] >= console_wait_bins[b])
+			b++;
+		bins[b]++;
+	}
+	json_object_set_new(ta, "accepted", json_integer((json_int_t)r->nwaits));
+	json_object_set_new(ta, "not_accepted", json_integer(r->not_accepted));
+	json_object_set_new(ta, "waiting", json_integer(r->waiting));
+	json_object_set_new(ta, "median_ms", r->nwaits ? json_integer((json_int_t)console_percentile(
+								 r->waits, r->nwaits, 50))
+						       : json_null());
+	json_object_set_new(ta, "p90_ms", r->nwaits ? json_integer((json_int_t)console_percentile(
+							      r->waits, r->nwaits, 90))
+						    : json_null());
+	json_object_set_new(ta, "max_ms", r->nwaits ? json_integer((json_int_t)r->waits[r->nwaits - 1])
+						    : json_null());
+	json_t *ba = json_array();
+	for (size_t b = 0; b < CONSOLE_NBINS; b++) {
+		json_t *o = json_object();
+		json_object_set_new(o, "from_ms", json_integer(b ? (json_int_t)console_wait_bins[b - 1] : 0));
+		json_object_set_new(o, "to_ms", b + 1 < CONSOLE_NBINS
+							? json_integer((json_int_t)console_wait_bins[b])
+							: json_null());
+		json_object_set_new(o, "count", json_integer(bins[b]));
+		json_array_append_new(ba, o);
+	}
+	json_object_set_new(ta, "bins", ba);
+	json_object_set_new(root, "time_to_agent", ta);
+
+	json_t *hb = json_object();
+	json_object_set_new(hb, "total", json_integer(r->handbacks));
+	json_object_set_new(hb, "by_path", console_counts(console_paths, r->by_path, CONSOLE_NPATHS));
+	json_object_set_new(root, "handbacks", hb);
+
+	json_object_set_new(root, "scan", json_pack("{s:I, s:I, s:b}", "conversations",
+						    r->conversations, "reads", (json_int_t)r->reads,
+						    "truncated", r->truncated));
+	return root;
+}
+
+/* A query parameter in wall ms: 0 with *ms, or -1 when present and not a number. */
+static int console_param_ms(struct MHD_Connection *c, const char *name, uint64_t *ms)
+{
+	const char *s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+	if (!s || !*s)
+		return 0;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (*end || !isdigit((unsigned char)*s) || v > (unsigned long long)INT64_MAX)
+		return -1;
+	*ms = v;
+	return 0;
+}
+
+static enum MHD_Result console_api_reports(struct console *k, struct MHD_Connection *c)
+{
+	struct console_report r = { 0 };
+	r.now = clock_wall_ms();
+	r.to = r.now;
+	r.from = 0;
+	if (console_param_ms(c, "to_ms", &r.to) < 0)
+		return console_error(c, 400, "to_ms: expected milliseconds since 1970");
+	r.from = r.to > CONSOLE_DAY_MS ? r.to - CONSOLE_DAY_MS : 0;
+	if (console_param_ms(c, "from_ms", &r.from) < 0)
+		return console_error(c, 400, "from_ms: expected milliseconds since 1970");
+	if (r.from >= r.to)
+		return console_error(c, 400, "from_ms must be before to_ms");
+	if (r.to - r.from > CONSOLE_REPORT_SPAN_MAX_MS)
+		return console_error(c, 400, "the period is at most 366 days");
+
+	MDB_txn *txn;
+	if (console_read_begin(k, &txn) < 0)
+		return MHD_queue_response(c, 503, k->r_503);
+	r.hour0 = r.from - r.from % CONSOLE_HOUR_MS;
+	r.nhours = (size_t)((r.to - r.hour0 + CONSOLE_HOUR_MS - 1) / CONSOLE_HOUR_MS);
+	r.per_hour = xcalloc(r.nhours, sizeof(*r.per_hour));
+	uint64_t t0 = clock_mono_ms();
+	int rc = console_report_scan(k, txn, &r);
+	mdb_txn_abort(txn);
+	enum MHD_Result ret;
+	if (rc) {
+		log_warn("console: cannot compute a report: %s", mdb_strerror(rc));
+		ret = MHD_queue_response(c, 503, k->r_503);
+	} else {
+		uint64_t took = clock_mono_ms() - t0;
+		if (r.truncated || took > 200)
+			log_info("console: report over %lld conversations took %llu ms (%zu reads%s)",
+				 (long long)r.conversations, (unsigned long long)took, r.reads,
+				 r.truncated ? ", stopped at the limit" : "");
+		ret = console_json(c, 200, console_report_json(&r));
+	}
+	free(r.per_hour);
+	free(r.waits);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
 /* routing                                                             */
 
 struct console *console_new(const struct config *cfg, console_forward_fn fwd, void *host)
@@ -919,7 +1281,7 @@ enum MHD_Result console_handle(struct console *k, struct MHD_Connection *c, cons
 	bool reads = false;
 	if (strncmp(url, CONSOLE_API, strlen(CONSOLE_API)) != 0)
 		return MHD_queue_response(c, 404, k->r_404);
-	if (!strcmp(api, "conversations") || !strcmp(api, "conversation"))
+	if (!strcmp(api, "conversations") || !strcmp(api, "conversation") || !strcmp(api, "reports"))
 		reads = true;
 	else if (!strcmp(api, "handback"))
 		op = EV_ADMIN_HANDBACK;
@@ -940,8 +1302,11 @@ enum MHD_Result console_handle(struct console *k, struct MHD_Connection *c, cons
 		bool basic = k->cfg->console_user[0] && !bearer;
 		return MHD_queue_response(c, 401, basic ? k->r_401_any : k->r_401_bearer);
 	}
-	if (reads)
+	if (reads) {
+		if (!strcmp(api, "reports"))
+			return console_api_reports(k, c);
 		return !strcmp(api, "conversations") ? console_api_list(k, c) : console_api_show(k, c);
+	}
 	/* A form cannot send JSON across sites without a preflight this server
 	 * never grants: with basic auth cached by the browser, that is what
 	 * keeps another site from posting commands. */

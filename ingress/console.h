@@ -33,6 +33,19 @@
  *        "handback" with a line told from the timeline ("Handed back to the
  *        AI — task completed, after 12 min with Marta") and handback {path,
  *        agent, escalated_ms, agent_since_ms, at_ms}; any other is "note".
+ *   GET  /console/api/reports?from_ms=&to_ms=
+ *        figures over a period (default the last 24 h; at most 366 days),
+ *        from the conversations' timelines: escalations {total,
+ *        by_trigger, per_hour {start_ms, step_ms, counts}} ("escalated"
+ *        entries in the period); time_to_agent {accepted, not_accepted,
+ *        waiting, median_ms, p90_ms, max_ms, bins [{from_ms, to_ms, count}]}
+ *        (accepted - escalated of each handoff escalated in the period);
+ *        handbacks {total, by_path}; conversations {active (a turn or a
+ *        timeline entry in the period), ai_only (active, and never
+ *        escalating nor with a person during the period), with_person,
+ *        ai_only_share}; scan {conversations, reads, truncated}. One read
+ *        transaction; the walk stops after 300,000 reads (truncated: true)
+ *        so a report never holds ingress's loop for long.
  *   POST /console/api/handback, /console/api/escalate
  *        JSON {"address", "business"?, "reason"?} (Content-Type application/json)
  *

@@ -475,6 +475,58 @@ class TestConsoleScenario(ConsoleCase):
         self.assertEqual([(h["role"], h["kind"]) for h in d["history"]],
                          [("customer", "message"), ("ai", "message")], "the AI's own words")
 
+    def test_reports_on_a_known_scenario(self):
+        p = self.scenario()
+        p.customer(BRUNO, "thanks")
+        wait_for(lambda: self.mode(BRUNO) == "ai", 15, what="Marta closing the chat")
+        t1 = int(time.time() * 1000) + 1
+        tl = p.show(BRUNO)["timeline"]
+        waited = next(t["ts"] for t in tl if t["event"] == "accepted") - \
+            next(t["ts"] for t in tl if t["event"] == "escalated")
+        self.assertGreaterEqual(waited, MARTA["accept_after_ms"])
+
+        r = self.api("reports?from_ms=%d&to_ms=%d" % (self.t0 - 1000, t1))
+        self.assertEqual(r["conversations"], {"active": 3, "ai_only": 1, "with_person": 2,
+                                              "ai_only_share": 1 / 3})
+        es = r["escalations"]
+        self.assertEqual(es["total"], 2)
+        self.assertEqual(es["by_trigger"], {"rule": 2, "tool": 0, "tag": 0, "ai_failure": 0,
+                                            "operator": 0, "other": 0})
+        hours = es["per_hour"]
+        self.assertEqual(hours["step_ms"], 3600000)
+        self.assertEqual(hours["start_ms"], (self.t0 - 1000) // 3600000 * 3600000)
+        self.assertEqual(sum(hours["counts"]), 2)
+        self.assertEqual(len(hours["counts"]), -(-(t1 - hours["start_ms"]) // 3600000))
+        ta = r["time_to_agent"]
+        self.assertEqual((ta["accepted"], ta["not_accepted"], ta["waiting"]), (1, 0, 1))
+        self.assertEqual((ta["median_ms"], ta["p90_ms"], ta["max_ms"]), (waited, waited, waited))
+        self.assertEqual([b["count"] for b in ta["bins"]], [1, 0, 0, 0, 0, 0, 0, 0], "under 30 s")
+        self.assertEqual((ta["bins"][0]["from_ms"], ta["bins"][0]["to_ms"], ta["bins"][-1]["to_ms"]),
+                         (0, 30000, None))
+        self.assertEqual(r["handbacks"]["total"], 1)
+        self.assertEqual(r["handbacks"]["by_path"], {"agent_closed": 0, "task_completed": 1,
+                                                     "operator": 0, "inactivity_timeout": 0,
+                                                     "no_agent": 0, "reset": 0, "other": 0})
+        self.assertEqual((r["scan"]["conversations"], r["scan"]["truncated"]), (3, False))
+
+        # A period before any of it: nothing, and no share of nothing.
+        r = self.api("reports?from_ms=%d&to_ms=%d" % (self.t0 - 7200000, self.t0 - 3600000))
+        self.assertEqual(r["conversations"], {"active": 0, "ai_only": 0, "with_person": 0,
+                                              "ai_only_share": None})
+        self.assertEqual((r["escalations"]["total"], r["handbacks"]["total"]), (0, 0))
+        self.assertEqual(r["escalations"]["per_hour"]["counts"], [0, 0] if self.t0 % 3600000 else [0],
+                         "the hours the period touches")
+        # Defaults: the last 24 hours.
+        r = self.api("reports")
+        self.assertEqual(r["to_ms"] - r["from_ms"], 86400000)
+        self.assertEqual(r["escalations"]["total"], 2)
+        for bad in ("from_ms=x", "to_ms=-5", "from_ms=10&to_ms=10", "from_ms=0&to_ms=%d" % (367 * 86400000)):
+            st, _, _ = self.get("/console/api/reports?" + bad, bearer())
+            self.assertEqual(st, 400, bad)
+        st, _, _ = self.get("/console/api/reports")
+        self.assertEqual(st, 401)
+
+
 class TestConsoleOwnMessagesPerNumber(ConsoleCase):
     """The closed-hours holding message (%h and %n expanded) and a number's
     own holding message ([number] section) are baton's, not the AI's."""
