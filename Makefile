@@ -169,8 +169,11 @@ $(LIBCOMMON): $(COMMON_OBJ)
 	$(Q)ar rcs $@ $^
 
 # The operator console (ingress/console.c) reads LMDB through the router's
-# store module (read-only) and serves ingress/console/* embedded as C arrays.
-CONSOLE_ASSETS := ingress/console/index.html ingress/console/console.css ingress/console/console.js
+# store module (read-only) and serves ingress/console/* embedded as C arrays
+# (vendor/: uPlot for the reports' charts, see vendor/VERSION).
+CONSOLE_ASSETS := ingress/console/index.html ingress/console/console.css ingress/console/console.js \
+                  ingress/console/vendor/uPlot.iife.min.js ingress/console/vendor/uPlot.min.css \
+                  ingress/console/vendor/uPlot.LICENSE
 INGRESS_OBJ += $(BUILD)/router/store.o $(BUILD)/gen/console_assets.o
 $(BUILD)/ingress/console.o: CFLAGS += -Irouter
 %/gen/console_assets.c: scripts/gen-console-assets $(CONSOLE_ASSETS)
