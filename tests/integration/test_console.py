@@ -184,13 +184,24 @@ class TestConsoleApi(ConsoleCase):
         self.assertIn("sessionStorage", js)
         st, _, h = self.get("/console/console.css")
         self.assertEqual((st, h["Content-Type"].split(";")[0]), (200, "text/css"))
+        # uPlot, vendored: served like the page, its license beside it; the
+        # CSP stays as strict (uPlot styles elements through the CSSOM only).
+        st, js, h = self.get("/console/uPlot.iife.min.js")
+        self.assertEqual((st, h["Content-Type"].split(";")[0]), (200, "text/javascript"))
+        self.assertIn("uPlot", js)
+        self.assertNotIn("unsafe-inline", h["Content-Security-Policy"])
+        st, _, h = self.get("/console/uPlot.min.css")
+        self.assertEqual((st, h["Content-Type"].split(";")[0]), (200, "text/css"))
+        st, text, h = self.get("/console/uPlot.LICENSE")
+        self.assertEqual((st, h["Content-Type"].split(";")[0]), (200, "text/plain"))
+        self.assertIn("MIT License", text)
         st, text, _ = self.get("/console", method="HEAD")
         self.assertEqual((st, text), (200, ""))
         st, _, h = self.get("/console", method="POST")
         self.assertEqual(st, 405)
         self.assertIn("GET", h["Allow"])
         for path in ("/console/nope.js", "/console/api", "/console/api/", "/console/api/nope",
-                     "/console/api/conversations/x", "/console/x/y"):
+                     "/console/api/conversations/x", "/console/x/y", "/console/vendor/uPlot.min.css"):
             st, _, _ = self.get(path, bearer())
             self.assertEqual(st, 404, path)
         st, _, _ = self.get("/consoles", bearer())  # not the console's: the server's 404
@@ -304,7 +315,7 @@ class TestConsoleApi(ConsoleCase):
         bodies = []
         for path in ("conversations", "conversations?mode=queue", "conversations?mode=human",
                      "conversation?address=" + urllib.parse.quote(ANA),
-                     "conversation?address=" + urllib.parse.quote(BRUNO)):
+                     "conversation?address=" + urllib.parse.quote(BRUNO), "reports"):
             st, text, _ = self.get("/console/api/" + path, bearer())
             self.assertEqual(st, 200)
             bodies.append(text)
@@ -558,6 +569,11 @@ class TestConsoleOwnMessagesPerNumber(ConsoleCase):
         self.assertEqual(own, [("holding", "handoff.holding_message", self.SHOP_HOLD)])
 
 
+def dots(masked_addr):
+    """A masked address as the page shows it: no whatsapp: prefix, hidden digits as dots."""
+    return masked_addr.replace("whatsapp:", "").replace("*", "\u2022")
+
+
 @unittest.skipIf(webdriver.available(), "browser test: %s" % webdriver.available())
 class TestConsoleBrowser(ConsoleCase):
     def replay_stream(self, p):
@@ -586,34 +602,36 @@ class TestConsoleBrowser(ConsoleCase):
 
     def test_operator_hands_back_and_escalates_in_the_browser(self):
         p = self.pipeline()
-        p.agent(**AGENT)  # escalations are accepted: the queue holds human conversations
+        p.agent(**AGENT)  # escalations are accepted: the queue holds conversations with an agent
         escalations = self.replay_stream(p)
         # A message with markup: the page must show it as text.
         p.send(ANA, "<img src=x id=xss onerror=\"document.title='pwned'\"> is the clinic open?")
 
         def settled():
             q = self.api("conversations?mode=queue")["conversations"]
-            return len(q) == escalations and all(r["mode"] == "human" for r in q) and q
+            return len(q) == escalations and all(r["state"] == "with_agent" for r in q) and q
         queue = wait_for(settled, 30, what="every escalation accepted by the agent")
         total = self.api("conversations")["total"]
         target = queue[0]  # waiting longest
+        self.assertTrue(target["name"], "streamgen's customers have WhatsApp names")
         who = target["key"].split("|")[0]
 
-        shot = os.path.join(artifacts_dir(), "console.png")
+        shots = artifacts_dir()
         b = webdriver.Browser()
         self.addCleanup(b.close)
         try:
-            self.drive(b, p, target, who, total, escalations, shot)
+            self.drive(b, p, target, who, total, escalations, shots)
         except Exception:
             # What the page looked like when it failed.
             try:
-                print("screenshot of the failure: " + b.screenshot(shot.replace(".png", "-failed.png")))
+                print("screenshot of the failure: " +
+                      b.screenshot(os.path.join(shots, "console-failed.png")))
                 print("browser console: %s" % b.console_log())
             except Exception:
                 pass
             raise
 
-    def drive(self, b, p, target, who, total, escalations, shot):
+    def drive(self, b, p, target, who, total, escalations, shots):
         key = target["key"]
         b.get(self.url("/console"))
         b.wait(lambda: b.find("#token").displayed, what="the login form")
@@ -625,23 +643,43 @@ class TestConsoleBrowser(ConsoleCase):
         b.wait(lambda: "not right" in b.find("#login-error").text, what="the wrong-token message")
         self.assertFalse(b.find("#app-view").displayed)
 
-        # The right one, typed.
+        # The right one, typed; "Signed in." goes away by itself.
         b.find("#token").clear().send_keys(TOKEN)
         b.click("#login-button")
         b.wait(lambda: b.find("#app-view").displayed, what="the console after login")
         self.assertEqual(b.js("return sessionStorage.getItem('baton.console.token')"), TOKEN)
+        self.assertEqual(b.find("#status").text, "Signed in.")
+        b.wait(lambda: not b.find("#status").displayed, timeout=6, what="the sign-in banner gone")
 
-        # The live list and the queue.
+        # The live list and the queue, with names; numbers stay masked.
         b.wait(lambda: len(b.find_all("#conversation-rows tr")) == total, what="every conversation listed")
         b.wait(lambda: len(b.find_all("#queue li")) == escalations, what="the escalation queue")
         row_text = b.wait(lambda: b.find('#conversation-rows tr[data-key="%s"]' % key).text)
-        self.assertIn(target["customer"].replace("whatsapp:", ""), row_text)
-        self.assertIn("human", row_text)
+        self.assertIn(target["name"] + " \u00b7 " + dots(target["customer"]), row_text)
+        self.assertIn("with Gonzalo", row_text)
+        state = b.find('#conversation-rows tr[data-key="%s"] .badge.state' % key)
+        self.assertEqual((state.attr("data-state"), state.attr("title")), ("with_agent", "mode human"))
         self.assertNotIn(who.replace("whatsapp:", ""), b.find("#conversation-rows").text,
                          "customers are masked")
+        self.assertRegex(b.find('#conversation-rows tr[data-key="%s"] .when' % key).text,
+                         r"^\d\d:\d\d$", "today: the time alone")
         item = '#queue .queue-item[data-key="%s"]' % key
         b.wait(lambda: "rule" in b.find(item).text, what="the trigger in the queue")
+        self.assertIn(target["name"], b.find(item).text)
         self.assertEqual(b.find("#queue-count").text, str(escalations))
+        # Everyone has an agent: green, "with Gonzalo", and nobody counted as waiting.
+        self.assertEqual({q.attr("data-state") for q in b.find_all("#queue .queue-item")}, {"with_agent"})
+        self.assertRegex(b.find(item + " .q-wait").text, r"^with Gonzalo (\d+s|\d+m \d\ds)$")
+        self.assertEqual(b.find("#queue-waiting").text, "0 waiting")
+        self.assertEqual(b.js("return document.title"), "baton \u00b7 operator console")
+
+        # Dates on times that are not today, in this browser's time zone.
+        self.assertRegex(b.js("return batonConsole.fmtTime(Date.now() - 3 * 86400000)"),
+                         r"^(Sun|Mon|Tue|Wed|Thu|Fri|Sat) \d{1,2} "
+                         r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)( \d{4})? \d\d:\d\d$")
+        self.assertRegex(b.js("return batonConsole.fmtTime(Date.now())"), r"^\d\d:\d\d$")
+        self.assertEqual(b.js("var d = new Date(2020, 10, 30, 14, 5); return batonConsole.fmtTime(d.getTime())"),
+                         "Mon 30 Nov 2020 14:05")
 
         # Open it from the queue: transcript and timeline.
         b.click(item)
@@ -649,9 +687,17 @@ class TestConsoleBrowser(ConsoleCase):
         b.wait(lambda: {li.attr("data-role") for li in b.find_all("#transcript li")} >=
                {"customer", "ai", "agent"}, what="customer, ai and agent turns")
         self.assertEqual(b.find("#detail-mode").text, "human")
+        self.assertEqual(b.find("#detail-state").text, "with Gonzalo")
+        self.assertEqual(b.find("#detail-state").attr("data-state"), "with_agent")
+        self.assertIn(target["name"], b.find("#detail-customer").text)
+        self.assertRegex(b.find("#detail-facts .state-clock").text, r"^With Gonzalo \u00b7 (\d+s|\d+m \d\ds)$")
         transcript = b.find("#transcript").text
         self.assertIn("quiero hablar con una persona", transcript)
         self.assertIn(GREETING, transcript)
+        # The holding message is baton's, not the AI's.
+        hold = b.find('#transcript li[data-kind="holding"]')
+        self.assertEqual(hold.find(".role").text.lower(), "baton (holding message)")
+        self.assertEqual(hold.find(".text").text, "Your conversation is being transferred to our team.")
         events = b.wait(lambda: [li.attr("data-event") for li in b.find_all("#timeline li")])
         self.assertIn("escalated", events)
         self.assertIn("accepted", events)
@@ -673,9 +719,15 @@ class TestConsoleBrowser(ConsoleCase):
                what="its row says ai")
         b.wait(lambda: [li.attr("data-event") for li in b.find_all("#timeline li")][-1] == "handed_back",
                what="handed_back in the page's timeline")
+        # The hand-back reads as a line for people, not the LLM's instructions.
+        back = b.wait(lambda: b.find_all('#transcript li[data-role="system"]'), what="the hand-back turn")[-1]
+        self.assertRegex(back.find(".text").text,
+                         r"^Handed back to the AI \u2014 by an operator, after \d+ (s|min) with Gonzalo$")
+        self.assertNotIn("You are the assistant", b.find("#transcript").text)
+        self.assertFalse(b.find("#detail-state").displayed, "no state badge in ai mode")
 
         # The markup message is text, not HTML.
-        p.agent(enabled=False)  # the next escalation waits in the queue
+        p.agent(enabled=False)  # the next escalations wait in the queue
         ana = ANA + "|" + BUSINESS
         b.click('#conversation-rows tr[data-key="%s"] .open-conv' % ana)
         b.wait(lambda: b.find("#detail-panel").attr("data-key") == ana, what="ANA open")
@@ -684,7 +736,14 @@ class TestConsoleBrowser(ConsoleCase):
         self.assertFalse(b.js("return !!document.getElementById('xss')"))
         self.assertNotEqual(b.js("return document.title"), "pwned")
 
-        # Escalate with a reason, through the dialog.
+        # Sound on (remembered in this browser); the click itself plays a sample.
+        self.assertEqual(b.find("#sound-toggle").attr("aria-pressed"), "false")
+        b.click("#sound-toggle")
+        self.assertEqual(b.find("#sound-toggle").attr("aria-pressed"), "true")
+        self.assertEqual(b.js("return localStorage.getItem('baton.console.sound')"), "on")
+        self.assertEqual(b.find("#sound-toggle").attr("data-beeps"), "1")
+
+        # Escalate with a reason, through the dialog: waiting for an agent now.
         self.assertTrue(b.find("#handback").prop("disabled"))
         b.click("#escalate")
         b.wait(lambda: b.find("#escalate-dialog").prop("open"), what="the reason dialog")
@@ -698,8 +757,53 @@ class TestConsoleBrowser(ConsoleCase):
         self.assertFalse(b.find("#escalate").prop("disabled") and b.find("#handback").prop("disabled"))
         self.assertIn(("escalated", "operator: billing dispute"),
                       [(t["event"], t["detail"]) for t in p.show(ANA)["timeline"]])
-        b.wait(lambda: "billing dispute" in b.find('#queue .queue-item[data-key="%s"]' % ana).text,
+        ana_item = '#queue .queue-item[data-key="%s"]' % ana
+        b.wait(lambda: "billing dispute" in b.find(ana_item).text,
                what="the new escalation in the queue with its reason")
+        self.assertEqual(b.find(ana_item).attr("data-state"), "waiting")
+        self.assertIn("Ana \u00b7 " + dots(masked(ANA)), b.find(ana_item).text)
+        b.wait(lambda: b.find("#detail-state").text == "waiting", what="waiting in the detail")
+        clock = b.find("#detail-facts .state-clock").text
+        self.assertRegex(clock, r"^Waiting for an agent \u00b7 \d+s$")
+        b.wait(lambda: b.find("#detail-facts .state-clock").text != clock, timeout=4,
+               what="the waiting clock running")
+        b.wait(lambda: b.js("return document.title") == "(1) baton \u00b7 operator console",
+               what="the title counting who waits")
+        self.assertEqual(b.find("#queue-waiting").text, "1 waiting")
+        self.assertEqual(b.find("#sound-toggle").attr("data-beeps"), "1", "no beep for my own escalation")
+
+        # A customer asks for a person: a beep and a word in the status line.
+        carla = "whatsapp:+5511988883333"
+        p.send(carla, "quiero hablar con una persona", name="Carla")
+        b.wait(lambda: b.find("#sound-toggle").attr("data-beeps") == "2", what="the beep")
+        b.wait(lambda: "New escalation: Carla" in b.find("#status").text, what="the news")
+        b.wait(lambda: b.js("return document.title") == "(2) baton \u00b7 operator console",
+               what="two waiting in the title")
+
+        # Search by name, then by number.
+        b.find("#search").send_keys("carl")
+        b.wait(lambda: [r.attr("data-key") for r in b.find_all("#conversation-rows tr")] ==
+               [carla + "|" + BUSINESS], what="Carla alone found by name")
+        b.find("#search").clear().send_keys("1111")
+        b.wait(lambda: [r.attr("data-key") for r in b.find_all("#conversation-rows tr")] == [ana],
+               what="Ana alone found by her number's digits")
+        b.find("#search").clear().send_keys("nobody-has-this-name")
+        b.wait(lambda: b.find("#list-empty").displayed, what="nothing found")
+        self.assertIn("No conversation matches", b.find("#list-empty").text)
+        b.find("#search").clear()
+        b.js("var s = document.getElementById('search'); s.dispatchEvent(new Event('input'));")
+        b.wait(lambda: len(b.find_all("#conversation-rows tr")) == total + 1, what="every conversation again")
+
+        # The picture: the queue (waiting and with an agent), the list, and the
+        # handed-back conversation open (its hand-back line, its whole timeline).
+        b.click('#conversation-rows tr[data-key="%s"] .open-conv' % key)
+        b.wait(lambda: b.find("#detail-panel").attr("data-key") == key, what="the first one again")
+        b.wait(lambda: "system" in {li.attr("data-role") for li in b.find_all("#transcript li")},
+               what="the hand-back's system turn")
+        b.js("window.scrollTo(0, 0); document.querySelector('.table-wrap').scrollTop = 0;")
+        path = b.screenshot(os.path.join(shots, "console.png"))
+        self.assertGreater(os.path.getsize(path), 10000)
+        print("console screenshot: " + path)
 
         # The page never logged an error (CSP violations included) but the
         # wrong token's 401 above.
@@ -707,21 +811,11 @@ class TestConsoleBrowser(ConsoleCase):
                   "401 (Unauthorized)" not in e.get("message", "")]
         self.assertEqual(errors, [])
 
-        # The picture: the queue, the list, and the handed-back conversation
-        # open (customer, ai, agent and system turns; its whole timeline).
-        b.click('#conversation-rows tr[data-key="%s"] .open-conv' % key)
-        b.wait(lambda: b.find("#detail-panel").attr("data-key") == key, what="the first one again")
-        b.wait(lambda: "system" in {li.attr("data-role") for li in b.find_all("#transcript li")},
-               what="the hand-back's system turn")
-        b.js("window.scrollTo(0, 0); document.querySelector('.table-wrap').scrollTop = 0;")
-        path = b.screenshot(shot)
-        self.assertGreater(os.path.getsize(path), 10000)
-        print("console screenshot: " + path)
-
         # Sign out: back to the login form, the token forgotten.
         b.click("#logout")
         b.wait(lambda: b.find("#login-view").displayed, what="the login form again")
         self.assertIsNone(b.js("return sessionStorage.getItem('baton.console.token')"))
+        self.assertEqual(b.js("return document.title"), "baton \u00b7 operator console")
 
 
 if __name__ == "__main__":
