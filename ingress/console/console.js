@@ -1,7 +1,10 @@
 /* baton operator console: vanilla JavaScript, no build step.
  *
- * The escalation queue, the list with its search, one conversation's
- * transcript and timeline, refreshed every 2 s. The tab's title counts the
+ * Two views in one page: Conversations (the escalation queue, the list with
+ * its search, one conversation's transcript and timeline, refreshed every
+ * 2 s) and Reports (figures over a period from /console/api/reports, drawn
+ * with uPlot, the one library the page embeds: /console/uPlot.iife.min.js).
+ * The queue keeps refreshing in either view: the tab's title counts the
  * conversations waiting for an agent and, if the operator turned it on, a
  * beep says a new escalation arrived.
  *
@@ -34,7 +37,11 @@
     mine: {},             // keys this operator escalated: not news to them
     sound: false,
     audio: null,          // AudioContext, made on a user's gesture
-    beeps: 0
+    beeps: 0,
+    view: "conversations",
+    period: "24h",
+    report: null,         // last report data, redrawn on resize
+    charts: []            // uPlot instances on the page
   };
 
   function $(id) { return document.getElementById(id); }
@@ -168,6 +175,7 @@
   function showLogin(message) {
     $("app-view").hidden = true;
     $("session").hidden = true;
+    $("views").hidden = true;
     $("login-view").hidden = false;
     $("login-error").textContent = message || "";
     $("token").value = "";
@@ -180,8 +188,21 @@
     $("login-view").hidden = true;
     $("app-view").hidden = false;
     $("session").hidden = false;
+    $("views").hidden = false;
     state.sig = {};
+    showView(location.hash === "#reports" ? "reports" : "conversations");
     refresh();
+  }
+
+  function showView(view) {
+    state.view = view;
+    ["conversations", "reports"].forEach(function (v) {
+      $(v + "-view").hidden = v !== view;
+      $("tab-" + v).setAttribute("aria-selected", v === view ? "true" : "false");
+    });
+    var hash = view === "reports" ? "#reports" : "";
+    if (location.hash !== hash) history.replaceState(null, "", location.pathname + location.search + hash);
+    if (view === "reports") loadReport();
   }
 
   function stop() {
@@ -600,6 +621,195 @@
     });
   }
 
+  // ---- reports -------------------------------------------------------------
+
+  var TRIGGERS = { rule: "rule", tool: "tool", tag: "tag", ai_failure: "AI failure", operator: "operator", other: "other" };
+  var PATHS = { agent_closed: "agent closed", task_completed: "task done", operator: "operator",
+                inactivity_timeout: "inactivity", no_agent: "no agent", reset: "reset", other: "other" };
+  var DAY_MS = 86400000;
+
+  function dateValue(d) {
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+  }
+
+  // Local midnight of an <input type=date> value.
+  function parseDate(v) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(v || "");
+    return m ? new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3])).getTime() : null;
+  }
+
+  // [from, to) of the chosen period, in ms; null when the dates are not right.
+  function period() {
+    var t = Date.now();
+    if (state.period === "24h") return [t - DAY_MS, t];
+    if (state.period === "7d") return [t - 7 * DAY_MS, t];
+    if (state.period === "30d") return [t - 30 * DAY_MS, t];
+    var from = parseDate($("period-from").value), to = parseDate($("period-to").value);
+    if (from === null || to === null) return null;
+    to = new Date(to).setDate(new Date(to).getDate() + 1); // the whole last day
+    return from < to ? [from, to] : null;
+  }
+
+  function setPeriod(p) {
+    state.period = p;
+    var buttons = document.querySelectorAll(".period-btn");
+    for (var i = 0; i < buttons.length; i++)
+      buttons[i].setAttribute("aria-pressed", buttons[i].getAttribute("data-period") === p ? "true" : "false");
+    $("period-custom").setAttribute("data-active", p === "custom" ? "true" : "false");
+  }
+
+  function loadReport() {
+    var p = period();
+    if (!p) {
+      say("Pick a start date and an end date on or after it.", "error");
+      return;
+    }
+    var path = "reports?from_ms=" + Math.floor(p[0]) + "&to_ms=" + Math.floor(p[1]);
+    $("reports-view").setAttribute("data-loading", "true");
+    api(path).then(function (r) {
+      if (r.status === 401) throw { auth: true };
+      if (r.status !== 200) throw { status: r.status, data: r.data };
+      state.report = r.data;
+      renderReport(r.data);
+    }).catch(function (err) {
+      if (err && err.auth) { unauthorized(); return; }
+      say("Cannot load the report: " + (err && err.status ? "HTTP " + err.status +
+          (err.data && err.data.error ? " (" + err.data.error + ")" : "") : "cannot reach baton") + ".", "error");
+    }).then(function () {
+      $("reports-view").removeAttribute("data-loading");
+    });
+  }
+
+  function tile(label, value, sub, id) {
+    var t = el("div", { "class": "tile", id: id });
+    t.appendChild(el("div", { "class": "tile-value" }, value));
+    t.appendChild(el("div", { "class": "tile-label" }, label));
+    if (sub) t.appendChild(el("div", { "class": "tile-sub muted small" }, sub));
+    return t;
+  }
+
+  // Report durations: tenths of a second under 10 s (sandbox agents are quick).
+  function fmtWait(ms) {
+    return ms < 10000 ? (ms / 1000).toFixed(1) + "s" : fmtDuration(ms);
+  }
+
+  function pct(x) { return x === null || x === undefined ? "-" : Math.round(x * 100) + "%"; }
+
+  function renderReport(r) {
+    $("reports-period").textContent = "From " + fmtTime(r.from_ms) + " to " + fmtTime(r.to_ms) +
+      (state.period === "custom" ? "" : " (now)") + ".";
+    var note = $("reports-note");
+    note.hidden = !r.scan.truncated;
+    note.textContent = r.scan.truncated ? "These figures cover the first " + r.scan.conversations +
+      " conversations only: the store is bigger than one report reads." : "";
+
+    var cv = r.conversations, ta = r.time_to_agent;
+    var tiles = $("report-tiles");
+    tiles.textContent = "";
+    tiles.appendChild(tile("conversations with activity", String(cv.active), null, "tile-active"));
+    tiles.appendChild(tile("finished by the AI alone", pct(cv.ai_only_share),
+                           cv.ai_only + " of " + cv.active + " never escalated", "tile-ai-only"));
+    tiles.appendChild(tile("escalations", String(r.escalations.total), null, "tile-escalations"));
+    tiles.appendChild(tile("median time to an agent", ta.median_ms === null ? "-" : fmtWait(ta.median_ms),
+                           ta.accepted + " accepted, " + ta.waiting + " still waiting, " + ta.not_accepted +
+                           " not accepted" + (ta.p90_ms === null ? "" : " \u00b7 p90 " + fmtWait(ta.p90_ms)), "tile-wait"));
+    tiles.appendChild(tile("hand-backs to the AI", String(r.handbacks.total), null, "tile-handbacks"));
+    drawCharts(r);
+  }
+
+  function chartWidth(id) {
+    return Math.max(240, $(id).clientWidth || 240);
+  }
+
+  // Whole numbers only on a count axis, from 0 and never a flat 0..0.
+  function countAxis() {
+    return { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000, 100000],
+             font: "11px system-ui, sans-serif", size: 44,
+             values: function (u, splits) { return splits.map(function (v) { return String(v); }); } };
+  }
+
+  function countScale() {
+    return { range: function (u, min, max) { return [0, Math.max(1, max) * 1.15]; } };
+  }
+
+  // An empty bucket draws nothing rather than a flat line.
+  function bars(values) {
+    return values.map(function (v) { return v || null; });
+  }
+
+  function barSeries(label, color) {
+    return { label: label, stroke: color, fill: color + "cc", width: 1, points: { show: false },
+             paths: uPlot.paths.bars({ size: [0.7, 72], align: 0 }) };
+  }
+
+  // Bars over named categories (x is their index).
+  function categoryChart(id, names, values, label, color) {
+    var xs = names.map(function (_, i) { return i; });
+    var opts = {
+      width: chartWidth(id), height: 200, legend: { show: false },
+      cursor: { points: { show: false }, drag: { x: false, y: false } },
+      scales: { x: { time: false, range: [-0.5, names.length - 0.5] }, y: countScale() },
+      axes: [
+        { splits: function () { return xs; }, font: "11px system-ui, sans-serif", grid: { show: false },
+          values: function (u, splits) { return splits.map(function (v) { return names[v] || ""; }); } },
+        countAxis()
+      ],
+      series: [{}, barSeries(label, color)]
+    };
+    return new uPlot(opts, [xs, bars(values)], $(id));
+  }
+
+  function drawCharts(r) {
+    if (typeof uPlot === "undefined") {
+      say("The charts' library did not load: reload the page.", "error");
+      return;
+    }
+    state.charts.forEach(function (u) { u.destroy(); });
+    state.charts = [];
+    ["chart-hours", "chart-triggers", "chart-wait", "chart-share", "chart-paths"].forEach(function (id) {
+      $(id).textContent = "";
+    });
+
+    // Escalations per hour: uPlot's time axis reads seconds, in local time.
+    var ph = r.escalations.per_hour, xs = [];
+    for (var i = 0; i < ph.counts.length; i++) xs.push((ph.start_ms + i * ph.step_ms) / 1000);
+    state.charts.push(new uPlot({
+      width: chartWidth("chart-hours"), height: 220, legend: { show: false },
+      cursor: { points: { show: false }, drag: { x: false, y: false } },
+      scales: { x: { time: true, range: [xs[0] - 1800, xs[xs.length - 1] + 1800] }, y: countScale() },
+      axes: [{ font: "11px system-ui, sans-serif" }, countAxis()],
+      series: [{}, barSeries("escalations", "#d98a00")]
+    }, [xs, bars(ph.counts)], $("chart-hours")));
+
+    var trig = Object.keys(r.escalations.by_trigger);
+    state.charts.push(categoryChart("chart-triggers", trig.map(function (k) { return TRIGGERS[k] || k; }),
+                                    trig.map(function (k) { return r.escalations.by_trigger[k]; }),
+                                    "escalations", "#d98a00"));
+
+    var bins = r.time_to_agent.bins;
+    state.charts.push(categoryChart("chart-wait", bins.map(function (b) {
+      return b.to_ms === null ? "\u2265 " + fmtDuration(b.from_ms) : "< " + fmtDuration(b.to_ms);
+    }).map(function (s) { return s.replace(/m 00s$/, "m").replace(/h 00m$/, "h"); }),
+      bins.map(function (b) { return b.count; }), "handoffs", "#2456d6"));
+
+    var cv = r.conversations;
+    state.charts.push(categoryChart("chart-share", ["AI alone", "with a person"], [cv.ai_only, cv.with_person],
+                                    "conversations", "#17724a"));
+
+    var paths = Object.keys(r.handbacks.by_path);
+    state.charts.push(categoryChart("chart-paths", paths.map(function (k) { return PATHS[k] || k; }),
+                                    paths.map(function (k) { return r.handbacks.by_path[k]; }),
+                                    "hand-backs", "#5b3fc4"));
+  }
+
+  var resizeTimer = null;
+  function onResize() {
+    if (resizeTimer) clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(function () {
+      if (state.report && state.view === "reports") drawCharts(state.report);
+    }, 200);
+  }
+
   // ---- actions -----------------------------------------------------------
 
   function act(what, reason) {
@@ -722,6 +932,26 @@
       act("escalate", reason || "operator console");
     });
     $("close-detail").addEventListener("click", closeDetail);
+
+    $("tab-conversations").addEventListener("click", function () { showView("conversations"); });
+    $("tab-reports").addEventListener("click", function () { showView("reports"); });
+    var buttons = document.querySelectorAll(".period-btn");
+    for (var i = 0; i < buttons.length; i++) {
+      buttons[i].addEventListener("click", function (ev) {
+        setPeriod(ev.currentTarget.getAttribute("data-period"));
+        loadReport();
+      });
+    }
+    var today = new Date();
+    $("period-to").value = dateValue(today);
+    $("period-from").value = dateValue(new Date(today.getFullYear(), today.getMonth(), today.getDate() - 6));
+    $("period-custom").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      setPeriod("custom");
+      loadReport();
+    });
+    $("reports-refresh").addEventListener("click", loadReport);
+    window.addEventListener("resize", onResize);
 
     try { state.sound = localStorage.getItem(SOUND_KEY) === "on"; } catch (e) { state.sound = false; }
     renderSound();

@@ -805,6 +805,52 @@ class TestConsoleBrowser(ConsoleCase):
         self.assertGreater(os.path.getsize(path), 10000)
         print("console screenshot: " + path)
 
+        # Reports: the same figures as the API, drawn by uPlot.
+        report = self.api("reports")
+        b.click("#tab-reports")
+        b.wait(lambda: b.find("#reports-view").displayed, what="the reports view")
+        self.assertFalse(b.find("#conversations-view").displayed)
+        self.assertTrue(b.js("return location.hash") == "#reports")
+        b.wait(lambda: b.js("return document.querySelectorAll('#reports-view .uplot canvas').length") == 5,
+               what="five uPlot charts")
+        self.assertEqual(b.find("#tile-escalations .tile-value").text, str(report["escalations"]["total"]))
+        self.assertEqual(b.find("#tile-active .tile-value").text, str(report["conversations"]["active"]))
+        self.assertEqual(b.find("#tile-ai-only .tile-value").text,
+                         "%d%%" % round(report["conversations"]["ai_only_share"] * 100))
+        self.assertEqual(b.find("#tile-handbacks .tile-value").text, "1")
+        self.assertGreater(b.js("return document.querySelector('#chart-hours canvas').width"), 200)
+        for period in ("7d", "30d"):
+            b.click('.period-btn[data-period="%s"]' % period)
+            b.wait(lambda: b.find('.period-btn[data-period="%s"]' % period).attr("aria-pressed") == "true",
+                   what="the %s period" % period)
+            b.wait(lambda: b.js("return document.querySelectorAll('#reports-view .uplot canvas').length") == 5,
+                   what="the charts redrawn")
+        b.js("document.getElementById('period-from').value = arguments[0];"
+             "document.getElementById('period-to').value = arguments[0];",
+             time.strftime("%Y-%m-%d"))
+        b.click("#period-apply")
+        b.wait(lambda: b.find("#period-custom").attr("data-active") == "true", what="the custom period")
+        b.wait(lambda: b.find("#tile-escalations .tile-value").text == str(report["escalations"]["total"]),
+               what="today's escalations")
+        self.assertIn("From", b.find("#reports-period").text)
+        b.click('.period-btn[data-period="24h"]')
+        b.wait(lambda: b.find('.period-btn[data-period="24h"]').attr("aria-pressed") == "true" and
+               b.find("#period-custom").attr("data-active") == "false", what="the last 24 hours again")
+        b.wait(lambda: b.js("return document.querySelectorAll('#reports-view .uplot canvas').length") == 5,
+               what="the charts redrawn")
+        # Tall enough for every chart in the picture.
+        b.resize(1280, 1560)
+        b.wait(lambda: b.js("return window.innerHeight") > 1300, what="the taller window")
+        b.wait(lambda: b.js("return document.querySelectorAll('#reports-view .uplot canvas').length") == 5,
+               what="the charts after the resize")
+        b.js("window.scrollTo(0, 0);")
+        path = b.screenshot(os.path.join(shots, "console-reports.png"))
+        self.assertGreater(os.path.getsize(path), 10000)
+        print("reports screenshot: " + path)
+        b.resize(1280, 900)
+        b.click("#tab-conversations")
+        b.wait(lambda: b.find("#conversations-view").displayed, what="back to the conversations")
+
         # The page never logged an error (CSP violations included) but the
         # wrong token's 401 above.
         errors = [e for e in b.console_log() if e.get("level") == "SEVERE" and
