@@ -2,9 +2,12 @@
  * console — the operator console under /console: a page (ingress/console/,
  * embedded at build time) and its JSON API, served by ingress.
  *
- *   GET  /console, /console/, /console/console.js, /console/console.css
- *        the page; no auth (it holds no data), Content-Security-Policy
- *        default-src 'self', X-Frame-Options DENY
+ *   GET  /console, /console/, /console/console.js, /console/console.css,
+ *        /console/uPlot.iife.min.js, /console/uPlot.min.css, /console/uPlot.LICENSE
+ *        the page and the chart library it embeds (ingress/console/vendor/);
+ *        no auth (it holds no data), Content-Security-Policy default-src
+ *        'self' (uPlot styles its elements through the CSSOM, which that
+ *        allows: no 'unsafe-inline'), X-Frame-Options DENY
  *   GET  /console/api/conversations?mode=all|ai|escalating|human|queue&limit=N&q=TEXT
  *        {"now_ms", "total", "counts": {ai, escalating, human}, "conversations": [...]}:
  *        newest activity first; mode=queue is the escalation queue

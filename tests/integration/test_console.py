@@ -4,15 +4,21 @@ answers 401/404/405/415 as documented, reads LMDB read-only (503 until the
 router has created it, then it appears by itself), never returns a secret,
 and its hand-back and escalate go through the router exactly like
 /admin/handback and /admin/escalate (committed before 200, captured as
-those, working without admin.token).
+those, working without admin.token). On one known scenario: customers'
+names, waiting for an agent vs with an agent, search by name or number,
+baton's own messages marked and the hand-back told without the LLM's
+instructions, and the reports' figures exactly.
 
 The browser test drives the page in headless Chromium over WebDriver
 (tests/lib/webdriver.py) after a streamgen stream with escalations is
 replayed into the pipeline: log in with the token, see the list and the
-escalation queue, open an escalated conversation, read its transcript,
-hand it back (the page and batonctl show ai), escalate another with a
-reason, and save a screenshot. Skipped when chromium or chromedriver is
-not installed.
+escalation queue with names and states, open an escalated conversation,
+read its transcript, hand it back (the page and batonctl show ai),
+escalate another with a reason (waiting, its clock running, counted in the
+title), hear of a customer's escalation (the beep, counted), search, open
+Reports (uPlot's charts drawn, the tiles as the API says) and save
+console.png and console-reports.png. Skipped when chromium or chromedriver
+is not installed.
 """
 
 import base64
