@@ -1,4 +1,9 @@
-/* console — the operator console's page and JSON API; see console.h. */
+/*
+ * console — the operator console's page and JSON API; see console.h.
+ * Here, in order: answers and auth; the conversation list with its search;
+ * one conversation (baton's own turns and hand-backs told for people);
+ * the reports' walk over every timeline; the routing of /console URLs.
+ */
 #include "console.h"
 
 #include <ctype.h>
@@ -291,11 +296,8 @@ static char *console_fold(const char *text)
 	while (p < end) {
 		ucs4_t uc;
 		int n = u8_mbtoucr(&uc, p, (size_t)(end - p));
-		if (n < 0) {
-			free(nfd);
-			free(out);
-			return NULL;
-		}
+		if (n < 0)
+			goto fail;
 		p += n;
 		if (uc_is_general_category(uc, UC_CATEGORY_M))
 			continue; /* the accents NFD split off */
@@ -306,6 +308,10 @@ static char *console_fold(const char *text)
 	out[o] = '\0';
 	free(nfd);
 	return out;
+fail:
+	free(nfd);
+	free(out);
+	return NULL;
 }
 
 #define CONSOLE_QUERY_MAX 100
@@ -879,7 +885,7 @@ struct console_report {
 	bool truncated;
 };
 
-/* Index of word in names[0..n), the last ("other") when absent. word ends at end. */
+/* Index of word[0..len) in names[0..n), or of the last ("other") when absent. */
 static size_t console_report_index(const char *const *names, size_t n, const char *word,
 				   size_t len)
 {
@@ -1165,7 +1171,6 @@ static enum MHD_Result console_api_reports(struct console *k, struct MHD_Connect
 	struct console_report r = { 0 };
 	r.now = clock_wall_ms();
 	r.to = r.now;
-	r.from = 0;
 	if (console_param_ms(c, "to_ms", &r.to) < 0)
 		return console_error(c, 400, "to_ms: expected milliseconds since 1970");
 	r.from = r.to > CONSOLE_DAY_MS ? r.to - CONSOLE_DAY_MS : 0;
