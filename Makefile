@@ -184,8 +184,11 @@ $(LIBSTATE): $(STATE_OBJ)
 	$(Q)ar rcs $@ $^
 
 # The operator console (ingress/console.c) reads LMDB through the state
-# library (read-only) and serves ingress/console/* embedded as C arrays.
-CONSOLE_ASSETS := ingress/console/index.html ingress/console/console.css ingress/console/console.js
+# library (read-only) and serves ingress/console/* embedded as C arrays
+# (vendor/: uPlot for the reports' charts, see vendor/VERSION).
+CONSOLE_ASSETS := ingress/console/index.html ingress/console/console.css ingress/console/console.js \
+                  ingress/console/vendor/uPlot.iife.min.js ingress/console/vendor/uPlot.min.css \
+                  ingress/console/vendor/uPlot.LICENSE
 INGRESS_OBJ += $(BUILD)/gen/console_assets.o
 %/gen/console_assets.c: scripts/gen-console-assets $(CONSOLE_ASSETS)
 	@mkdir -p $(dir $@)

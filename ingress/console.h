@@ -2,16 +2,53 @@
  * console — the operator console under /console: a page (ingress/console/,
  * embedded at build time) and its JSON API, served by ingress.
  *
- *   GET  /console, /console/, /console/console.js, /console/console.css
- *        the page; no auth (it holds no data), Content-Security-Policy
- *        default-src 'self', X-Frame-Options DENY
- *   GET  /console/api/conversations?mode=all|ai|escalating|human|queue&limit=N
+ *   GET  /console, /console/, /console/console.js, /console/console.css,
+ *        /console/uPlot.iife.min.js, /console/uPlot.min.css, /console/uPlot.LICENSE
+ *        the page and the chart library it embeds (ingress/console/vendor/);
+ *        no auth (it holds no data), Content-Security-Policy default-src
+ *        'self' (uPlot styles its elements through the CSSOM, which that
+ *        allows: no 'unsafe-inline'), X-Frame-Options DENY
+ *   GET  /console/api/conversations?mode=all|ai|escalating|human|queue&limit=N&q=TEXT
  *        {"now_ms", "total", "counts": {ai, escalating, human}, "conversations": [...]}:
  *        newest activity first; mode=queue is the escalation queue
  *        (escalating and human), longest waiting first. limit 1..5000, default 200.
+ *        q (at most 100 characters) keeps the conversations whose customer's
+ *        WhatsApp name contains it (case and accents ignored) or, when q is
+ *        a number ("+55 11 9888-1111"), whose customer's number contains
+ *        its digits; total counts those, counts stay the whole store's.
+ *        Each conversation: key, customer (masked as in the logs), name
+ *        (WhatsApp ProfileName or null), business, mode, state ("ai",
+ *        "waiting": escalated, no agent yet, or "with_agent": an agent
+ *        accepted the task or wrote), activity, counters and, unless in ai
+ *        mode, escalation {trigger, reason, at_ms (waiting since),
+ *        accepted_at_ms, agent_since_ms (accepted or first agent message),
+ *        waited_ms, agent, queued_until_ms, flex_conversation, task}.
  *   GET  /console/api/conversation?address=CUSTOMER[|BUSINESS][&business=B]
  *        mode, escalation, Flex SIDs, timeline and transcript (the last 500
  *        turns), like `batonctl show --json`; 404 when baton does not know it.
+ *        Each turn has a kind: "message"; for ai turns that are baton's
+ *        own text (the number's settings, config_for) "holding"
+ *        (handoff.holding_message, handoff.closed_message with its %h/%n
+ *        filled in) or "notice" (handoff.no_agent_message,
+ *        handoff.no_agent_ai_message, handoff.failure_message, ai.apology),
+ *        with "setting" naming which. System turns are the router's notes
+ *        to the LLM and their text never leaves here: a hand-back's is
+ *        "handback" with a line told from the timeline ("Handed back to the
+ *        AI — task completed, after 12 min with Marta") and handback {path,
+ *        agent, escalated_ms, agent_since_ms, at_ms}; any other is "note".
+ *   GET  /console/api/reports?from_ms=&to_ms=
+ *        figures over a period (default the last 24 h; at most 366 days),
+ *        from the conversations' timelines: escalations {total,
+ *        by_trigger, per_hour {start_ms, step_ms, counts}} ("escalated"
+ *        entries in the period); time_to_agent {accepted, not_accepted,
+ *        waiting, median_ms, p90_ms, max_ms, bins [{from_ms, to_ms, count}]}
+ *        (accepted - escalated of each handoff escalated in the period);
+ *        handbacks {total, by_path}; conversations {active (a turn or a
+ *        timeline entry in the period), ai_only (active, and never
+ *        escalating nor with a person during the period), with_person,
+ *        ai_only_share}; scan {conversations, reads, truncated}. One read
+ *        transaction; the walk stops after 300,000 reads (truncated: true)
+ *        so a report never holds ingress's loop for long.
  *   POST /console/api/handback, /console/api/escalate
  *        JSON {"address", "business"?, "reason"?} (Content-Type application/json)
  *

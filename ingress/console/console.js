@@ -1,17 +1,28 @@
 /* baton operator console: vanilla JavaScript, no build step.
  *
+ * Two views in one page: Conversations (the escalation queue, the list with
+ * its search, one conversation's transcript and timeline, refreshed every
+ * 2 s) and Reports (figures over a period from /console/api/reports, drawn
+ * with uPlot, the one library the page embeds: /console/uPlot.iife.min.js).
+ * The queue keeps refreshing in either view: the tab's title counts the
+ * conversations waiting for an agent and, if the operator turned it on, a
+ * beep says a new escalation arrived.
+ *
  * Auth: the console token in sessionStorage (this tab only), sent as
  * "Authorization: Bearer"; or, with "Sign in with user name and password",
  * nothing at all: the server's 401 makes the browser ask and then send
  * basic auth by itself. Every text from the server goes into the page with
- * textContent, never as HTML. */
+ * textContent, never as HTML. Times are shown in the browser's time zone. */
 (function () {
   "use strict";
 
   var REFRESH_MS = 2000;
+  var SEARCH_DELAY_MS = 250;
   var TOKEN_KEY = "baton.console.token";
   var BASIC_KEY = "baton.console.basic";
+  var SOUND_KEY = "baton.console.sound";
   var API = "/console/api/";
+  var TITLE = document.title;
 
   var state = {
     token: null,
@@ -20,7 +31,17 @@
     openKey: null,        // conversation key shown in the detail panel
     detail: null,         // its last data
     sig: {},              // last rendered data per section, to skip identical redraws
-    busy: false
+    busy: false,
+    skew: 0,              // server clock - this browser's clock, ms
+    escalations: null,    // key -> at_ms of the queue last seen (null before the first)
+    mine: {},             // keys this operator escalated: not news to them
+    sound: false,
+    audio: null,          // AudioContext, made on a user's gesture
+    beeps: 0,
+    view: "conversations",
+    period: "24h",
+    report: null,         // last report data, redrawn on resize
+    charts: []            // uPlot instances on the page
   };
 
   function $(id) { return document.getElementById(id); }
@@ -38,14 +59,25 @@
 
   // ---- formatting ----------------------------------------------------
 
+  var DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
   function pad(n) { return (n < 10 ? "0" : "") + n; }
 
-  function fmtTime(ms) {
+  // "14:05" today, "Mon 30 Nov 14:05" another day, with the year when not this one.
+  function fmtTime(ms, seconds) {
     if (!ms) return "-";
     var d = new Date(ms), now = new Date();
-    var hm = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    var hm = pad(d.getHours()) + ":" + pad(d.getMinutes()) + (seconds ? ":" + pad(d.getSeconds()) : "");
     if (d.toDateString() === now.toDateString()) return hm;
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + hm;
+    var day = DAYS[d.getDay()] + " " + d.getDate() + " " + MONTHS[d.getMonth()];
+    if (d.getFullYear() !== now.getFullYear()) day += " " + d.getFullYear();
+    return day + " " + hm;
+  }
+
+  // The full local date and time, for title attributes.
+  function fmtFull(ms) {
+    return ms ? new Date(ms).toLocaleString() : "";
   }
 
   function fmtDuration(ms) {
@@ -64,8 +96,30 @@
     return String(addr || "").replace(/^whatsapp:/, "");
   }
 
+  // The number as the server masked it, the hidden digits as dots.
+  function number(addr) {
+    return short(addr).replace(/\*/g, "\u2022");
+  }
+
+  // "Ana · +•••••••••1111": the customer's WhatsApp name and masked number.
+  function who(c) {
+    return (c.name ? c.name + " \u00b7 " : "") + number(c.customer);
+  }
+
+  function now() { return Date.now() + state.skew; }
+
   function badge(mode) {
     return el("span", { "class": "badge", "data-mode": mode }, mode);
+  }
+
+  // What the state of an escalated conversation reads, and since when.
+  function stateOf(c) {
+    var e = c.escalation || {};
+    if (c.state === "with_agent")
+      return { label: "with " + (e.agent || "an agent"), since: e.agent_since_ms, text: "With " + (e.agent || "an agent") };
+    if (c.state === "waiting")
+      return { label: "waiting", since: e.at_ms, text: "Waiting for an agent" };
+    return { label: "ai", since: null, text: "With the AI" };
   }
 
   function splitKey(key) {
@@ -76,13 +130,15 @@
   // ---- status line (aria-live) ------------------------------------------
 
   var statusTimer = null;
-  function say(text, kind) {
+  function say(text, kind, ms) {
     var s = $("status");
     s.textContent = text;
     s.setAttribute("data-kind", kind || "ok");
+    s.removeAttribute("data-stale");
     s.hidden = false;
     if (statusTimer) clearTimeout(statusTimer);
-    if (kind !== "error") statusTimer = setTimeout(function () { s.hidden = true; }, 8000);
+    statusTimer = null;
+    if (kind !== "error") statusTimer = setTimeout(function () { s.hidden = true; }, ms || 8000);
   }
 
   // ---- API -------------------------------------------------------------
@@ -119,18 +175,34 @@
   function showLogin(message) {
     $("app-view").hidden = true;
     $("session").hidden = true;
+    $("views").hidden = true;
     $("login-view").hidden = false;
     $("login-error").textContent = message || "";
     $("token").value = "";
     $("token").focus();
+    state.escalations = null;
+    document.title = TITLE;
   }
 
   function showApp() {
     $("login-view").hidden = true;
     $("app-view").hidden = false;
     $("session").hidden = false;
+    $("views").hidden = false;
     state.sig = {};
+    showView(location.hash === "#reports" ? "reports" : "conversations");
     refresh();
+  }
+
+  function showView(view) {
+    state.view = view;
+    ["conversations", "reports"].forEach(function (v) {
+      $(v + "-view").hidden = v !== view;
+      $("tab-" + v).setAttribute("aria-selected", v === view ? "true" : "false");
+    });
+    var hash = view === "reports" ? "#reports" : "";
+    if (location.hash !== hash) history.replaceState(null, "", location.pathname + location.search + hash);
+    if (view === "reports") loadReport();
   }
 
   function stop() {
@@ -178,65 +250,110 @@
     });
   }
 
+  // A running clock: "waiting 5s", "with Marta 4m 10s"; tick() moves it.
+  function clock(cls, prefix, since) {
+    return el("span", { "class": cls, "data-since": since || "", "data-prefix": prefix,
+                        title: since ? "since " + fmtFull(since) : null },
+              prefix + (since ? fmtDuration(now() - since) : "-"));
+  }
+
+  function tick() {
+    var spans = document.querySelectorAll("#app-view [data-since]");
+    var t = now();
+    for (var i = 0; i < spans.length; i++) {
+      var since = Number(spans[i].getAttribute("data-since"));
+      if (since) spans[i].textContent = (spans[i].getAttribute("data-prefix") || "") + fmtDuration(t - since);
+    }
+  }
+
   function renderQueue(q) {
     var list = $("queue"), f = focusedKey();
-    var now = q.now_ms;
+    var waiting = 0;
     list.textContent = "";
     q.conversations.forEach(function (c) {
       var e = c.escalation || {};
-      var li = el("li", { "data-key": c.key, "data-mode": c.mode });
+      var st = stateOf(c);
+      if (c.state === "waiting") waiting++;
+      var li = el("li", { "data-key": c.key, "data-mode": c.mode, "data-state": c.state });
       var b = el("button", { type: "button", "class": "queue-item", "data-key": c.key, "data-mode": c.mode,
+                             "data-state": c.state,
                              "aria-current": c.key === state.openKey ? "true" : "false" });
-      b.appendChild(el("span", { "class": "q-who" }, short(c.customer)));
-      b.appendChild(el("span", { "class": "q-wait", "data-since": e.at_ms || "",
-                                 title: "waiting since " + fmtTime(e.at_ms) },
-                       e.at_ms ? fmtDuration(now - e.at_ms) : "-"));
+      b.appendChild(el("span", { "class": "q-who", title: who(c) }, who(c)));
+      b.appendChild(clock("q-wait", st.label + " ", st.since));
       var why = (e.trigger || "escalated") + (e.reason ? ": " + e.reason : "");
       b.appendChild(el("span", { "class": "q-why", title: why }, why));
       var m = el("span", { "class": "q-mode" });
       m.appendChild(badge(c.mode));
       b.appendChild(m);
-      b.setAttribute("aria-label", short(c.customer) + ", " + c.mode + ", " + why);
+      b.setAttribute("aria-label", who(c) + ", " + st.text.toLowerCase() + ", " + why);
       b.addEventListener("click", function () { openConversation(c.key); });
       li.appendChild(b);
       list.appendChild(li);
     });
     $("queue-count").textContent = String(q.total);
     $("queue-count").setAttribute("data-zero", q.total ? "false" : "true");
+    $("queue-waiting").textContent = waiting + " waiting";
+    $("queue-waiting").setAttribute("data-zero", waiting ? "false" : "true");
     $("queue-empty").hidden = q.conversations.length > 0;
     restoreFocus(f, list);
   }
 
-  function tickWaits(now) {
-    var spans = document.querySelectorAll("#queue .q-wait[data-since]");
-    for (var i = 0; i < spans.length; i++) {
-      var since = Number(spans[i].getAttribute("data-since"));
-      if (since) spans[i].textContent = fmtDuration(now - since);
-    }
+  // The tab's title counts who waits for an agent; a new escalation beeps.
+  function noticeQueue(q) {
+    var waiting = q.conversations.filter(function (c) { return c.state === "waiting"; }).length;
+    document.title = (waiting ? "(" + waiting + ") " : "") + TITLE;
+    var seen = {}, fresh = [];
+    q.conversations.forEach(function (c) {
+      var at = c.escalation && c.escalation.at_ms;
+      seen[c.key] = at;
+      if (state.escalations && state.escalations[c.key] !== at) {
+        if (state.mine[c.key]) delete state.mine[c.key];
+        else fresh.push(c);
+      }
+    });
+    state.escalations = seen;
+    if (!fresh.length) return;
+    say("New escalation: " + fresh.map(who).join(", ") + ".", "info");
+    beep();
   }
 
   function renderList(l) {
     var body = $("conversation-rows"), f = focusedKey();
+    var businesses = {};
     body.textContent = "";
     l.conversations.forEach(function (c) {
-      var tr = el("tr", { "data-key": c.key, "data-mode": c.mode,
+      businesses[c.business] = true;
+      var tr = el("tr", { "data-key": c.key, "data-mode": c.mode, "data-state": c.state,
                           "aria-selected": c.key === state.openKey ? "true" : "false" });
-      var who = el("td");
-      var b = el("button", { type: "button", "class": "open-conv", "data-key": c.key, title: c.customer },
-                 short(c.customer));
-      b.setAttribute("aria-label", "Open conversation with " + c.customer);
-      who.appendChild(b);
-      tr.appendChild(who);
-      tr.appendChild(el("td", { title: c.business }, short(c.business)));
+      var cell = el("td");
+      // A long name gives way (ellipsis); the number never does.
+      var b = el("button", { type: "button", "class": "open-conv", "data-key": c.key, title: who(c) });
+      if (c.name) {
+        b.appendChild(el("span", { "class": "cust-name" }, c.name));
+        b.appendChild(document.createTextNode(" \u00b7 "));
+      }
+      b.appendChild(el("span", { "class": "cust-num" }, number(c.customer)));
+      b.setAttribute("aria-label", "Open conversation with " + who(c));
+      cell.appendChild(b);
+      tr.appendChild(cell);
+      tr.appendChild(el("td", { "class": "business", title: c.business }, short(c.business)));
+      // Where the conversation is: the AI, or waiting for / with a person (its mode in the tooltip).
       var m = el("td");
-      m.appendChild(badge(c.mode));
+      if (c.state === "ai") m.appendChild(badge(c.mode));
+      else m.appendChild(el("span", { "class": "badge state", "data-state": c.state, title: "mode " + c.mode },
+                            stateOf(c).label));
       tr.appendChild(m);
-      tr.appendChild(el("td", { "class": "when", title: c.last_activity }, fmtTime(c.last_activity_ms)));
+      tr.appendChild(el("td", { "class": "when", title: fmtFull(c.last_activity_ms) }, fmtTime(c.last_activity_ms)));
       tr.appendChild(el("td", { "class": "num" }, c.customer_turns));
       tr.addEventListener("click", function () { openConversation(c.key); });
       body.appendChild(tr);
     });
-    $("list-empty").hidden = l.conversations.length > 0;
+    // One business number (the usual deployment): its column says nothing.
+    $("conversations").setAttribute("data-businesses", String(Object.keys(businesses).length));
+    var q = $("search").value.trim();
+    var empty = $("list-empty");
+    empty.hidden = l.conversations.length > 0;
+    empty.textContent = q ? "No conversation matches \u201c" + q + "\u201d." : "No conversations yet.";
     var more = $("list-more");
     more.hidden = l.total <= l.conversations.length;
     more.textContent = "Showing " + l.conversations.length + " of " + l.total + " conversations.";
@@ -244,9 +361,33 @@
   }
 
   function fact(dl, name, value, cls) {
-    if (value === null || value === undefined || value === "") return;
+    if (value === null || value === undefined || value === "") return null;
     dl.appendChild(el("dt", null, name));
-    dl.appendChild(el("dd", cls ? { "class": cls } : null, value));
+    var dd = el("dd", cls ? { "class": cls } : null);
+    if (typeof value === "string" || typeof value === "number") dd.textContent = String(value);
+    else dd.appendChild(value);
+    dl.appendChild(dd);
+    return dd;
+  }
+
+  // baton's own messages, by the setting they come from.
+  var OWN = {
+    "handoff.holding_message": "holding message",
+    "handoff.closed_message": "holding message, outside business hours",
+    "handoff.no_agent_message": "no agent free",
+    "handoff.no_agent_ai_message": "no agent free, back to the AI",
+    "handoff.failure_message": "handoff failed",
+    "ai.apology": "apology, the AI failed"
+  };
+
+  function turnLabel(h, d) {
+    if (h.kind === "handback") return "baton \u00b7 hand-back";
+    if (h.kind === "note") return "baton \u00b7 note for the AI";
+    if (h.kind === "holding" || h.kind === "notice") return "baton (" + (OWN[h.setting] || h.kind) + ")";
+    if (h.role === "customer") return "Customer" + (d.name ? " \u00b7 " + d.name : "");
+    if (h.role === "agent") return "Agent" + (h.agent ? " \u00b7 " + h.agent : "");
+    if (h.role === "ai") return "AI";
+    return h.role;
   }
 
   function renderDetail(d) {
@@ -254,12 +395,18 @@
     var panel = $("detail-panel");
     panel.setAttribute("data-key", d.key);
     panel.setAttribute("data-mode", d.mode);
+    panel.setAttribute("data-state", d.state);
     $("detail-placeholder").hidden = true;
     $("detail-body").hidden = false;
-    $("detail-customer").textContent = (d.name ? d.name + " · " : "") + short(d.customer);
-    $("detail-sub").textContent = "WhatsApp with " + short(d.business) + " · " + d.customer_turns +
-      (d.customer_turns === 1 ? " customer turn · " : " customer turns · ") +
-      d.messages + " messages";
+    $("detail-customer").textContent = who(d);
+    $("detail-sub").textContent = "WhatsApp with " + short(d.business) + " \u00b7 " + d.customer_turns +
+      (d.customer_turns === 1 ? " customer turn \u00b7 " : " customer turns \u00b7 ") +
+      d.messages + " messages" + (d.created_ms ? " \u00b7 since " + fmtTime(d.created_ms) : "");
+    var st = stateOf(d);
+    var sb = $("detail-state");
+    sb.textContent = st.label;
+    sb.setAttribute("data-state", d.state);
+    sb.hidden = d.state === "ai";
     var mb = $("detail-mode");
     mb.textContent = d.mode;
     mb.setAttribute("data-mode", d.mode);
@@ -270,14 +417,21 @@
     dl.textContent = "";
     var e = d.escalation;
     if (e) {
-      fact(dl, "Escalated", fmtTime(e.at_ms) + (e.at_ms ? " (waiting " + fmtDuration(d.now_ms - e.at_ms) + ")" : ""));
+      // Waiting and with an agent are different stretches, each with its clock.
+      var box = el("span", { "class": "state-line", "data-state": d.state });
+      box.appendChild(clock("state-clock", st.text + " \u00b7 ", st.since));
+      if (d.state === "with_agent" && e.waited_ms !== null && e.waited_ms !== undefined)
+        box.appendChild(el("span", { "class": "muted" }, " (waited " + fmtDuration(e.waited_ms) + ")"));
+      fact(dl, "Status", box, "state-fact");
+      fact(dl, "Escalated", fmtTime(e.at_ms, true));
       fact(dl, "Trigger", e.trigger);
       fact(dl, "Reason", e.reason);
-      fact(dl, "Agent", e.agent ? e.agent + (e.accepted_at_ms ? " since " + fmtTime(e.accepted_at_ms) : "") : "not accepted yet");
-      fact(dl, "Flex", [d.flex_conversation, d.task].filter(Boolean).join(" · "), "sid");
+      fact(dl, "Agent", e.agent ? e.agent + (e.agent_since_ms ? " since " + fmtTime(e.agent_since_ms, true) : "")
+                                : "not accepted yet");
+      fact(dl, "Flex", [d.flex_conversation, d.task].filter(Boolean).join(" \u00b7 "), "sid");
       if (e.queued_until_ms) fact(dl, "Queued until", fmtTime(e.queued_until_ms));
     }
-    fact(dl, "Last activity", fmtTime(d.last_activity_ms));
+    fact(dl, "Last activity", fmtTime(d.last_activity_ms, true));
     if (d.waiting_turns) fact(dl, "Waiting turns", d.waiting_turns);
     if (d.window_closed) fact(dl, "WhatsApp", "24-hour window closed");
     if (d.last_error_code) fact(dl, "Last error", d.last_error_code + (d.last_error ? " " + d.last_error : ""));
@@ -287,10 +441,10 @@
     var atBottom = tr.scrollTop + tr.clientHeight >= tr.scrollHeight - 8;
     tr.textContent = "";
     d.history.forEach(function (h) {
-      var li = el("li", { "class": "turn", "data-role": h.role, "data-seq": h.seq });
+      var li = el("li", { "class": "turn", "data-role": h.role, "data-kind": h.kind || "message", "data-seq": h.seq });
       var meta = el("div", { "class": "meta" });
-      meta.appendChild(el("span", { "class": "role" }, h.role + (h.agent ? " · " + h.agent : "")));
-      meta.appendChild(el("time", { datetime: new Date(h.ts).toISOString() }, fmtTime(h.ts)));
+      meta.appendChild(el("span", { "class": "role" }, turnLabel(h, d)));
+      meta.appendChild(el("time", { datetime: new Date(h.ts).toISOString(), title: fmtFull(h.ts) }, fmtTime(h.ts)));
       li.appendChild(meta);
       li.appendChild(el("div", { "class": "text" }, h.text + (h.media ? " [" + h.media + " media]" : "")));
       tr.appendChild(li);
@@ -305,7 +459,8 @@
     d.timeline.forEach(function (t) {
       var li = el("li", { "data-event": t.event });
       li.appendChild(el("span", { "class": "ev" }, t.event.replace(/_/g, " ")));
-      li.appendChild(el("time", { "class": "when", datetime: new Date(t.ts).toISOString() }, fmtTime(t.ts)));
+      li.appendChild(el("time", { "class": "when", datetime: new Date(t.ts).toISOString(), title: fmtFull(t.ts) },
+                        fmtTime(t.ts, true)));
       if (t.detail) li.appendChild(el("span", { "class": /^[A-Z]{2}[0-9a-f]{32}$/.test(t.detail) ? "detail-text sid" : "detail-text" },
                                      t.detail));
       tl.appendChild(li);
@@ -329,9 +484,58 @@
     var panel = $("detail-panel");
     panel.setAttribute("data-key", "");
     panel.setAttribute("data-mode", "");
+    panel.setAttribute("data-state", "");
     $("detail-body").hidden = true;
     $("detail-placeholder").hidden = false;
     markSelection();
+  }
+
+  // ---- sound -------------------------------------------------------------
+
+  function renderSound() {
+    var b = $("sound-toggle");
+    b.setAttribute("aria-pressed", state.sound ? "true" : "false");
+    b.textContent = state.sound ? "Sound on" : "Sound off";
+  }
+
+  // Browsers start audio only from a user's gesture: the context is made
+  // (or resumed) on the toggle's click, or on the first click after a reload.
+  function wakeAudio() {
+    if (!state.sound) return;
+    var Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return;
+    if (!state.audio) state.audio = new Ctx();
+    if (state.audio.state === "suspended") state.audio.resume();
+  }
+
+  // Two short tones, made on the spot: no audio file to load.
+  function beep() {
+    if (!state.sound) return;
+    state.beeps++;
+    $("sound-toggle").setAttribute("data-beeps", String(state.beeps));
+    var ctx = state.audio;
+    if (!ctx) return;
+    [0, 0.22].forEach(function (start, i) {
+      var t = ctx.currentTime + start;
+      var osc = ctx.createOscillator(), gain = ctx.createGain();
+      osc.type = "sine";
+      osc.frequency.value = i ? 1175 : 880;
+      gain.gain.setValueAtTime(0.0001, t);
+      gain.gain.exponentialRampToValueAtTime(0.25, t + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t + 0.18);
+      osc.connect(gain);
+      gain.connect(ctx.destination);
+      osc.start(t);
+      osc.stop(t + 0.2);
+    });
+  }
+
+  function toggleSound() {
+    state.sound = !state.sound;
+    try { localStorage.setItem(SOUND_KEY, state.sound ? "on" : "off"); } catch (e) { /* private mode */ }
+    renderSound();
+    wakeAudio();
+    if (state.sound) beep(); // the operator hears what it will sound like
   }
 
   // ---- refresh loop ------------------------------------------------------
@@ -355,27 +559,35 @@
     });
   }
 
+  function listPath() {
+    var mode = $("mode-filter").value, q = $("search").value.trim();
+    return "conversations?limit=200&mode=" + encodeURIComponent(mode) + (q ? "&q=" + encodeURIComponent(q) : "");
+  }
+
   function refresh() {
     if (state.busy) return;
     state.busy = true;
-    var mode = $("mode-filter").value;
+    var path = listPath();
     Promise.all([
-      api("conversations?limit=200&mode=" + encodeURIComponent(mode)),
+      api(path),
       api("conversations?limit=100&mode=queue")
     ]).then(function (rs) {
       if (rs[0].status === 401 || rs[1].status === 401) throw { auth: true };
       if (rs[0].status !== 200 || rs[1].status !== 200)
         throw { status: rs[0].status !== 200 ? rs[0].status : rs[1].status, data: rs[0].data || rs[1].data };
       var list = rs[0].data, queue = rs[1].data;
+      state.skew = queue.now_ms - Date.now();
       renderCounts(list.counts);
-      if (changed("list", list.conversations.concat([list.total]))) renderList(list);
-      // Redrawn when it changes; in between only the waiting times move.
+      // A search typed while this was on its way: the next round has it.
+      if (path === listPath() && changed("list", [path, list.conversations, list.total])) renderList(list);
+      // Redrawn when it changes; in between only the clocks move.
       if (changed("queue", queue.conversations)) renderQueue(queue);
-      else tickWaits(queue.now_ms);
+      noticeQueue(queue);
       return loadDetail();
     }).then(function () {
+      tick();
       var r = $("refreshed");
-      r.textContent = "live · " + fmtTime(Date.now());
+      r.textContent = "live \u00b7 " + fmtTime(Date.now(), true);
       r.setAttribute("data-ok", "true");
       if ($("status").getAttribute("data-kind") === "error" && $("status").getAttribute("data-stale") === "true") {
         $("status").hidden = true;
@@ -388,7 +600,7 @@
       r.setAttribute("data-ok", "false");
       var why = err && err.status === 503 ? "baton's state is not available yet (is the router running?)"
         : err && err.status ? "the server answered HTTP " + err.status : "cannot reach baton";
-      say("Not refreshing: " + why + ". Retrying…", "error");
+      say("Not refreshing: " + why + ". Retrying\u2026", "error");
       $("status").setAttribute("data-stale", "true");
     }).then(function () {
       state.busy = false;
@@ -409,23 +621,214 @@
     });
   }
 
+  // ---- reports -------------------------------------------------------------
+
+  var TRIGGERS = { rule: "rule", tool: "tool", tag: "tag", ai_failure: "AI failure", operator: "operator", other: "other" };
+  var PATHS = { agent_closed: "agent closed", task_completed: "task done", operator: "operator",
+                inactivity_timeout: "inactivity", no_agent: "no agent", reset: "reset", other: "other" };
+  var DAY_MS = 86400000;
+
+  function dateValue(d) {
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+  }
+
+  // Local midnight of an <input type=date> value.
+  function parseDate(v) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(v || "");
+    return m ? new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3])).getTime() : null;
+  }
+
+  // [from, to) of the chosen period, in ms; null when the dates are not right.
+  function period() {
+    var t = Date.now();
+    if (state.period === "24h") return [t - DAY_MS, t];
+    if (state.period === "7d") return [t - 7 * DAY_MS, t];
+    if (state.period === "30d") return [t - 30 * DAY_MS, t];
+    var from = parseDate($("period-from").value), to = parseDate($("period-to").value);
+    if (from === null || to === null) return null;
+    to = new Date(to).setDate(new Date(to).getDate() + 1); // the whole last day
+    return from < to ? [from, to] : null;
+  }
+
+  function setPeriod(p) {
+    state.period = p;
+    var buttons = document.querySelectorAll(".period-btn");
+    for (var i = 0; i < buttons.length; i++)
+      buttons[i].setAttribute("aria-pressed", buttons[i].getAttribute("data-period") === p ? "true" : "false");
+    $("period-custom").setAttribute("data-active", p === "custom" ? "true" : "false");
+  }
+
+  function loadReport() {
+    var p = period();
+    if (!p) {
+      say("Pick a start date and an end date on or after it.", "error");
+      return;
+    }
+    var path = "reports?from_ms=" + Math.floor(p[0]) + "&to_ms=" + Math.floor(p[1]);
+    $("reports-view").setAttribute("data-loading", "true");
+    api(path).then(function (r) {
+      if (r.status === 401) throw { auth: true };
+      if (r.status !== 200) throw { status: r.status, data: r.data };
+      state.report = r.data;
+      renderReport(r.data);
+    }).catch(function (err) {
+      if (err && err.auth) { unauthorized(); return; }
+      say("Cannot load the report: " + (err && err.status ? "HTTP " + err.status +
+          (err.data && err.data.error ? " (" + err.data.error + ")" : "") : "cannot reach baton") + ".", "error");
+    }).then(function () {
+      $("reports-view").removeAttribute("data-loading");
+    });
+  }
+
+  function tile(label, value, sub, id) {
+    var t = el("div", { "class": "tile", id: id });
+    t.appendChild(el("div", { "class": "tile-value" }, value));
+    t.appendChild(el("div", { "class": "tile-label" }, label));
+    if (sub) t.appendChild(el("div", { "class": "tile-sub muted small" }, sub));
+    return t;
+  }
+
+  // Report durations: tenths of a second under 10 s (sandbox agents are quick).
+  function fmtWait(ms) {
+    return ms < 10000 ? (ms / 1000).toFixed(1) + "s" : fmtDuration(ms);
+  }
+
+  function pct(x) { return x === null || x === undefined ? "-" : Math.round(x * 100) + "%"; }
+
+  function renderReport(r) {
+    $("reports-period").textContent = "From " + fmtTime(r.from_ms) + " to " + fmtTime(r.to_ms) +
+      (state.period === "custom" ? "" : " (now)") + ".";
+    var note = $("reports-note");
+    note.hidden = !r.scan.truncated;
+    note.textContent = r.scan.truncated ? "These figures cover the first " + r.scan.conversations +
+      " conversations only: the store is bigger than one report reads." : "";
+
+    var cv = r.conversations, ta = r.time_to_agent;
+    var tiles = $("report-tiles");
+    tiles.textContent = "";
+    tiles.appendChild(tile("conversations with activity", String(cv.active), null, "tile-active"));
+    tiles.appendChild(tile("finished by the AI alone", pct(cv.ai_only_share),
+                           cv.ai_only + " of " + cv.active + " never escalated", "tile-ai-only"));
+    tiles.appendChild(tile("escalations", String(r.escalations.total), null, "tile-escalations"));
+    tiles.appendChild(tile("median time to an agent", ta.median_ms === null ? "-" : fmtWait(ta.median_ms),
+                           ta.accepted + " accepted, " + ta.waiting + " still waiting, " + ta.not_accepted +
+                           " not accepted" + (ta.p90_ms === null ? "" : " \u00b7 p90 " + fmtWait(ta.p90_ms)), "tile-wait"));
+    tiles.appendChild(tile("hand-backs to the AI", String(r.handbacks.total), null, "tile-handbacks"));
+    drawCharts(r);
+  }
+
+  function chartWidth(id) {
+    return Math.max(240, $(id).clientWidth || 240);
+  }
+
+  // Whole numbers only on a count axis, from 0 and never a flat 0..0.
+  function countAxis() {
+    return { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000, 100000],
+             font: "11px system-ui, sans-serif", size: 44,
+             values: function (u, splits) { return splits.map(function (v) { return String(v); }); } };
+  }
+
+  function countScale() {
+    return { range: function (u, min, max) { return [0, Math.max(1, max) * 1.15]; } };
+  }
+
+  // An empty bucket draws nothing rather than a flat line.
+  function bars(values) {
+    return values.map(function (v) { return v || null; });
+  }
+
+  function barSeries(label, color) {
+    return { label: label, stroke: color, fill: color + "cc", width: 1, points: { show: false },
+             paths: uPlot.paths.bars({ size: [0.7, 72], align: 0 }) };
+  }
+
+  // Bars over named categories (x is their index).
+  function categoryChart(id, names, values, label, color) {
+    var xs = names.map(function (_, i) { return i; });
+    var opts = {
+      width: chartWidth(id), height: 200, legend: { show: false },
+      cursor: { points: { show: false }, drag: { x: false, y: false } },
+      scales: { x: { time: false, range: [-0.5, names.length - 0.5] }, y: countScale() },
+      axes: [
+        { splits: function () { return xs; }, font: "11px system-ui, sans-serif", grid: { show: false },
+          values: function (u, splits) { return splits.map(function (v) { return names[v] || ""; }); } },
+        countAxis()
+      ],
+      series: [{}, barSeries(label, color)]
+    };
+    return new uPlot(opts, [xs, bars(values)], $(id));
+  }
+
+  function drawCharts(r) {
+    if (typeof uPlot === "undefined") {
+      say("The charts' library did not load: reload the page.", "error");
+      return;
+    }
+    state.charts.forEach(function (u) { u.destroy(); });
+    state.charts = [];
+    ["chart-hours", "chart-triggers", "chart-wait", "chart-share", "chart-paths"].forEach(function (id) {
+      $(id).textContent = "";
+    });
+
+    // Escalations per hour: uPlot's time axis reads seconds, in local time.
+    var ph = r.escalations.per_hour, xs = [];
+    for (var i = 0; i < ph.counts.length; i++) xs.push((ph.start_ms + i * ph.step_ms) / 1000);
+    state.charts.push(new uPlot({
+      width: chartWidth("chart-hours"), height: 220, legend: { show: false },
+      cursor: { points: { show: false }, drag: { x: false, y: false } },
+      scales: { x: { time: true, range: [xs[0] - 1800, xs[xs.length - 1] + 1800] }, y: countScale() },
+      axes: [{ font: "11px system-ui, sans-serif" }, countAxis()],
+      series: [{}, barSeries("escalations", "#d98a00")]
+    }, [xs, bars(ph.counts)], $("chart-hours")));
+
+    var trig = Object.keys(r.escalations.by_trigger);
+    state.charts.push(categoryChart("chart-triggers", trig.map(function (k) { return TRIGGERS[k] || k; }),
+                                    trig.map(function (k) { return r.escalations.by_trigger[k]; }),
+                                    "escalations", "#d98a00"));
+
+    var bins = r.time_to_agent.bins;
+    state.charts.push(categoryChart("chart-wait", bins.map(function (b) {
+      return b.to_ms === null ? "\u2265 " + fmtDuration(b.from_ms) : "< " + fmtDuration(b.to_ms);
+    }).map(function (s) { return s.replace(/m 00s$/, "m").replace(/h 00m$/, "h"); }),
+      bins.map(function (b) { return b.count; }), "handoffs", "#2456d6"));
+
+    var cv = r.conversations;
+    state.charts.push(categoryChart("chart-share", ["AI alone", "with a person"], [cv.ai_only, cv.with_person],
+                                    "conversations", "#17724a"));
+
+    var paths = Object.keys(r.handbacks.by_path);
+    state.charts.push(categoryChart("chart-paths", paths.map(function (k) { return PATHS[k] || k; }),
+                                    paths.map(function (k) { return r.handbacks.by_path[k]; }),
+                                    "hand-backs", "#5b3fc4"));
+  }
+
+  var resizeTimer = null;
+  function onResize() {
+    if (resizeTimer) clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(function () {
+      if (state.report && state.view === "reports") drawCharts(state.report);
+    }, 200);
+  }
+
   // ---- actions -----------------------------------------------------------
 
   function act(what, reason) {
     var d = state.detail;
     if (!d) return;
-    var who = short(d.customer);
+    var name = who(d);
     var body = splitKey(d.key);
     if (reason) body.reason = reason;
+    if (what === "escalate") state.mine[d.key] = true;
     var buttons = [$("handback"), $("escalate")];
     buttons.forEach(function (b) { b.disabled = true; });
-    say((what === "handback" ? "Handing " + who + " back to the AI…" : "Escalating " + who + "…"), "info");
+    say((what === "handback" ? "Handing " + name + " back to the AI\u2026" : "Escalating " + name + "\u2026"), "info");
     api(what, { method: "POST", body: body }).then(function (r) {
       if (r.status === 401) throw { auth: true };
+      if (r.status !== 200) delete state.mine[d.key];
       if (r.status === 200) {
-        say(what === "handback" ? "Handed back to the AI: " + who + "." : "Escalated: " + who + ".", "ok");
+        say(what === "handback" ? "Handed back to the AI: " + name + "." : "Escalated: " + name + ".", "ok");
       } else if (r.status === 404) {
-        say("baton does not know " + who + " any more.", "error");
+        say("baton does not know " + name + " any more.", "error");
       } else {
         say((what === "handback" ? "Hand-back" : "Escalation") + " failed: HTTP " + r.status +
             (r.data && r.data.error ? " (" + r.data.error + ")" : "") + ". Nothing changed; try again.", "error");
@@ -434,6 +837,7 @@
       state.sig.list = null;
       return loadDetail();
     }).catch(function (err) {
+      delete state.mine[d.key];
       if (err && err.auth) unauthorized();
       else say("Cannot reach baton: nothing was sent.", "error");
     }).then(function () {
@@ -470,7 +874,7 @@
       if (r.status === 200) {
         if (token) sessionStorage.setItem(TOKEN_KEY, token);
         else sessionStorage.setItem(BASIC_KEY, "1");
-        say("Signed in.", "ok");
+        say("Signed in.", "ok", 3000);
         showApp();
         return;
       }
@@ -513,6 +917,11 @@
       showLogin("Signed out.");
     });
     $("mode-filter").addEventListener("change", function () { state.sig.list = null; stop(); refresh(); });
+    var searchTimer = null;
+    $("search").addEventListener("input", function () {
+      if (searchTimer) clearTimeout(searchTimer);
+      searchTimer = setTimeout(function () { state.sig.list = null; stop(); refresh(); }, SEARCH_DELAY_MS);
+    });
     $("handback").addEventListener("click", function () { act("handback", "operator console"); });
     $("escalate").addEventListener("click", openEscalate);
     $("escalate-cancel").addEventListener("click", closeEscalate);
@@ -523,6 +932,32 @@
       act("escalate", reason || "operator console");
     });
     $("close-detail").addEventListener("click", closeDetail);
+
+    $("tab-conversations").addEventListener("click", function () { showView("conversations"); });
+    $("tab-reports").addEventListener("click", function () { showView("reports"); });
+    var buttons = document.querySelectorAll(".period-btn");
+    for (var i = 0; i < buttons.length; i++) {
+      buttons[i].addEventListener("click", function (ev) {
+        setPeriod(ev.currentTarget.getAttribute("data-period"));
+        loadReport();
+      });
+    }
+    var today = new Date();
+    $("period-to").value = dateValue(today);
+    $("period-from").value = dateValue(new Date(today.getFullYear(), today.getMonth(), today.getDate() - 6));
+    $("period-custom").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      setPeriod("custom");
+      loadReport();
+    });
+    $("reports-refresh").addEventListener("click", loadReport);
+    window.addEventListener("resize", onResize);
+
+    try { state.sound = localStorage.getItem(SOUND_KEY) === "on"; } catch (e) { state.sound = false; }
+    renderSound();
+    $("sound-toggle").addEventListener("click", toggleSound);
+    document.addEventListener("click", wakeAudio);
+    setInterval(tick, 1000);
 
     var saved = sessionStorage.getItem(TOKEN_KEY);
     if (saved) {
@@ -535,6 +970,9 @@
       showLogin("");
     }
   }
+
+  // For the tests and the curious: how the page writes times.
+  window.batonConsole = Object.freeze({ fmtTime: fmtTime, fmtDuration: fmtDuration });
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();

@@ -4,15 +4,21 @@ answers 401/404/405/415 as documented, reads LMDB read-only (503 until the
 router has created it, then it appears by itself), never returns a secret,
 and its hand-back and escalate go through the router exactly like
 /admin/handback and /admin/escalate (committed before 200, captured as
-those, working without admin.token).
+those, working without admin.token). On one known scenario: customers'
+names, waiting for an agent vs with an agent, search by name or number,
+baton's own messages marked and the hand-back told without the LLM's
+instructions, and the reports' figures exactly.
 
 The browser test drives the page in headless Chromium over WebDriver
 (tests/lib/webdriver.py) after a streamgen stream with escalations is
 replayed into the pipeline: log in with the token, see the list and the
-escalation queue, open an escalated conversation, read its transcript,
-hand it back (the page and batonctl show ai), escalate another with a
-reason, and save a screenshot. Skipped when chromium or chromedriver is
-not installed.
+escalation queue with names and states, open an escalated conversation,
+read its transcript, hand it back (the page and batonctl show ai),
+escalate another with a reason (waiting, its clock running, counted in the
+title), hear of a customer's escalation (the beep, counted), search, open
+Reports (uPlot's charts drawn, the tiles as the API says) and save
+console.png and console-reports.png. Skipped when chromium or chromedriver
+is not installed.
 """
 
 import base64
@@ -39,6 +45,12 @@ PASSWORD = "console-pass-52b1d8"
 SECRETS = (AUTH_TOKEN, LLM_KEY, ADMIN_TOKEN, TOKEN, PASSWORD)
 ANA = "whatsapp:+5511988881111"
 BRUNO = "whatsapp:+5511988882222"
+CARLA = "whatsapp:+5511988883333"
+SHOP = "whatsapp:+15550009999"
+HOLDING = "Your conversation is being transferred to our team."
+NO_AGENT = "All our agents are busy right now. A person will answer you as soon as possible."
+MARTA = dict(identity="Marta", accept_after_ms=1000, greeting="Hi, I'm Marta.", reply_delay_ms=50,
+             replies=[{"match": "thanks", "reply": "You're welcome, bye!", "close_after": True}])
 GREETING = "Hi, I'm Gonzalo, how can I help you?"
 AGENT = dict(identity="Gonzalo", accept_after_ms=100, greeting=GREETING, reply_delay_ms=50,
              replies=[])
@@ -178,13 +190,24 @@ class TestConsoleApi(ConsoleCase):
         self.assertIn("sessionStorage", js)
         st, _, h = self.get("/console/console.css")
         self.assertEqual((st, h["Content-Type"].split(";")[0]), (200, "text/css"))
+        # uPlot, vendored: served like the page, its license beside it; the
+        # CSP stays as strict (uPlot styles elements through the CSSOM only).
+        st, js, h = self.get("/console/uPlot.iife.min.js")
+        self.assertEqual((st, h["Content-Type"].split(";")[0]), (200, "text/javascript"))
+        self.assertIn("uPlot", js)
+        self.assertNotIn("unsafe-inline", h["Content-Security-Policy"])
+        st, _, h = self.get("/console/uPlot.min.css")
+        self.assertEqual((st, h["Content-Type"].split(";")[0]), (200, "text/css"))
+        st, text, h = self.get("/console/uPlot.LICENSE")
+        self.assertEqual((st, h["Content-Type"].split(";")[0]), (200, "text/plain"))
+        self.assertIn("MIT License", text)
         st, text, _ = self.get("/console", method="HEAD")
         self.assertEqual((st, text), (200, ""))
         st, _, h = self.get("/console", method="POST")
         self.assertEqual(st, 405)
         self.assertIn("GET", h["Allow"])
         for path in ("/console/nope.js", "/console/api", "/console/api/", "/console/api/nope",
-                     "/console/api/conversations/x", "/console/x/y"):
+                     "/console/api/conversations/x", "/console/x/y", "/console/vendor/uPlot.min.css"):
             st, _, _ = self.get(path, bearer())
             self.assertEqual(st, 404, path)
         st, _, _ = self.get("/consoles", bearer())  # not the console's: the server's 404
@@ -298,7 +321,7 @@ class TestConsoleApi(ConsoleCase):
         bodies = []
         for path in ("conversations", "conversations?mode=queue", "conversations?mode=human",
                      "conversation?address=" + urllib.parse.quote(ANA),
-                     "conversation?address=" + urllib.parse.quote(BRUNO)):
+                     "conversation?address=" + urllib.parse.quote(BRUNO), "reports"):
             st, text, _ = self.get("/console/api/" + path, bearer())
             self.assertEqual(st, 200)
             bodies.append(text)
@@ -362,6 +385,201 @@ class TestConsoleApi(ConsoleCase):
                          "hello")
 
 
+class TestConsoleScenario(ConsoleCase):
+    """One known scenario: Ana only talks to the AI; Bruno escalates, Marta
+    accepts after a known delay, he thanks her and she closes the chat (Flex
+    wraps the task up first: task_completed); Carla escalates when no agent
+    takes tasks (told after the accept timeout, still waiting)."""
+    env = {"BATON_CONSOLE_TOKEN": TOKEN, "BATON_HANDOFF_ACCEPT_TIMEOUT_S": "3"}
+
+    def scenario(self):
+        p = self.pipeline()
+        self.t0 = int(time.time() * 1000)
+        p.agent(**MARTA)
+        p.customer(ANA, "Where is the clinic located?", name="Ana Souza")
+        wait_for(lambda: len(p.whatsapp(ANA)) == 1, 10, what="the AI's reply to Ana")
+        p.customer(BRUNO, "quiero hablar con una persona", name="Bruno")
+        wait_for(lambda: "Hi, I'm Marta." in [m["body"] for m in p.whatsapp(BRUNO)], 15,
+                 what="Marta's greeting")
+        # Tasks created from now on are never accepted.
+        p.agent(enabled=False)
+        p.customer(CARLA, "quiero hablar con una persona", name="Carla Núñez")
+        wait_for(lambda: self.mode(CARLA) == "human", 15, what="Carla's task")
+        return p
+
+    def test_names_states_and_search(self):
+        p = self.scenario()
+        rows = {r["key"].split("|")[0]: r for r in self.api("conversations")["conversations"]}
+        self.assertEqual({c: r["name"] for c, r in rows.items()},
+                         {ANA: "Ana Souza", BRUNO: "Bruno", CARLA: "Carla Núñez"})
+        self.assertEqual({c: r["customer"] for c, r in rows.items()},
+                         {c: masked(c) for c in (ANA, BRUNO, CARLA)}, "numbers stay masked")
+        self.assertEqual({c: r["state"] for c, r in rows.items()},
+                         {ANA: "ai", BRUNO: "with_agent", CARLA: "waiting"})
+
+        # The queue: longest waiting first, each with its own clock.
+        queue = self.api("conversations?mode=queue")
+        self.assertEqual([(r["name"], r["state"]) for r in queue["conversations"]],
+                         [("Bruno", "with_agent"), ("Carla Núñez", "waiting")])
+        bruno, carla = (r["escalation"] for r in queue["conversations"])
+        self.assertEqual(bruno["agent"], "Marta")
+        self.assertEqual(bruno["agent_since_ms"], bruno["accepted_at_ms"])
+        self.assertEqual(bruno["waited_ms"], bruno["accepted_at_ms"] - bruno["at_ms"])
+        self.assertGreaterEqual(bruno["waited_ms"], MARTA["accept_after_ms"])
+        self.assertIsNone(carla["agent_since_ms"])
+        self.assertIsNone(carla["waited_ms"])
+        self.assertIsNone(carla["agent"])
+        # The detail says the same.
+        d = self.api("conversation?address=" + urllib.parse.quote(CARLA))
+        self.assertEqual((d["name"], d["state"], d["mode"]), ("Carla Núñez", "waiting", "human"))
+
+        def found(q, mode="all"):
+            r = self.api("conversations?mode=%s&q=%s" % (mode, urllib.parse.quote(q)))
+            self.assertEqual(r["total"], len(r["conversations"]))
+            return sorted(c["key"].split("|")[0] for c in r["conversations"])
+        self.assertEqual(found("ana"), [ANA])                 # case folded
+        self.assertEqual(found("  SOUZA "), [ANA])            # trimmed
+        self.assertEqual(found("nunez"), [CARLA])             # accents folded
+        self.assertEqual(found("Núñez"), [CARLA])
+        self.assertEqual(found("1111"), [ANA])                # digits of the number
+        self.assertEqual(found("+55 11 98888-2222"), [BRUNO])  # as people type it
+        self.assertEqual(found("98888"), [ANA, BRUNO, CARLA])
+        self.assertEqual(found("carla", mode="queue"), [CARLA])
+        self.assertEqual(found("ana", mode="queue"), [])
+        self.assertEqual(found("zzz"), [])
+        self.assertEqual(found("4444"), [])
+        self.assertEqual(found(""), [ANA, BRUNO, CARLA])
+        counts = self.api("conversations?q=zzz")["counts"]
+        self.assertEqual(counts, {"ai": 1, "escalating": 0, "human": 2}, "counts stay global")
+        st, _, _ = self.get("/console/api/conversations?q=" + "a" * 101, bearer())
+        self.assertEqual(st, 400)
+
+    def test_own_messages_and_hand_back_are_labelled(self):
+        p = self.scenario()
+        p.customer(BRUNO, "thanks")
+        wait_for(lambda: self.mode(BRUNO) == "ai", 15, what="Marta closing the chat")
+        wait_for(lambda: NO_AGENT in [m["body"] for m in p.whatsapp(CARLA)], 15,
+                 what="Carla told no agent is free")
+
+        st, raw, _ = self.get("/console/api/conversation?address=" + urllib.parse.quote(BRUNO), bearer())
+        self.assertEqual(st, 200)
+        d = json.loads(raw)
+        kinds = [(h["role"], h["kind"]) for h in d["history"]]
+        self.assertEqual(kinds, [("customer", "message"), ("ai", "holding"), ("agent", "message"),
+                                 ("customer", "message"), ("agent", "message"),
+                                 ("system", "handback")])
+        hold = d["history"][1]
+        self.assertEqual((hold["text"], hold["setting"]), (HOLDING, "handoff.holding_message"))
+        back = d["history"][-1]
+        show = p.show(BRUNO)
+        tl = {t["event"]: t for t in show["timeline"]}
+        self.assertEqual(back["handback"]["path"], "task_completed")
+        self.assertEqual(back["handback"]["agent"], "Marta")
+        self.assertEqual(back["handback"]["agent_since_ms"], tl["accepted"]["ts"])
+        self.assertEqual(back["handback"]["at_ms"], tl["handed_back"]["ts"])
+        self.assertRegex(back["text"], r"^Handed back to the AI \u2014 task completed, "
+                                       r"after \d+ s with Marta$")
+        # The router's note to the LLM stays in the store, never in the console.
+        self.assertIn("You are the assistant again", show["history"][-1]["text"])
+        for words in ("You are the assistant", "human stretch", "do not say"):
+            self.assertNotIn(words, raw)
+
+        d = self.api("conversation?address=" + urllib.parse.quote(CARLA))
+        own = [(h["kind"], h.get("setting"), h["text"]) for h in d["history"] if h["role"] == "ai"]
+        self.assertEqual(own, [("holding", "handoff.holding_message", HOLDING),
+                               ("notice", "handoff.no_agent_message", NO_AGENT)])
+        d = self.api("conversation?address=" + urllib.parse.quote(ANA))
+        self.assertEqual([(h["role"], h["kind"]) for h in d["history"]],
+                         [("customer", "message"), ("ai", "message")], "the AI's own words")
+
+    def test_reports_on_a_known_scenario(self):
+        p = self.scenario()
+        p.customer(BRUNO, "thanks")
+        wait_for(lambda: self.mode(BRUNO) == "ai", 15, what="Marta closing the chat")
+        t1 = int(time.time() * 1000) + 1
+        tl = p.show(BRUNO)["timeline"]
+        waited = next(t["ts"] for t in tl if t["event"] == "accepted") - \
+            next(t["ts"] for t in tl if t["event"] == "escalated")
+        self.assertGreaterEqual(waited, MARTA["accept_after_ms"])
+
+        r = self.api("reports?from_ms=%d&to_ms=%d" % (self.t0 - 1000, t1))
+        self.assertEqual(r["conversations"], {"active": 3, "ai_only": 1, "with_person": 2,
+                                              "ai_only_share": 1 / 3})
+        es = r["escalations"]
+        self.assertEqual(es["total"], 2)
+        self.assertEqual(es["by_trigger"], {"rule": 2, "tool": 0, "tag": 0, "ai_failure": 0,
+                                            "operator": 0, "other": 0})
+        hours = es["per_hour"]
+        self.assertEqual(hours["step_ms"], 3600000)
+        self.assertEqual(hours["start_ms"], (self.t0 - 1000) // 3600000 * 3600000)
+        self.assertEqual(sum(hours["counts"]), 2)
+        self.assertEqual(len(hours["counts"]), -(-(t1 - hours["start_ms"]) // 3600000))
+        ta = r["time_to_agent"]
+        self.assertEqual((ta["accepted"], ta["not_accepted"], ta["waiting"]), (1, 0, 1))
+        self.assertEqual((ta["median_ms"], ta["p90_ms"], ta["max_ms"]), (waited, waited, waited))
+        self.assertEqual([b["count"] for b in ta["bins"]], [1, 0, 0, 0, 0, 0, 0, 0], "under 30 s")
+        self.assertEqual((ta["bins"][0]["from_ms"], ta["bins"][0]["to_ms"], ta["bins"][-1]["to_ms"]),
+                         (0, 30000, None))
+        self.assertEqual(r["handbacks"]["total"], 1)
+        self.assertEqual(r["handbacks"]["by_path"], {"agent_closed": 0, "task_completed": 1,
+                                                     "operator": 0, "inactivity_timeout": 0,
+                                                     "no_agent": 0, "reset": 0, "other": 0})
+        self.assertEqual((r["scan"]["conversations"], r["scan"]["truncated"]), (3, False))
+
+        # A period before any of it: nothing, and no share of nothing.
+        r = self.api("reports?from_ms=%d&to_ms=%d" % (self.t0 - 7200000, self.t0 - 3600000))
+        self.assertEqual(r["conversations"], {"active": 0, "ai_only": 0, "with_person": 0,
+                                              "ai_only_share": None})
+        self.assertEqual((r["escalations"]["total"], r["handbacks"]["total"]), (0, 0))
+        self.assertEqual(r["escalations"]["per_hour"]["counts"], [0, 0] if self.t0 % 3600000 else [0],
+                         "the hours the period touches")
+        # Defaults: the last 24 hours.
+        r = self.api("reports")
+        self.assertEqual(r["to_ms"] - r["from_ms"], 86400000)
+        self.assertEqual(r["escalations"]["total"], 2)
+        for bad in ("from_ms=x", "to_ms=-5", "from_ms=10&to_ms=10", "from_ms=0&to_ms=%d" % (367 * 86400000)):
+            st, _, _ = self.get("/console/api/reports?" + bad, bearer())
+            self.assertEqual(st, 400, bad)
+        st, _, _ = self.get("/console/api/reports")
+        self.assertEqual(st, 401)
+
+
+class TestConsoleOwnMessagesPerNumber(ConsoleCase):
+    """The closed-hours holding message (%h and %n expanded) and a number's
+    own holding message ([number] section) are baton's, not the AI's."""
+    # Open one minute a week, on a day that is not today: closed now.
+    day = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"][(int(time.time() // 86400) + 5) % 7]
+    CLOSED = "We answer %h. A person will write to you on %n."
+    SHOP_HOLD = "Un momento, te paso con el equipo de la tienda."
+
+    def test_closed_and_per_number_messages(self):
+        conf = tempfile.mkdtemp(prefix="baton-console-conf-")
+        self.addCleanup(shutil.rmtree, conf, True)
+        path = os.path.join(conf, "baton.conf")
+        with open(path, "w") as f:
+            f.write('business.hours = "%s 03:00-03:01"\nhandoff.closed_message = "%s"\n'
+                    '[number %s]\nbusiness.hours = ""\nhandoff.holding_message = "%s"\n'
+                    % (self.day, self.CLOSED, SHOP, self.SHOP_HOLD))
+        p = self.pipeline(env={"BATON_CONFIG": path})
+        p.customer(ANA, "quiero hablar con una persona")
+        p.customer(ANA, "quiero hablar con una persona", to=SHOP)
+        closed = wait_for(lambda: [m["body"] for m in p.whatsapp(ANA) if m["body"].startswith("We answer")],
+                          15, what="the closed message")
+        wait_for(lambda: self.SHOP_HOLD in [m["body"] for m in p.whatsapp(ANA)], 15,
+                 what="the shop's holding message")
+        d = self.api("conversation?address=" + urllib.parse.quote(ANA + "|" + BUSINESS))
+        own = [(h["kind"], h.get("setting"), h["text"]) for h in d["history"] if h["role"] == "ai"]
+        self.assertEqual(own, [("holding", "handoff.closed_message", closed[0])])
+        d = self.api("conversation?address=" + urllib.parse.quote(ANA + "|" + SHOP))
+        own = [(h["kind"], h.get("setting"), h["text"]) for h in d["history"] if h["role"] == "ai"]
+        self.assertEqual(own, [("holding", "handoff.holding_message", self.SHOP_HOLD)])
+
+
+def dots(masked_addr):
+    """A masked address as the page shows it: no whatsapp: prefix, hidden digits as dots."""
+    return masked_addr.replace("whatsapp:", "").replace("*", "\u2022")
+
+
 @unittest.skipIf(webdriver.available(), "browser test: %s" % webdriver.available())
 class TestConsoleBrowser(ConsoleCase):
     def replay_stream(self, p):
@@ -390,34 +608,36 @@ class TestConsoleBrowser(ConsoleCase):
 
     def test_operator_hands_back_and_escalates_in_the_browser(self):
         p = self.pipeline()
-        p.agent(**AGENT)  # escalations are accepted: the queue holds human conversations
+        p.agent(**AGENT)  # escalations are accepted: the queue holds conversations with an agent
         escalations = self.replay_stream(p)
         # A message with markup: the page must show it as text.
         p.send(ANA, "<img src=x id=xss onerror=\"document.title='pwned'\"> is the clinic open?")
 
         def settled():
             q = self.api("conversations?mode=queue")["conversations"]
-            return len(q) == escalations and all(r["mode"] == "human" for r in q) and q
+            return len(q) == escalations and all(r["state"] == "with_agent" for r in q) and q
         queue = wait_for(settled, 30, what="every escalation accepted by the agent")
         total = self.api("conversations")["total"]
         target = queue[0]  # waiting longest
+        self.assertTrue(target["name"], "streamgen's customers have WhatsApp names")
         who = target["key"].split("|")[0]
 
-        shot = os.path.join(artifacts_dir(), "console.png")
+        shots = artifacts_dir()
         b = webdriver.Browser()
         self.addCleanup(b.close)
         try:
-            self.drive(b, p, target, who, total, escalations, shot)
+            self.drive(b, p, target, who, total, escalations, shots)
         except Exception:
             # What the page looked like when it failed.
             try:
-                print("screenshot of the failure: " + b.screenshot(shot.replace(".png", "-failed.png")))
+                print("screenshot of the failure: " +
+                      b.screenshot(os.path.join(shots, "console-failed.png")))
                 print("browser console: %s" % b.console_log())
             except Exception:
                 pass
             raise
 
-    def drive(self, b, p, target, who, total, escalations, shot):
+    def drive(self, b, p, target, who, total, escalations, shots):
         key = target["key"]
         b.get(self.url("/console"))
         b.wait(lambda: b.find("#token").displayed, what="the login form")
@@ -429,23 +649,43 @@ class TestConsoleBrowser(ConsoleCase):
         b.wait(lambda: "not right" in b.find("#login-error").text, what="the wrong-token message")
         self.assertFalse(b.find("#app-view").displayed)
 
-        # The right one, typed.
+        # The right one, typed; "Signed in." goes away by itself.
         b.find("#token").clear().send_keys(TOKEN)
         b.click("#login-button")
         b.wait(lambda: b.find("#app-view").displayed, what="the console after login")
         self.assertEqual(b.js("return sessionStorage.getItem('baton.console.token')"), TOKEN)
+        self.assertEqual(b.find("#status").text, "Signed in.")
+        b.wait(lambda: not b.find("#status").displayed, timeout=6, what="the sign-in banner gone")
 
-        # The live list and the queue.
+        # The live list and the queue, with names; numbers stay masked.
         b.wait(lambda: len(b.find_all("#conversation-rows tr")) == total, what="every conversation listed")
         b.wait(lambda: len(b.find_all("#queue li")) == escalations, what="the escalation queue")
         row_text = b.wait(lambda: b.find('#conversation-rows tr[data-key="%s"]' % key).text)
-        self.assertIn(target["customer"].replace("whatsapp:", ""), row_text)
-        self.assertIn("human", row_text)
+        self.assertIn(target["name"] + " \u00b7 " + dots(target["customer"]), row_text)
+        self.assertIn("with Gonzalo", row_text)
+        state = b.find('#conversation-rows tr[data-key="%s"] .badge.state' % key)
+        self.assertEqual((state.attr("data-state"), state.attr("title")), ("with_agent", "mode human"))
         self.assertNotIn(who.replace("whatsapp:", ""), b.find("#conversation-rows").text,
                          "customers are masked")
+        self.assertRegex(b.find('#conversation-rows tr[data-key="%s"] .when' % key).text,
+                         r"^\d\d:\d\d$", "today: the time alone")
         item = '#queue .queue-item[data-key="%s"]' % key
         b.wait(lambda: "rule" in b.find(item).text, what="the trigger in the queue")
+        self.assertIn(target["name"], b.find(item).text)
         self.assertEqual(b.find("#queue-count").text, str(escalations))
+        # Everyone has an agent: green, "with Gonzalo", and nobody counted as waiting.
+        self.assertEqual({q.attr("data-state") for q in b.find_all("#queue .queue-item")}, {"with_agent"})
+        self.assertRegex(b.find(item + " .q-wait").text, r"^with Gonzalo (\d+s|\d+m \d\ds)$")
+        self.assertEqual(b.find("#queue-waiting").text, "0 waiting")
+        self.assertEqual(b.js("return document.title"), "baton \u00b7 operator console")
+
+        # Dates on times that are not today, in this browser's time zone.
+        self.assertRegex(b.js("return batonConsole.fmtTime(Date.now() - 3 * 86400000)"),
+                         r"^(Sun|Mon|Tue|Wed|Thu|Fri|Sat) \d{1,2} "
+                         r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)( \d{4})? \d\d:\d\d$")
+        self.assertRegex(b.js("return batonConsole.fmtTime(Date.now())"), r"^\d\d:\d\d$")
+        self.assertEqual(b.js("var d = new Date(2020, 10, 30, 14, 5); return batonConsole.fmtTime(d.getTime())"),
+                         "Mon 30 Nov 2020 14:05")
 
         # Open it from the queue: transcript and timeline.
         b.click(item)
@@ -453,9 +693,17 @@ class TestConsoleBrowser(ConsoleCase):
         b.wait(lambda: {li.attr("data-role") for li in b.find_all("#transcript li")} >=
                {"customer", "ai", "agent"}, what="customer, ai and agent turns")
         self.assertEqual(b.find("#detail-mode").text, "human")
+        self.assertEqual(b.find("#detail-state").text, "with Gonzalo")
+        self.assertEqual(b.find("#detail-state").attr("data-state"), "with_agent")
+        self.assertIn(target["name"], b.find("#detail-customer").text)
+        self.assertRegex(b.find("#detail-facts .state-clock").text, r"^With Gonzalo \u00b7 (\d+s|\d+m \d\ds)$")
         transcript = b.find("#transcript").text
         self.assertIn("quiero hablar con una persona", transcript)
         self.assertIn(GREETING, transcript)
+        # The holding message is baton's, not the AI's.
+        hold = b.find('#transcript li[data-kind="holding"]')
+        self.assertEqual(hold.find(".role").text.lower(), "baton (holding message)")
+        self.assertEqual(hold.find(".text").text, "Your conversation is being transferred to our team.")
         events = b.wait(lambda: [li.attr("data-event") for li in b.find_all("#timeline li")])
         self.assertIn("escalated", events)
         self.assertIn("accepted", events)
@@ -477,9 +725,15 @@ class TestConsoleBrowser(ConsoleCase):
                what="its row says ai")
         b.wait(lambda: [li.attr("data-event") for li in b.find_all("#timeline li")][-1] == "handed_back",
                what="handed_back in the page's timeline")
+        # The hand-back reads as a line for people, not the LLM's instructions.
+        back = b.wait(lambda: b.find_all('#transcript li[data-role="system"]'), what="the hand-back turn")[-1]
+        self.assertRegex(back.find(".text").text,
+                         r"^Handed back to the AI \u2014 by an operator, after \d+ (s|min) with Gonzalo$")
+        self.assertNotIn("You are the assistant", b.find("#transcript").text)
+        self.assertFalse(b.find("#detail-state").displayed, "no state badge in ai mode")
 
         # The markup message is text, not HTML.
-        p.agent(enabled=False)  # the next escalation waits in the queue
+        p.agent(enabled=False)  # the next escalations wait in the queue
         ana = ANA + "|" + BUSINESS
         b.click('#conversation-rows tr[data-key="%s"] .open-conv' % ana)
         b.wait(lambda: b.find("#detail-panel").attr("data-key") == ana, what="ANA open")
@@ -488,7 +742,14 @@ class TestConsoleBrowser(ConsoleCase):
         self.assertFalse(b.js("return !!document.getElementById('xss')"))
         self.assertNotEqual(b.js("return document.title"), "pwned")
 
-        # Escalate with a reason, through the dialog.
+        # Sound on (remembered in this browser); the click itself plays a sample.
+        self.assertEqual(b.find("#sound-toggle").attr("aria-pressed"), "false")
+        b.click("#sound-toggle")
+        self.assertEqual(b.find("#sound-toggle").attr("aria-pressed"), "true")
+        self.assertEqual(b.js("return localStorage.getItem('baton.console.sound')"), "on")
+        self.assertEqual(b.find("#sound-toggle").attr("data-beeps"), "1")
+
+        # Escalate with a reason, through the dialog: waiting for an agent now.
         self.assertTrue(b.find("#handback").prop("disabled"))
         b.click("#escalate")
         b.wait(lambda: b.find("#escalate-dialog").prop("open"), what="the reason dialog")
@@ -502,8 +763,99 @@ class TestConsoleBrowser(ConsoleCase):
         self.assertFalse(b.find("#escalate").prop("disabled") and b.find("#handback").prop("disabled"))
         self.assertIn(("escalated", "operator: billing dispute"),
                       [(t["event"], t["detail"]) for t in p.show(ANA)["timeline"]])
-        b.wait(lambda: "billing dispute" in b.find('#queue .queue-item[data-key="%s"]' % ana).text,
+        ana_item = '#queue .queue-item[data-key="%s"]' % ana
+        b.wait(lambda: "billing dispute" in b.find(ana_item).text,
                what="the new escalation in the queue with its reason")
+        self.assertEqual(b.find(ana_item).attr("data-state"), "waiting")
+        self.assertIn("Ana \u00b7 " + dots(masked(ANA)), b.find(ana_item).text)
+        b.wait(lambda: b.find("#detail-state").text == "waiting", what="waiting in the detail")
+        clock = b.find("#detail-facts .state-clock").text
+        self.assertRegex(clock, r"^Waiting for an agent \u00b7 \d+s$")
+        b.wait(lambda: b.find("#detail-facts .state-clock").text != clock, timeout=4,
+               what="the waiting clock running")
+        b.wait(lambda: b.js("return document.title") == "(1) baton \u00b7 operator console",
+               what="the title counting who waits")
+        self.assertEqual(b.find("#queue-waiting").text, "1 waiting")
+        self.assertEqual(b.find("#sound-toggle").attr("data-beeps"), "1", "no beep for my own escalation")
+
+        # A customer asks for a person: a beep and a word in the status line.
+        carla = "whatsapp:+5511988883333"
+        p.send(carla, "quiero hablar con una persona", name="Carla")
+        b.wait(lambda: b.find("#sound-toggle").attr("data-beeps") == "2", what="the beep")
+        b.wait(lambda: "New escalation: Carla" in b.find("#status").text, what="the news")
+        b.wait(lambda: b.js("return document.title") == "(2) baton \u00b7 operator console",
+               what="two waiting in the title")
+
+        # Search by name, then by number.
+        b.find("#search").send_keys("carl")
+        b.wait(lambda: [r.attr("data-key") for r in b.find_all("#conversation-rows tr")] ==
+               [carla + "|" + BUSINESS], what="Carla alone found by name")
+        b.find("#search").clear().send_keys("1111")
+        b.wait(lambda: [r.attr("data-key") for r in b.find_all("#conversation-rows tr")] == [ana],
+               what="Ana alone found by her number's digits")
+        b.find("#search").clear().send_keys("nobody-has-this-name")
+        b.wait(lambda: b.find("#list-empty").displayed, what="nothing found")
+        self.assertIn("No conversation matches", b.find("#list-empty").text)
+        b.find("#search").clear()
+        b.js("var s = document.getElementById('search'); s.dispatchEvent(new Event('input'));")
+        b.wait(lambda: len(b.find_all("#conversation-rows tr")) == total + 1, what="every conversation again")
+
+        # The picture: the queue (waiting and with an agent), the list, and the
+        # handed-back conversation open (its hand-back line, its whole timeline).
+        b.click('#conversation-rows tr[data-key="%s"] .open-conv' % key)
+        b.wait(lambda: b.find("#detail-panel").attr("data-key") == key, what="the first one again")
+        b.wait(lambda: "system" in {li.attr("data-role") for li in b.find_all("#transcript li")},
+               what="the hand-back's system turn")
+        b.js("window.scrollTo(0, 0); document.querySelector('.table-wrap').scrollTop = 0;")
+        path = b.screenshot(os.path.join(shots, "console.png"))
+        self.assertGreater(os.path.getsize(path), 10000)
+        print("console screenshot: " + path)
+
+        # Reports: the same figures as the API, drawn by uPlot.
+        report = self.api("reports")
+        b.click("#tab-reports")
+        b.wait(lambda: b.find("#reports-view").displayed, what="the reports view")
+        self.assertFalse(b.find("#conversations-view").displayed)
+        self.assertTrue(b.js("return location.hash") == "#reports")
+        b.wait(lambda: b.js("return document.querySelectorAll('#reports-view .uplot canvas').length") == 5,
+               what="five uPlot charts")
+        self.assertEqual(b.find("#tile-escalations .tile-value").text, str(report["escalations"]["total"]))
+        self.assertEqual(b.find("#tile-active .tile-value").text, str(report["conversations"]["active"]))
+        self.assertEqual(b.find("#tile-ai-only .tile-value").text,
+                         "%d%%" % round(report["conversations"]["ai_only_share"] * 100))
+        self.assertEqual(b.find("#tile-handbacks .tile-value").text, "1")
+        self.assertGreater(b.js("return document.querySelector('#chart-hours canvas').width"), 200)
+        for period in ("7d", "30d"):
+            b.click('.period-btn[data-period="%s"]' % period)
+            b.wait(lambda: b.find('.period-btn[data-period="%s"]' % period).attr("aria-pressed") == "true",
+                   what="the %s period" % period)
+            b.wait(lambda: b.js("return document.querySelectorAll('#reports-view .uplot canvas').length") == 5,
+                   what="the charts redrawn")
+        b.js("document.getElementById('period-from').value = arguments[0];"
+             "document.getElementById('period-to').value = arguments[0];",
+             time.strftime("%Y-%m-%d"))
+        b.click("#period-apply")
+        b.wait(lambda: b.find("#period-custom").attr("data-active") == "true", what="the custom period")
+        b.wait(lambda: b.find("#tile-escalations .tile-value").text == str(report["escalations"]["total"]),
+               what="today's escalations")
+        self.assertIn("From", b.find("#reports-period").text)
+        b.click('.period-btn[data-period="24h"]')
+        b.wait(lambda: b.find('.period-btn[data-period="24h"]').attr("aria-pressed") == "true" and
+               b.find("#period-custom").attr("data-active") == "false", what="the last 24 hours again")
+        b.wait(lambda: b.js("return document.querySelectorAll('#reports-view .uplot canvas').length") == 5,
+               what="the charts redrawn")
+        # Tall enough for every chart in the picture.
+        b.resize(1280, 1560)
+        b.wait(lambda: b.js("return window.innerHeight") > 1300, what="the taller window")
+        b.wait(lambda: b.js("return document.querySelectorAll('#reports-view .uplot canvas').length") == 5,
+               what="the charts after the resize")
+        b.js("window.scrollTo(0, 0);")
+        path = b.screenshot(os.path.join(shots, "console-reports.png"))
+        self.assertGreater(os.path.getsize(path), 10000)
+        print("reports screenshot: " + path)
+        b.resize(1280, 900)
+        b.click("#tab-conversations")
+        b.wait(lambda: b.find("#conversations-view").displayed, what="back to the conversations")
 
         # The page never logged an error (CSP violations included) but the
         # wrong token's 401 above.
@@ -511,21 +863,11 @@ class TestConsoleBrowser(ConsoleCase):
                   "401 (Unauthorized)" not in e.get("message", "")]
         self.assertEqual(errors, [])
 
-        # The picture: the queue, the list, and the handed-back conversation
-        # open (customer, ai, agent and system turns; its whole timeline).
-        b.click('#conversation-rows tr[data-key="%s"] .open-conv' % key)
-        b.wait(lambda: b.find("#detail-panel").attr("data-key") == key, what="the first one again")
-        b.wait(lambda: "system" in {li.attr("data-role") for li in b.find_all("#transcript li")},
-               what="the hand-back's system turn")
-        b.js("window.scrollTo(0, 0); document.querySelector('.table-wrap').scrollTop = 0;")
-        path = b.screenshot(shot)
-        self.assertGreater(os.path.getsize(path), 10000)
-        print("console screenshot: " + path)
-
         # Sign out: back to the login form, the token forgotten.
         b.click("#logout")
         b.wait(lambda: b.find("#login-view").displayed, what="the login form again")
         self.assertIsNone(b.js("return sessionStorage.getItem('baton.console.token')"))
+        self.assertEqual(b.js("return document.title"), "baton \u00b7 operator console")
 
 
 if __name__ == "__main__":

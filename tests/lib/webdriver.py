@@ -10,7 +10,7 @@
 available() says whether chromium and chromedriver are installed (tests skip
 otherwise). Only what baton's tests use is here: navigation, finding
 elements by CSS selector, click, typing, text/attributes, running a script,
-screenshots and the browser's console log.
+the window's size, screenshots and the browser's console log.
 """
 
 import base64
@@ -229,6 +229,10 @@ class Browser:
             if time.monotonic() > deadline:
                 raise AssertionError("timed out waiting for %s%s" % (what, " (%s)" % last if last else ""))
             time.sleep(interval)
+
+    def resize(self, width, height):
+        """Sets the window's size: a taller window, a taller screenshot."""
+        return self._cmd("POST", "/window/rect", {"width": width, "height": height})
 
     def screenshot(self, path):
         png = base64.b64decode(self._cmd("GET", "/screenshot"))
