@@ -77,7 +77,10 @@ COMMON_SRC := \
 # it; batonctl and the console read it. Linked as a library, never as
 # another process's objects.
 STATE_SRC := \
-	state/store.c
+	state/store.c \
+	state/convkey.c \
+	state/convview.c \
+	state/convlist.c
 
 INGRESS_SRC := \
 	ingress/auth.c \
@@ -140,7 +143,7 @@ LIBSTATE    := $(BUILD)/libstate.a
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
             $(BIN)/baton-flex-worker $(BIN)/batonctl $(BIN)/baton-replay
 
-UNIT_TESTS := envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics
+UNIT_TESTS := convlist envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 .PHONY: all check-layers test test-run unit integration demo sandbox install deb run clean deps help fuzz chaos

@@ -768,9 +768,6 @@ const struct config *config_for(const struct config *cfg, const char *business)
 {
 	if (!business || !cfg->nnumbers)
 		return cfg;
-	const char *bar = strchr(business, '|');
-	if (bar)
-		business = bar + 1;
 	for (size_t i = 0; i < cfg->nnumbers; i++)
 		if (!strcmp(cfg->numbers[i].address, business))
 			return &cfg->numbers[i].cfg;

@@ -185,8 +185,8 @@ void config_drop_secrets(struct config *cfg, const char *const *keep);
 void config_release(struct config *cfg);
 /**
  * The settings for conversations with one business number: its [number]
- * section if the file has one, else cfg itself. business may be a
- * conversation key ("customer|business") or a bare address, or NULL.
+ * section if the file has one, else cfg itself. business is the address
+ * (convkey_business() of a conversation key), or NULL.
  */
 const struct config *config_for(const struct config *cfg, const char *business);
 /** Whether key may appear in a [number] section. */

@@ -22,6 +22,7 @@
 #include "console_assets.h"
 #include "envelope.h"
 #include "log.h"
+#include "convkey.h"
 #include "store.h"
 #include "xalloc.h"
 
@@ -780,7 +781,7 @@ static json_t *console_detail(struct console *k, MDB_txn *txn, const char *key,
 	json_object_set_new(root, "timeline", tl);
 	json_object_set_new(root, "timeline_total", json_integer((json_int_t)c->tl_seq));
 
-	const struct config *ncfg = config_for(k->cfg, key);
+	const struct config *ncfg = config_for(k->cfg, convkey_business(key));
 	json_t *hist = json_array();
 	from = c->seq > CONSOLE_HISTORY_MAX ? c->seq - CONSOLE_HISTORY_MAX + 1 : 1;
 	for (uint64_t i = from; i <= c->seq; i++) {

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "batch.h"
+#include "convkey.h"
 #include "ctx.h"
 #include "evkind.h"
 #include "metrics.h"

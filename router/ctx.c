@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "convkey.h"
 #include "xalloc.h"
 
 int rctx_hours_parse(struct rctx *x, const char **why, long *which)
@@ -29,12 +30,12 @@ void rctx_release(struct rctx *x)
 
 const struct config *rctx_cfg(const struct rctx *x, const char *key)
 {
-	return config_for(x->cfg, key);
+	return config_for(x->cfg, convkey_business(key));
 }
 
 const struct hours *rctx_hours(const struct rctx *x, const char *key)
 {
-	const struct config *c = config_for(x->cfg, key);
+	const struct config *c = config_for(x->cfg, convkey_business(key));
 	for (size_t i = 0; i < x->cfg->nnumbers; i++)
 		if (c == &x->cfg->numbers[i].cfg)
 			return &x->number_hours[i];

@@ -140,7 +140,7 @@ int turns_inbound(struct batch *b, struct item *it)
 	if (rc != MDB_NOTFOUND)
 		return rc;
 
-	key = store_conv_key(env->from, env->to);
+	key = convkey_join(env->from, env->to);
 	ids.conv = key;
 	rc = store_conv_get(b->st, b->txn, key, &c);
 	if (rc == MDB_NOTFOUND) {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "convkey.h"
 #include "kv.h"
 #include "log.h"
 #include "xalloc.h"
@@ -62,6 +63,9 @@ static const struct rec_field conv_fields[] = {
 	RF("tlseq", RK_U64, struct conv_rec, tl_seq),
 	RF("agent", RK_STR, struct conv_rec, agent),
 	RF("qu", RK_U64, struct conv_rec, queued_until),
+	RF("ixon", RK_BOOL, struct conv_rec, ix_on),
+	RF("ixm", RK_ENUM, struct conv_rec, ix_mode),
+	RF("ixat", RK_U64, struct conv_rec, ix_at),
 };
 
 static const struct rec_field tl_fields[] = {
@@ -314,7 +318,9 @@ void audit_rec_release(struct audit_rec *a) { rec_release(audit_fields, NF(audit
 
 int store_conv_decode(const MDB_val *val, struct conv_rec *out)
 {
-	return rec_decode(conv_fields, NF(conv_fields), val, out, sizeof(*out));
+	int rc = rec_decode(conv_fields, NF(conv_fields), val, out, sizeof(*out));
+	out->ix_known = rc == 0;
+	return rc;
 }
 
 int store_job_decode(const MDB_val *val, struct job_rec *out)
@@ -332,18 +338,220 @@ int store_audit_decode(const MDB_val *val, struct audit_rec *out)
 	return rec_decode(audit_fields, NF(audit_fields), val, out, sizeof(*out));
 }
 
-char *store_conv_key(const char *customer, const char *business)
-{
-	return xasprintf("%s|%s", customer, business);
-}
-
 void store_conv_parties(const char *key, const struct conv_rec *c, char **customer,
 			char **business)
 {
-	const char *bar = strchr(key, '|');
-	*customer = c->customer ? xstrdup(c->customer)
-				: xstrndup(key, bar ? (size_t)(bar - key) : strlen(key));
-	*business = c->business ? xstrdup(c->business) : xstrdup(bar ? bar + 1 : "");
+	const char *biz = convkey_business(key);
+	*customer = c->customer ? xstrdup(c->customer) : xstrndup(key, convkey_customer_len(key));
+	*business = c->business ? xstrdup(c->business) : xstrdup(biz ? biz : "");
+}
+
+/* --- the recent index --- */
+
+#define RECENT_KEY_MAX (1 + 8 + STORE_KEY_MAX)
+#define RECENT_BUILT "recent_index"
+
+/* mode, be64(at), key into buf (RECENT_KEY_MAX bytes). */
+static MDB_val store_recent_key(unsigned char *buf, enum conv_mode mode, uint64_t at,
+				const char *key, size_t keylen)
+{
+	if (keylen > STORE_KEY_MAX)
+		keylen = STORE_KEY_MAX; /* callers reject longer keys; never overflow buf */
+	buf[0] = (unsigned char)mode;
+	kv_be64(buf + 1, at);
+	memcpy(buf + 9, key, keylen);
+	MDB_val k = { .mv_size = 9 + keylen, .mv_data = buf };
+	return k;
+}
+
+static const char *const store_count_keys[] = { "count_ai", "count_escalating", "count_human" };
+
+/* Adds by (+1 or -1) to the number of conversations in mode (meta). */
+static int store_count_add(struct store *st, MDB_txn *txn, enum conv_mode mode, int by)
+{
+	if ((unsigned)mode > MODE_HUMAN)
+		return 0;
+	const char *name = store_count_keys[mode];
+	MDB_val k = { .mv_size = strlen(name), .mv_data = (void *)name }, v;
+	uint64_t n = 0;
+	int rc = mdb_get(txn, st->meta, &k, &v);
+	if (rc == 0 && v.mv_size == 8)
+		n = kv_from_be64(v.mv_data);
+	else if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	n = by < 0 ? (n ? n - 1 : 0) : n + 1;
+	unsigned char b[8];
+	kv_be64(b, n);
+	v.mv_size = 8;
+	v.mv_data = b;
+	return mdb_put(txn, st->meta, &k, &v, 0);
+}
+
+int store_mode_counts(struct store *st, MDB_txn *txn, uint64_t out[3])
+{
+	for (int m = 0; m < 3; m++) {
+		MDB_val k = { .mv_size = strlen(store_count_keys[m]),
+			      .mv_data = (void *)store_count_keys[m] }, v;
+		int rc = mdb_get(txn, st->meta, &k, &v);
+		out[m] = rc == 0 && v.mv_size == 8 ? kv_from_be64(v.mv_data) : 0;
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+	}
+	return 0;
+}
+
+/* Moves key's recent entry to where c belongs now (c->ix_* follow). */
+static int store_recent_move(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *c)
+{
+	unsigned char buf[RECENT_KEY_MAX];
+	MDB_val empty = { .mv_size = 0, .mv_data = (void *)"" }, k, v;
+	size_t kl = strlen(key);
+	int rc;
+
+	if (!c->ix_known) {
+		/* A record written without being read: the stored one says where it is. */
+		k.mv_size = kl;
+		k.mv_data = (void *)key;
+		if ((rc = mdb_get(txn, st->conv, &k, &v)) == 0) {
+			struct conv_rec old;
+			if (store_conv_decode(&v, &old) == 0) {
+				c->ix_on = old.ix_on;
+				c->ix_mode = old.ix_mode;
+				c->ix_at = old.ix_at;
+				conv_rec_release(&old);
+			}
+		} else if (rc != MDB_NOTFOUND) {
+			return rc;
+		}
+		c->ix_known = true;
+	}
+	uint64_t at = conv_last_activity(c);
+	if (c->ix_on && c->ix_mode == c->mode && c->ix_at == at)
+		return 0;
+	if (c->ix_on) {
+		k = store_recent_key(buf, c->ix_mode, c->ix_at, key, kl);
+		if ((rc = mdb_del(txn, st->recent, &k, NULL)) && rc != MDB_NOTFOUND)
+			return rc;
+	}
+	if (!c->ix_on || c->ix_mode != c->mode) {
+		if ((c->ix_on && (rc = store_count_add(st, txn, c->ix_mode, -1))) ||
+		    (rc = store_count_add(st, txn, c->mode, +1)))
+			return rc;
+	}
+	k = store_recent_key(buf, c->mode, at, key, kl);
+	if ((rc = mdb_put(txn, st->recent, &k, &empty, 0)))
+		return rc;
+	c->ix_on = true;
+	c->ix_mode = c->mode;
+	c->ix_at = at;
+	return 0;
+}
+
+/* A state from a router without the recent index: index every conversation
+ * once (the record learns its entry), then remember it is done. */
+static int store_recent_build(struct store *st, MDB_txn *txn)
+{
+	MDB_val mk = { .mv_size = strlen(RECENT_BUILT), .mv_data = (void *)RECENT_BUILT }, mv, k, v;
+	MDB_cursor *cur = NULL;
+	size_t n = 0;
+	int rc = mdb_get(txn, st->meta, &mk, &mv);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	for (int m = 0; m < 3; m++) {
+		MDB_val ck = { .mv_size = strlen(store_count_keys[m]),
+			       .mv_data = (void *)store_count_keys[m] };
+		if ((rc = mdb_del(txn, st->meta, &ck, NULL)) && rc != MDB_NOTFOUND)
+			return rc;
+	}
+	if ((rc = mdb_cursor_open(txn, st->conv, &cur)))
+		return rc;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct conv_rec c;
+		if (k.mv_size > STORE_KEY_MAX || store_conv_decode(&v, &c))
+			continue;
+		char *key = xstrndup(k.mv_data, k.mv_size);
+		c.ix_on = false; /* whatever an old record says, it is not indexed yet */
+		size_t len = 0;
+		rc = store_recent_move(st, txn, key, &c);
+		if (rc == 0) {
+			char *buf = rec_encode(conv_fields, NF(conv_fields), &c, &len);
+			MDB_val nv = { .mv_size = len, .mv_data = buf };
+			/* Overwrites the record the cursor is on: the walk goes on after it. */
+			rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+			free(buf);
+		}
+		free(key);
+		conv_rec_release(&c);
+		if (rc)
+			break;
+		n++;
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	mv.mv_size = 1;
+	mv.mv_data = (void *)"1";
+	if ((rc = mdb_put(txn, st->meta, &mk, &mv, 0)))
+		return rc;
+	if (n)
+		log_notice("indexed %zu conversations by last activity (state of an older router)", n);
+	return 0;
+}
+
+int store_recent_open(struct store *st, MDB_txn *txn, enum conv_mode mode, uint64_t at,
+		      const char *key, struct store_recent *it)
+{
+	unsigned char buf[RECENT_KEY_MAX];
+	MDB_val k, v;
+	memset(it, 0, sizeof(*it));
+	it->mode = mode;
+	if (!st->recent)
+		return EINVAL;
+	int rc = mdb_cursor_open(txn, st->recent, &it->cur);
+	if (rc)
+		return rc;
+	/* The first entry at or after the position, then one step back: the
+	 * newest entry strictly before it. */
+	if (key)
+		k = store_recent_key(buf, mode, at, key, strlen(key));
+	else
+		k = store_recent_key(buf, mode, UINT64_MAX, "\xff", 1);
+	rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
+	if (rc == 0)
+		rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV);
+	else if (rc == MDB_NOTFOUND)
+		rc = mdb_cursor_get(it->cur, &k, &v, MDB_LAST);
+	if (rc == 0 && k.mv_size >= 9 && ((unsigned char *)k.mv_data)[0] == (unsigned char)mode)
+		it->pending = k;
+	else if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	return 0;
+}
+
+int store_recent_next(struct store_recent *it, uint64_t *at, const char **key, size_t *keylen)
+{
+	MDB_val k = it->pending, v;
+	if (!k.mv_data)
+		return MDB_NOTFOUND;
+	*at = kv_from_be64((unsigned char *)k.mv_data + 1);
+	*key = (const char *)k.mv_data + 9;
+	*keylen = k.mv_size - 9;
+	int rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV);
+	if (rc == 0 && k.mv_size >= 9 && ((unsigned char *)k.mv_data)[0] == (unsigned char)it->mode)
+		it->pending = k;
+	else if (rc == 0 || rc == MDB_NOTFOUND)
+		it->pending.mv_data = NULL;
+	else
+		return rc;
+	return 0;
+}
+
+void store_recent_close(struct store_recent *it)
+{
+	if (it->cur)
+		mdb_cursor_close(it->cur);
+	it->cur = NULL;
 }
 
 int store_open(struct store *st, const char *dir, long map_mb, bool sync)
@@ -360,7 +568,10 @@ int store_open(struct store *st, const char *dir, long map_mb, bool sync)
 	    (rc = kv_dbi(txn, "pend", &st->pend)) || (rc = kv_dbi(txn, "seen", &st->seen)) ||
 	    (rc = kv_dbi(txn, "jobs", &st->jobs)) || (rc = kv_dbi(txn, "meta", &st->meta)) ||
 	    (rc = kv_dbi(txn, "idx", &st->idx)) || (rc = kv_dbi(txn, "tl", &st->tl)) ||
-	    (rc = kv_dbi(txn, "modes", &st->modes)) || (rc = kv_dbi(txn, "audit", &st->audit)))
+	    (rc = kv_dbi(txn, "modes", &st->modes)) || (rc = kv_dbi(txn, "audit", &st->audit)) ||
+	    (rc = kv_dbi(txn, "recent", &st->recent)))
+		goto fail;
+	if ((rc = store_recent_build(st, txn)))
 		goto fail;
 	if ((rc = mdb_txn_commit(txn))) {
 		txn = NULL;
@@ -400,6 +611,10 @@ int store_open_readonly(struct store *st, const char *dir)
 		st->audit = 0;
 	else if (rc)
 		goto fail;
+	if ((rc = mdb_dbi_open(txn, "recent", 0, &st->recent)) == MDB_NOTFOUND)
+		st->recent = 0;
+	else if (rc)
+		goto fail;
 	/* Committing (not aborting) makes the handles usable in later transactions. */
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
@@ -427,13 +642,16 @@ static MDB_val store_strkey(const char *s)
 int store_conv_get(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *out)
 {
 	MDB_val k = store_strkey(key);
-	return rec_get(txn, st->conv, &k, conv_fields, NF(conv_fields), out, sizeof(*out));
+	int rc = rec_get(txn, st->conv, &k, conv_fields, NF(conv_fields), out, sizeof(*out));
+	out->ix_known = rc == 0;
+	return rc;
 }
 
-int store_conv_put(struct store *st, MDB_txn *txn, const char *key, const struct conv_rec *c)
+int store_conv_put(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *c)
 {
 	MDB_val k = store_strkey(key);
-	return rec_put(txn, st->conv, &k, conv_fields, NF(conv_fields), c);
+	int rc = store_recent_move(st, txn, key, c);
+	return rc ? rc : rec_put(txn, st->conv, &k, conv_fields, NF(conv_fields), c);
 }
 
 /* key \0 be64(seq) into buf (STORE_KEY_MAX + 9 bytes). */
@@ -675,7 +893,7 @@ int store_conv_find(struct store *st, MDB_txn *txn, const char *address, const c
 	if (strlen(address) + 1 + (business ? strlen(business) : 0) > STORE_KEY_MAX)
 		return MDB_NOTFOUND;
 	if (business) {
-		char *full = store_conv_key(address, business);
+		char *full = convkey_join(address, business);
 		k = store_strkey(full);
 		int rc = mdb_get(txn, st->conv, &k, &v);
 		if (rc == 0)
@@ -684,7 +902,7 @@ int store_conv_find(struct store *st, MDB_txn *txn, const char *address, const c
 			free(full);
 		return rc;
 	}
-	char *prefix = xasprintf("%s|", address);
+	char *prefix = convkey_join(address, "");
 	size_t pl = strlen(prefix);
 	int rc = mdb_cursor_open(txn, st->conv, &cur);
 	if (rc == 0) {
@@ -820,6 +1038,20 @@ int store_conv_erase(struct store *st, MDB_txn *txn, const char *key, struct sto
 		out->modes = 1;
 	else if (rc != MDB_NOTFOUND)
 		return rc;
+	struct conv_rec c;
+	if ((rc = store_conv_get(st, txn, key, &c)) == 0) {
+		unsigned char buf[RECENT_KEY_MAX];
+		MDB_val rk = store_recent_key(buf, c.ix_mode, c.ix_at, key, strlen(key));
+		if (c.ix_on && (rc = mdb_del(txn, st->recent, &rk, NULL)) == MDB_NOTFOUND)
+			rc = 0;
+		if (rc == 0 && c.ix_on)
+			rc = store_count_add(st, txn, c.ix_mode, -1);
+		conv_rec_release(&c);
+		if (rc)
+			return rc;
+	} else if (rc != MDB_NOTFOUND) {
+		return rc;
+	}
 	if ((rc = mdb_del(txn, st->conv, &k, NULL)) == 0)
 		out->conv = 1;
 	return rc;

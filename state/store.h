@@ -8,7 +8,9 @@
  *          for the AI job in flight; moved to hist in arrival order)
  *   seen   MessageSid       -> be64(wall ms)     (webhook dedupe)
  *   jobs   be64(job id)     -> struct job_rec    (work not yet finished)
- *   meta   "next_job"       -> be64
+ *   meta   "next_job"       -> be64; "count_ai", "count_escalating",
+ *          "count_human" -> be64 (conversations by mode, with the recent
+ *          index); "recent_index" -> "1" once the index is built
  *   idx    "ch:CH..." / "wt:WT..." / "sm:SM..." -> conversation key (to find
  *          the conversation of a Flex conversation, task or sent message)
  *   tl     key \0 be64(n)   -> struct tl_rec     (lifecycle timeline)
@@ -16,8 +18,11 @@
  *          for the timers: small even when conv is huge)
  *   audit  be64(wall ms) -> struct audit_rec      (one per purge: when, the masked
  *          address and how many records went; never the content)
+ *   recent mode(1 byte) be64(last activity) key -> ""   (every conversation by
+ *          mode and last activity, for pages newest first without a scan;
+ *          the record keeps the entry it is under, so a write moves it)
  *
- * The conversation key is "<customer address>|<business address>".
+ * The conversation key is "<customer address>|<business address>" (convkey.h).
  * Upgrade note: a decoder ignores unknown keys, so new optional fields
  * keep STORE_VERSION; anything else bumps it and needs a migration.
  *
@@ -66,6 +71,12 @@ struct conv_rec {
 	uint64_t window_closed;  /* outbound blocked by the 24 h window (time), 0 = open */
 	uint64_t tl_seq;         /* timeline entries */
 	char *agent;             /* identity of the agent handling it */
+	/* Where the record is in the recent index (stored with it): kept by
+	 * store_conv_put, never set by callers. */
+	bool ix_on;
+	enum conv_mode ix_mode;
+	uint64_t ix_at;
+	bool ix_known; /* read from the store (a new record is not) */
 };
 
 struct tl_rec {
@@ -122,10 +133,12 @@ struct store_erased {
 struct store {
 	MDB_env *env;
 	MDB_dbi conv, hist, pend, seen, jobs, meta, idx, tl, modes;
-	MDB_dbi audit; /* 0 when a read-only open finds none (state of an older router) */
+	MDB_dbi audit;  /* 0 when a read-only open finds none (state of an older router) */
+	MDB_dbi recent; /* 0 when a read-only open finds none (state of an older router) */
 };
 
-/** Open the environment and databases under dir. 0 or -1 (logged). */
+/** Open the environment and databases under dir, building the recent index
+ *  when the state comes from a router without it. 0 or -1 (logged). */
 int store_open(struct store *st, const char *dir, long map_mb, bool sync);
 /** Open an existing environment read-only (tools reading while the router runs). */
 int store_open_readonly(struct store *st, const char *dir);
@@ -142,8 +155,6 @@ void job_rec_release(struct job_rec *j);
 void tl_rec_release(struct tl_rec *t);
 void audit_rec_release(struct audit_rec *a);
 
-/** Conversation key for customer and business address; caller frees. */
-char *store_conv_key(const char *customer, const char *business);
 /** Customer and business of conversation key (from c's fields, else split
  * from the key: records of old routers lack them); caller frees both. */
 void store_conv_parties(const char *key, const struct conv_rec *c, char **customer,
@@ -151,7 +162,8 @@ void store_conv_parties(const char *key, const struct conv_rec *c, char **custom
 
 /** MDB_NOTFOUND when absent. */
 int store_conv_get(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *out);
-int store_conv_put(struct store *st, MDB_txn *txn, const char *key, const struct conv_rec *c);
+/** Write c under key and move its recent index entry (c's ix_* follow). */
+int store_conv_put(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *c);
 
 int store_hist_get(struct store *st, MDB_txn *txn, const char *key, uint64_t seq,
 		   struct hist_rec *out);
@@ -218,6 +230,25 @@ int store_conv_erase(struct store *st, MDB_txn *txn, const char *key, struct sto
 int store_audit_add(struct store *st, MDB_txn *txn, const struct audit_rec *a);
 /** Decode an audit record read with a cursor. 0 or MDB_CORRUPTED. */
 int store_audit_decode(const MDB_val *val, struct audit_rec *out);
+
+/*
+ * The recent index, newest first within one mode. Open positions the walk
+ * before (at, key) — strictly older, or the same time and a smaller key —
+ * or at the newest entry when key is NULL; next gives one entry (key points
+ * into LMDB's page: valid until the transaction ends) or MDB_NOTFOUND at
+ * the end of the mode. EINVAL when the state has no recent index.
+ */
+struct store_recent {
+	MDB_cursor *cur;
+	enum conv_mode mode;
+	MDB_val pending; /* the entry next returns, or mv_data NULL at the end */
+};
+int store_recent_open(struct store *st, MDB_txn *txn, enum conv_mode mode, uint64_t at,
+		      const char *key, struct store_recent *it);
+int store_recent_next(struct store_recent *it, uint64_t *at, const char **key, size_t *keylen);
+void store_recent_close(struct store_recent *it);
+/** Conversations by mode (out[MODE_AI..MODE_HUMAN]), kept with the recent index. */
+int store_mode_counts(struct store *st, MDB_txn *txn, uint64_t out[3]);
 
 /** Decode a conversation or job record read with a cursor. 0 or MDB_CORRUPTED. */
 int store_conv_decode(const MDB_val *val, struct conv_rec *out);

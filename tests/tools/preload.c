@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "clock.h"
+#include "convkey.h"
 #include "store.h"
 
 #define PRELOAD_TXN 20000
@@ -38,7 +39,7 @@ static int preload_one(struct store *st, MDB_txn *txn, uint64_t i, long turns,
 	int rc = 0;
 
 	snprintf(customer, sizeof(customer), "whatsapp:+1555%07" PRIu64, i);
-	char *key = store_conv_key(customer, business);
+	char *key = convkey_join(customer, business);
 	c.customer = customer;
 	c.business = (char *)business;
 	for (long t = 0; rc == 0 && t < turns; t++) {

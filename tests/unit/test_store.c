@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "convkey.h"
 #include "store.h"
 
 #define KEY "whatsapp:+14155550100|whatsapp:+14155238886"
@@ -194,7 +195,7 @@ static void assert_job_send(const struct job_rec *j)
 static void test_conv_key(void **state)
 {
 	(void)state;
-	char *k = store_conv_key("whatsapp:+14155550100", "whatsapp:+14155238886");
+	char *k = convkey_join("whatsapp:+14155550100", "whatsapp:+14155238886");
 	assert_string_equal(k, KEY);
 	free(k);
 	assert_string_equal(job_kind_name(JOB_AI), "ai");
@@ -812,6 +813,131 @@ static void test_audit(void **state)
 	mdb_txn_abort(txn);
 }
 
+/* --- the recent index --- */
+
+static void put_conv(struct fixture *fx, MDB_txn *txn, const char *key, enum conv_mode mode,
+		     uint64_t at)
+{
+	struct conv_rec c;
+	if (store_conv_get(&fx->st, txn, key, &c) != 0)
+		memset(&c, 0, sizeof(c));
+	c.mode = mode;
+	c.created = c.created ? c.created : 1;
+	c.updated = at;
+	assert_int_equal(store_conv_put(&fx->st, txn, key, &c), 0);
+	conv_rec_release(&c);
+}
+
+/* The keys of one mode, newest first, from before (at, key) (key NULL: the newest). */
+static void walk(struct fixture *fx, MDB_txn *txn, enum conv_mode mode, uint64_t at,
+		 const char *key, char *out, size_t len)
+{
+	struct store_recent it;
+	uint64_t t;
+	const char *k;
+	size_t kl;
+	out[0] = '\0';
+	assert_int_equal(store_recent_open(&fx->st, txn, mode, at, key, &it), 0);
+	while (store_recent_next(&it, &t, &k, &kl) == 0) {
+		size_t n = strlen(out);
+		snprintf(out + n, len - n, "%s%.*s@%llu", n ? " " : "", (int)kl, k,
+			 (unsigned long long)t);
+	}
+	store_recent_close(&it);
+}
+
+static void test_recent_index(void **state)
+{
+	struct fixture *fx = *state;
+	MDB_txn *txn;
+	char got[512];
+	assert_int_equal(mdb_txn_begin(fx->st.env, NULL, 0, &txn), 0);
+	put_conv(fx, txn, "a|b", MODE_AI, 100);
+	put_conv(fx, txn, "c|b", MODE_AI, 300);
+	put_conv(fx, txn, "d|b", MODE_AI, 200);
+	put_conv(fx, txn, "e|b", MODE_HUMAN, 250);
+	put_conv(fx, txn, "f|b", MODE_AI, 200);
+	walk(fx, txn, MODE_AI, 0, NULL, got, sizeof(got));
+	assert_string_equal(got, "c|b@300 f|b@200 d|b@200 a|b@100");
+	/* A page goes on strictly after the last entry of the one before. */
+	walk(fx, txn, MODE_AI, 200, "f|b", got, sizeof(got));
+	assert_string_equal(got, "d|b@200 a|b@100");
+	walk(fx, txn, MODE_AI, 200, "d|b", got, sizeof(got));
+	assert_string_equal(got, "a|b@100");
+	walk(fx, txn, MODE_HUMAN, 0, NULL, got, sizeof(got));
+	assert_string_equal(got, "e|b@250");
+	walk(fx, txn, MODE_ESCALATING, 0, NULL, got, sizeof(got));
+	assert_string_equal(got, "");
+	/* A write moves the entry: new time, new mode; nothing stays behind. */
+	put_conv(fx, txn, "a|b", MODE_AI, 400);
+	put_conv(fx, txn, "c|b", MODE_ESCALATING, 500);
+	walk(fx, txn, MODE_AI, 0, NULL, got, sizeof(got));
+	assert_string_equal(got, "a|b@400 f|b@200 d|b@200");
+	walk(fx, txn, MODE_ESCALATING, 0, NULL, got, sizeof(got));
+	assert_string_equal(got, "c|b@500");
+	/* A record written without being read first still moves its entry. */
+	struct conv_rec fresh;
+	memset(&fresh, 0, sizeof(fresh));
+	fresh.mode = MODE_HUMAN;
+	fresh.updated = 600;
+	assert_int_equal(store_conv_put(&fx->st, txn, "d|b", &fresh), 0);
+	walk(fx, txn, MODE_AI, 0, NULL, got, sizeof(got));
+	assert_string_equal(got, "a|b@400 f|b@200");
+	walk(fx, txn, MODE_HUMAN, 0, NULL, got, sizeof(got));
+	assert_string_equal(got, "d|b@600 e|b@250");
+	/* Erasing a conversation takes its entry. */
+	struct store_erased er;
+	assert_int_equal(store_conv_erase(&fx->st, txn, "e|b", &er), 0);
+	walk(fx, txn, MODE_HUMAN, 0, NULL, got, sizeof(got));
+	assert_string_equal(got, "d|b@600");
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	MDB_stat ms;
+	assert_int_equal(mdb_txn_begin(fx->st.env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_stat(txn, fx->st.recent, &ms), 0);
+	assert_int_equal(ms.ms_entries, 4); /* one per conversation left */
+	uint64_t counts[3];
+	assert_int_equal(store_mode_counts(&fx->st, txn, counts), 0);
+	assert_int_equal(counts[MODE_AI], 2);
+	assert_int_equal(counts[MODE_ESCALATING], 1);
+	assert_int_equal(counts[MODE_HUMAN], 1);
+	mdb_txn_abort(txn);
+}
+
+/* A state written by a router without the index gets it on the next open. */
+static void test_recent_built_for_old_state(void **state)
+{
+	struct fixture *fx = *state;
+	MDB_txn *txn;
+	char got[512];
+	assert_int_equal(mdb_txn_begin(fx->st.env, NULL, 0, &txn), 0);
+	put_conv(fx, txn, "a|b", MODE_AI, 100);
+	put_conv(fx, txn, "c|b", MODE_HUMAN, 300);
+	put_conv(fx, txn, "d|b", MODE_AI, 200);
+	/* What an old router leaves: no index, records that do not know of one. */
+	assert_int_equal(mdb_drop(txn, fx->st.recent, 0), 0);
+	MDB_val mk = { .mv_size = strlen("recent_index"), .mv_data = "recent_index" };
+	assert_int_equal(mdb_del(txn, fx->st.meta, &mk, NULL), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	fx_close(fx);
+	fx_open(fx);
+	assert_int_equal(mdb_txn_begin(fx->st.env, NULL, MDB_RDONLY, &txn), 0);
+	walk(fx, txn, MODE_AI, 0, NULL, got, sizeof(got));
+	assert_string_equal(got, "d|b@200 a|b@100");
+	walk(fx, txn, MODE_HUMAN, 0, NULL, got, sizeof(got));
+	assert_string_equal(got, "c|b@300");
+	uint64_t counts[3];
+	assert_int_equal(store_mode_counts(&fx->st, txn, counts), 0);
+	assert_int_equal(counts[MODE_AI], 2);
+	assert_int_equal(counts[MODE_HUMAN], 1);
+	mdb_txn_abort(txn);
+	/* And keeps it from then on: a later write moves the rebuilt entry. */
+	assert_int_equal(mdb_txn_begin(fx->st.env, NULL, 0, &txn), 0);
+	put_conv(fx, txn, "a|b", MODE_AI, 250);
+	walk(fx, txn, MODE_AI, 0, NULL, got, sizeof(got));
+	assert_string_equal(got, "a|b@250 d|b@200");
+	assert_int_equal(mdb_txn_commit(txn), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -835,6 +961,8 @@ int main(void)
 		T(test_uncommitted_not_persisted),
 		T(test_conv_erase),
 		T(test_audit),
+		T(test_recent_index),
+		T(test_recent_built_for_old_state),
 		cmocka_unit_test(test_open_bad_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
