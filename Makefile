@@ -71,7 +71,8 @@ COMMON_SRC := \
 	common/capture.c \
 	common/metrics.c \
 	common/webhook.c \
-	common/events.c
+	common/events.c \
+	common/auth.c
 
 # The state library: the store (LMDB schema and records). The router writes
 # it; batonctl and the console read it. Linked as a library, never as
@@ -83,8 +84,6 @@ STATE_SRC := \
 	state/convlist.c
 
 INGRESS_SRC := \
-	ingress/auth.c \
-	ingress/console.c \
 	ingress/metrics_http.c \
 	ingress/slow.c \
 	ingress/server.c
@@ -115,11 +114,25 @@ EGRESS_SRC := \
 
 CTL_SRC := \
 	ctl/ctl.c \
-	ctl/report.c
+	ctl/since.c \
+	ctl/show.c \
+	ctl/list.c \
+	ctl/stats.c \
+	ctl/export.c \
+	ctl/admin.c
 
 FLEX_SRC := \
 	flex-worker/flexapi.c \
 	flex-worker/pipeline.c
+
+CONSOLE_SRC := \
+	console/reader.c \
+	console/reply.c \
+	console/labels.c \
+	console/reports.c \
+	console/command.c \
+	console/api.c \
+	console/web.c
 
 REPLAY_SRC := \
 	replay/replay.c
@@ -137,11 +150,12 @@ EGRESS_OBJ  := $(call obj,$(EGRESS_SRC))
 FLEX_OBJ    := $(call obj,$(FLEX_SRC))
 CTL_OBJ     := $(call obj,$(CTL_SRC))
 REPLAY_OBJ  := $(call obj,$(REPLAY_SRC))
+CONSOLE_OBJ := $(call obj,$(CONSOLE_SRC))
 LIBCOMMON   := $(BUILD)/libcommon.a
 LIBSTATE    := $(BUILD)/libstate.a
 
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
-            $(BIN)/baton-flex-worker $(BIN)/batonctl $(BIN)/baton-replay
+            $(BIN)/baton-flex-worker $(BIN)/batonctl $(BIN)/baton-replay $(BIN)/baton-console
 
 UNIT_TESTS := convlist envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
@@ -186,20 +200,20 @@ $(LIBSTATE): $(STATE_OBJ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
-# The operator console (ingress/console.c) reads LMDB through the state
-# library (read-only) and serves ingress/console/* embedded as C arrays
+# The operator console (baton-console, console/) reads LMDB through the
+# state library (read-only) and serves console/page/* embedded as C arrays
 # (vendor/: uPlot for the reports' charts, see vendor/VERSION).
-CONSOLE_ASSETS := ingress/console/index.html ingress/console/console.css ingress/console/console.js \
-                  ingress/console/vendor/uPlot.iife.min.js ingress/console/vendor/uPlot.min.css \
-                  ingress/console/vendor/uPlot.LICENSE
-INGRESS_OBJ += $(BUILD)/gen/console_assets.o
+CONSOLE_ASSETS := console/page/index.html console/page/console.css console/page/console.js \
+                  console/page/vendor/uPlot.iife.min.js console/page/vendor/uPlot.min.css \
+                  console/page/vendor/uPlot.LICENSE
+CONSOLE_OBJ += $(BUILD)/gen/console_assets.o
 %/gen/console_assets.c: scripts/gen-console-assets $(CONSOLE_ASSETS)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  GEN     $@")
 	$(Q)python3 scripts/gen-console-assets $@ $(CONSOLE_ASSETS)
 $(BUILD)/gen/console_assets.o: $(BUILD)/gen/console_assets.c
 	@$(if $(V),,echo "  CC      $@")
-	$(Q)$(CC) $(CFLAGS) -Iingress -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS) -Iconsole -c -o $@ $<
 
 $(BIN)/baton-ingress: $(BUILD)/ingress/main.o $(INGRESS_OBJ) $(LIBSTATE) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -239,6 +253,11 @@ $(BIN)/baton-replay: $(BUILD)/replay/main.o $(REPLAY_OBJ) $(LIBCOMMON)
 	@$(if $(V),,echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BIN)/baton-console: $(BUILD)/console/main.o $(CONSOLE_OBJ) $(LIBSTATE) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
+
 # Unit tests link the module under test, the libraries it stands on and cmocka:
 # never another process's objects it does not test.
 UT_LIBS := $(LIBSTATE) $(LIBCOMMON)
@@ -254,8 +273,8 @@ $(BUILD)/tests/test_dispatch: $(call obj,router/dispatch.c)
 $(BUILD)/tests/test_rules: $(call obj,router/rules.c)
 $(BUILD)/tests/test_twilio: $(call obj,egress/twilio.c)
 $(BUILD)/tests/test_flexapi: $(call obj,flex-worker/flexapi.c)
-$(BUILD)/tests/test_metrics: $(call obj,ingress/metrics_http.c ingress/auth.c)
-$(BUILD)/tests/test_ctl: $(CTL_OBJ)
+$(BUILD)/tests/test_metrics: $(call obj,ingress/metrics_http.c)
+$(BUILD)/tests/test_ctl: $(call obj,ctl/since.c)
 
 unit: $(UNIT_BINS)
 

@@ -177,7 +177,8 @@ static int cc_key(const char *key, const char *v, bool secret, char *err, size_t
 static int cc_zmq(const struct config *cfg, unsigned roles, char *err, size_t errlen)
 {
 	const char *eps[2] = { cfg->router_ingress_endpoint, cfg->router_work_endpoint };
-	unsigned users[2] = { CONF_INGRESS | CONF_REPLAY, CONF_AI | CONF_EGRESS | CONF_FLEX };
+	unsigned users[2] = { CONF_INGRESS | CONF_REPLAY | CONF_CONSOLE,
+			      CONF_AI | CONF_EGRESS | CONF_FLEX };
 	for (int i = 0; i < 2; i++) {
 		if (strncmp(eps[i], "tcp://", 6))
 			continue;
@@ -275,6 +276,17 @@ int confcheck(const struct config *cfg, unsigned roles, char *err, size_t errlen
 		    cc_secret(cfg, "llm.api_key", cfg->llm_api_key, err, errlen) < 0)
 			return -1;
 	}
+	/* Checked alone (baton-console itself): a console without a token has
+	 * nothing to serve. Among all roles, no token just means no console. */
+	if (roles == CONF_CONSOLE && !cfg->console_token[0])
+		return cc_fail(err, errlen, "console.token: not set, so baton-console has nothing to "
+			       "serve (set it, or do not start baton-console)");
+	if ((roles & CONF_CONSOLE) && cfg->console_token[0] &&
+	    cc_secret(cfg, "console.token", cfg->console_token, err, errlen) < 0)
+		return -1;
+	if ((roles & CONF_CONSOLE) && cfg->capture_dir[0] &&
+	    cc_capture_dir(cfg->capture_dir, err, errlen) < 0)
+		return -1;
 	if ((roles & (CONF_EGRESS | CONF_FLEX)) && cc_rest_auth(cfg, err, errlen) < 0)
 		return -1;
 	if (roles & CONF_FLEX) {
@@ -287,9 +299,10 @@ int confcheck(const struct config *cfg, unsigned roles, char *err, size_t errlen
 
 const char *const *confcheck_secrets(unsigned roles)
 {
-	static const char *const ingress[] = { "twilio.auth_token", "admin.token", "console.token",
-					       "console.password", "metrics.token", "zmq.secret_key",
-					       NULL };
+	static const char *const ingress[] = { "twilio.auth_token", "admin.token", "metrics.token",
+					       "zmq.secret_key", NULL };
+	static const char *const console[] = { "console.token", "console.password",
+					       "zmq.secret_key", NULL };
 	static const char *const ai[] = { "llm.api_key", "zmq.secret_key", NULL };
 	static const char *const rest[] = { "twilio.auth_token", "twilio.api_key_secret",
 					    "zmq.secret_key", NULL };
@@ -305,6 +318,7 @@ const char *const *confcheck_secrets(unsigned roles)
 	case CONF_CTL: return ctl;
 	case CONF_REPLAY: return replay;
 	case CONF_ROUTER: return router;
+	case CONF_CONSOLE: return console;
 	default: return NULL; /* several roles: keep everything */
 	}
 }

@@ -27,7 +27,8 @@ enum conf_role {
 	CONF_FLEX = 1u << 4,
 	CONF_CTL = 1u << 5,
 	CONF_REPLAY = 1u << 6,
-	CONF_ALL = (1u << 7) - 1,
+	CONF_CONSOLE = 1u << 7,
+	CONF_ALL = (1u << 8) - 1,
 };
 
 /** The checks of roles, in a fixed order: 0, or -1 with the first problem in err. */

@@ -268,9 +268,14 @@ static const struct config_entry config_table[] = {
 	  "bearer token of the /admin endpoints (empty = admin endpoints off)" },
 	{ "admin.token_file", CT_STR, "", 0, 0, NULL, F(admin_token_file), false,
 	  "read admin.token from this file (mode 0600 or stricter)" },
+	{ "console.bind", CT_STR, "127.0.0.1", 0, 0, NULL, F(console_bind), false,
+	  "address baton-console listens on (the operator console; put a TLS proxy in front "
+	  "before opening it beyond loopback)" },
+	{ "console.port", CT_INT, "18081", 0, 65535, NULL, F(console_port), false,
+	  "port of baton-console (0 = any free port, logged when ready)" },
 	{ "console.token", CT_STR, "", 0, 0, NULL, F(console_token), true,
-	  "operator console under /console: the token operators log in with (sent as a bearer "
-	  "token; empty = console off, /console answers 404)" },
+	  "operator console (baton-console, under /console): the token operators log in with "
+	  "(sent as a bearer token; empty = no console, baton-console refuses to start)" },
 	{ "console.token_file", CT_STR, "", 0, 0, NULL, F(console_token_file), false,
 	  "read console.token from this file (mode 0600 or stricter)" },
 	{ "console.user", CT_STR, "", 0, 0, NULL, F(console_user), false,
@@ -1085,19 +1090,22 @@ static const struct {
 	const char *key;
 	unsigned roles;
 } config_readers[] = {
-	{ "router.ingress_endpoint", CONF_ROUTER | CONF_INGRESS | CONF_REPLAY },
+	{ "router.ingress_endpoint", CONF_ROUTER | CONF_INGRESS | CONF_REPLAY | CONF_CONSOLE },
 	{ "router.work_endpoint", CONF_ROUTER | CONF_AI | CONF_EGRESS | CONF_FLEX },
 	{ "router.batch", CONF_ROUTER },
 	{ "zmq.server_secret_key", CONF_ROUTER },
 	{ "zmq.server_secret_key_file", CONF_ROUTER },
 	{ "zmq.allowed_keys", CONF_ROUTER },
-	{ "zmq.public_key", CONF_INGRESS | CONF_AI | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
-	{ "zmq.secret_key", CONF_INGRESS | CONF_AI | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
-	{ "zmq.secret_key_file", CONF_INGRESS | CONF_AI | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
+	{ "zmq.public_key", CONF_INGRESS | CONF_AI | CONF_EGRESS | CONF_FLEX | CONF_REPLAY |
+				CONF_CONSOLE },
+	{ "zmq.secret_key", CONF_INGRESS | CONF_AI | CONF_EGRESS | CONF_FLEX | CONF_REPLAY |
+				CONF_CONSOLE },
+	{ "zmq.secret_key_file", CONF_INGRESS | CONF_AI | CONF_EGRESS | CONF_FLEX | CONF_REPLAY |
+				CONF_CONSOLE },
 	{ "http.bind", CONF_INGRESS | CONF_CTL | CONF_REPLAY },
 	{ "http.port", CONF_INGRESS | CONF_CTL | CONF_REPLAY },
 	{ "http.public_url", CONF_INGRESS | CONF_REPLAY },
-	{ "http.ack_timeout_ms", CONF_INGRESS | CONF_REPLAY },
+	{ "http.ack_timeout_ms", CONF_INGRESS | CONF_REPLAY | CONF_CONSOLE },
 	{ "http.max_params", CONF_INGRESS | CONF_REPLAY },
 	{ "twilio.account_sid", CONF_INGRESS | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
 	{ "twilio.auth_token", CONF_INGRESS | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
@@ -1109,6 +1117,13 @@ static const struct {
 	{ "twilio.whatsapp_from", CONF_INGRESS | CONF_ROUTER },
 	{ "twilio.validate_signature", CONF_INGRESS },
 	{ "ai.escalation_tag", CONF_AI },
+	/* The console tells baton's own messages from the AI's by their text. */
+	{ "ai.apology", CONF_ROUTER | CONF_CONSOLE },
+	{ "handoff.holding_message", CONF_ROUTER | CONF_CONSOLE },
+	{ "handoff.closed_message", CONF_ROUTER | CONF_CONSOLE },
+	{ "handoff.no_agent_message", CONF_ROUTER | CONF_CONSOLE },
+	{ "handoff.no_agent_ai_message", CONF_ROUTER | CONF_CONSOLE },
+	{ "handoff.failure_message", CONF_ROUTER | CONF_CONSOLE },
 	{ "ai.worker_credit", CONF_AI },
 	{ "ai.escalation_mode", CONF_AI },
 	{ "ai.language", CONF_FLEX },
@@ -1129,12 +1144,12 @@ static const struct {
 	{ "handoff.", CONF_ROUTER },
 	{ "business.", CONF_ROUTER },
 	{ "whatsapp.", CONF_ROUTER },
-	{ "console.", CONF_INGRESS },
+	{ "console.", CONF_CONSOLE },
 	{ "flex.", CONF_FLEX },
 	{ "egress.", CONF_EGRESS },
 	{ "lmdb.", CONF_ROUTER },
 	{ "dedupe.", CONF_ROUTER },
-	{ "capture.", CONF_INGRESS },
+	{ "capture.", CONF_INGRESS | CONF_CONSOLE },
 };
 
 unsigned config_readers_of(const char *key)

@@ -120,6 +120,8 @@ struct config {
 	char *whatsapp_template_vars;
 	char *admin_token;
 	char *admin_token_file;
+	char *console_bind;
+	int console_port;
 	char *console_token;    /* operator console; empty = off */
 	char *console_token_file;
 	char *console_user;     /* console basic auth; empty = off */

@@ -7,8 +7,12 @@
  * through ingress's /admin endpoints to the router, with the same effects
  * as the automatic paths.
  *
- *   ctl.c     show, handback/escalate, purge; the shared read helpers
- *   report.c  conversations, stats, export
+ *   ctl.c     the shared reads and output helpers, addresses, keygen
+ *   show.c    show          list.c    conversations
+ *   stats.c   stats         export.c  export
+ *   admin.c   handback, escalate, purge (through ingress)
+ *   since.c   --since
+ * Conversations print as state/convview.h's schema.
  *
  * Exit codes: 0 done, 1 failed (message on stderr), 2 usage or config
  * error, 3 no such conversation.
@@ -18,6 +22,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include <jansson.h>
+#include <stddef.h>
 
 #include "config.h"
 #include "store.h"
@@ -61,7 +68,14 @@ int ctl_export(const struct config *cfg, const char *address, bool json);
  */
 int ctl_parse_since(const char *s, uint64_t now_ms, uint64_t *out);
 
-/* --- shared by ctl.c and report.c --- */
+/* --- shared by the commands --- */
+
+/** ISO-8601 UTC of ms ("-" for 0); full keeps the milliseconds, else seconds. */
+void ctl_time(uint64_t ms, bool full, char *buf, size_t len);
+/** ms as an ISO-8601 JSON string, null for 0. */
+json_t *ctl_jtime(uint64_t ms);
+/** Print root as indented JSON on stdout. */
+void ctl_dump(json_t *root);
 
 /** A read-only view of the state: one read transaction. */
 struct ctl_read {

@@ -17,7 +17,7 @@
 static const char *const http_paths[] = {
 	"/twilio/messages", "/twilio/conversations", "/twilio/taskrouter", "/twilio/status",
 	"/admin/handback", "/admin/escalate", "/admin/purge", "/healthz", METRICS_HTTP_PATH,
-	"/console", "/console/api", "other", NULL,
+	"other", NULL,
 };
 static const char *const webhook_paths[] = {
 	"/twilio/messages", "/twilio/conversations", "/twilio/taskrouter", "/twilio/status", NULL,
@@ -79,10 +79,6 @@ static void metrics_http_register(void)
 
 const char *metrics_http_path(const char *url)
 {
-	if (!strncmp(url, "/console/api/", 13))
-		return "/console/api";
-	if (!strcmp(url, "/console") || !strncmp(url, "/console/", 9))
-		return "/console";
 	return metrics_label_in(url, http_paths);
 }
 

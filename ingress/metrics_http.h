@@ -39,7 +39,7 @@ void metrics_http_completed(struct MHD_Connection *c);
 void metrics_http_signature_failure(const char *path);
 /** n connections cut for a late request head (slow.h). */
 void metrics_http_slow_cut(size_t n);
-/** The path label of url: a known route, "/console", "/console/api" or "other". */
+/** The path label of url: a known route or "other". */
 const char *metrics_http_path(const char *url);
 
 #endif

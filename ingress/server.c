@@ -23,7 +23,6 @@
 #include "auth.h"
 #include "capture.h"
 #include "clock.h"
-#include "console.h"
 #include "envelope.h"
 #include "events.h"
 #include "log.h"
@@ -72,7 +71,6 @@ struct request {
 	char *body;
 	size_t len;
 	bool too_big;
-	bool authed; /* the console checked its own credentials (console.h) */
 	enum req_state state;
 	int status; /* set when REQ_ANSWER */
 	uint64_t rid;
@@ -93,7 +91,6 @@ struct server {
 	uint64_t next_rid;
 	struct capture_writer *capture; /* NULL unless capture.dir is set */
 	unsigned long capture_failed;   /* accepted webhooks the capture lost */
-	struct console *console;        /* /console: off unless console.token is set */
 	const char **numbers;           /* our WhatsApp numbers: a message's To is one */
 	size_t nnumbers;
 	struct slow *slow;              /* request-head deadlines */
@@ -236,7 +233,7 @@ static int server_convert(struct server *s, struct request *r, struct envelope *
 	if (rt->kind == RT_MESSAGES) {
 		status = webhook_inbound(&wc, sig, body, r->len, env, &why);
 	} else if (rt->kind == RT_ADMIN) {
-		status = r->authed || server_admin_ok(s, r->conn)
+		status = server_admin_ok(s, r->conn)
 				 ? events_admin(rt->admin_op, body, r->len, env, &why)
 				 : 401;
 		if (status == 401)
@@ -302,27 +299,6 @@ static enum MHD_Result server_forward(struct server *s, struct request *r)
 	return MHD_YES;
 }
 
-/* The console's hand-back and escalate (console.h): the /admin route of op,
- * so the same envelope, the same wait for the router's ACK and the same
- * answers; the console has checked its own credentials instead of admin.token. */
-static enum MHD_Result server_console_forward(void *host, struct MHD_Connection *c,
-					      const char *op, void **con_cls)
-{
-	struct server *s = host;
-	const struct route *rt = NULL;
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-		if (routes[i].admin_op && !strcmp(routes[i].admin_op, op))
-			rt = &routes[i];
-	if (!rt)
-		return MHD_queue_response(c, 404, s->r_404);
-	struct request *r = xcalloc(1, sizeof(*r));
-	r->conn = c;
-	r->route = rt;
-	r->authed = true;
-	*con_cls = r;
-	return MHD_YES;
-}
-
 /* Counts Content-Length headers and notes Transfer-Encoding. */
 static enum MHD_Result server_count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
 					   const char *value)
@@ -366,9 +342,8 @@ static enum MHD_Result server_handle(void *cls, struct MHD_Connection *c, const 
 		if (!strcmp(url, PATH_HEALTH))
 			return get ? MHD_queue_response(c, 200, s->r_health)
 				   : MHD_queue_response(c, 405, s->r_405_get);
-		/* Pages with a module of their own (metrics, console) are matched here,
+		/* Pages with a module of their own (metrics) are matched here,
 		 * one line each, before the webhook routes. */
-		if (console_owns(url)) return console_handle(s->console, c, url, method, con_cls);
 		if (metrics_http_owns(url)) return metrics_http_handle(c, method, s->cfg);
 		const struct route *rt = NULL;
 		for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
@@ -574,7 +549,6 @@ int server_run(const struct config *cfg, volatile sig_atomic_t *stop)
 			s.numbers[s.nnumbers++] = cfg->numbers[i].address;
 		s.numbers[s.nnumbers++] = cfg->twilio_whatsapp_from;
 	}
-	s.console = console_new(cfg, server_console_forward, &s);
 	s.slow = slow_new((uint64_t)cfg->http_head_timeout_s * 1000);
 	s.zctx = zmq_ctx_new();
 	if (!s.zctx) {
@@ -633,7 +607,6 @@ fail:
 	if (s.zctx)
 		zmq_ctx_term(s.zctx);
 	capture_close(&s.capture);
-	console_free(s.console);
 	server_free_responses(&s);
 	slow_free(&s.slow);
 	free(s.numbers);

@@ -76,7 +76,7 @@ function renderInside(state) {
   mode.textContent = state.mode || "-";
   mode.className = "mode " + (state.mode || "");
   $("timeline").replaceChildren(...(state.timeline || []).map((e) =>
-    el("li", "", `${time(e.ts / 1000)}  ${e.event}  ${e.detail || ""}`)));
+    el("li", "", `${time(e.at_ms / 1000)}  ${e.event}  ${e.detail || ""}`)));
   $("llm-count").textContent = `(${state.llm.length})`;
   $("llm").replaceChildren(...state.llm.map((r) =>
     el("li", "", `${time(r.time)}  ${r.messages} messages, last: “${r.last}”`)));

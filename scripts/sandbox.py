@@ -21,6 +21,7 @@ only; nothing here talks to the internet.
 import argparse
 import http.server
 import json
+import secrets
 import os
 import signal
 import subprocess
@@ -47,7 +48,9 @@ class Sandbox:
         self.customer, self.name = customer, name
         self.sent = []   # what the customer typed: {"time", "body"}
         self.lock = threading.Lock()
-        self.p = Pipeline()
+        # The operator console runs beside it, with a token made for this run.
+        self.console_token = secrets.token_urlsafe(18)
+        self.p = Pipeline(env={"BATON_CONSOLE_TOKEN": self.console_token})
         self.p.start_all()
         # The agent waits for you: no automatic accept, greeting or replies.
         self.p.agent(identity=AGENT, accept_after_ms=None, greeting=None, replies=[])
@@ -159,6 +162,8 @@ def main():
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     print("baton sandbox: http://127.0.0.1:%d/  (state in %s; Ctrl-C stops everything)"
           % (httpd.server_address[1], sb.p.dir), flush=True)
+    print("operator console: http://127.0.0.1:%d/console  (token %s)"
+          % (sb.p.console_port, sb.console_token), flush=True)
     try:
         stop.wait()
     finally:

@@ -219,7 +219,7 @@ class Chaos:
         for c in plans:
             s = self.p.show(c)
             h = s["history"]
-            sids = {t.get("sid") for t in h if t["role"] == "customer"}
+            sids = {t.get("message_sid") for t in h if t["role"] == "customer"}
             # 1. accepted means durable
             for sid in self.acked.get(c, []):
                 if sid not in sids:
@@ -241,7 +241,7 @@ class Chaos:
                     if answers > 1:
                         problems.append("%s: two AI answers to one customer turn" % c)
             # 4. order: what history says was sent is a subsequence of what Twilio got
-            recorded = [x for t in h if t.get("sent") for x in t["sent"].split(",") if x]
+            recorded = [x for t in h if t.get("sent_sids") for x in t["sent_sids"].split(",") if x]
             got = sent_by.get(c, [])
             it = iter(got)
             if not all(x in it for x in recorded):
@@ -254,7 +254,7 @@ class Chaos:
             # the conversation can make a second one on retry: the known
             # window (README, Guarantees), counted apart unless --strict.
             created = sum(1 for e in s["timeline"] if e["event"] == "task_created")
-            n = interactions.get(s["conversation"], 0)
+            n = interactions.get(s["key"], 0)
             if n > created and not self.args.strict and self.stats["kills"].get("flex-worker"):
                 self.stats["duplicate_interactions"] = self.stats.get("duplicate_interactions", 0) + n - created
             elif n != created:

@@ -159,7 +159,7 @@ class TestCheckConfigIsEveryProcess(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="baton-cc-")
         self.addCleanup(lambda: subprocess.call(["rm", "-rf", self.dir]))
         self.secrets = {}
-        for key in ("twilio.auth_token", "llm.api_key"):
+        for key in ("twilio.auth_token", "llm.api_key", "console.token"):
             path = os.path.join(self.dir, key)
             with open(path, "w") as f:
                 f.write(os.urandom(12).hex())

@@ -111,14 +111,14 @@ class TestHandBackPaths(LifeCase):
     def test_conversation_closed_event_hands_back_once(self):
         self.escalate()
         self.wait_wa(GREETING)
-        ch = self.p.show(ANA)["flex_conversation"]
+        ch = self.p.show(ANA)["flex"]["conversation"]
         params = [("EventType", "onConversationStateUpdated"), ("ConversationSid", ch),
                   ("StateFrom", "active"), ("StateTo", "closed"), ("Reason", "API"),
                   ("AccountSid", ACCOUNT_SID), ("ChatServiceSid", "IS" + "0" * 32)]
         for _ in range(2):
             st, _, _ = self.p.signed("/twilio/conversations", params)
             self.assertEqual(st, 200)
-        task = self.p.show(ANA)["task"]
+        task = self.p.show(ANA)["flex"]["task"]
         tparams = [("EventType", "task.completed"), ("TaskSid", task), ("AccountSid", ACCOUNT_SID),
                    ("WorkspaceSid", WORKSPACE_SID), ("TaskAttributes", '{"conversationSid":"%s"}' % ch)]
         st, _, h = self.p.signed("/twilio/taskrouter", tparams)
@@ -130,7 +130,7 @@ class TestHandBackPaths(LifeCase):
     def test_task_completed_alone_hands_back(self):
         self.escalate()
         self.wait_wa(GREETING)
-        task = self.p.show(ANA)["task"]
+        task = self.p.show(ANA)["flex"]["task"]
         st, _, _ = self.p.signed("/twilio/taskrouter", [("EventType", "task.wrapup"),
                                                          ("TaskSid", task),
                                                          ("AccountSid", ACCOUNT_SID),
@@ -142,7 +142,7 @@ class TestHandBackPaths(LifeCase):
 
     def test_unsigned_conversations_webhook_is_refused(self):
         self.escalate()
-        ch = self.p.show(ANA)["flex_conversation"]
+        ch = (self.p.show(ANA)["flex"] or {}).get("conversation") or "CH" + "0" * 32
         st, _, _ = self.p.post_webhook([("EventType", "onConversationStateUpdated"),
                                         ("ConversationSid", ch), ("StateTo", "closed")],
                                        path="/twilio/conversations", signature="forged")
@@ -205,13 +205,13 @@ class TestReviewRaces(LifeCase):
     def test_an_old_task_event_does_not_end_a_new_handoff(self):
         self.escalate()
         self.wait_wa(GREETING)
-        old_task = self.p.show(ANA)["task"]
+        old_task = self.p.show(ANA)["flex"]["task"]
         self.p.customer(ANA, "ok bye")
         self.wait_mode("ai")
         rc, _, err = self.p.ctl("escalate", ANA, "--reason", "again")
         self.assertEqual(rc, 0, err)
         wait_for(lambda: self.p.log_text("router").count("handoff done") == 2, 15, what="2nd handoff")
-        self.assertNotEqual(self.p.show(ANA)["task"], old_task)
+        self.assertNotEqual(self.p.show(ANA)["flex"]["task"], old_task)
         st, _, _ = self.p.signed("/twilio/taskrouter", [("EventType", "task.completed"),
                                                          ("TaskSid", old_task),
                                                          ("AccountSid", ACCOUNT_SID),
@@ -230,7 +230,7 @@ class TestTakeover(LifeCase):
         self.wait_wa(GREETING)
         self.p.customer(ANA, "ok bye")
         self.wait_mode("ai")
-        ch = self.p.show(ANA)["flex_conversation"]
+        ch = self.p.show(ANA)["flex"]["conversation"]
         # Another desk writes into the (known) conversation while the bot has it.
         st, _, _ = self.p.signed("/twilio/conversations", [
             ("EventType", "onMessageAdded"), ("ConversationSid", ch), ("MessageSid", "IM" + "7" * 32),
@@ -332,7 +332,7 @@ class TestWindow(LifeCase):
         time.sleep(1.3)
         rc, _, err = self.p.ctl("escalate", ANA, "--reason", "follow-up")
         self.assertEqual(rc, 0, err)
-        wait_for(lambda: self.p.show(ANA)["window_closed"], 10, what="window_closed")
+        wait_for(lambda: self.p.show(ANA)["window_closed_ms"], 10, what="window_closed")
         self.assertEqual(len(self.wa()), 1, "no free-form message after the window")
         self.assertIn("window_closed", self.events())
 
@@ -367,8 +367,8 @@ class TestStatusCallback(LifeCase):
             ("SmsStatus", "undelivered"), ("ErrorCode", "63016"), ("To", ANA), ("From", BUSINESS),
             ("AccountSid", ACCOUNT_SID), ("ApiVersion", "2010-04-01"), ("ChannelPrefix", "whatsapp")])
         self.assertEqual(st, 200)
-        wait_for(lambda: self.p.show(ANA)["window_closed"], 10, what="window_closed")
-        self.assertEqual(self.p.show(ANA)["last_error_code"], 63016)
+        wait_for(lambda: self.p.show(ANA)["window_closed_ms"], 10, what="window_closed")
+        self.assertEqual(self.p.show(ANA)["last_error"]["code"], 63016)
 
 
 if __name__ == "__main__":

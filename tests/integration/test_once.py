@@ -360,7 +360,7 @@ class TestSendWindow(unittest.TestCase):
                  what="the new egress to find the message")
         time.sleep(0.5)
         self.assertEqual(len(self.listed(p, who)), 1)
-        sent = p.show(who)["history"][-1].get("sent")
+        sent = p.show(who)["history"][-1].get("sent_sids")
         self.assertEqual(sent, self.listed(p, who)[0]["sid"], "the SID Twilio has is recorded")
 
     def test_without_reconciliation_the_same_kill_sends_twice(self):

@@ -75,7 +75,7 @@ class TestOperateOnAReplayedStream(unittest.TestCase):
         return body
 
     def console(self, path):
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.p.ingress_port, path),
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.p.console_port, path),
                                      headers={"Authorization": "Bearer " + CONSOLE_TOKEN})
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
@@ -114,6 +114,8 @@ class TestOperateOnAReplayedStream(unittest.TestCase):
         items = api["conversations"] if isinstance(api, dict) else api
         self.assertEqual(len(items), len(rows))
         self.assertEqual(sorted(i["mode"] for i in items), sorted(r["mode"] for r in rows))
+        # One schema (state/convview.h): batonctl and the console print the same records.
+        self.assertEqual({r["key"]: r for r in rows}, {i["key"]: i for i in items})
 
         # Export of one escalated conversation: roles in order, an escalation in its timeline.
         # Export of an escalated conversation: roles in order, the escalation in its timeline.
@@ -127,8 +129,14 @@ class TestOperateOnAReplayedStream(unittest.TestCase):
                 break
         self.assertIsNotNone(doc, "an escalated conversation to export")
         address = key.split("|")[0]
-        self.assertEqual(doc["transcript"][0]["role"], "customer")
-        self.assertTrue(set(t["role"] for t in doc["transcript"]) <= {"customer", "ai", "agent", "system"})
+        self.assertEqual(doc["history"][0]["role"], "customer")
+        self.assertTrue(set(t["role"] for t in doc["history"]) <= {"customer", "ai", "agent", "system"})
+        # The export is the same record, with the customer in clear.
+        record = dict(next(r for r in rows if r["key"] == key))
+        self.assertEqual(doc["conversation"]["customer"], address)
+        record["customer"] = address
+        self.assertEqual(doc["conversation"], record)
+        self.assertEqual(self.ctl_json("show", key)["history"], doc["history"])
 
         # Purge: gone from batonctl, the console and the stats.
         rc, out, err = self.p.ctl("purge", key, "--yes", "--reason", "test erasure")
@@ -144,7 +152,7 @@ class TestOperateOnAReplayedStream(unittest.TestCase):
         items = api["conversations"] if isinstance(api, dict) else api
         self.assertNotIn(key, [i.get("key") for i in items])
         self.assertFalse(self.p.log_contains("router", address), "the purged number in clear")
-        for proc in ("router", "ingress", "ai-worker", "egress", "flex-worker"):
+        for proc in ("router", "ingress", "ai-worker", "egress", "flex-worker", "console"):
             text = self.p.log_text(proc)
             for secret in (CONSOLE_TOKEN, ADMIN_TOKEN):
                 self.assertNotIn(secret, text, proc)

@@ -210,7 +210,7 @@ def full_transcript(show):
     out = []
     for h in show["history"]:
         text = NOTE_TIME.sub("<time>", h["text"]) if h["role"] == "system" else h["text"]
-        out.append((h["role"], text, h.get("sid"), h.get("agent")))
+        out.append((h["role"], text, h.get("message_sid"), h.get("agent")))
     return out
 
 
@@ -282,8 +282,8 @@ class TestDemoCapture(unittest.TestCase):
         replayed = p.show(ANA)
         self.assertEqual(replayed["mode"], original["mode"])
         # The same Flex resources, by SID: that is what let the events match.
-        for key in ("flex_conversation", "flex_interaction", "task"):
-            self.assertEqual(replayed[key], original[key], key)
+        for key in ("conversation", "interaction", "task"):
+            self.assertEqual(replayed["flex"][key], original["flex"][key], key)
         self.assertEqual([(e["event"], e["detail"]) for e in replayed["timeline"]],
                          [(e["event"], e["detail"]) for e in original["timeline"]])
         # Everything baton received came from the capture, nothing from the fake.

@@ -38,6 +38,7 @@ SPECS = os.path.join(ROOT, "tests", "specs", "twilio")
 
 PROCS = {
     "ingress": "baton-ingress",
+    "console": "baton-console",
     "router": "baton-router",
     "ai-worker": "baton-ai-worker",
     "egress": "baton-egress",
@@ -117,6 +118,7 @@ class Pipeline:
         self.provider = provider
         self.llm_latency_ms = llm_latency_ms
         self.ingress_port = None
+        self.console_port = None
         self.sid_counter = 0
         # Deterministic SIDs in the fake Twilio (fake_twilio.py --sid-seed); None
         # leaves it to $FAKE_TWILIO_SID_SEED, random when that is unset.
@@ -168,6 +170,7 @@ class Pipeline:
             "BATON_SANDBOX": "true",
             "BATON_STATE_DIR": os.path.join(self.dir, "state"),
             "BATON_HTTP_PORT": "0",
+            "BATON_CONSOLE_PORT": "0",
             "BATON_HTTP_PUBLIC_URL": PUBLIC_URL,
             "BATON_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
             "BATON_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
@@ -216,6 +219,9 @@ class Pipeline:
             if m:
                 self.ingress_port = int(m.group(1))
                 self._point_webhooks()
+            m = re.search(r"console on http://[^:]+:(\d+)", line)
+            if m:
+                self.console_port = int(m.group(1))
         return p
 
     def _point_webhooks(self):
@@ -239,6 +245,9 @@ class Pipeline:
         self.start_fakes()
         for name in ("router", "ai-worker", "egress", "flex-worker", "ingress"):
             self.start(name)
+        # The operator console runs when it has a token to serve with.
+        if self.env().get("BATON_CONSOLE_TOKEN"):
+            self.start("console")
         # Workers join the router on their first heartbeat.
         self.wait_workers(1)
         return self

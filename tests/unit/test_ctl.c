@@ -1,5 +1,5 @@
 /*
- * test_ctl — ctl/report: batonctl's --since parsing. Durations count back
+ * test_ctl — ctl/since: batonctl's --since parsing. Durations count back
  * from now (s, m, h, d, w, and sums such as 1h30m); ISO-8601 dates and
  * times are UTC unless they carry an offset; anything else is refused,
  * including dates that do not exist.

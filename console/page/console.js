@@ -355,8 +355,11 @@
     empty.hidden = l.conversations.length > 0;
     empty.textContent = q ? "No conversation matches \u201c" + q + "\u201d." : "No conversations yet.";
     var more = $("list-more");
-    more.hidden = l.total <= l.conversations.length;
-    more.textContent = "Showing " + l.conversations.length + " of " + l.total + " conversations.";
+    // A page of the newest; a search says when it looked at part of the store only.
+    more.hidden = !l.next;
+    more.textContent = l.total === null
+      ? "Showing the first " + l.conversations.length + " matches" + (l.partial ? " among the most recent conversations." : ".")
+      : "Showing " + l.conversations.length + " of " + l.total + " conversations.";
     restoreFocus(f, body);
   }
 
@@ -415,7 +418,8 @@
 
     var dl = $("detail-facts");
     dl.textContent = "";
-    var e = d.escalation;
+    // The last escalation stays on the record after a hand-back: shown while it runs.
+    var e = d.mode !== "ai" ? d.escalation : null;
     if (e) {
       // Waiting and with an agent are different stretches, each with its clock.
       var box = el("span", { "class": "state-line", "data-state": d.state });
@@ -428,13 +432,13 @@
       fact(dl, "Reason", e.reason);
       fact(dl, "Agent", e.agent ? e.agent + (e.agent_since_ms ? " since " + fmtTime(e.agent_since_ms, true) : "")
                                 : "not accepted yet");
-      fact(dl, "Flex", [d.flex_conversation, d.task].filter(Boolean).join(" \u00b7 "), "sid");
+      if (d.flex) fact(dl, "Flex", [d.flex.conversation, d.flex.task].filter(Boolean).join(" \u00b7 "), "sid");
       if (e.queued_until_ms) fact(dl, "Queued until", fmtTime(e.queued_until_ms));
     }
     fact(dl, "Last activity", fmtTime(d.last_activity_ms, true));
     if (d.waiting_turns) fact(dl, "Waiting turns", d.waiting_turns);
-    if (d.window_closed) fact(dl, "WhatsApp", "24-hour window closed");
-    if (d.last_error_code) fact(dl, "Last error", d.last_error_code + (d.last_error ? " " + d.last_error : ""));
+    if (d.window_closed_ms) fact(dl, "WhatsApp", "24-hour window closed");
+    if (d.last_error) fact(dl, "Last error", (d.last_error.code || "") + (d.last_error.message ? " " + d.last_error.message : ""));
     dl.hidden = !dl.firstChild;
 
     var tr = $("transcript");
@@ -444,7 +448,7 @@
       var li = el("li", { "class": "turn", "data-role": h.role, "data-kind": h.kind || "message", "data-seq": h.seq });
       var meta = el("div", { "class": "meta" });
       meta.appendChild(el("span", { "class": "role" }, turnLabel(h, d)));
-      meta.appendChild(el("time", { datetime: new Date(h.ts).toISOString(), title: fmtFull(h.ts) }, fmtTime(h.ts)));
+      meta.appendChild(el("time", { datetime: new Date(h.at_ms).toISOString(), title: fmtFull(h.at_ms) }, fmtTime(h.at_ms)));
       li.appendChild(meta);
       li.appendChild(el("div", { "class": "text" }, h.text + (h.media ? " [" + h.media + " media]" : "")));
       tr.appendChild(li);
@@ -459,8 +463,8 @@
     d.timeline.forEach(function (t) {
       var li = el("li", { "data-event": t.event });
       li.appendChild(el("span", { "class": "ev" }, t.event.replace(/_/g, " ")));
-      li.appendChild(el("time", { "class": "when", datetime: new Date(t.ts).toISOString(), title: fmtFull(t.ts) },
-                        fmtTime(t.ts, true)));
+      li.appendChild(el("time", { "class": "when", datetime: new Date(t.at_ms).toISOString(), title: fmtFull(t.at_ms) },
+                        fmtTime(t.at_ms, true)));
       if (t.detail) li.appendChild(el("span", { "class": /^[A-Z]{2}[0-9a-f]{32}$/.test(t.detail) ? "detail-text sid" : "detail-text" },
                                      t.detail));
       tl.appendChild(li);

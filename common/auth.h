@@ -1,5 +1,5 @@
 /*
- * auth — credentials on ingress's own endpoints (admin, metrics, console).
+ * auth — credentials on baton's HTTP endpoints (ingress: admin, metrics; baton-console).
  *
  * Secrets are compared in constant time whatever their lengths (both
  * sides are hashed with SHA-256 first, then CRYPTO_memcmp). An empty

@@ -1,12 +1,12 @@
 /*
- * console_assets — the operator console's page, embedded at build time.
+ * assets — the operator console's page, embedded at build time.
  *
- * The files of ingress/console/ become C arrays in $(BUILD)/gen/console_assets.c
+ * The files of console/page/ become C arrays in $(BUILD)/gen/console_assets.c
  * (scripts/gen-console-assets, run by the Makefile whenever one changes), so
- * baton-ingress serves the page without reading anything from disk.
+ * baton-console serves the page without reading anything from disk.
  */
-#ifndef BATON_CONSOLE_ASSETS_H
-#define BATON_CONSOLE_ASSETS_H
+#ifndef BATON_ASSETS_H
+#define BATON_ASSETS_H
 
 #include <stddef.h>
 

@@ -1,0 +1,32 @@
+/*
+ * reader — baton-console's read-only view of the router's LMDB state,
+ * shared by every request thread.
+ *
+ * The environment is opened the first time it exists (the router creates
+ * it); each request reads in a transaction of its own (LMDB readers never
+ * block the writer nor each other). When the router has grown the map,
+ * the next read adopts the new size, which LMDB allows only while this
+ * process has no transaction open: reads hold a shared lock, the resize
+ * an exclusive one.
+ */
+#ifndef BATON_READER_H
+#define BATON_READER_H
+
+#include <lmdb.h>
+
+#include "store.h"
+
+struct reader;
+
+struct reader *reader_new(const char *state_dir);
+void reader_free(struct reader *rd);
+
+/**
+ * Begin a read: 0 with *txn and *st (valid until reader_end), or -1 when
+ * the state is not there yet or cannot be read (logged once per cause).
+ */
+int reader_begin(struct reader *rd, MDB_txn **txn, struct store **st);
+/** End the read begun by reader_begin (txn may be NULL after a failed begin). */
+void reader_end(struct reader *rd, MDB_txn *txn);
+
+#endif
