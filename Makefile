@@ -361,10 +361,6 @@ FUZZ_CFLAGS  := $(CSTD) -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Icom
 FUZZ_SRC     := $(COMMON_SRC) $(INGRESS_SRC) $(AI_SRC) $(EGRESS_SRC) $(FLEX_SRC)
 FUZZ_OBJ     := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(FUZZ_SRC))
 FUZZ_BINS    := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
-# ingress/console.c needs the store and its embedded page.
-FUZZ_OBJ     += $(FUZZ_DIR)/state/store.o $(FUZZ_DIR)/gen/console_assets.o
-$(FUZZ_DIR)/gen/console_assets.o: $(FUZZ_DIR)/gen/console_assets.c
-	$(Q)clang $(FUZZ_CFLAGS) -c -o $@ $<
 
 $(FUZZ_DIR)/%.o: %.c
 	@mkdir -p $(dir $@)

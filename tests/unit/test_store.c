@@ -1,5 +1,5 @@
 /*
- * test_store — router/store: the LMDB schema. Conversation, history,
+ * test_store — state/store: the LMDB schema. Conversation, history,
  * pending-turn, seen-SID and job records round-trip with every field;
  * pending turns pop in FIFO order; job ids increase; absent records give
  * MDB_NOTFOUND; everything survives closing and reopening the store.
