@@ -16,6 +16,10 @@ and bench/throughput.png. Stages (each can be picked with --only):
             and LLM calls in flight.
   state     the router's own per-message work with 1,000 and 1,000,000
             conversations in LMDB; LMDB bytes per conversation and message.
+  console   baton-console over 1,000,000 conversations: page latency
+            (newest page, next page, the queue, one conversation) with three
+            consoles polling as the page does, and webhook latency with and
+            without them.
   replay    a 100,000-message capture replayed as fast as possible.
 
 Peak RSS (VmHWM) of every baton process is read at the end of each stage.
@@ -51,7 +55,7 @@ BUSINESS = "whatsapp:+14155238886"
 GOALS = {
     "ingress_rps": 20000, "ingress_vs_nginx": 0.40, "e2e_rps": 5000,
     "e2e_p99_ms_at_1000": 10.0, "slowllm_rps": 900, "rss_mb": 20.0,
-    "state_p99_ratio": 2.0,
+    "state_p99_ratio": 2.0, "console_p99_ms": 50.0, "console_webhook_p99_ratio": 1.10,
 }
 
 
@@ -515,6 +519,116 @@ def stage_state(work, res, secs, quick):
     res["state"] = out
 
 
+CONSOLE_TOKEN = "bench-console-token-5f2e"
+
+
+class ConsolePoller:
+    """One operator's page: every period the list's newest page, the queue and
+    the conversation open, as console.js polls; each request's time kept."""
+
+    def __init__(self, port, key, period):
+        import http.client
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.key, self.period = key, period
+        self.times = []  # (what, ms)
+        self.stop = False
+
+    def get(self, what, path):
+        t = time.perf_counter()
+        self.conn.request("GET", path, headers={"Authorization": "Bearer " + CONSOLE_TOKEN})
+        r = self.conn.getresponse()
+        body = r.read()
+        self.times.append((what, (time.perf_counter() - t) * 1000.0))
+        if r.status != 200:
+            raise RuntimeError("console %s: HTTP %d %s" % (path, r.status, body[:200]))
+        return json.loads(body)
+
+    def poll_once(self):
+        first = self.get("page", "/console/api/conversations?mode=all&limit=200")
+        if first.get("next"):
+            self.get("next page", "/console/api/conversations?mode=all&limit=200&after=" +
+                     urllib.parse.quote(first["next"]))
+        self.get("queue", "/console/api/conversations?mode=queue&limit=100")
+        self.get("conversation", "/console/api/conversation?address=" + urllib.parse.quote(self.key))
+
+    def run(self, count=None):
+        n = 0
+        while not self.stop and (count is None or n < count):
+            t = time.monotonic()
+            self.poll_once()
+            n += 1
+            if self.period:
+                time.sleep(max(0.0, self.period - (time.monotonic() - t)))
+
+
+def stage_console(work, res, secs, quick):
+    import threading
+    n = 1000000 if not quick else 100000
+    state = os.path.join(work, "console-state")
+    shutil.rmtree(state, ignore_errors=True)
+    pre = json.loads(subprocess.run([os.path.join(TOOLS, "preload"), state, str(n), "4", BUSINESS],
+                                    capture_output=True, text=True, check=True).stdout)
+    port, cport = free_port(), free_port()
+    url = "http://127.0.0.1:%d/twilio/messages" % port
+    reqs = os.path.join(work, "console-reqs.txt")
+    signed_requests(reqs, url, 100000, n, seed=7)
+    lua = os.path.join(work, "bench.lua")
+    with open(lua, "w") as f:
+        f.write(WRK_LUA)
+    ps = Procs(work, baton_env(state, port, {"BATON_CONSOLE_TOKEN": CONSOLE_TOKEN,
+                                             "BATON_CONSOLE_PORT": str(cport)}))
+    out = {"conversations": n, "preload": pre}
+    key = "whatsapp:+1555%07d|%s" % (n // 2, BUSINESS)
+    try:
+        ps.baton("router")
+        ps.baton("ingress")
+        ps.baton("console")
+        # Webhooks alone, with three consoles polling every 2 s (the page's
+        # period), and alone again: the same requests and state, after a
+        # warm-up, so neither side gets the cold page cache.
+        run_wrk(url, 16, max(2, secs // 2), lua, [reqs])
+        alone = [run_wrk(url, 16, secs, lua, [reqs])]
+        pollers = [ConsolePoller(cport, key, 2.0) for _ in range(3)]
+        threads = [threading.Thread(target=pl.run, daemon=True) for pl in pollers]
+        for t in threads:
+            t.start()
+        out["webhook_with_consoles"] = run_wrk(url, 16, secs, lua, [reqs])
+        for pl in pollers:
+            pl.stop = True
+        for t in threads:
+            t.join(30)
+        alone.append(run_wrk(url, 16, secs, lua, [reqs]))
+        out["webhook_alone"] = {k: (round((alone[0][k] + alone[1][k]) / 2.0, 2)
+                                    if isinstance(alone[0][k], (int, float)) else alone[0][k])
+                                for k in alone[0]}
+        during = sorted(ms for pl in pollers for _, ms in pl.times)
+        # Enough pages for a p99: three consoles polling back to back.
+        rounds = 60 if not quick else 20
+        pollers = [ConsolePoller(cport, key, 0) for _ in range(3)]
+        threads = [threading.Thread(target=pl.run, args=(rounds,), daemon=True) for pl in pollers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        by = {}
+        for pl in pollers:
+            for what, ms in pl.times:
+                by.setdefault(what, []).append(ms)
+        every = sorted(ms for v in by.values() for ms in v)
+        out["pages"] = {w: {"n": len(v), "p50_ms": round(percentile(sorted(v), 0.50), 2),
+                            "p99_ms": round(percentile(sorted(v), 0.99), 2)} for w, v in by.items()}
+        out["page_p99_ms"] = round(percentile(every, 0.99), 2)
+        out["page_n"] = len(every)
+        out["during_load"] = {"n": len(during), "p99_ms": round(percentile(during, 0.99), 2)}
+        a, b = out["webhook_alone"]["p99_ms"], out["webhook_with_consoles"]["p99_ms"]
+        out["webhook_p99_ratio"] = round(b / max(0.01, a), 2)
+        out["rss_mb"] = ps.rss()
+    finally:
+        ps.stop()
+        shutil.rmtree(state, ignore_errors=True)
+    res["console"] = out
+
+
 def stage_replay(work, res, quick):
     n = 100000 if not quick else 20000
     port = free_port()
@@ -613,6 +727,17 @@ def table(res):
                      (rb["p50_us"], rb["p99_us"], stt["p99_ratio"]), "p99 <= 2x", verdict(stt["p99_ratio"] <= GOALS["state_p99_ratio"])))
         rows.append(("  LMDB size", "%d B/conversation (4 turns), %d B/message" %
                      (stt["bytes_per_conversation"], stt["bytes_per_message"]), "", ""))
+    co = res.get("console")
+    if co:
+        rows.append(("7 console page, %s convs" % format(co["conversations"], ","),
+                     "p99 %.1f ms over %d pages (%s)" % (co["page_p99_ms"], co["page_n"], ", ".join(
+                         "%s p99 %.1f" % (w, v["p99_ms"]) for w, v in sorted(co["pages"].items()))),
+                     "p99 <= %d ms" % GOALS["console_p99_ms"], verdict(co["page_p99_ms"] <= GOALS["console_p99_ms"])))
+        wa, wc = co["webhook_alone"], co["webhook_with_consoles"]
+        rows.append(("  webhook p99, 3 consoles polling", "%.2f ms (alone %.2f ms, x%.2f); %d req/s (alone %d)" %
+                     (wc["p99_ms"], wa["p99_ms"], co["webhook_p99_ratio"], wc["rps"], wa["rps"]),
+                     "<= x%.2f" % GOALS["console_webhook_p99_ratio"],
+                     verdict(co["webhook_p99_ratio"] <= GOALS["console_webhook_p99_ratio"])))
     rp = res.get("replay")
     if rp:
         for to in ("http", "router"):
@@ -662,7 +787,7 @@ plot '%s' using 1:2 with linespoints lw 2 title 'delivered msgs/s' axes x1y1, \\
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="ingress,e2e,slowllm,state,replay")
+    ap.add_argument("--only", default="ingress,e2e,slowllm,state,console,replay")
     ap.add_argument("--secs", type=int, default=5, help="seconds of each wrk run")
     ap.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the bench)")
     ap.add_argument("--out", default=OUT)
@@ -682,6 +807,7 @@ def main():
                          ("e2e", lambda: stage_e2e(work, res, a.quick)),
                          ("slowllm", lambda: stage_slowllm(work, res, a.quick)),
                          ("state", lambda: stage_state(work, res, a.secs, a.quick)),
+                         ("console", lambda: stage_console(work, res, a.secs, a.quick)),
                          ("replay", lambda: stage_replay(work, res, a.quick))):
             if name in stages:
                 log("stage %s..." % name)

@@ -6,8 +6,10 @@
  * Writes through the router's own store module (so the records are the
  * ones the router reads), in large transactions with fsync off. The
  * conversation of customer i is "whatsapp:+1555<i, 7 digits>" with the
- * given business number, in ai mode, with TURNS history turns alternating
- * customer and ai, and its MessageSids marked seen like real traffic.
+ * given business number, named "Customer i", in ai mode (one in
+ * PRELOAD_HUMAN with a person, so the console has a queue), active i ms
+ * after the first, with TURNS history turns alternating customer and ai,
+ * and its MessageSids marked seen like real traffic.
  *
  *   preload STATE_DIR CONVERSATIONS TURNS [BUSINESS]
  *
@@ -25,6 +27,7 @@
 #include "store.h"
 
 #define PRELOAD_TXN 20000
+#define PRELOAD_HUMAN 1000
 
 static const char *preload_texts[2] = {
 	"Hello, I would like to book an appointment for next week, is that possible?",
@@ -34,25 +37,37 @@ static const char *preload_texts[2] = {
 static int preload_one(struct store *st, MDB_txn *txn, uint64_t i, long turns,
 		       const char *business, uint64_t now)
 {
-	char customer[64], sid[64];
-	struct conv_rec c = { .mode = MODE_AI, .created = now, .updated = now, .last_in = now };
+	char customer[64], sid[64], name[32];
+	uint64_t at = now + i;
+	struct conv_rec c = { .mode = MODE_AI, .created = at, .updated = at, .last_in = at };
 	int rc = 0;
 
 	snprintf(customer, sizeof(customer), "whatsapp:+1555%07" PRIu64, i);
+	snprintf(name, sizeof(name), "Customer %" PRIu64, i);
+	c.name = name;
 	char *key = convkey_join(customer, business);
 	c.customer = customer;
 	c.business = (char *)business;
 	for (long t = 0; rc == 0 && t < turns; t++) {
 		struct hist_rec h = { .role = t % 2 ? ROLE_AI : ROLE_CUSTOMER,
-				      .text = (char *)preload_texts[t % 2], .ts = now };
+				      .text = (char *)preload_texts[t % 2], .ts = at };
 		if (!(t % 2)) {
 			snprintf(sid, sizeof(sid), "SMpre%016" PRIx64 "%011ld", i, t);
 			h.sid = sid;
 			c.turns++;
-			rc = store_seen_put(st, txn, sid, now);
+			rc = store_seen_put(st, txn, sid, at);
 		}
 		if (rc == 0)
 			rc = store_hist_append(st, txn, key, &c, &h);
+	}
+	if (i % PRELOAD_HUMAN == PRELOAD_HUMAN - 1) {
+		c.mode = MODE_HUMAN;
+		c.esc_at = c.accepted_at = at;
+		c.escalations = 1;
+		c.esc_trigger = (char *)"rule";
+		c.agent = (char *)"Agent";
+		if (rc == 0)
+			rc = store_modes_sync(st, txn, key, &c);
 	}
 	if (rc == 0)
 		rc = store_conv_put(st, txn, key, &c);
