@@ -157,7 +157,7 @@ LIBSTATE    := $(BUILD)/libstate.a
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
             $(BIN)/baton-flex-worker $(BIN)/batonctl $(BIN)/baton-replay $(BIN)/baton-console
 
-UNIT_TESTS := convlist envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics
+UNIT_TESTS := convlist envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics machine
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 .PHONY: all check-layers test test-run unit integration demo sandbox install deb run clean deps help fuzz chaos
@@ -275,6 +275,8 @@ $(BUILD)/tests/test_twilio: $(call obj,egress/twilio.c)
 $(BUILD)/tests/test_flexapi: $(call obj,flex-worker/flexapi.c)
 $(BUILD)/tests/test_metrics: $(call obj,ingress/metrics_http.c)
 $(BUILD)/tests/test_ctl: $(call obj,ctl/since.c)
+# The router's state machine: every module but the loop (router.c) and main.c.
+$(BUILD)/tests/test_machine: $(call obj,$(filter-out router/router.c,$(ROUTER_SRC)))
 
 unit: $(UNIT_BINS)
 
