@@ -81,7 +81,8 @@ STATE_SRC := \
 	state/store.c \
 	state/convkey.c \
 	state/convview.c \
-	state/convlist.c
+	state/convlist.c \
+	state/journal.c
 
 INGRESS_SRC := \
 	ingress/metrics_http.c \

@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "convkey.h"
+#include "journal.h"
 #include "kv.h"
 #include "log.h"
 #include "xalloc.h"
@@ -251,13 +252,71 @@ static int rec_decode(const struct rec_field *fs, size_t n, const MDB_val *val, 
 	return rc;
 }
 
-static int rec_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, const struct rec_field *fs,
-		   size_t n, const void *rec)
+/* --- writes: every one goes through here, so an attached journal sees it --- */
+
+static uint8_t store_db_of(const struct store *st, MDB_dbi dbi)
+{
+	for (int id = STORE_DB_CONV; id < STORE_DB_COUNT; id++)
+		if (store_dbi(st, (enum store_db)id) == dbi)
+			return (uint8_t)id;
+	return 0;
+}
+
+MDB_dbi store_dbi(const struct store *st, enum store_db id)
+{
+	switch (id) {
+	case STORE_DB_CONV: return st->conv;
+	case STORE_DB_HIST: return st->hist;
+	case STORE_DB_PEND: return st->pend;
+	case STORE_DB_SEEN: return st->seen;
+	case STORE_DB_JOBS: return st->jobs;
+	case STORE_DB_META: return st->meta;
+	case STORE_DB_IDX: return st->idx;
+	case STORE_DB_TL: return st->tl;
+	case STORE_DB_MODES: return st->modes;
+	case STORE_DB_AUDIT: return st->audit;
+	case STORE_DB_RECENT: return st->recent;
+	default: return 0;
+	}
+}
+
+static int store_put(const struct store *st, MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v,
+		     unsigned flags)
+{
+	int rc = mdb_put(txn, dbi, k, v, flags);
+	if (rc == 0 && st->journal)
+		journal_put(st->journal, store_db_of(st, dbi), k->mv_data, k->mv_size, v->mv_data,
+			    v->mv_size);
+	return rc;
+}
+
+static int store_del(const struct store *st, MDB_txn *txn, MDB_dbi dbi, MDB_val *k)
+{
+	int rc = mdb_del(txn, dbi, k, NULL);
+	if (rc == 0 && st->journal)
+		journal_del(st->journal, store_db_of(st, dbi), k->mv_data, k->mv_size);
+	return rc;
+}
+
+/* Deletes the entry the cursor is on (of database dbi). */
+static int store_cursor_del(const struct store *st, MDB_cursor *cur, MDB_dbi dbi)
+{
+	MDB_val k, v;
+	int rc = st->journal ? mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT) : 0;
+	if (rc)
+		return rc;
+	if (st->journal)
+		journal_del(st->journal, store_db_of(st, dbi), k.mv_data, k.mv_size);
+	return mdb_cursor_del(cur, 0);
+}
+
+static int rec_put(const struct store *st, MDB_txn *txn, MDB_dbi dbi, MDB_val *key,
+		   const struct rec_field *fs, size_t n, const void *rec)
 {
 	size_t len = 0;
 	char *buf = rec_encode(fs, n, rec, &len);
 	MDB_val v = { .mv_size = len, .mv_data = buf };
-	int rc = mdb_put(txn, dbi, key, &v, 0);
+	int rc = store_put(st, txn, dbi, key, &v, 0);
 	free(buf);
 	return rc;
 }
@@ -384,7 +443,7 @@ static int store_count_add(struct store *st, MDB_txn *txn, enum conv_mode mode, 
 	kv_be64(b, n);
 	v.mv_size = 8;
 	v.mv_data = b;
-	return mdb_put(txn, st->meta, &k, &v, 0);
+	return store_put(st, txn, st->meta, &k, &v, 0);
 }
 
 int store_mode_counts(struct store *st, MDB_txn *txn, uint64_t out[3])
@@ -430,7 +489,7 @@ static int store_recent_move(struct store *st, MDB_txn *txn, const char *key, st
 		return 0;
 	if (c->ix_on) {
 		k = store_recent_key(buf, c->ix_mode, c->ix_at, key, kl);
-		if ((rc = mdb_del(txn, st->recent, &k, NULL)) && rc != MDB_NOTFOUND)
+		if ((rc = store_del(st, txn, st->recent, &k)) && rc != MDB_NOTFOUND)
 			return rc;
 	}
 	if (!c->ix_on || c->ix_mode != c->mode) {
@@ -439,7 +498,7 @@ static int store_recent_move(struct store *st, MDB_txn *txn, const char *key, st
 			return rc;
 	}
 	k = store_recent_key(buf, c->mode, at, key, kl);
-	if ((rc = mdb_put(txn, st->recent, &k, &empty, 0)))
+	if ((rc = store_put(st, txn, st->recent, &k, &empty, 0)))
 		return rc;
 	c->ix_on = true;
 	c->ix_mode = c->mode;
@@ -460,7 +519,7 @@ static int store_recent_build(struct store *st, MDB_txn *txn)
 	for (int m = 0; m < 3; m++) {
 		MDB_val ck = { .mv_size = strlen(store_count_keys[m]),
 			       .mv_data = (void *)store_count_keys[m] };
-		if ((rc = mdb_del(txn, st->meta, &ck, NULL)) && rc != MDB_NOTFOUND)
+		if ((rc = store_del(st, txn, st->meta, &ck)) && rc != MDB_NOTFOUND)
 			return rc;
 	}
 	if ((rc = mdb_cursor_open(txn, st->conv, &cur)))
@@ -492,7 +551,7 @@ static int store_recent_build(struct store *st, MDB_txn *txn)
 		return rc;
 	mv.mv_size = 1;
 	mv.mv_data = (void *)"1";
-	if ((rc = mdb_put(txn, st->meta, &mk, &mv, 0)))
+	if ((rc = store_put(st, txn, st->meta, &mk, &mv, 0)))
 		return rc;
 	if (n)
 		log_notice("indexed %zu conversations by last activity (state of an older router)", n);
@@ -569,7 +628,7 @@ int store_open(struct store *st, const char *dir, long map_mb, bool sync)
 	    (rc = kv_dbi(txn, "jobs", &st->jobs)) || (rc = kv_dbi(txn, "meta", &st->meta)) ||
 	    (rc = kv_dbi(txn, "idx", &st->idx)) || (rc = kv_dbi(txn, "tl", &st->tl)) ||
 	    (rc = kv_dbi(txn, "modes", &st->modes)) || (rc = kv_dbi(txn, "audit", &st->audit)) ||
-	    (rc = kv_dbi(txn, "recent", &st->recent)))
+	    (rc = kv_dbi(txn, "recent", &st->recent)) || (rc = kv_dbi(txn, "local", &st->local)))
 		goto fail;
 	if ((rc = store_recent_build(st, txn)))
 		goto fail;
@@ -615,6 +674,10 @@ int store_open_readonly(struct store *st, const char *dir)
 		st->recent = 0;
 	else if (rc)
 		goto fail;
+	if ((rc = mdb_dbi_open(txn, "local", 0, &st->local)) == MDB_NOTFOUND)
+		st->local = 0;
+	else if (rc)
+		goto fail;
 	/* Committing (not aborting) makes the handles usable in later transactions. */
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
@@ -651,7 +714,7 @@ int store_conv_put(struct store *st, MDB_txn *txn, const char *key, struct conv_
 {
 	MDB_val k = store_strkey(key);
 	int rc = store_recent_move(st, txn, key, c);
-	return rc ? rc : rec_put(txn, st->conv, &k, conv_fields, NF(conv_fields), c);
+	return rc ? rc : rec_put(st, txn, st->conv, &k, conv_fields, NF(conv_fields), c);
 }
 
 /* key \0 be64(seq) into buf (STORE_KEY_MAX + 9 bytes). */
@@ -680,7 +743,7 @@ int store_hist_put(struct store *st, MDB_txn *txn, const char *key, uint64_t seq
 {
 	char buf[STORE_KEY_MAX + 9];
 	MDB_val k = store_seqkey(buf, key, seq);
-	return rec_put(txn, st->hist, &k, hist_fields, NF(hist_fields), h);
+	return rec_put(st, txn, st->hist, &k, hist_fields, NF(hist_fields), h);
 }
 
 int store_hist_append(struct store *st, MDB_txn *txn, const char *key, struct conv_rec *c,
@@ -697,7 +760,7 @@ int store_pend_push(struct store *st, MDB_txn *txn, const char *key, struct conv
 {
 	char buf[STORE_KEY_MAX + 9];
 	MDB_val k = store_seqkey(buf, key, c->pend_in + 1);
-	int rc = rec_put(txn, st->pend, &k, hist_fields, NF(hist_fields), h);
+	int rc = rec_put(st, txn, st->pend, &k, hist_fields, NF(hist_fields), h);
 	if (rc == 0)
 		c->pend_in++;
 	return rc;
@@ -714,7 +777,7 @@ int store_pend_pop(struct store *st, MDB_txn *txn, const char *key, struct conv_
 	int rc = rec_get(txn, st->pend, &k, hist_fields, NF(hist_fields), out, sizeof(*out));
 	if (rc)
 		return rc;
-	if ((rc = mdb_del(txn, st->pend, &k, NULL))) {
+	if ((rc = store_del(st, txn, st->pend, &k))) {
 		hist_rec_release(out);
 		return rc;
 	}
@@ -741,7 +804,7 @@ int store_seen_put(struct store *st, MDB_txn *txn, const char *sid, uint64_t ts)
 	unsigned char b[8];
 	kv_be64(b, ts);
 	MDB_val k = store_strkey(sid), v = { .mv_size = 8, .mv_data = b };
-	return mdb_put(txn, st->seen, &k, &v, 0);
+	return store_put(st, txn, st->seen, &k, &v, 0);
 }
 
 int store_seen_prune(struct store *st, MDB_txn *txn, char **cursor_key, size_t max,
@@ -763,7 +826,7 @@ int store_seen_prune(struct store *st, MDB_txn *txn, char **cursor_key, size_t m
 	}
 	for (; rc == 0 && n < max; n++) {
 		if (v.mv_size == 8 && kv_from_be64(v.mv_data) < before) {
-			if ((rc = mdb_cursor_del(cur, 0)))
+			if ((rc = store_cursor_del(st, cur, st->seen)))
 				break;
 			(*deleted)++;
 			/* After a delete the cursor already sits on the next entry. */
@@ -805,7 +868,7 @@ int store_job_add(struct store *st, MDB_txn *txn, const struct job_rec *j, uint6
 	kv_be64(b, next + 1);
 	mv.mv_size = 8;
 	mv.mv_data = b;
-	if ((rc = mdb_put(txn, st->meta, &mk, &mv, 0)))
+	if ((rc = store_put(st, txn, st->meta, &mk, &mv, 0)))
 		return rc;
 	return store_job_put(st, txn, next, j);
 }
@@ -814,7 +877,7 @@ int store_job_put(struct store *st, MDB_txn *txn, uint64_t id, const struct job_
 {
 	unsigned char b[8];
 	MDB_val k = store_idkey(b, id);
-	return rec_put(txn, st->jobs, &k, job_fields, NF(job_fields), j);
+	return rec_put(st, txn, st->jobs, &k, job_fields, NF(job_fields), j);
 }
 
 int store_job_get(struct store *st, MDB_txn *txn, uint64_t id, struct job_rec *out)
@@ -828,7 +891,7 @@ int store_job_del(struct store *st, MDB_txn *txn, uint64_t id)
 {
 	unsigned char b[8];
 	MDB_val k = store_idkey(b, id);
-	return mdb_del(txn, st->jobs, &k, NULL);
+	return store_del(st, txn, st->jobs, &k);
 }
 
 int store_idx_put(struct store *st, MDB_txn *txn, const char *kind, const char *id,
@@ -836,7 +899,7 @@ int store_idx_put(struct store *st, MDB_txn *txn, const char *kind, const char *
 {
 	char *k = xasprintf("%s:%s", kind, id);
 	MDB_val kk = store_strkey(k), v = store_strkey(key);
-	int rc = kk.mv_size > STORE_KEY_MAX ? MDB_BAD_VALSIZE : mdb_put(txn, st->idx, &kk, &v, 0);
+	int rc = kk.mv_size > STORE_KEY_MAX ? MDB_BAD_VALSIZE : store_put(st, txn, st->idx, &kk, &v, 0);
 	free(k);
 	return rc;
 }
@@ -860,7 +923,7 @@ int store_tl_add(struct store *st, MDB_txn *txn, const char *key, struct conv_re
 	struct tl_rec t = { .ts = clock_wall_ms(), .event = (char *)event,
 			    .detail = (char *)(detail ? detail : "") };
 	MDB_val k = store_seqkey(buf, key, c->tl_seq + 1);
-	int rc = rec_put(txn, st->tl, &k, tl_fields, NF(tl_fields), &t);
+	int rc = rec_put(st, txn, st->tl, &k, tl_fields, NF(tl_fields), &t);
 	if (rc == 0)
 		c->tl_seq++;
 	return rc;
@@ -877,8 +940,8 @@ int store_modes_sync(struct store *st, MDB_txn *txn, const char *key, const stru
 {
 	MDB_val k = store_strkey(key), v = { .mv_size = 0, .mv_data = (void *)"" };
 	if (c->mode != MODE_AI)
-		return mdb_put(txn, st->modes, &k, &v, 0);
-	int rc = mdb_del(txn, st->modes, &k, NULL);
+		return store_put(st, txn, st->modes, &k, &v, 0);
+	int rc = store_del(st, txn, st->modes, &k);
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -939,7 +1002,7 @@ static int store_idx_del_if(struct store *st, MDB_txn *txn, const char *kind, co
 	MDB_val kk = store_strkey(k), v;
 	int rc = kk.mv_size > STORE_KEY_MAX ? MDB_NOTFOUND : mdb_get(txn, st->idx, &kk, &v);
 	if (rc == 0 && v.mv_size == strlen(key) && memcmp(v.mv_data, key, v.mv_size) == 0 &&
-	    (rc = mdb_del(txn, st->idx, &kk, NULL)) == 0)
+	    (rc = store_del(st, txn, st->idx, &kk)) == 0)
 		(*n)++;
 	free(k);
 	return rc == MDB_NOTFOUND ? 0 : rc;
@@ -981,7 +1044,7 @@ static int store_erase_seq(struct store *st, MDB_txn *txn, MDB_dbi dbi, const ch
 			break;
 		if (idx && (rc = store_erase_sent(st, txn, &v, key, idx)))
 			break;
-		if ((rc = mdb_cursor_del(cur, 0)) == 0)
+		if ((rc = store_cursor_del(st, cur, dbi)) == 0)
 			(*n)++;
 	}
 	if (cur)
@@ -1015,7 +1078,7 @@ static int store_erase_idx_kind(struct store *st, MDB_txn *txn, const char *kind
 		rc = 0;
 	for (size_t i = 0; i < ndel; i++) {
 		MDB_val dk = store_strkey(del[i]);
-		if (rc == 0 && (rc = mdb_del(txn, st->idx, &dk, NULL)) == 0)
+		if (rc == 0 && (rc = store_del(st, txn, st->idx, &dk)) == 0)
 			(*n)++;
 		free(del[i]);
 	}
@@ -1034,7 +1097,7 @@ int store_conv_erase(struct store *st, MDB_txn *txn, const char *key, struct sto
 	    (rc = store_erase_idx_kind(st, txn, "ch", key, &out->idx)) ||
 	    (rc = store_erase_idx_kind(st, txn, "wt", key, &out->idx)))
 		return rc;
-	if ((rc = mdb_del(txn, st->modes, &k, NULL)) == 0)
+	if ((rc = store_del(st, txn, st->modes, &k)) == 0)
 		out->modes = 1;
 	else if (rc != MDB_NOTFOUND)
 		return rc;
@@ -1042,7 +1105,7 @@ int store_conv_erase(struct store *st, MDB_txn *txn, const char *key, struct sto
 	if ((rc = store_conv_get(st, txn, key, &c)) == 0) {
 		unsigned char buf[RECENT_KEY_MAX];
 		MDB_val rk = store_recent_key(buf, c.ix_mode, c.ix_at, key, strlen(key));
-		if (c.ix_on && (rc = mdb_del(txn, st->recent, &rk, NULL)) == MDB_NOTFOUND)
+		if (c.ix_on && (rc = store_del(st, txn, st->recent, &rk)) == MDB_NOTFOUND)
 			rc = 0;
 		if (rc == 0 && c.ix_on)
 			rc = store_count_add(st, txn, c.ix_mode, -1);
@@ -1052,7 +1115,7 @@ int store_conv_erase(struct store *st, MDB_txn *txn, const char *key, struct sto
 	} else if (rc != MDB_NOTFOUND) {
 		return rc;
 	}
-	if ((rc = mdb_del(txn, st->conv, &k, NULL)) == 0)
+	if ((rc = store_del(st, txn, st->conv, &k)) == 0)
 		out->conv = 1;
 	return rc;
 }
@@ -1067,7 +1130,7 @@ int store_audit_add(struct store *st, MDB_txn *txn, const struct audit_rec *a)
 	for (uint64_t ts = a->ts; rc == MDB_KEYEXIST; ts++) {
 		/* v anew each time: MDB_KEYEXIST points it at the existing value. */
 		MDB_val k = store_idkey(b, ts), v = { .mv_size = len, .mv_data = buf };
-		rc = mdb_put(txn, st->audit, &k, &v, MDB_NOOVERWRITE);
+		rc = store_put(st, txn, st->audit, &k, &v, MDB_NOOVERWRITE);
 	}
 	free(buf);
 	return rc;

@@ -43,6 +43,14 @@
 /* LMDB keys are at most 511 bytes; addresses are far shorter. */
 #define STORE_KEY_MAX 400
 
+/* Each named database's id where another store holds a copy (pg.h): fixed,
+ * part of the PostgreSQL schema. */
+enum store_db {
+	STORE_DB_CONV = 1, STORE_DB_HIST, STORE_DB_PEND, STORE_DB_SEEN, STORE_DB_JOBS,
+	STORE_DB_META, STORE_DB_IDX, STORE_DB_TL, STORE_DB_MODES, STORE_DB_AUDIT,
+	STORE_DB_RECENT, STORE_DB_COUNT
+};
+
 enum conv_mode { MODE_AI = 0, MODE_ESCALATING = 1, MODE_HUMAN = 2 };
 
 struct conv_rec {
@@ -130,12 +138,22 @@ struct store_erased {
 	uint64_t hist, pend, tl, idx, modes, conv;
 };
 
+struct journal;
+
 struct store {
 	MDB_env *env;
 	MDB_dbi conv, hist, pend, seen, jobs, meta, idx, tl, modes;
 	MDB_dbi audit;  /* 0 when a read-only open finds none (state of an older router) */
 	MDB_dbi recent; /* 0 when a read-only open finds none (state of an older router) */
+	/* This process's own bookkeeping when the store is a cache of PostgreSQL
+	 * (mirror.h): never journaled, never copied. 0 when absent. */
+	MDB_dbi local;
+	/* While set, every write is also recorded here (journal.h). */
+	struct journal *journal;
 };
+
+/** The database of id (STORE_DB_*), or 0 when there is none. */
+MDB_dbi store_dbi(const struct store *st, enum store_db id);
 
 /** Open the environment and databases under dir, building the recent index
  *  when the state comes from a router without it. 0 or -1 (logged). */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "convkey.h"
+#include "journal.h"
 #include "store.h"
 
 #define KEY "whatsapp:+14155550100|whatsapp:+14155238886"
@@ -938,6 +939,66 @@ static void test_recent_built_for_old_state(void **state)
 	assert_int_equal(mdb_txn_commit(txn), 0);
 }
 
+/* With a journal attached, every write is recorded: compacted, the last write
+ * of each key, deletes included; nothing without one. */
+static void test_journal_records_every_write(void **state)
+{
+	struct fixture *fx = *state;
+	struct journal j = { 0 };
+	MDB_txn *txn;
+	struct conv_rec c;
+	memset(&c, 0, sizeof(c));
+	c.updated = 5;
+	assert_int_equal(mdb_txn_begin(fx->st.env, NULL, 0, &txn), 0);
+	assert_int_equal(store_seen_put(&fx->st, txn, "SMbefore", 1), 0);
+	fx->st.journal = &j;
+	assert_int_equal(store_conv_put(&fx->st, txn, "a|b", &c), 0);
+	c.updated = 6;
+	assert_int_equal(store_conv_put(&fx->st, txn, "a|b", &c), 0);
+	assert_int_equal(store_seen_put(&fx->st, txn, "SM1", 1), 0);
+	size_t prunedn = 0;
+	char *cursor = NULL;
+	assert_int_equal(store_seen_prune(&fx->st, txn, &cursor, 10, 2, &prunedn), 0);
+	assert_int_equal(prunedn, 2);
+	free(cursor);
+	fx->st.journal = NULL;
+	assert_int_equal(store_seen_put(&fx->st, txn, "SMafter", 1), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	size_t raw = j.n;
+	journal_compact(&j);
+	assert_true(raw > j.n);
+	/* conv a|b (the last value), recent entry moved (a delete and a put),
+	 * the count, the two seen deletes: and no SMafter. */
+	int conv = 0, seen_del = 0, recent_put = 0, recent_del = 0;
+	for (size_t i = 0; i < j.n; i++) {
+		struct journal_entry *e = &j.e[i];
+		if (i)
+			assert_true(j.e[i - 1].db <= e->db);
+		if (e->db == STORE_DB_CONV) {
+			conv++;
+			MDB_val v = { .mv_size = e->vlen, .mv_data = e->val };
+			struct conv_rec got;
+			assert_int_equal(store_conv_decode(&v, &got), 0);
+			assert_int_equal(got.updated, 6);
+			conv_rec_release(&got);
+		} else if (e->db == STORE_DB_SEEN) {
+			assert_true(e->del);
+			assert_false(e->klen == 7 && !memcmp(e->key, "SMafter", 7));
+			seen_del++;
+		} else if (e->db == STORE_DB_RECENT) {
+			if (e->del)
+				recent_del++;
+			else
+				recent_put++;
+		}
+	}
+	assert_int_equal(conv, 1);
+	assert_int_equal(seen_del, 2);
+	assert_int_equal(recent_put, 1);
+	assert_int_equal(recent_del, 1);
+	journal_release(&j);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -963,6 +1024,7 @@ int main(void)
 		T(test_audit),
 		T(test_recent_index),
 		T(test_recent_built_for_old_state),
+		T(test_journal_records_every_write),
 		cmocka_unit_test(test_open_bad_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
