@@ -712,7 +712,7 @@ void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
 		f->turns[i].ts = job->turns[i].ts;
 	}
 	f->nturns = job->nturns;
-	f->transcript = !strcmp(fw->cfg->handoff_inject, "transcript");
+	f->transcript = fw->cfg->handoff_inject == CONFIG_INJECT_TRANSCRIPT;
 	f->ninject = f->transcript ? (f->nturns ? 1 : 0) : f->nturns;
 	f->injected = xcalloc(f->ninject + 1, sizeof(bool));
 	f->unique = xasprintf("baton-%llu-%llu", (unsigned long long)job->id,
