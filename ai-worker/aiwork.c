@@ -57,8 +57,10 @@ void aiwork_init(struct aiwork *a, const struct config *cfg)
 {
 	memset(a, 0, sizeof(*a));
 	a->cfg = cfg;
-	a->llm.provider = strcmp(cfg->llm_provider, "openai") == 0 ? LLM_OPENAI : LLM_ANTHROPIC;
-	a->llm.esc_mode = strcmp(cfg->ai_escalation_mode, "tag") == 0 ? LLM_ESC_TAG : LLM_ESC_STRUCTURED;
+	/* llm.c knows API shapes, not settings: its own enums, from the config's. */
+	a->llm.provider = cfg->llm_provider == CONFIG_LLM_OPENAI ? LLM_OPENAI : LLM_ANTHROPIC;
+	a->llm.esc_mode = cfg->ai_escalation_mode == CONFIG_ESCALATION_TAG ? LLM_ESC_TAG
+									   : LLM_ESC_STRUCTURED;
 	a->llm.tag = cfg->ai_escalation_tag;
 	a->llm.base_url = cfg->llm_base_url;
 	a->llm.model = cfg->llm_model;

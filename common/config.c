@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,18 +27,58 @@
 
 enum config_type { CT_STR, CT_INT, CT_LONG, CT_BOOL, CT_ENUM, CT_URL };
 
+/* A word an enum setting takes, and the value its field gets for it. */
+struct config_choice {
+	const char *name;
+	int value;
+};
+
 struct config_entry {
 	const char *key;
 	enum config_type type;
 	const char *def;
-	long min, max;       /* CT_INT / CT_LONG bounds */
-	const char *choices; /* CT_ENUM: "a|b|c" */
+	long min, max;                       /* CT_INT / CT_LONG bounds */
+	const struct config_choice *choices; /* CT_ENUM: the words, NULL-terminated */
 	size_t offset;
 	bool secret;
 	const char *help;
 };
 
 #define F(field) offsetof(struct config, field)
+
+/* The words of every CT_ENUM setting, in the order docs and errors list them. */
+static const struct config_choice choices_llm_provider[] = {
+	{ "anthropic", CONFIG_LLM_ANTHROPIC }, { "openai", CONFIG_LLM_OPENAI }, { NULL, 0 } };
+static const struct config_choice choices_escalation_mode[] = {
+	{ "structured", CONFIG_ESCALATION_STRUCTURED }, { "tag", CONFIG_ESCALATION_TAG },
+	{ NULL, 0 } };
+static const struct config_choice choices_on_failure[] = {
+	{ "escalate", CONFIG_ON_FAILURE_ESCALATE }, { "apologize", CONFIG_ON_FAILURE_APOLOGIZE },
+	{ NULL, 0 } };
+static const struct config_choice choices_history[] = {
+	{ "10", CONFIG_HISTORY_10 }, { "15", CONFIG_HISTORY_15 }, { "20", CONFIG_HISTORY_20 },
+	{ "all", CONFIG_HISTORY_ALL }, { NULL, 0 } };
+static const struct config_choice choices_inject[] = {
+	{ "messages", CONFIG_INJECT_MESSAGES }, { "transcript", CONFIG_INJECT_TRANSCRIPT },
+	{ NULL, 0 } };
+static const struct config_choice choices_no_agent[] = {
+	{ "wait", CONFIG_NO_AGENT_WAIT }, { "ai", CONFIG_NO_AGENT_AI }, { NULL, 0 } };
+static const struct config_choice choices_after_hours[] = {
+	{ "create", CONFIG_AFTER_HOURS_CREATE }, { "queue", CONFIG_AFTER_HOURS_QUEUE },
+	{ NULL, 0 } };
+static const struct config_choice choices_log_level[] = {
+	{ "debug", LOG_DEBUG }, { "info", LOG_INFO }, { "notice", LOG_NOTICE }, { "warn", LOG_WARN },
+	{ "error", LOG_ERROR }, { NULL, 0 } };
+
+/* config_set stores an enum setting through an int: each such field must be one. */
+_Static_assert(sizeof(enum config_llm_provider) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_escalation_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_on_failure) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_history) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_inject) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_no_agent) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_after_hours) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
 
 /* What a business number may set for itself: what its customers read and
  * who answers them. Transport, limits and secrets stay process-wide. */
@@ -162,7 +203,7 @@ static const struct config_entry config_table[] = {
 	{ "twilio.validate_signature", CT_BOOL, "true", 0, 0, NULL, F(twilio_validate_signature), false,
 	  "check X-Twilio-Signature on every webhook (never turn off in production)" },
 
-	{ "llm.provider", CT_ENUM, "anthropic", 0, 0, "anthropic|openai", F(llm_provider), false,
+	{ "llm.provider", CT_ENUM, "anthropic", 0, 0, choices_llm_provider, F(llm_provider), false,
 	  "LLM API flavour: anthropic (Messages API) or openai (chat completions, also Ollama/vLLM/llama.cpp)" },
 	{ "llm.base_url", CT_URL, "https://api.anthropic.com", 0, 0, NULL, F(llm_base_url), false,
 	  "LLM API base (https://api.openai.com for OpenAI; http://localhost:11434 for Ollama)" },
@@ -205,10 +246,10 @@ static const struct config_entry config_table[] = {
 	  "wait this long after a customer message before the AI answers, so a burst of messages "
 	  "gets one reply that sees them all (0 = answer each message in turn)" },
 
-	{ "ai.escalation_mode", CT_ENUM, "structured", 0, 0, "structured|tag", F(ai_escalation_mode),
-	  false, "how the model asks for a human: structured (Anthropic tool escalate_to_human / "
+	{ "ai.escalation_mode", CT_ENUM, "structured", 0, 0, choices_escalation_mode,
+	  F(ai_escalation_mode), false, "how the model asks for a human: structured (Anthropic tool escalate_to_human / "
 		 "OpenAI JSON schema {reply, escalate, reason}) or tag (ai.escalation_tag in the text)" },
-	{ "ai.on_failure", CT_ENUM, "escalate", 0, 0, "escalate|apologize", F(ai_on_failure), false,
+	{ "ai.on_failure", CT_ENUM, "escalate", 0, 0, choices_on_failure, F(ai_on_failure), false,
 	  "when the LLM fails for good (timeouts, 5xx after retries, refused): escalate with reason "
 	  "ai_unavailable, or send ai.apology" },
 	{ "escalation.phrases", CT_STR,
@@ -223,9 +264,9 @@ static const struct config_entry config_table[] = {
 	  "Sorry, we could not reach our team right now. I am still here to help.", 0, 0, NULL,
 	  F(handoff_failure_message), false,
 	  "sent when the Flex handoff fails for good and the conversation returns to the AI" },
-	{ "handoff.history", CT_ENUM, "10", 0, 0, "10|15|20|all", F(handoff_history), false,
+	{ "handoff.history", CT_ENUM, "10", 0, 0, choices_history, F(handoff_history), false,
 	  "how many history messages the agent sees in Flex" },
-	{ "handoff.inject", CT_ENUM, "messages", 0, 0, "messages|transcript", F(handoff_inject), false,
+	{ "handoff.inject", CT_ENUM, "messages", 0, 0, choices_inject, F(handoff_inject), false,
 	  "history into Flex as one message per turn with its author, or one transcript message" },
 	{ "handoff.max_attempts", CT_INT, "3", 1, 100, NULL, F(handoff_max_attempts), false,
 	  "Flex pipeline attempts before giving up (customer told, conversation back to ai)" },
@@ -233,7 +274,8 @@ static const struct config_entry config_table[] = {
 	  "first delay between Flex pipeline attempts; doubles per attempt up to 30 s" },
 	{ "handoff.accept_timeout_s", CT_INT, "300", 0, 86400, NULL, F(handoff_accept_timeout_s), false,
 	  "a handoff no agent has accepted after this long follows handoff.no_agent_policy (0 = never)" },
-	{ "handoff.no_agent_policy", CT_ENUM, "wait", 0, 0, "wait|ai", F(handoff_no_agent_policy), false,
+	{ "handoff.no_agent_policy", CT_ENUM, "wait", 0, 0, choices_no_agent,
+	  F(handoff_no_agent_policy), false,
 	  "no agent accepted in time, or the task was canceled: wait (tell the customer, keep "
 	  "waiting) or ai (back to the assistant with a message)" },
 	{ "handoff.no_agent_message", CT_STR,
@@ -249,7 +291,7 @@ static const struct config_entry config_table[] = {
 	  F(handoff_closed_message), false,
 	  "holding message outside business.hours (%h is replaced by the hours, %n by the next "
 	  "opening, e.g. mon 08:00)" },
-	{ "handoff.after_hours", CT_ENUM, "create", 0, 0, "create|queue", F(handoff_after_hours),
+	{ "handoff.after_hours", CT_ENUM, "create", 0, 0, choices_after_hours, F(handoff_after_hours),
 	  false, "an escalation outside business.hours: create the Flex task at once, or queue the "
 		 "handoff until the next opening (the customer is told when a person will answer)" },
 	{ "business.hours", CT_STR, "", 0, 0, NULL, F(business_hours), false,
@@ -343,7 +385,7 @@ static const struct config_entry config_table[] = {
 	{ "capture.max_mb", CT_INT, "64", 1, 65536, NULL, F(capture_max_mb), false,
 	  "size at which a capture file is closed and the next one started, MiB" },
 
-	{ "log.level", CT_ENUM, "info", 0, 0, "debug|info|notice|warn|error", F(log_level), false,
+	{ "log.level", CT_ENUM, "info", 0, 0, choices_log_level, F(log_level), false,
 	  "lowest level logged (notice: only start/stop lines, warnings and errors)" },
 	{ "log.mask_phone", CT_BOOL, "true", 0, 0, NULL, F(log_mask_phone), false,
 	  "mask customer phone numbers in logs" },
@@ -400,18 +442,42 @@ static int config_parse_bool(const char *v, bool *out)
 	return -1;
 }
 
-static bool config_enum_ok(const char *choices, const char *v)
+/* Strings the config owns: freed, copied and wiped as such. */
+static bool config_is_string(const struct config_entry *e)
 {
-	size_t vl = strlen(v);
-	for (const char *p = choices; *p;) {
-		const char *bar = strchr(p, '|');
-		size_t n = bar ? (size_t)(bar - p) : strlen(p);
-		if (n == vl && strncmp(p, v, n) == 0)
-			return true;
-		p += n + (bar ? 1 : 0);
-	}
-	return false;
+	return e->type == CT_STR || e->type == CT_URL;
 }
+
+static const struct config_choice *config_choice_find(const struct config_choice *c,
+							const char *v)
+{
+	for (; c->name; c++)
+		if (!strcmp(c->name, v))
+			return c;
+	return NULL;
+}
+
+/* The word of an enum setting's value ("?" cannot happen: config_set stored it). */
+static const char *config_choice_name(const struct config_choice *c, int value)
+{
+	for (; c->name; c++)
+		if (c->value == value)
+			return c->name;
+	return "?";
+}
+
+/* The words joined by sep into out: "anthropic, openai". */
+static void config_choice_list(const struct config_choice *c, const char *sep, char *out,
+			       size_t len)
+{
+	size_t o = 0;
+	out[0] = '\0';
+	for (size_t i = 0; c[i].name && o < len; i++)
+		o += (size_t)snprintf(out + o, len - o, "%s%s", i ? sep : "", c[i].name);
+}
+
+static void config_choice_hint(const struct config_choice *c, const char *v, char *out,
+			       size_t len);
 
 /* Sets one setting from its text; `origin` says where it came from for the message. */
 static int config_set(struct config *cfg, const struct config_entry *e, const char *v,
@@ -447,13 +513,19 @@ static int config_set(struct config *cfg, const struct config_entry *e, const ch
 			return -1;
 		}
 		return 0;
-	case CT_ENUM:
-		if (!config_enum_ok(e->choices, v)) {
-			config_errf(err, errlen, "%s: '%s' is not one of %s (from %s)", e->key, v,
-				    e->choices, origin);
+	case CT_ENUM: {
+		const struct config_choice *c = config_choice_find(e->choices, v);
+		if (!c) {
+			char words[256], hint[160];
+			config_choice_list(e->choices, ", ", words, sizeof(words));
+			config_choice_hint(e->choices, v, hint, sizeof(hint));
+			config_errf(err, errlen, "%s: '%s' is not one of %s (from %s)%s", e->key, v,
+				    words, origin, hint);
 			return -1;
 		}
-		break;
+		*(int *)f = c->value;
+		return 0;
+	}
 	case CT_URL:
 		if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8)) {
 			config_errf(err, errlen, "%s: '%s' is not an http(s) URL (from %s)", e->key, v,
@@ -511,14 +583,20 @@ static size_t config_distance(const char *a, const char *b)
 	return d[lb];
 }
 
-/* " (did you mean X?)" for the nearest known key or variable, or "". */
+/* " (did you mean best?)" when best, d edits from what was written, is
+ * near enough to be what was meant; else "". */
+static void config_hint(const char *written, const char *best, size_t d, char *out, size_t len)
+{
+	out[0] = '\0';
+	if (best && d <= 3 && d * 3 <= strlen(written))
+		snprintf(out, len, " (did you mean %s?)", best);
+}
+
+/* The hint for an unknown key or variable: the nearest known one. */
 static void config_suggest(const char *name, bool env, char *out, size_t len)
 {
-	char cand[128];
-	const char *best = NULL;
+	char cand[128], best[128] = "";
 	size_t bestd = 99;
-	static char keep[128];
-	out[0] = '\0';
 	for (size_t i = 0; i < CONFIG_N; i++) {
 		if (env)
 			config_env_name(config_table[i].key, cand, sizeof(cand));
@@ -527,12 +605,32 @@ static void config_suggest(const char *name, bool env, char *out, size_t len)
 		size_t d = config_distance(name, cand);
 		if (d < bestd) {
 			bestd = d;
-			snprintf(keep, sizeof(keep), "%s", cand);
-			best = keep;
+			snprintf(best, sizeof(best), "%s", cand);
 		}
 	}
-	if (best && bestd <= 3 && bestd * 3 <= strlen(name))
-		snprintf(out, len, " (did you mean %s?)", best);
+	config_hint(name, best, bestd, out, len);
+}
+
+/* The hint for a word an enum setting does not take: the nearest it does.
+ * Case is ignored ("OpenAI" gets "openai"), and a word that starts the
+ * other, three letters at least, is as near as one typo ("warning" gets
+ * "warn", "open" gets "openai"). */
+static void config_choice_hint(const struct config_choice *c, const char *v, char *out,
+			       size_t len)
+{
+	const char *best = NULL;
+	size_t bestd = 99, vl = strlen(v);
+	for (; c->name; c++) {
+		size_t cl = strlen(c->name), shorter = vl < cl ? vl : cl;
+		size_t d = config_distance(v, c->name);
+		if (shorter >= 3 && d > 1 && !strncasecmp(v, c->name, shorter))
+			d = 1;
+		if (d < bestd) {
+			bestd = d;
+			best = c->name;
+		}
+	}
+	config_hint(v, best, bestd, out, len);
 }
 
 static char *config_trim(char *s)
@@ -737,7 +835,7 @@ static void config_clone(struct config *dst, const struct config *src)
 	dst->nnumbers = 0;
 	for (size_t i = 0; i < CONFIG_N; i++) {
 		const struct config_entry *e = &config_table[i];
-		if (e->type == CT_STR || e->type == CT_ENUM || e->type == CT_URL) {
+		if (config_is_string(e)) {
 			char **d = config_field(dst, e);
 			*d = xstrdup(*(char *const *)config_cfield(src, e));
 		}
@@ -1025,7 +1123,7 @@ void config_release(struct config *cfg)
 	free(cfg->numbers);
 	for (size_t i = 0; i < CONFIG_N; i++) {
 		const struct config_entry *e = &config_table[i];
-		if (e->type == CT_STR || e->type == CT_ENUM || e->type == CT_URL) {
+		if (config_is_string(e)) {
 			char **s = config_field(cfg, e);
 			free(*s);
 			*s = NULL;
@@ -1047,6 +1145,9 @@ static void config_dump_entry(const struct config *cfg, const struct config_entr
 		break;
 	case CT_BOOL:
 		fprintf(out, "%s\n", *(const bool *)f ? "true" : "false");
+		break;
+	case CT_ENUM:
+		fprintf(out, "\"%s\"\n", config_choice_name(e->choices, *(const int *)f));
 		break;
 	default: {
 		const char *s = *(char *const *)f;
@@ -1215,8 +1316,11 @@ void config_reference(FILE *out)
 		}
 		fputs(" | ", out);
 		config_md_cell(out, e->help);
-		if (e->type == CT_ENUM)
-			fprintf(out, " One of `%s`.", e->choices);
+		if (e->type == CT_ENUM) {
+			char words[256];
+			config_choice_list(e->choices, "|", words, sizeof(words));
+			fprintf(out, " One of `%s`.", words);
+		}
 		else if (e->type == CT_INT || e->type == CT_LONG)
 			fprintf(out, " Range %ld..%ld.", e->min, e->max);
 		if (config_per_number(e->key))

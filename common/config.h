@@ -16,6 +16,12 @@
  * config_load() fills a struct config whose strings it owns until
  * config_release(). On any error it writes a message naming the setting
  * into err and returns -1; processes then exit with CONFIG_EXIT (2).
+ *
+ * A setting that takes one of a fixed set of words is read into an enum
+ * below: a word outside the set is a config error naming the setting and
+ * the words it takes, so code past the loader never compares strings.
+ * The words stay in the table (config.c) for --help, docs/CONFIG.md and
+ * the dump.
  */
 #ifndef BATON_CONFIG_H
 #define BATON_CONFIG_H
@@ -24,7 +30,30 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "log.h"
+
 #define CONFIG_EXIT 2
+
+/* llm.provider: anthropic|openai */
+enum config_llm_provider { CONFIG_LLM_ANTHROPIC, CONFIG_LLM_OPENAI };
+/* ai.escalation_mode: structured|tag */
+enum config_escalation_mode { CONFIG_ESCALATION_STRUCTURED, CONFIG_ESCALATION_TAG };
+/* ai.on_failure: escalate|apologize */
+enum config_on_failure { CONFIG_ON_FAILURE_ESCALATE, CONFIG_ON_FAILURE_APOLOGIZE };
+/* handoff.history: 10|15|20|all; the value is the number of messages, 0 for all. */
+enum config_history {
+	CONFIG_HISTORY_ALL = 0,
+	CONFIG_HISTORY_10 = 10,
+	CONFIG_HISTORY_15 = 15,
+	CONFIG_HISTORY_20 = 20,
+};
+/* handoff.inject: messages|transcript */
+enum config_inject { CONFIG_INJECT_MESSAGES, CONFIG_INJECT_TRANSCRIPT };
+/* handoff.no_agent_policy: wait|ai */
+enum config_no_agent { CONFIG_NO_AGENT_WAIT, CONFIG_NO_AGENT_AI };
+/* handoff.after_hours: create|queue */
+enum config_after_hours { CONFIG_AFTER_HOURS_CREATE, CONFIG_AFTER_HOURS_QUEUE };
+/* log.level (debug|info|notice|warn|error) is an enum log_level (log.h). */
 
 struct config {
 	bool sandbox;
@@ -70,7 +99,7 @@ struct config {
 	bool twilio_validate_signature;
 
 	/* LLM */
-	char *llm_provider; /* "anthropic" or "openai" */
+	enum config_llm_provider llm_provider;
 	char *llm_base_url;
 	char *llm_model;
 	char *llm_api_key;
@@ -90,15 +119,15 @@ struct config {
 	int ai_worker_credit;
 	int ai_max_parts;
 	int ai_burst_ms;
-	char *ai_escalation_mode; /* "structured" or "tag" */
-	char *ai_on_failure;      /* "escalate" or "apologize" */
+	enum config_escalation_mode ai_escalation_mode;
+	enum config_on_failure ai_on_failure;
 	char *escalation_phrases;
 
 	/* handoff and Flex */
 	char *handoff_holding_message;
 	char *handoff_failure_message;
-	char *handoff_history;    /* "10", "15", "20" or "all" */
-	char *handoff_inject;     /* "messages" or "transcript" */
+	enum config_history handoff_history;
+	enum config_inject handoff_inject;
 	int handoff_max_attempts;
 	int handoff_retry_base_ms;
 	char *flex_workspace_sid;
@@ -106,13 +135,13 @@ struct config {
 	char *flex_task_channel;
 	char *flex_bot_author;
 	int handoff_accept_timeout_s;
-	char *handoff_no_agent_policy; /* "wait" or "ai" */
+	enum config_no_agent handoff_no_agent_policy;
 	char *handoff_no_agent_message;
 	char *handoff_no_agent_ai_message;
 	int handoff_human_timeout_s;
 	char *handoff_closed_message;
 	char *business_hours;
-	char *handoff_after_hours; /* "create" or "queue" */
+	enum config_after_hours handoff_after_hours;
 	char *ai_language;
 	int business_utc_offset_min;
 	int whatsapp_window_s;
@@ -152,7 +181,7 @@ struct config {
 	int capture_max_mb;
 
 	/* logging */
-	char *log_level;
+	enum log_level log_level;
 	bool log_mask_phone;
 
 	/* metrics */

@@ -32,17 +32,6 @@ void log_plain(bool on)
 	log_text = on;
 }
 
-int log_level_parse(const char *s, enum log_level *out)
-{
-	for (size_t i = 0; i < sizeof(log_names) / sizeof(log_names[0]); i++) {
-		if (strcmp(s, log_names[i]) == 0) {
-			*out = (enum log_level)i;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 void log_mask_address(const char *addr, char *buf, size_t len)
 {
 	size_t n = strlen(addr), digits = 0, seen = 0, o = 0;

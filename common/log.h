@@ -31,8 +31,6 @@ struct log_ids {
 void log_init(const char *proc, enum log_level min, bool mask_phone);
 /** Plain "proc: message" lines instead of JSON (command-line tools talking to people). */
 void log_plain(bool on);
-/** Parse "debug|info|notice|warn|error"; returns -1 on anything else. */
-int log_level_parse(const char *s, enum log_level *out);
 
 void log_emit(enum log_level lvl, const struct log_ids *ids, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

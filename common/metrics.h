@@ -25,8 +25,8 @@
  * Files: metrics_init() has metrics_tick() write the whole registry to
  * <state.dir>/metrics/<proc>-<pid>.prom every metrics.interval_ms
  * (temporary file + rename, so a reader never sees half a file); the file
- * is removed at a clean exit. Ingress merges the fresh ones
- * (metrics_merge) with its own registry.
+ * is removed at a clean exit. Ingress reads the fresh ones and merges them
+ * with its own rendering: that is metrics_merge.h, not this module.
  *
  * Single-threaded: every baton process runs its loop in one thread, and
  * there is no locking here.
@@ -38,7 +38,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/types.h>
 
 #include "config.h"
 #include "lathist.h"
@@ -49,8 +48,6 @@
 /* Upper bounds of the histogram buckets, seconds; +Inf follows. */
 #define METRICS_NBUCKETS 12
 #define METRICS_BUCKETS_S { 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
-/* A file older than this many intervals is left out of the merge. */
-#define METRICS_FRESH_INTERVALS 3
 
 enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
 
@@ -105,31 +102,15 @@ void metrics_render(FILE *out);
 /** The same into a malloc'd string. */
 char *metrics_render_string(void);
 
-/**
- * Merges exposition texts into one: samples grouped by metric family, the
- * family's HELP and TYPE once (the first seen), families in order of first
- * appearance. Samples of a family a later text declares with another
- * TYPE are dropped; a sample without a declared family gets TYPE untyped.
- * Malformed lines are dropped. Returns a malloc'd string.
- */
-char *metrics_merge(const char *const *texts, size_t n);
-
 /** Label value escaped for the text format (\\, \", \n) into out; returns out. */
 char *metrics_escape_label(const char *v, char *out, size_t len);
 /** v when it is one of allowed (NULL-terminated), else "other": bounds free text. */
 const char *metrics_label_in(const char *v, const char *const *allowed);
 
-/** "<proc>-<pid>.prom": 0 with *pid set, -1 for any other name (temporary files too). */
-int metrics_file_pid(const char *name, pid_t *pid);
 /**
- * Every fresh file of dir (written within METRICS_FRESH_INTERVALS intervals of
- * now, by a process still alive), except self's, in name order: *texts gets
- * malloc'd contents (caller frees each and the array). Returns how many;
- * *stale counts the files left out.
+ * The directory every process writes its file to, <state_dir>/metrics,
+ * and metrics_merge_read_dir() reads (malloc'd: caller owns it).
  */
-size_t metrics_read_dir(const char *dir, int interval_ms, pid_t self, char ***texts,
-			size_t *stale);
-/** The directory of the files: <state_dir>/metrics (malloc'd). */
 char *metrics_dir(const char *state_dir);
 
 /** Drop every family and collector (tests). */

@@ -37,7 +37,6 @@ long proc_raise_nofile(void)
 int proc_start(struct config *cfg, int argc, char **argv, const char *prog,
 	       const char *log_name, unsigned roles, const char *usage)
 {
-	enum log_level lvl = LOG_INFO;
 	char err[1024];
 
 	if (config_from_args(cfg, argc, argv, prog, roles, usage) == 1)
@@ -53,8 +52,7 @@ int proc_start(struct config *cfg, int argc, char **argv, const char *prog,
 	/* A core dump would carry the secrets this process kept. */
 	if (!cfg->debug_core_dumps)
 		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	log_level_parse(cfg->log_level, &lvl);
-	log_init(log_name, lvl, cfg->log_mask_phone);
+	log_init(log_name, cfg->log_level, cfg->log_mask_phone);
 	metrics_init(log_name, cfg);
 	long nofile = proc_raise_nofile();
 	log_info("open files limit %ld", nofile);

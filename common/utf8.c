@@ -1,43 +1,26 @@
-/* utf8 — a strict validator (RFC 3629 table 3-7 ranges). */
+/*
+ * utf8 — UTF-8 checks and cuts, delegated to libunistring: u8_check
+ * validates (RFC 3629: the ranges of Unicode's table 3-7), u8_mbtouc
+ * steps one character at a time.
+ */
 #include "utf8.h"
 
-bool utf8_valid(const char *str, size_t n)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0;
+#include <stdint.h>
+#include <unistr.h>
 
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t len;
-		unsigned char lo = 0x80, hi = 0xBF;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if (c >= 0xC2 && c <= 0xDF) {
-			len = 2;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			len = 3;
-			if (c == 0xE0)
-				lo = 0xA0; /* overlong */
-			if (c == 0xED)
-				hi = 0x9F; /* surrogates */
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			len = 4;
-			if (c == 0xF0)
-				lo = 0x90; /* overlong */
-			if (c == 0xF4)
-				hi = 0x8F; /* above U+10FFFF */
-		} else {
-			return false;
-		}
-		if (i + len > n)
-			return false;
-		if (s[i + 1] < lo || s[i + 1] > hi)
-			return false;
-		for (size_t k = 2; k < len; k++)
-			if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-				return false;
-		i += len;
+bool utf8_valid(const char *s, size_t n)
+{
+	return u8_check((const uint8_t *)s, n) == NULL;
+}
+
+size_t utf8_prefix(const char *s, size_t n, size_t max)
+{
+	const uint8_t *u = (const uint8_t *)s;
+	size_t i = 0;
+	for (size_t chars = 0; i < n && chars < max; chars++) {
+		ucs4_t uc;
+		/* At least 1 for n - i >= 1: well-formed or not, i moves on. */
+		i += (size_t)u8_mbtouc(&uc, u + i, n - i);
 	}
-	return true;
+	return i;
 }

@@ -53,9 +53,11 @@ static const char *const fstep_names[] = {
 	"check forward", "forward message", "close interaction channel", "close conversation",
 };
 
+/* The op of a flex job, read from the envelope's word once (fop_parse). */
 enum fop { FOP_HANDOFF, FOP_FORWARD, FOP_CLOSE };
 
-/* NULL-terminated: also the op label's initial values (M_FLEX_JOBS). */
+/* The envelope's words, by enum fop; NULL-terminated: also the op label's
+ * initial values (M_FLEX_JOBS). */
 static const char *const fop_names[] = { "handoff", "forward", "close", NULL };
 
 struct fjob {
@@ -661,6 +663,30 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 	free(msg);
 }
 
+/* The enum of an envelope's op: 0, or -1 for a word the router never sends. */
+static int fop_parse(const char *op, enum fop *out)
+{
+	for (size_t i = 0; op && fop_names[i]; i++)
+		if (!strcmp(op, fop_names[i])) {
+			*out = (enum fop)i;
+			return 0;
+		}
+	return -1;
+}
+
+/* A job whose op we do not know fails at once: taking it for a handoff
+ * would open a Flex conversation nobody asked for. */
+static void flexwork_refuse(struct flexwork *fw, struct worker *w, const struct envelope *job)
+{
+	struct log_ids ids = { .conv = job->conv, .job = job->id };
+	log_emit(LOG_ERROR, &ids, "flex job refused: unknown op '%s'", job->op ? job->op : "");
+	fw->failures++;
+	struct envelope r = { .type = ENV_RESULT_FLEX, .id = job->id, .ts = clock_wall_ms(),
+			      .conv = job->conv, .op = job->op ? job->op : (char *)"",
+			      .status = ST_FAILED, .err = (char *)"unknown op" };
+	worker_reply(w, &r);
+}
+
 static char *dup_or_null(const char *s)
 {
 	return s ? xstrdup(s) : NULL;
@@ -669,12 +695,16 @@ static char *dup_or_null(const char *s)
 void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
 {
 	struct flexwork *fw = arg;
+	enum fop op;
+	if (fop_parse(job->op, &op) < 0) {
+		flexwork_refuse(fw, w, job);
+		return;
+	}
 	struct fjob *f = xcalloc(1, sizeof(*f));
 	f->fw = fw;
 	f->w = w;
 	f->job = job->id;
-	f->op = !strcmp(job->op, "forward") ? FOP_FORWARD : !strcmp(job->op, "close") ? FOP_CLOSE
-										     : FOP_HANDOFF;
+	f->op = op;
 	f->conv = xstrdup(job->conv);
 	f->customer = xstrdup(job->from);
 	f->business = xstrdup(job->to);
@@ -712,7 +742,7 @@ void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
 		f->turns[i].ts = job->turns[i].ts;
 	}
 	f->nturns = job->nturns;
-	f->transcript = !strcmp(fw->cfg->handoff_inject, "transcript");
+	f->transcript = fw->cfg->handoff_inject == CONFIG_INJECT_TRANSCRIPT;
 	f->ninject = f->transcript ? (f->nturns ? 1 : 0) : f->nturns;
 	f->injected = xcalloc(f->ninject + 1, sizeof(bool));
 	f->unique = xasprintf("baton-%llu-%llu", (unsigned long long)job->id,

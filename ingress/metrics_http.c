@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "clock.h"
 #include "metrics.h"
+#include "metrics_merge.h"
 #include "xalloc.h"
 
 /* Every path label ingress uses. */
@@ -159,7 +160,7 @@ enum MHD_Result metrics_http_handle(struct MHD_Connection *c, const char *method
 	char *dir = metrics_dir(cfg->state_dir);
 	char **files = NULL;
 	size_t stale = 0;
-	size_t n = metrics_read_dir(dir, cfg->metrics_interval_ms, getpid(), &files, &stale);
+	size_t n = metrics_merge_read_dir(dir, cfg->metrics_interval_ms, getpid(), &files, &stale);
 	free(dir);
 	metrics_set(&M_FILES, "fresh", NULL, (double)n);
 	metrics_set(&M_FILES, "stale", NULL, (double)stale);
@@ -170,7 +171,7 @@ enum MHD_Result metrics_http_handle(struct MHD_Connection *c, const char *method
 	texts[0] = own;
 	for (size_t i = 0; i < n; i++)
 		texts[i + 1] = files[i];
-	char *body = metrics_merge(texts, n + 1);
+	char *body = metrics_merge_texts(texts, n + 1);
 	free(own);
 	for (size_t i = 0; i < n; i++)
 		free(files[i]);

@@ -3,8 +3,9 @@
  *
  * GET (or HEAD) /metrics answers 200 with Content-Type
  * "text/plain; version=0.0.4": ingress's registry rendered now, merged
- * (metrics_merge: each family's HELP and TYPE once) with every fresh file
- * the other processes write to <state.dir>/metrics (metrics_read_dir).
+ * (metrics_merge_texts: each family's HELP and TYPE once) with every fresh
+ * file the other processes write to <state.dir>/metrics
+ * (metrics_merge_read_dir).
  * With metrics.token set the request needs "Authorization: Bearer
  * <token>" (compared in constant time), else 401; other methods get 405.
  *

@@ -194,11 +194,9 @@ int main(int argc, char **argv)
 	}
 	cfg_loaded = true;
 	config_drop_secrets(&cfg, confcheck_secrets(CONF_REPLAY));
-	enum log_level lvl = LOG_WARN;
 	/* Quieter than warn if asked; never per-record chatter at info/debug. */
-	if (log_level_parse(cfg.log_level, &lvl) < 0 || lvl < LOG_WARN)
-		lvl = LOG_WARN;
-	log_init("baton-replay", lvl, cfg.log_mask_phone);
+	log_init("baton-replay", cfg.log_level < LOG_WARN ? LOG_WARN : cfg.log_level,
+		 cfg.log_mask_phone);
 	if (sent_log && !(o.sent_log = fopen(sent_log, "w"))) {
 		fprintf(stderr, "baton-replay: --sent-log: cannot create '%s': %s\n", sent_log,
 			strerror(errno));

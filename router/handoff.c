@@ -132,9 +132,9 @@ static char *handoff_holding_message(const struct rctx *x, const char *key, uint
 
 static uint64_t handoff_first(const struct rctx *x, uint64_t last)
 {
-	if (!strcmp(x->cfg->handoff_history, "all"))
+	if (x->cfg->handoff_history == CONFIG_HISTORY_ALL)
 		return 1;
-	uint64_t n = strtoull(x->cfg->handoff_history, NULL, 10);
+	uint64_t n = (uint64_t)x->cfg->handoff_history; /* the enum's value is the count */
 	return last > n ? last - n + 1 : 1;
 }
 
@@ -169,7 +169,7 @@ int handoff_escalate(struct batch *b, const char *key, struct conv_rec *c,
 	char *hold = handoff_holding_message(b->x, key, &opens);
 	/* Outside business hours with handoff.after_hours=queue the task is
 	 * created at the opening, not now when no one would take it. */
-	bool queue = opens > now && !strcmp(ncfg->handoff_after_hours, "queue");
+	bool queue = opens > now && ncfg->handoff_after_hours == CONFIG_AFTER_HOURS_QUEUE;
 	struct job_rec j = { .kind = JOB_FLEX, .conv = (char *)key, .created = now,
 			     .op = OP_HANDOFF, .hfrom = handoff_first(b->x, last), .upto = last,
 			     .trigger = (char *)trigger, .reason = (char *)reason,
@@ -280,7 +280,7 @@ int handoff_no_agent(struct batch *b, const char *key, struct conv_rec *c,
 	if ((rc = store_tl_add(b->st, b->txn, key, c, "no_agent", why)))
 		return rc;
 	const struct config *ncfg = rctx_cfg(b->x, key);
-	bool back = !strcmp(b->x->cfg->handoff_no_agent_policy, "ai");
+	bool back = b->x->cfg->handoff_no_agent_policy == CONFIG_NO_AGENT_AI;
 	const char *msg = back ? ncfg->handoff_no_agent_ai_message : ncfg->handoff_no_agent_message;
 	log_emit(LOG_WARN, &ids, "no agent (%s): %s", why, back ? "back to the AI" : "telling the "
 		 "customer, still waiting");

@@ -17,46 +17,43 @@
 #include "clock.h"
 #include "kv.h"
 #include "log.h"
+#include "utf8.h"
 #include "xalloc.h"
 
-/* Byte length of the longest prefix of s with at most max code points,
- * cut after the last whitespace in it when there is one. */
-static size_t outbox_cut(const char *s, size_t max)
+/* Byte length of the longest prefix of s[0..len) with at most max
+ * characters, cut after the last whitespace in it when there is one. */
+static size_t outbox_cut(const char *s, size_t len, size_t max)
 {
-	size_t i = 0, chars = 0, last_space = 0;
-	while (s[i] && chars < max) {
-		unsigned char c = (unsigned char)s[i];
-		size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-		if (c == ' ' || c == '\n')
-			last_space = i + 1;
-		for (size_t k = 0; k < n && s[i]; k++)
-			i++;
-		chars++;
-	}
-	if (!s[i])
-		return i;
-	return last_space ? last_space : i;
+	size_t n = utf8_prefix(s, len, max);
+	if (n == len)
+		return n;
+	/* A byte scan is safe: ' ' and '\n' never occur inside a UTF-8 character. */
+	for (size_t i = n; i > 0; i--)
+		if (s[i - 1] == ' ' || s[i - 1] == '\n')
+			return i;
+	return n;
 }
 
 /*
- * The last part of a reply cut at ai.max_parts: at most max code points of
- * s, ending after the last sentence (". ", "! ", "? " or a line break) in
- * its second half, else at the last space, else anywhere; trailing spaces
- * dropped. Its byte length.
+ * The last part of a reply cut at ai.max_parts: at most max characters of
+ * s[0..len), ending after the last sentence (". ", "! ", "? " or a line
+ * break) in its second half, else at the last space, else anywhere;
+ * trailing spaces dropped. Its byte length.
  */
-static size_t outbox_cut_final(const char *s, size_t max)
+static size_t outbox_cut_final(const char *s, size_t len, size_t max)
 {
-	size_t n = outbox_cut(s, max), chars = 0, sentence = 0, half_at = 0;
-	for (size_t i = 0; i < n; chars++) {
-		unsigned char c = (unsigned char)s[i];
-		size_t w = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-		if (chars == max / 2)
-			half_at = i;
+	size_t n = outbox_cut(s, len, max), sentence = 0;
+	/* Where the second half starts: 0 when the part has no second half. */
+	size_t half_at = utf8_prefix(s, n, max / 2);
+	if (half_at == n)
+		half_at = 0;
+	/* Bytes, not characters: the marks are ASCII, never inside a character. */
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
 		if ((c == '.' || c == '!' || c == '?') && i + 1 < n && (s[i + 1] == ' ' || s[i + 1] == '\n'))
 			sentence = i + 1;
 		else if (c == '\n')
 			sentence = i;
-		i += w;
 	}
 	if (sentence && sentence >= half_at)
 		n = sentence;
@@ -124,15 +121,15 @@ int outbox_queue(struct batch *b, const char *key,
 		return rc;
 	}
 	int parts = 0;
-	while (*p) {
-		size_t n = outbox_cut(p, ROUTER_BODY_CHARS);
+	size_t left = strlen(text);
+	while (left) {
+		size_t n = outbox_cut(p, left, ROUTER_BODY_CHARS);
 		char *part;
-		if (++parts == b->x->cfg->ai_max_parts && p[n]) {
+		if (++parts == b->x->cfg->ai_max_parts && n < left) {
 			/* A runaway answer (a model looping, a 250,000-character
 			 * reply) never becomes a hundred messages. */
 			struct log_ids ids = { .conv = key, .job = job };
-			size_t left = strlen(p);
-			n = outbox_cut_final(p, ROUTER_BODY_CHARS - 1);
+			n = outbox_cut_final(p, left, ROUTER_BODY_CHARS - 1);
 			part = xasprintf("%.*s\u2026", (int)n, p);
 			log_emit(LOG_WARN, &ids, "reply cut at %d WhatsApp messages (ai.max_parts): %zu "
 				 "bytes left out", b->x->cfg->ai_max_parts, left - n);
@@ -150,6 +147,7 @@ int outbox_queue(struct batch *b, const char *key,
 		if (rc)
 			return rc;
 		p += n;
+		left -= n;
 	}
 	return 0;
 }

@@ -238,7 +238,7 @@ int turns_result_ai(struct batch *b, struct item *it)
 			goto out;
 		text = NULL; /* the holding message speaks for the handoff */
 	} else if (c.mode == MODE_AI && failed_for_good &&
-		   !strcmp(b->x->cfg->ai_on_failure, "escalate")) {
+		   b->x->cfg->ai_on_failure == CONFIG_ON_FAILURE_ESCALATE) {
 		log_emit(LOG_WARN, &ids, "AI unavailable (%s): escalating",
 			 env->err ? env->err : "no detail");
 		if ((rc = handoff_escalate(b, j.conv, &c, "ai_failure", "ai_unavailable", NULL)))

@@ -23,6 +23,13 @@ class TestConfig(unittest.TestCase):
         cases = [({"BATON_HTTP_PORT": "eighty"}, "http.port"),
                  ({"BATON_HTTP_PORT": "70000"}, "http.port"),
                  ({"BATON_LLM_PROVIDER": "palm"}, "llm.provider"),
+                 ({"BATON_AI_ESCALATION_MODE": "tool"}, "ai.escalation_mode"),
+                 ({"BATON_AI_ON_FAILURE": "retry"}, "ai.on_failure"),
+                 ({"BATON_HANDOFF_HISTORY": "12"}, "handoff.history"),
+                 ({"BATON_HANDOFF_INJECT": "transcripts"}, "handoff.inject"),
+                 ({"BATON_HANDOFF_NO_AGENT_POLICY": "human"}, "handoff.no_agent_policy"),
+                 ({"BATON_HANDOFF_AFTER_HOURS": "later"}, "handoff.after_hours"),
+                 ({"BATON_LOG_LEVEL": "verbose"}, "log.level"),
                  ({"BATON_LLM_BASE_URL": "ftp://x"}, "llm.base_url"),
                  ({"BATON_LMDB_SYNC": "maybe"}, "lmdb.sync"),
                  ({"BATON_TWILIO_ACCOUNT_SID": "XX123"}, "twilio.account_sid")]
@@ -31,6 +38,45 @@ class TestConfig(unittest.TestCase):
                 r = run(prog, env=env)
                 self.assertEqual(r.returncode, 2, (prog, env, r.stderr))
                 self.assertIn(key, r.stderr, (prog, env))
+
+    def test_bad_enum_values_name_the_setting_and_every_allowed_value(self):
+        # (setting, value written, the values it takes, the hint or None)
+        cases = [("llm.provider", "palm", "anthropic, openai", None),
+                 ("llm.provider", "OpenAI", "anthropic, openai", "openai"),
+                 ("ai.escalation_mode", "tool", "structured, tag", None),
+                 ("ai.on_failure", "apologise", "escalate, apologize", "apologize"),
+                 ("handoff.history", "12", "10, 15, 20, all", None),
+                 ("handoff.inject", "transcripts", "messages, transcript", "transcript"),
+                 ("handoff.no_agent_policy", "human", "wait, ai", None),
+                 ("handoff.after_hours", "later", "create, queue", None),
+                 ("log.level", "warning", "debug, info, notice, warn, error", "warn")]
+        d = tempfile.mkdtemp(prefix="baton-enum-")
+        self.addCleanup(lambda: subprocess.call(["rm", "-rf", d]))
+        conf = os.path.join(d, "baton.conf")
+        for key, value, allowed, hint in cases:
+            said = "'%s' is not one of %s" % (value, allowed)
+            env = "BATON_" + key.upper().replace(".", "_")
+            r = run("baton-router", env={env: value})
+            self.assertEqual(r.returncode, 2, (key, value, r.stderr))
+            self.assertIn("config error: %s: %s" % (key, said), r.stderr)
+            self.assertIn("(from environment %s)" % env, r.stderr)
+            if hint:
+                self.assertIn("(did you mean %s?)" % hint, r.stderr)
+            else:
+                self.assertNotIn("did you mean", r.stderr)
+            with open(conf, "w") as f:
+                f.write("# enum\n%s = %s\n" % (key, value))
+            r = run("baton-router", ["--config", conf, "--check-config"])
+            self.assertEqual(r.returncode, 2, (key, value, r.stderr))
+            self.assertIn("%s: %s" % (key, said), r.stderr)
+            self.assertIn("(from %s:2)" % conf, r.stderr)
+        # A [number] section's value is checked the same way.
+        with open(conf, "w") as f:
+            f.write("[number whatsapp:+15550001111]\nhandoff.after_hours = Queue\n")
+        r = run("baton-router", ["--config", conf, "--check-config"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("handoff.after_hours: 'Queue' is not one of create, queue", r.stderr)
+        self.assertIn("(did you mean queue?)", r.stderr)
 
     def test_config_file_errors(self):
         with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:

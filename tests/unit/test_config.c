@@ -144,7 +144,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c->flex_workspace_sid, "");
 	assert_string_equal(c->twilio_whatsapp_from, "");
 	assert_true(c->twilio_validate_signature);
-	assert_string_equal(c->llm_provider, "anthropic");
+	assert_int_equal(c->llm_provider, CONFIG_LLM_ANTHROPIC);
 	assert_string_equal(c->llm_base_url, "https://api.anthropic.com");
 	assert_string_equal(c->llm_model, "claude-sonnet-4-5");
 	assert_string_equal(c->llm_api_key, "");
@@ -154,11 +154,12 @@ static void test_defaults(void **state)
 	assert_non_null(strstr(c->ai_system_prompt, "Clinica Sol"));
 	assert_string_equal(c->ai_system_prompt_file, "");
 	assert_string_equal(c->ai_escalation_tag, "[ESCALAR]");
-	assert_string_equal(c->ai_escalation_mode, "structured");
-	assert_string_equal(c->ai_on_failure, "escalate");
+	assert_int_equal(c->ai_escalation_mode, CONFIG_ESCALATION_STRUCTURED);
+	assert_int_equal(c->ai_on_failure, CONFIG_ON_FAILURE_ESCALATE);
 	assert_non_null(strstr(c->escalation_phrases, "humano"));
-	assert_string_equal(c->handoff_history, "10");
-	assert_string_equal(c->handoff_inject, "messages");
+	assert_int_equal(c->handoff_history, CONFIG_HISTORY_10);
+	assert_int_equal(c->handoff_history, 10); /* the value is the count */
+	assert_int_equal(c->handoff_inject, CONFIG_INJECT_MESSAGES);
 	assert_int_equal(c->handoff_max_attempts, 3);
 	assert_string_equal(c->flex_task_channel, "chat");
 	assert_int_equal(c->flex_credit, 32);
@@ -167,7 +168,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->lmdb_map_size_mb, 1024);
 	assert_true(c->lmdb_sync);
 	assert_int_equal(c->router_batch, 256);
-	assert_string_equal(c->log_level, "info");
+	assert_int_equal(c->log_level, LOG_INFO);
 	assert_true(c->log_mask_phone);
 }
 
@@ -182,7 +183,7 @@ static void test_env_overrides(void **state)
 	setenv("BATON_LMDB_MAP_SIZE_MB", "16", 1);
 	assert_int_equal(config_load(&fx->cfg, NULL, fx->err, sizeof(fx->err)), 0);
 	assert_int_equal(fx->cfg.http_port, 9000);
-	assert_string_equal(fx->cfg.llm_provider, "openai");
+	assert_int_equal(fx->cfg.llm_provider, CONFIG_LLM_OPENAI);
 	assert_false(fx->cfg.lmdb_sync);
 	/* URL bases lose trailing slashes (they are joined with "/path") */
 	assert_string_equal(fx->cfg.llm_base_url, "https://api.openai.com");
@@ -239,11 +240,11 @@ static void test_file_parsing(void **state)
 	assert_string_equal(c->ai_apology, "Line one\nLine \"two\" back\\slash");
 	assert_string_equal(c->llm_model, "  spaced  ");
 	assert_false(c->twilio_validate_signature);
-	assert_string_equal(c->llm_provider, "openai");
+	assert_int_equal(c->llm_provider, CONFIG_LLM_OPENAI);
 	assert_string_equal(c->public_url, "https://bot.example.com");
 	assert_string_equal(c->state_dir, "/srv/baton");
 	assert_string_equal(c->router_ingress_endpoint, "ipc:///srv/baton/ingress.ipc");
-	assert_string_equal(c->log_level, "debug");
+	assert_int_equal(c->log_level, LOG_DEBUG);
 	assert_int_equal(c->http_max_body, 1048576);
 	assert_string_equal(c->ai_escalation_tag, "[HUMAN]");
 	assert_int_equal(c->egress_retry_deadline_ms, 0);
@@ -294,19 +295,54 @@ static void test_file_bad_enum(void **state)
 	assert_err_has(fx, "llm.provider", "foo");
 	/* a prefix of a choice is not a choice */
 	assert_int_equal(load_text(fx, "llm.provider = open\n"), -1);
-	assert_err_has(fx, "llm.provider", NULL);
+	assert_err_has(fx, "llm.provider", "(did you mean openai?)");
 	assert_int_equal(load_text(fx, "log.level = INFO\n"), -1);
 	assert_err_has(fx, "log.level", NULL);
 	assert_int_equal(load_text(fx, "ai.escalation_mode = tool\n"), -1);
-	assert_err_has(fx, "ai.escalation_mode", "structured|tag");
+	/* the message names the setting, the word, where it came from and every allowed word */
+	assert_err_has(fx, "ai.escalation_mode: 'tool' is not one of structured, tag", ":1)");
 	assert_int_equal(load_text(fx, "handoff.history = 12\n"), -1);
-	assert_err_has(fx, "handoff.history", NULL);
-	/* every choice of an enum is accepted */
+	assert_err_has(fx, "handoff.history", "10, 15, 20, all");
+	/* a near miss gets the word meant, case included; a far one gets none */
+	assert_int_equal(load_text(fx, "handoff.inject = transcripts\n"), -1);
+	assert_err_has(fx, "handoff.inject", "(did you mean transcript?)");
+	assert_int_equal(load_text(fx, "llm.provider = OpenAI\n"), -1);
+	assert_err_has(fx, "'OpenAI'", "(did you mean openai?)");
+	assert_int_equal(load_text(fx, "handoff.no_agent_policy = human\n"), -1);
+	assert_err_has(fx, "handoff.no_agent_policy", "wait, ai");
+	assert_null(strstr(fx->err, "did you mean"));
+	/* every choice of an enum is accepted, into its enum */
 	assert_int_equal(load_text(fx, "ai.escalation_mode = tag\nhandoff.history = all\n"
-				       "ai.on_failure = apologize\n"), 0);
-	assert_string_equal(fx->cfg.ai_escalation_mode, "tag");
-	assert_string_equal(fx->cfg.handoff_history, "all");
-	assert_string_equal(fx->cfg.ai_on_failure, "apologize");
+				       "ai.on_failure = apologize\nhandoff.inject = transcript\n"
+				       "handoff.no_agent_policy = ai\nhandoff.after_hours = queue\n"
+				       "log.level = error\nllm.provider = openai\n"), 0);
+	assert_int_equal(fx->cfg.ai_escalation_mode, CONFIG_ESCALATION_TAG);
+	assert_int_equal(fx->cfg.handoff_history, CONFIG_HISTORY_ALL);
+	assert_int_equal(fx->cfg.ai_on_failure, CONFIG_ON_FAILURE_APOLOGIZE);
+	assert_int_equal(fx->cfg.handoff_inject, CONFIG_INJECT_TRANSCRIPT);
+	assert_int_equal(fx->cfg.handoff_no_agent_policy, CONFIG_NO_AGENT_AI);
+	assert_int_equal(fx->cfg.handoff_after_hours, CONFIG_AFTER_HOURS_QUEUE);
+	assert_int_equal(fx->cfg.log_level, LOG_ERROR);
+	assert_int_equal(fx->cfg.llm_provider, CONFIG_LLM_OPENAI);
+	config_release(&fx->cfg);
+	assert_int_equal(load_text(fx, "handoff.history = 15\nlog.level = notice\n"), 0);
+	assert_int_equal(fx->cfg.handoff_history, 15);
+	assert_int_equal(fx->cfg.log_level, LOG_NOTICE);
+}
+
+/* The dump prints an enum setting as its word. */
+static void test_dump_enum_words(void **state)
+{
+	struct fixture *fx = *state;
+	setenv("BATON_HANDOFF_HISTORY", "all", 1);
+	setenv("BATON_LOG_LEVEL", "warn", 1);
+	assert_int_equal(config_load(&fx->cfg, NULL, fx->err, sizeof(fx->err)), 0);
+	char *out = dump_to_string(&fx->cfg);
+	assert_non_null(strstr(out, "handoff.history = \"all\"\n"));
+	assert_non_null(strstr(out, "log.level = \"warn\"\n"));
+	assert_non_null(strstr(out, "llm.provider = \"anthropic\"\n"));
+	assert_non_null(strstr(out, "handoff.after_hours = \"create\"\n"));
+	free(out);
 }
 
 static void test_file_bad_bool(void **state)
@@ -496,7 +532,7 @@ static void test_number_sections(void **state)
 	assert_string_equal(shop->handoff_holding_message, "base hold"); /* inherited */
 	assert_string_equal(clinic->handoff_holding_message, "Un momento");
 	assert_string_equal(clinic->flex_workflow_sid, "WWbase");
-	assert_string_equal(clinic->handoff_after_hours, "queue");
+	assert_int_equal(clinic->handoff_after_hours, CONFIG_AFTER_HOURS_QUEUE);
 	assert_string_equal(clinic->business_hours, "mon-fri 09:00-18:00");
 	/* unknown numbers and NULL get the base */
 	assert_ptr_equal(config_for(base, "whatsapp:+19999999999"), base);
@@ -608,6 +644,7 @@ int main(void)
 		T(test_file_bad_int),
 		T(test_file_out_of_range),
 		T(test_file_bad_enum),
+		T(test_dump_enum_words),
 		T(test_file_bad_bool),
 		T(test_file_bad_url),
 		T(test_file_syntax_errors),
