@@ -6,7 +6,7 @@
 #   CC           compiler (default cc)
 
 CC      ?= cc
-PKGS    := libzmq msgpack lmdb libmicrohttpd libcurl jansson libcrypto
+PKGS    := libzmq msgpack lmdb libmicrohttpd libcurl jansson libcrypto libpq
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter
@@ -83,7 +83,10 @@ STATE_SRC := \
 	state/convkey.c \
 	state/convview.c \
 	state/convlist.c \
-	state/journal.c
+	state/journal.c \
+	state/pg.c \
+	state/mirror.c \
+	state/access.c
 
 INGRESS_SRC := \
 	ingress/metrics_http.c \
@@ -103,7 +106,8 @@ ROUTER_SRC := \
 	router/outbox.c \
 	router/jobs.c \
 	router/purge.c \
-	router/room.c
+	router/room.c \
+	router/lead.c
 
 AI_SRC := \
 	ai-worker/escalate.c \

@@ -242,10 +242,33 @@ static int cc_shapes(const struct config *cfg, char *err, size_t errlen)
 	return cc_public_url(cfg->public_url, err, errlen);
 }
 
+/* state.backend = postgres: a database to reach, its password kept out of the string. */
+static int cc_postgres(const struct config *cfg, unsigned roles, char *err, size_t errlen)
+{
+	if (cfg->state_backend != CONFIG_BACKEND_POSTGRES ||
+	    !(roles & (CONF_ROUTER | CONF_CTL | CONF_CONSOLE)))
+		return 0;
+	if (!cfg->postgres_dsn[0])
+		return cc_fail(err, errlen, "postgres.dsn: not set, and state.backend is postgres");
+	if (strstr(cfg->postgres_dsn, "password") || strchr(cfg->postgres_dsn, '@'))
+		return cc_fail(err, errlen, "postgres.dsn: holds a password; give it as "
+			       "postgres.password_file (or PGPASSFILE) so it never shows in a dump or a log");
+	if (roles & CONF_ROUTER) {
+		const char *eps[2][2] = { { "router.ingress_endpoint", cfg->router_ingress_endpoint },
+					  { "router.work_endpoint", cfg->router_work_endpoint } };
+		const char *binds[2] = { cfg->router_ingress_bind, cfg->router_work_bind };
+		for (int i = 0; i < 2; i++)
+			if (strchr(eps[i][1], ',') && !binds[i][0])
+				return cc_fail(err, errlen, "%s lists several routers: set %s to the one this "
+					       "router binds", eps[i][0], i ? "router.work_bind" : "router.ingress_bind");
+	}
+	return 0;
+}
+
 int confcheck(const struct config *cfg, unsigned roles, char *err, size_t errlen)
 {
 	if (cc_shapes(cfg, err, errlen) < 0 || cc_numbers(cfg, roles, err, errlen) < 0 ||
-	    cc_zmq(cfg, roles, err, errlen) < 0)
+	    cc_zmq(cfg, roles, err, errlen) < 0 || cc_postgres(cfg, roles, err, errlen) < 0)
 		return -1;
 	if (roles & CONF_INGRESS) {
 		if (cc_sid(cfg, "twilio.account_sid", cfg->twilio_account_sid, "AC", true, err,
@@ -302,14 +325,14 @@ const char *const *confcheck_secrets(unsigned roles)
 	static const char *const ingress[] = { "twilio.auth_token", "admin.token", "metrics.token",
 					       "zmq.secret_key", NULL };
 	static const char *const console[] = { "console.token", "console.password",
-					       "zmq.secret_key", NULL };
+					       "zmq.secret_key", "postgres.password", NULL };
 	static const char *const ai[] = { "llm.api_key", "zmq.secret_key", NULL };
 	static const char *const rest[] = { "twilio.auth_token", "twilio.api_key_secret",
 					    "zmq.secret_key", NULL };
-	static const char *const ctl[] = { "admin.token", NULL };
+	static const char *const ctl[] = { "admin.token", "postgres.password", NULL };
 	static const char *const replay[] = { "twilio.auth_token", "admin.token", "zmq.secret_key",
 					      NULL };
-	static const char *const router[] = { "zmq.server_secret_key", NULL };
+	static const char *const router[] = { "zmq.server_secret_key", "postgres.password", NULL };
 	switch (roles) {
 	case CONF_INGRESS: return ingress;
 	case CONF_AI: return ai;

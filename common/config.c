@@ -66,6 +66,8 @@ static const struct config_choice choices_no_agent[] = {
 static const struct config_choice choices_after_hours[] = {
 	{ "create", CONFIG_AFTER_HOURS_CREATE }, { "queue", CONFIG_AFTER_HOURS_QUEUE },
 	{ NULL, 0 } };
+static const struct config_choice choices_backend[] = {
+	{ "lmdb", CONFIG_BACKEND_LMDB }, { "postgres", CONFIG_BACKEND_POSTGRES }, { NULL, 0 } };
 static const struct config_choice choices_log_level[] = {
 	{ "debug", LOG_DEBUG }, { "info", LOG_INFO }, { "notice", LOG_NOTICE }, { "warn", LOG_WARN },
 	{ "error", LOG_ERROR }, { NULL, 0 } };
@@ -127,7 +129,27 @@ static const struct config_entry config_table[] = {
 	  "take the sandbox's loopback URLs, SIDs and secrets, and placeholder values are "
 	  "accepted; said loudly at start; never in production" },
 	{ "state.dir", CT_STR, "var", 0, 0, NULL, F(state_dir), false,
-	  "directory for the LMDB environment and ipc sockets" },
+	  "directory for the LMDB environment and ipc sockets (with state.backend = postgres: "
+	  "each process's cache of the database)" },
+	{ "state.backend", CT_ENUM, "lmdb", 0, 0, choices_backend, F(state_backend), false,
+	  "where the state lives: lmdb (one host, one router) or postgres (the database is the "
+	  "state, routers on several hosts take over from each other)" },
+	{ "postgres.dsn", CT_STR, "", 0, 0, NULL, F(postgres_dsn), false,
+	  "libpq connection string of the database (state.backend = postgres), e.g. \"host=db1,db2 "
+	  "dbname=baton user=baton target_session_attrs=read-write\"; no password in it" },
+	{ "postgres.password", CT_STR, "", 0, 0, NULL, F(postgres_password), true,
+	  "the database user's password (empty: libpq's PGPASSFILE or ~/.pgpass)" },
+	{ "postgres.password_file", CT_STR, "", 0, 0, NULL, F(postgres_password_file), false,
+	  "read postgres.password from this file (mode 0600 or stricter)" },
+	{ "router.lease_ms", CT_INT, "5000", 500, 600000, NULL, F(router_lease_ms), false,
+	  "state.backend = postgres: how long the active router's lease lasts unrenewed; a standby "
+	  "takes over this long after the active one stops answering" },
+	{ "router.ingress_bind", CT_STR, "", 0, 0, NULL, F(router_ingress_bind), false,
+	  "the endpoint this router binds for ingress when router.ingress_endpoint lists every "
+	  "router of an active/standby set (empty = router.ingress_endpoint)" },
+	{ "router.work_bind", CT_STR, "", 0, 0, NULL, F(router_work_bind), false,
+	  "the endpoint this router binds for workers when router.work_endpoint lists every "
+	  "router (empty = router.work_endpoint)" },
 	{ "router.ingress_endpoint", CT_STR, "", 0, 0, NULL, F(router_ingress_endpoint), false,
 	  "ZeroMQ endpoint where the router takes webhooks from ingress (default ipc://STATE_DIR/ingress.ipc)" },
 	{ "router.work_endpoint", CT_STR, "", 0, 0, NULL, F(router_work_endpoint), false,
@@ -1194,6 +1216,11 @@ static const struct {
 	{ "router.ingress_endpoint", CONF_ROUTER | CONF_INGRESS | CONF_REPLAY | CONF_CONSOLE },
 	{ "router.work_endpoint", CONF_ROUTER | CONF_AI | CONF_EGRESS | CONF_FLEX },
 	{ "router.batch", CONF_ROUTER },
+	{ "router.lease_ms", CONF_ROUTER },
+	{ "router.ingress_bind", CONF_ROUTER },
+	{ "router.work_bind", CONF_ROUTER },
+	{ "state.backend", CONF_ROUTER | CONF_CTL | CONF_CONSOLE },
+	{ "postgres.", CONF_ROUTER | CONF_CTL | CONF_CONSOLE },
 	{ "zmq.server_secret_key", CONF_ROUTER },
 	{ "zmq.server_secret_key_file", CONF_ROUTER },
 	{ "zmq.allowed_keys", CONF_ROUTER },

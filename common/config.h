@@ -53,6 +53,8 @@ enum config_inject { CONFIG_INJECT_MESSAGES, CONFIG_INJECT_TRANSCRIPT };
 enum config_no_agent { CONFIG_NO_AGENT_WAIT, CONFIG_NO_AGENT_AI };
 /* handoff.after_hours: create|queue */
 enum config_after_hours { CONFIG_AFTER_HOURS_CREATE, CONFIG_AFTER_HOURS_QUEUE };
+/* state.backend: lmdb|postgres */
+enum config_backend { CONFIG_BACKEND_LMDB, CONFIG_BACKEND_POSTGRES };
 /* log.level (debug|info|notice|warn|error) is an enum log_level (log.h). */
 
 struct config {
@@ -149,6 +151,13 @@ struct config {
 	char *whatsapp_template_vars;
 	char *admin_token;
 	char *admin_token_file;
+	enum config_backend state_backend;
+	char *postgres_dsn;
+	char *postgres_password;
+	char *postgres_password_file;
+	int router_lease_ms;
+	char *router_ingress_bind;
+	char *router_work_bind;
 	char *console_bind;
 	int console_port;
 	char *console_token;    /* operator console; empty = off */

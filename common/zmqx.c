@@ -10,6 +10,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 /* Bounded queues: past this the sender sees EAGAIN and applies backpressure
  * instead of the process growing without limit. */
@@ -37,7 +38,10 @@ int zmqx_loopback(const char *endpoint)
 const struct zmqx_keys *zmqx_keys_for(const struct config *cfg, const char *endpoint,
 				       struct zmqx_keys *buf)
 {
-	if (strncmp(endpoint, "tcp://", 6) || cfg->zmq_insecure_tcp)
+	/* A list is CURVE as soon as one of its endpoints is tcp://. */
+	bool tcp = !strncmp(endpoint, "tcp://", 6) || strstr(endpoint, ",tcp://") ||
+		   strstr(endpoint, ", tcp://");
+	if (!tcp || cfg->zmq_insecure_tcp)
 		return NULL;
 	buf->server_public = cfg->zmq_server_public_key;
 	buf->server_secret = cfg->zmq_server_secret_key;
@@ -110,11 +114,22 @@ void *zmqx_dealer_connect(void *ctx, const char *endpoint, const struct zmqx_key
 	int ivl = 100, max = ZMQX_RECONNECT_MAX_MS;
 	zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
 	zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &max, sizeof(max));
-	if (zmq_connect(s, endpoint) != 0) {
-		log_err("cannot connect %s: %s", endpoint, zmq_strerror(errno));
-		zmq_close(s);
-		return NULL;
+	/* Several routers (one active, the others standing by without binding):
+	 * messages go only to a completed connection, so never to a standby. */
+	if (strchr(endpoint, ',')) {
+		int one = 1;
+		zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof(one));
 	}
+	char *list = xstrdup(endpoint), *save = NULL;
+	for (char *ep = strtok_r(list, ", ", &save); ep; ep = strtok_r(NULL, ", ", &save)) {
+		if (zmq_connect(s, ep) != 0) {
+			log_err("cannot connect %s: %s", ep, zmq_strerror(errno));
+			free(list);
+			zmq_close(s);
+			return NULL;
+		}
+	}
+	free(list);
 	return s;
 }
 

@@ -48,7 +48,9 @@ int zmqx_loopback(const char *endpoint);
 /** Bound ROUTER socket (mandatory routing, so a vanished peer is an error); with keys a
  *  CURVE server whose peers the ZAP handler (zap.h) vets. NULL on error (logged). */
 void *zmqx_router_bind(void *ctx, const char *endpoint, const struct zmqx_keys *keys);
-/** Connected DEALER socket; with keys a CURVE client. NULL on error (logged). */
+/** Connected DEALER socket; with keys a CURVE client. endpoint may list several
+ *  (comma-separated: every router of an active/standby set); a message then
+ *  goes only to one whose connection is complete. NULL on error (logged). */
 void *zmqx_dealer_connect(void *ctx, const char *endpoint, const struct zmqx_keys *keys);
 /** Close with a linger of linger_ms and set *sock to NULL. Accepts NULL. */
 void zmqx_close(void **sock, int linger_ms);

@@ -6,20 +6,26 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "access.h"
+#include "clock.h"
 #include "log.h"
 #include "xalloc.h"
 
+/* With PostgreSQL the cache catches up at most this often (the page polls every 2 s). */
+#define READER_REFRESH_MS 500
+
 struct reader {
-	char *dir;
-	pthread_rwlock_t lock; /* shared: a read; exclusive: open or resize */
-	struct store st;
-	bool open;
+	const struct config *cfg;
+	pthread_rwlock_t lock; /* shared: a read; exclusive: open, resize, refresh */
+	struct access *acc;
+	uint64_t refreshed;    /* mono ms */
+	bool failed_logged;
 };
 
-struct reader *reader_new(const char *state_dir)
+struct reader *reader_new(const struct config *cfg)
 {
 	struct reader *rd = xcalloc(1, sizeof(*rd));
-	rd->dir = xstrdup(state_dir);
+	rd->cfg = cfg;
 	pthread_rwlock_init(&rd->lock, NULL);
 	return rd;
 }
@@ -28,38 +34,59 @@ void reader_free(struct reader *rd)
 {
 	if (!rd)
 		return;
-	if (rd->open)
-		store_close(&rd->st);
+	access_close(rd->acc);
 	pthread_rwlock_destroy(&rd->lock);
-	free(rd->dir);
 	free(rd);
 }
 
-/* Under the exclusive lock: open the state if it exists, or adopt a grown map. */
+/* Under the exclusive lock: open the state if it exists, adopt a grown map,
+ * or catch up with the database. */
 static void reader_prepare(struct reader *rd, bool resized)
 {
-	if (!rd->open) {
-		char *path = xasprintf("%s/data.mdb", rd->dir);
-		bool exists = access(path, R_OK) == 0;
-		free(path);
-		rd->open = exists && store_open_readonly(&rd->st, rd->dir) == 0;
-	} else if (resized && mdb_env_set_mapsize(rd->st.env, 0) != 0) {
+	const char *why = NULL;
+	if (!rd->acc) {
+		if (rd->cfg->state_backend == CONFIG_BACKEND_LMDB) {
+			char *path = xasprintf("%s/data.mdb", rd->cfg->state_dir);
+			bool exists = access(path, R_OK) == 0;
+			free(path);
+			if (!exists)
+				return;
+		}
+		if (!(rd->acc = access_open(rd->cfg, "console", &why))) {
+			if (!rd->failed_logged)
+				log_warn("console: cannot open the state: %s", why);
+			rd->failed_logged = true;
+			return;
+		}
+		rd->failed_logged = false;
+		rd->refreshed = clock_mono_ms();
+	} else if (resized && mdb_env_set_mapsize(access_store(rd->acc)->env, 0) != 0) {
 		log_warn("console: cannot adopt the router's larger map; reopening the state");
-		store_close(&rd->st);
-		rd->open = store_open_readonly(&rd->st, rd->dir) == 0;
+		access_close(rd->acc);
+		rd->acc = NULL;
+	} else if (!resized && rd->cfg->state_backend == CONFIG_BACKEND_POSTGRES) {
+		access_refresh(rd->acc);
+		rd->refreshed = clock_mono_ms();
 	}
+}
+
+static bool reader_stale(const struct reader *rd)
+{
+	return rd->cfg->state_backend == CONFIG_BACKEND_POSTGRES &&
+	       clock_mono_ms() - rd->refreshed >= READER_REFRESH_MS;
 }
 
 int reader_begin(struct reader *rd, MDB_txn **txn, struct store **st)
 {
 	bool resized = false;
 	*txn = NULL;
-	for (int attempt = 0; attempt < 2; attempt++) {
+	for (int attempt = 0; attempt < 3; attempt++) {
 		pthread_rwlock_rdlock(&rd->lock);
-		if (rd->open) {
-			int rc = mdb_txn_begin(rd->st.env, NULL, MDB_RDONLY, txn);
+		if (rd->acc && (attempt || !reader_stale(rd))) {
+			struct store *s = access_store(rd->acc);
+			int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
 			if (rc == 0) {
-				*st = &rd->st;
+				*st = s;
 				return 0; /* the shared lock is held until reader_end */
 			}
 			*txn = NULL;
@@ -69,8 +96,11 @@ int reader_begin(struct reader *rd, MDB_txn **txn, struct store **st)
 		}
 		pthread_rwlock_unlock(&rd->lock);
 		pthread_rwlock_wrlock(&rd->lock);
-		reader_prepare(rd, resized);
+		/* Another thread may have done it meanwhile. */
+		if (!rd->acc || resized || reader_stale(rd))
+			reader_prepare(rd, resized);
 		pthread_rwlock_unlock(&rd->lock);
+		resized = false;
 	}
 	return -1;
 }

@@ -1,24 +1,26 @@
 /*
- * reader — baton-console's read-only view of the router's LMDB state,
- * shared by every request thread.
+ * reader — baton-console's read-only view of the state (access.h), shared
+ * by every request thread.
  *
- * The environment is opened the first time it exists (the router creates
- * it); each request reads in a transaction of its own (LMDB readers never
+ * The state is opened the first time it exists (the router creates it);
+ * each request reads in an LMDB transaction of its own (readers never
  * block the writer nor each other). When the router has grown the map,
  * the next read adopts the new size, which LMDB allows only while this
- * process has no transaction open: reads hold a shared lock, the resize
- * an exclusive one.
+ * process has no transaction open; with PostgreSQL the cache catches up
+ * with the database at most every READER_REFRESH_MS the same way: reads
+ * hold a shared lock, the resize and the catching up an exclusive one.
  */
 #ifndef BATON_READER_H
 #define BATON_READER_H
 
 #include <lmdb.h>
 
+#include "config.h"
 #include "store.h"
 
 struct reader;
 
-struct reader *reader_new(const char *state_dir);
+struct reader *reader_new(const struct config *cfg);
 void reader_free(struct reader *rd);
 
 /**

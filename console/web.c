@@ -257,7 +257,7 @@ int web_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	int rc = -1;
 
 	web_make_responses(&w);
-	w.rd = reader_new(cfg->state_dir);
+	w.rd = reader_new(cfg);
 	if (!(w.cmd = command_new(cfg)) || web_start(&w) < 0)
 		goto fail;
 	const union MHD_DaemonInfo *pi = MHD_get_daemon_info(w.mhd, MHD_DAEMON_INFO_BIND_PORT);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "clock.h"
 #include "convkey.h"
 #include "log.h"
@@ -44,19 +45,28 @@ void ctl_dump(json_t *root)
 
 int ctl_read_begin(const struct config *cfg, struct ctl_read *rd)
 {
+	const char *why = NULL;
 	rd->txn = NULL;
-	if (store_open_readonly(&rd->st, cfg->state_dir) < 0) {
-		fprintf(stderr, "batonctl: hint: baton's state is read from state.dir, now '%s'. Under "
-			"systemd it is /var/lib/baton; point batonctl at it with --config "
-			"/etc/baton/baton.conf or BATON_STATE_DIR, and run it as the baton user or "
-			"root.\n", cfg->state_dir);
+	memset(&rd->st, 0, sizeof(rd->st));
+	if (!(rd->acc = access_open(cfg, "batonctl", &why))) {
+		if (cfg->state_backend == CONFIG_BACKEND_POSTGRES)
+			fprintf(stderr, "batonctl: %s; check postgres.dsn and that a router has run "
+				"once against it\n", why);
+		else
+			fprintf(stderr, "batonctl: hint: baton's state is read from state.dir, now '%s'. "
+				"Under systemd it is /var/lib/baton; point batonctl at it with --config "
+				"/etc/baton/baton.conf or BATON_STATE_DIR, and run it as the baton user or "
+				"root.\n", cfg->state_dir);
 		return CTL_FAIL;
 	}
+	/* The handles, not a second environment: access_close closes it. */
+	rd->st = *access_store(rd->acc);
 	int rc = mdb_txn_begin(rd->st.env, NULL, MDB_RDONLY, &rd->txn);
 	if (rc) {
 		fprintf(stderr, "batonctl: cannot read state: %s\n", mdb_strerror(rc));
 		rd->txn = NULL;
-		store_close(&rd->st);
+		access_close(rd->acc);
+		rd->acc = NULL;
 		return CTL_FAIL;
 	}
 	return CTL_OK;
@@ -67,7 +77,8 @@ void ctl_read_end(struct ctl_read *rd)
 	if (rd->txn)
 		mdb_txn_abort(rd->txn);
 	rd->txn = NULL;
-	store_close(&rd->st);
+	access_close(rd->acc);
+	rd->acc = NULL;
 }
 
 int ctl_read_find(struct ctl_read *rd, const char *address, char **key)

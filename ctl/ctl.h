@@ -29,6 +29,8 @@
 #include "config.h"
 #include "store.h"
 
+struct access;
+
 #define CTL_OK 0
 #define CTL_FAIL 1
 #define CTL_USAGE 2
@@ -77,9 +79,11 @@ json_t *ctl_jtime(uint64_t ms);
 /** Print root as indented JSON on stdout. */
 void ctl_dump(json_t *root);
 
-/** A read-only view of the state: one read transaction. */
+/** A read-only view of the state: one read transaction (access.h: LMDB, or
+ *  the cache of PostgreSQL). */
 struct ctl_read {
-	struct store st;
+	struct access *acc;
+	struct store st; /* access_store's handles */
 	MDB_txn *txn;
 };
 

@@ -6,6 +6,7 @@
 
 #include "backoff.h"
 #include "clock.h"
+#include "lead.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -14,18 +15,34 @@ int batch_begin(struct batch *b, struct rctx *x)
 	b->x = x;
 	b->st = x->st;
 	batch_clear(b);
+	journal_clear(&b->journal);
+	/* The store tells the journal every write of this transaction. */
+	b->st->journal = x->lead ? &b->journal : NULL;
 	return mdb_txn_begin(b->st->env, NULL, 0, &b->txn);
 }
 
 int batch_commit(struct batch *b)
 {
-	int rc = mdb_txn_commit(b->txn);
+	int rc = b->x->lead ? lead_commit(b->x->lead, b->txn, &b->journal) : 0;
+	b->st->journal = NULL;
+	if (rc)
+		return rc;
+	rc = mdb_txn_commit(b->txn);
 	b->txn = NULL;
+	if (rc && b->x->lead) {
+		/* PostgreSQL holds the batch: it happened. The cache reads it back
+		 * before the next one (lead_catch_up). */
+		log_warn("the cache's commit failed after PostgreSQL took the batch: %s",
+			 mdb_strerror(rc));
+		lead_cache_behind(b->x->lead);
+		rc = 0;
+	}
 	return rc;
 }
 
 void batch_abort(struct batch *b)
 {
+	b->st->journal = NULL;
 	if (b->txn)
 		mdb_txn_abort(b->txn);
 	b->txn = NULL;
@@ -40,7 +57,9 @@ void batch_clear(struct batch *b)
 
 void batch_release(struct batch *b)
 {
-	batch_abort(b);
+	if (b->st)
+		batch_abort(b);
+	journal_release(&b->journal);
 	batch_clear(b);
 	free(b->fx);
 	b->fx = NULL;

@@ -22,6 +22,7 @@
 
 #include "ctx.h"
 #include "envelope.h"
+#include "journal.h"
 #include "store.h"
 #include "zmqx.h"
 
@@ -54,6 +55,8 @@ struct batch {
 	MDB_txn *txn;
 	struct effect *fx;
 	size_t nfx, capfx;
+	/* With state.backend = postgres: the writes, for lead_commit (lead.h). */
+	struct journal journal;
 };
 
 /* batch_job_of() for a late or duplicate result (not an LMDB code). */
@@ -61,7 +64,11 @@ struct batch {
 
 /** Start a write transaction. 0 or an LMDB error. */
 int batch_begin(struct batch *b, struct rctx *x);
-/** Commit; the effects stay for the caller to carry out (or batch_clear). */
+/**
+ * Commit (with PostgreSQL, there first: lead.h); the effects stay for the
+ * caller to carry out (or batch_clear). 0, an LMDB error, or LEAD_FAILED /
+ * LEAD_FENCED; on an error nothing was written and the caller aborts.
+ */
 int batch_commit(struct batch *b);
 void batch_abort(struct batch *b);
 /** Forget the collected effects. */

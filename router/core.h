@@ -109,5 +109,8 @@ int outbox_queue(struct batch *b, const char *key, struct conv_rec *c, const cha
 void jobs_dispatch(struct rctx *x, void *sock);
 /** Put every unfinished job of a previous run back into dispatch. 0 or -1 (logged). */
 int jobs_recover(struct rctx *x);
+/** The same for the jobs in the store that dispatch does not know (a batch
+ *  committed whose answer was lost). 0 or -1 (logged). */
+int jobs_reconcile(struct rctx *x);
 
 #endif

@@ -17,6 +17,8 @@
 #include "rules.h"
 #include "store.h"
 
+struct lead;
+
 struct rstats {
 	uint64_t msgs, dups, commits, escalations;
 };
@@ -28,6 +30,7 @@ struct rctx {
 	struct hours *number_hours;  /* parallel to cfg->numbers */
 	struct store *st;
 	struct dispatch *disp;
+	struct lead *lead; /* state.backend = postgres: the lease and commits there; else NULL */
 	struct rstats stats;
 };
 

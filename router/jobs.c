@@ -196,21 +196,23 @@ void jobs_dispatch(struct rctx *x, void *sock)
 }
 
 /*
- * Puts every unfinished job of a previous run back into its lane. None
- * starts before the workers have had time to reconnect and claim the jobs
- * they still hold (one heartbeat and ZeroMQ's longest reconnect wait), and
- * every one is uncertain: its last attempt may have had an effect.
+ * Puts every unfinished job of the store that dispatch does not know into
+ * its lane: all of them after a restart or a takeover, or the ones a batch
+ * wrote when its commit's answer was lost (lead.h). None starts before the
+ * workers have had time to reconnect and claim the jobs they still hold
+ * (one heartbeat and ZeroMQ's longest reconnect wait), and every one is
+ * uncertain: its last attempt may have had an effect.
  */
-int jobs_recover(struct rctx *x)
+static int jobs_requeue(struct rctx *x, size_t *added)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
-	size_t n = 0;
 	/* A job's not_before is wall time in the store, monotonic in dispatch. */
 	const uint64_t wall = clock_wall_ms(), mono = clock_mono_ms();
 	const uint64_t grace = mono + (uint64_t)x->cfg->worker_heartbeat_ms + ZMQX_RECONNECT_MAX_MS;
 	int rc = mdb_txn_begin(x->st->env, NULL, MDB_RDONLY, &txn);
+	*added = 0;
 	if (rc)
 		goto fail;
 	if ((rc = mdb_cursor_open(txn, x->st->jobs, &cur)))
@@ -219,20 +221,38 @@ int jobs_recover(struct rctx *x)
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct job_rec j;
 		uint64_t id = kv_from_be64(k.mv_data);
-		if (k.mv_size != 8 || store_job_get(x->st, txn, id, &j))
+		if (k.mv_size != 8 || dispatch_known(x->disp, id) || store_job_get(x->st, txn, id, &j))
 			continue;
 		uint64_t at = j.not_before > wall ? mono + (j.not_before - wall) : 0;
 		dispatch_add(x->disp, id, j.kind, j.conv, at > grace ? at : grace);
 		dispatch_set_uncertain(x->disp, id, wall);
 		job_rec_release(&j);
-		n++;
+		(*added)++;
 	}
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
-	log_info("recovered %zu unfinished jobs from the store", n);
 	return 0;
 fail:
 	if (txn)
 		mdb_txn_abort(txn);
 	return log_err("cannot read jobs: %s", mdb_strerror(rc));
+}
+
+int jobs_recover(struct rctx *x)
+{
+	size_t n = 0;
+	if (jobs_requeue(x, &n) < 0)
+		return -1;
+	log_info("recovered %zu unfinished jobs from the store", n);
+	return 0;
+}
+
+int jobs_reconcile(struct rctx *x)
+{
+	size_t n = 0;
+	if (jobs_requeue(x, &n) < 0)
+		return -1;
+	if (n)
+		log_notice("%zu jobs of a batch whose commit was not confirmed are dispatched", n);
+	return 0;
 }

@@ -1,6 +1,8 @@
 /* room — map growth, high-water mark and a failing store; see room.h. */
 #include "room.h"
 
+#include "lead.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -60,6 +62,8 @@ const char *room_state_name(enum room_state s)
 
 static const char *room_strerror(int rc)
 {
+	if (rc == LEAD_FAILED || rc == LEAD_FENCED)
+		return lead_strerror(rc);
 	return rc > 0 && rc < MDB_KEYEXIST ? strerror(rc) : mdb_strerror(rc);
 }
 

@@ -22,6 +22,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "kv.h"
+#include "lead.h"
 #include "lathist.h"
 #include "log.h"
 #include "room.h"
@@ -55,6 +56,7 @@ struct router {
 	size_t nheld, capheld;
 	uint64_t held_at; /* mono ms of the next try */
 	struct room room;
+	bool fenced; /* a commit found the lease another router's: step down */
 	/* Time spent applying one inbound message inside its transaction, and
 	 * committing one batch (the fsync): the router's own cost, without
 	 * queueing, for the bench and metrics. */
@@ -109,15 +111,16 @@ static const struct metric_def RM_COMMIT_SECONDS = {
 static void router_collect_metrics(void *arg)
 {
 	struct router *r = arg;
-	for (int k = 0; k < JOB_KINDS; k++) {
+	for (int k = 0; r->x.disp && k < JOB_KINDS; k++) {
 		const char *kind = job_kind_name((enum job_kind)k);
 		metrics_set(&RM_QUEUED, kind, NULL, (double)dispatch_queued(r->x.disp, (enum job_kind)k));
 		metrics_set(&RM_INFLIGHT, kind, NULL,
 			    (double)dispatch_inflight_kind(r->x.disp, (enum job_kind)k));
 		metrics_set(&RM_WORKERS, kind, NULL, (double)dispatch_workers(r->x.disp, (enum job_kind)k));
 	}
-	metrics_set(&RM_OUTBOX, NULL, NULL,
-		    (double)(dispatch_queued(r->x.disp, JOB_SEND) + dispatch_inflight_kind(r->x.disp, JOB_SEND)));
+	if (r->x.disp)
+		metrics_set(&RM_OUTBOX, NULL, NULL, (double)(dispatch_queued(r->x.disp, JOB_SEND) +
+							     dispatch_inflight_kind(r->x.disp, JOB_SEND)));
 	MDB_envinfo info;
 	MDB_stat est, dst;
 	if (mdb_env_info(r->st.env, &info) == 0 && mdb_env_stat(r->st.env, &est) == 0) {
@@ -402,12 +405,21 @@ static void router_apply_batch(struct router *r)
 		router_refuse_new(r);
 	if (room >= ROOM_CRITICAL)
 		router_defer_results(r);
-	rc = r->st.env ? router_txn(r, &applied) : MDB_PANIC;
+	/* With PostgreSQL: a batch whose answer was lost may have been written;
+	 * the cache reads it back first, and its jobs are dispatched. */
+	int behind = r->x.lead ? lead_catch_up(r->x.lead) : 0;
+	if (behind == 1)
+		jobs_reconcile(&r->x);
+	if (behind < 0)
+		rc = LEAD_FAILED;
+	else
+		rc = r->st.env ? router_txn(r, &applied) : MDB_PANIC;
 	while (rc == MDB_MAP_FULL && room_grow(&r->room) == 0)
 		rc = router_txn(r, &applied);
 	/* Still no room: what keeps the store going (results, hand-backs,
-	 * purges) is tried without the new messages. */
-	if (rc && rc != MDB_PANIC && router_refuse_new(r))
+	 * purges) is tried without the new messages. (A database that did not
+	 * take the batch would not take less either.) */
+	if (rc && rc != MDB_PANIC && rc != LEAD_FAILED && rc != LEAD_FENCED && router_refuse_new(r))
 		rc = router_txn(r, &applied);
 	metrics_inc(rc == 0 ? &RM_COMMITS : &RM_COMMIT_FAILURES, NULL, NULL);
 	if (rc) {
@@ -415,6 +427,8 @@ static void router_apply_batch(struct router *r)
 		router_unwind(r);
 		if (rc == MDB_PANIC)
 			router_reopen_store(r);
+		if (rc == LEAD_FENCED)
+			r->fenced = true;
 	} else {
 		r->x.stats.commits++;
 		if (applied)
@@ -557,6 +571,8 @@ static int router_timeout(struct router *r)
 		t = (int)(due - now);
 	else if (due && due <= now)
 		t = 0;
+	if (r->x.lead && lead_timeout(r->x.lead) < t)
+		t = lead_timeout(r->x.lead);
 	return t;
 }
 
@@ -565,7 +581,6 @@ static int router_timeout(struct router *r)
 static void router_prune_seen(struct router *r)
 {
 	const uint64_t keep = (uint64_t)r->cfg->dedupe_keep_s * 1000u, now = clock_mono_ms();
-	MDB_txn *txn = NULL;
 	size_t deleted = 0;
 
 	if (!keep || now < r->next_prune)
@@ -574,21 +589,104 @@ static void router_prune_seen(struct router *r)
 	uint64_t wall = clock_wall_ms();
 	if (wall <= keep)
 		return;
-	int rc = mdb_txn_begin(r->st.env, NULL, 0, &txn);
+	/* A batch of its own: with PostgreSQL the deletes go there too. */
+	struct batch *b = &r->batch;
+	int rc = batch_begin(b, &r->x);
 	if (rc == 0)
-		rc = store_seen_prune(&r->st, txn, &r->prune_key, ROUTER_PRUNE_MAX, wall - keep,
+		rc = store_seen_prune(&r->st, b->txn, &r->prune_key, ROUTER_PRUNE_MAX, wall - keep,
 				      &deleted);
-	if (rc == 0 && deleted) {
-		rc = mdb_txn_commit(txn);
-		txn = NULL;
-		if (rc == 0)
-			log_emit(LOG_DEBUG, NULL, "forgot %zu MessageSids older than %d s", deleted,
-				 r->cfg->dedupe_keep_s);
-	}
-	if (txn)
-		mdb_txn_abort(txn);
+	if (rc == 0 && deleted && (rc = batch_commit(b)) == 0)
+		log_emit(LOG_DEBUG, NULL, "forgot %zu MessageSids older than %d s", deleted,
+			 r->cfg->dedupe_keep_s);
+	batch_abort(b);
+	batch_clear(b);
+	if (rc == LEAD_FENCED)
+		r->fenced = true;
 	if (rc)
-		log_warn("cannot prune old MessageSids: %s (will retry)", mdb_strerror(rc));
+		log_warn("cannot prune old MessageSids: %s (will retry)", lead_strerror(rc));
+}
+
+/* Active: a fresh dispatch with every unfinished job, the sockets bound. 0 or -1. */
+static int router_activate(struct router *r)
+{
+	const struct config *cfg = r->cfg;
+	struct zmqx_keys kin, kwork;
+	const char *ib = cfg->router_ingress_bind[0] ? cfg->router_ingress_bind
+						     : cfg->router_ingress_endpoint;
+	const char *wb = cfg->router_work_bind[0] ? cfg->router_work_bind : cfg->router_work_endpoint;
+	const struct zmqx_keys *ki = zmqx_keys_for(cfg, ib, &kin);
+	const struct zmqx_keys *kw = zmqx_keys_for(cfg, wb, &kwork);
+
+	r->fenced = false;
+	r->x.disp = dispatch_new();
+	if (jobs_recover(&r->x) < 0)
+		return -1;
+	/* The allow-list must answer before the first CURVE peer knocks. */
+	if ((ki || kw) && !r->zap && !(r->zap = zap_new(r->zctx, cfg->zmq_allowed_keys)))
+		return -1;
+	if (!(r->ingress = zmqx_router_bind(r->zctx, ib, ki)) ||
+	    !(r->work = zmqx_router_bind(r->zctx, wb, kw)))
+		return -1;
+	if (r->x.lead)
+		log_notice("ready: active (lease epoch %llu), state in PostgreSQL with its cache in %s, "
+			   "ingress on %s, workers on %s", (unsigned long long)lead_epoch(r->x.lead),
+			   cfg->state_dir, ib, wb);
+	else
+		log_notice("ready: state in %s, ingress on %s, workers on %s (sync=%s)", cfg->state_dir,
+			   ib, wb, cfg->lmdb_sync ? "true" : "false");
+	return 0;
+}
+
+/* No longer active: nothing bound, nothing dispatched, nothing held (the
+ * workers send their results again to whichever router is active). */
+static void router_deactivate(struct router *r)
+{
+	zmqx_close(&r->ingress, 0);
+	zmqx_close(&r->work, 0);
+	for (size_t i = 0; i < r->nheld; i++)
+		env_release(&r->held[i].env);
+	if (r->nheld)
+		log_warn("%zu results not committed: their workers send them again", r->nheld);
+	r->nheld = 0;
+	for (size_t i = 0; i < r->nitems; i++)
+		env_release(&r->items[i].env);
+	r->nitems = 0;
+	batch_clear(&r->batch);
+	dispatch_destroy(&r->x.disp);
+}
+
+/* The loop while active: until a stop, or (PostgreSQL) the lease is gone. */
+static int router_serve(struct router *r, volatile sig_atomic_t *stop)
+{
+	const struct config *cfg = r->cfg;
+	while (!*stop && !r->fenced) {
+		zmq_pollitem_t items[3] = {
+			{ .socket = r->ingress, .events = ZMQ_POLLIN },
+			{ .socket = r->work, .events = ZMQ_POLLIN },
+			{ .socket = r->zap ? zap_socket(r->zap) : NULL, .events = ZMQ_POLLIN },
+		};
+		if (zmq_poll(items, r->zap ? 3 : 2, router_timeout(r)) < 0 && errno != EINTR) {
+			log_err("zmq_poll: %s", zmq_strerror(errno));
+			return -1;
+		}
+		if (r->zap && (items[2].revents & ZMQ_POLLIN))
+			zap_handle(r->zap);
+		/* A router that may have lost the lease does nothing more. */
+		if (r->x.lead && !lead_tick(r->x.lead))
+			break;
+		router_take_held(r);
+		router_collect(r);
+		/* Before the batch: a slow commit must not make live workers look dead. */
+		dispatch_expire(r->x.disp, clock_mono_ms(), (uint64_t)cfg->worker_timeout_ms);
+		router_cron(r);
+		router_prune_seen(r);
+		if (r->nitems)
+			router_apply_batch(r);
+		if (!r->fenced)
+			jobs_dispatch(&r->x, r->work);
+		metrics_tick();
+	}
+	return 0;
 }
 
 int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
@@ -603,50 +701,29 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	}
 	r.items = xcalloc((size_t)cfg->router_batch, sizeof(*r.items));
 	r.x.rules = rules_new(cfg->escalation_phrases);
-	r.x.disp = dispatch_new();
 	if (store_open(&r.st, cfg->state_dir, cfg->lmdb_map_size_mb, cfg->lmdb_sync) < 0)
 		goto fail;
 	room_init(&r.room, cfg, &r.st);
-	if (jobs_recover(&r.x) < 0)
+	if (cfg->state_backend == CONFIG_BACKEND_POSTGRES && !(r.x.lead = lead_new(cfg, &r.st, stop)))
 		goto fail;
 	if (!(r.zctx = zmq_ctx_new()))
 		goto fail;
-	struct zmqx_keys kin, kwork;
-	const struct zmqx_keys *ki = zmqx_keys_for(cfg, cfg->router_ingress_endpoint, &kin);
-	const struct zmqx_keys *kw = zmqx_keys_for(cfg, cfg->router_work_endpoint, &kwork);
-	/* The allow-list must answer before the first CURVE peer knocks. */
-	if ((ki || kw) && !(r.zap = zap_new(r.zctx, cfg->zmq_allowed_keys)))
-		goto fail;
-	if (!(r.ingress = zmqx_router_bind(r.zctx, cfg->router_ingress_endpoint, ki)) ||
-	    !(r.work = zmqx_router_bind(r.zctx, cfg->router_work_endpoint, kw)))
-		goto fail;
 	router_metrics_start(&r);
-	log_notice("ready: state in %s, ingress on %s, workers on %s (sync=%s)", cfg->state_dir,
-		 cfg->router_ingress_endpoint, cfg->router_work_endpoint,
-		 cfg->lmdb_sync ? "true" : "false");
-
+	if (r.x.lead)
+		log_notice("ready: standing by until this router holds the lease (state in "
+			   "PostgreSQL, cache in %s)", cfg->state_dir);
 	while (!*stop) {
-		zmq_pollitem_t items[3] = {
-			{ .socket = r.ingress, .events = ZMQ_POLLIN },
-			{ .socket = r.work, .events = ZMQ_POLLIN },
-			{ .socket = r.zap ? zap_socket(r.zap) : NULL, .events = ZMQ_POLLIN },
-		};
-		if (zmq_poll(items, r.zap ? 3 : 2, router_timeout(&r)) < 0 && errno != EINTR) {
-			log_err("zmq_poll: %s", zmq_strerror(errno));
+		if (r.x.lead && !lead_acquire(r.x.lead, stop))
 			break;
+		if (router_activate(&r) < 0 || router_serve(&r, stop) < 0) {
+			router_deactivate(&r);
+			goto fail;
 		}
-		if (r.zap && (items[2].revents & ZMQ_POLLIN))
-			zap_handle(r.zap);
-		router_take_held(&r);
-		router_collect(&r);
-		/* Before the batch: a slow commit must not make live workers look dead. */
-		dispatch_expire(r.x.disp, clock_mono_ms(), (uint64_t)cfg->worker_timeout_ms);
-		router_cron(&r);
-		router_prune_seen(&r);
-		if (r.nitems)
-			router_apply_batch(&r);
-		jobs_dispatch(&r.x, r.work);
-		metrics_tick();
+		router_deactivate(&r);
+		if (!r.x.lead)
+			break;
+		if (!*stop)
+			log_notice("standing by: this router no longer holds the lease");
 	}
 	log_notice("stopping: %llu messages stored, %llu duplicates, %llu escalations, %llu commits; "
 		 "unfinished jobs stay in the store",
@@ -669,12 +746,8 @@ fail:
 	zap_free(&r.zap);
 	if (r.zctx)
 		zmq_ctx_term(r.zctx);
-	for (size_t i = 0; i < r.nheld; i++)
-		env_release(&r.held[i].env);
-	if (r.nheld)
-		log_warn("stopping with %zu results not committed: their workers send them again",
-			 r.nheld);
 	free(r.held);
+	lead_free(r.x.lead);
 	room_release(&r.room);
 	store_close(&r.st);
 	dispatch_destroy(&r.x.disp);

@@ -21,6 +21,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import pgcluster
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FAKES = os.path.join(ROOT, "tests", "fakes")
 
@@ -104,9 +106,33 @@ def http(method, url, body=None, headers=None, timeout=10):
         return e.code, e.read().decode("utf-8", "replace"), dict(e.headers)
 
 
+_shared_pg = None
+
+
+def shared_pg():
+    """The PostgreSQL cluster of this test process: the run's (tests/run.py
+    starts one and says where in BATON_TEST_PG_PORT), else one of its own."""
+    global _shared_pg
+    if _shared_pg is None:
+        port = os.environ.get("BATON_TEST_PG_PORT")
+        if port:
+            _shared_pg = pgcluster.PgCluster.attach(int(port))
+        else:
+            import atexit
+            _shared_pg = pgcluster.PgCluster().start()
+            atexit.register(_shared_pg.close)
+    return _shared_pg
+
+
+def test_backend():
+    """lmdb, or postgres when the run asks for it (BATON_TEST_BACKEND)."""
+    return os.environ.get("BATON_TEST_BACKEND", "lmdb")
+
+
 class Pipeline:
     def __init__(self, bindir=None, env=None, script=None, provider="anthropic",
-                 llm_latency_ms=0, keep=False, sid_seed=None, twilio_api_key=None):
+                 llm_latency_ms=0, keep=False, sid_seed=None, twilio_api_key=None,
+                 backend=None):
         self.bindir = bindir or os.environ.get("BATON_BIN", os.path.join(ROOT, "build", "bin"))
         self.dir = tempfile.mkdtemp(prefix="baton-")
         self.keep = keep
@@ -125,6 +151,13 @@ class Pipeline:
         self.sid_seed = sid_seed
         # (SK..., secret): an API key the fake Twilio accepts beside the token.
         self.twilio_api_key = twilio_api_key
+        # The state's backend: with postgres, a database of its own in the
+        # process's cluster (dropped by close).
+        self.backend = backend or test_backend()
+        self.pg, self.pg_db = None, None
+        if self.backend == "postgres":
+            self.pg = shared_pg()
+            self.pg_db = self.pg.create_db()
 
     # --- fakes ---
     def _start_fake(self, name, args):
@@ -191,6 +224,10 @@ class Pipeline:
             "BATON_HANDOFF_RETRY_BASE_MS": "100",
             "BATON_LOG_LEVEL": "debug",
         })
+        if self.pg:
+            e.update({"BATON_STATE_BACKEND": "postgres",
+                      "BATON_POSTGRES_DSN": self.pg.dsn(self.pg_db),
+                      "BATON_ROUTER_LEASE_MS": "2000"})
         e.update(self.extra_env)
         return e
 
@@ -315,6 +352,9 @@ class Pipeline:
             for secret in (AUTH_TOKEN, LLM_KEY, ADMIN_TOKEN):
                 if secret in text:
                     unclean.append("%s: a secret appears in the log" % name)
+        if self.pg and self.pg_db:
+            self.pg.drop_db(self.pg_db)
+            self.pg_db = None
         if unclean:
             self.keep = True
         if not self.keep and not os.environ.get("BATON_KEEP"):
