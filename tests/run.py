@@ -16,6 +16,11 @@ the processes they start), longest first by the durations of the last run
 (build/test-times.json). A class that sets `serial = True` (it loads the
 machine on purpose, or measures latency) runs alone after the others. The
 unit binaries run in the same pool.
+
+The core integration tests (POSTGRES_AGAIN) run a second time with the
+state in PostgreSQL (BATON_TEST_BACKEND=postgres, lines marked
+"[postgres]"), on one cluster this runner starts for the whole run
+(tests/lib/pgcluster.py) and every pipeline a database of its own.
 """
 
 import argparse
@@ -32,6 +37,11 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+
+# Tests that run against both backends (test id prefixes).
+POSTGRES_AGAIN = ("test_pipeline.", "test_escalation.", "test_lifecycle.", "test_ctl.TestPurge",
+                  "test_console.TestConsoleApi")
+POSTGRES_MARK = " [postgres]"
 
 # A unit binary that hangs is a failure, not a stuck CI.
 UNIT_TIMEOUT_S = 120
@@ -70,6 +80,7 @@ def run_unit(path):
 
 class Result(unittest.TextTestResult):
     """Collects one line per test (and the traceback of a failure)."""
+    mark = ""  # POSTGRES_MARK in a run against PostgreSQL
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -82,8 +93,9 @@ class Result(unittest.TextTestResult):
 
     def _line(self, word, test, detail=None):
         secs = time.monotonic() - getattr(self, "_t0", time.monotonic())
-        self.times[test.id()] = secs
-        self.lines.append("%s integration %s (%.1fs)" % (word, test.id().replace("test_", "", 1), secs))
+        self.times[test.id() + self.mark] = secs
+        self.lines.append("%s integration %s%s (%.1fs)" % (word, test.id().replace("test_", "", 1),
+                                                         self.mark, secs))
         if detail:
             self.lines.append(detail)
 
@@ -101,7 +113,7 @@ class Result(unittest.TextTestResult):
 
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
-        self.lines.append("SKIP integration %s: %s" % (test.id(), reason))
+        self.lines.append("SKIP integration %s%s: %s" % (test.id(), self.mark, reason))
 
 
 def integration_path():
@@ -136,9 +148,11 @@ def discover(only):
     return classes, serial
 
 
-def run_class(ids):
+def run_class(ids, backend="lmdb"):
     """Runs one class's tests in this (worker) process: (lines, run, failed, skipped, times, out)."""
     integration_path()
+    os.environ["BATON_TEST_BACKEND"] = backend
+    Result.mark = POSTGRES_MARK if backend == "postgres" else ""
     captured = io.StringIO()
     old = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = captured   # a test's own prints stay with its lines
@@ -186,9 +200,26 @@ def main():
     classes, serial = discover(a.only) if not a.no_integration else ({}, set())
     units = [] if a.only else a.units
 
-    def cost(cls):
-        return sum(times.get(t, 5.0) for t in classes[cls])
-    parallel = sorted((c for c in classes if c not in serial), key=cost, reverse=True)
+    # The core tests again against PostgreSQL: a task (backend, ids) each.
+    tasks = {("lmdb", c): ids for c, ids in classes.items()}
+    again = {c: ids for c, ids in classes.items()
+             if c not in serial and any(c.startswith(p) for p in POSTGRES_AGAIN)}
+    cluster = None
+    if again:
+        import pgcluster
+        why = pgcluster.available()
+        if why:
+            print("FAIL integration postgres: cannot run the tests against PostgreSQL: %s" % why)
+            failed += 1
+        else:
+            cluster = pgcluster.PgCluster().start()
+            os.environ["BATON_TEST_PG_PORT"] = str(cluster.port)
+            tasks.update({("postgres", c): ids for c, ids in again.items()})
+
+    def cost(task):
+        mark = POSTGRES_MARK if task[0] == "postgres" else ""
+        return sum(times.get(t + mark, 5.0) for t in tasks[task])
+    parallel = sorted((t for t in tasks if t[1] not in serial), key=cost, reverse=True)
     new_times = dict(times)
 
     def report(lines, out=""):
@@ -201,7 +232,7 @@ def main():
 
     with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
         futs = {pool.submit(run_unit, u): ("unit", u) for u in units}
-        futs.update({pool.submit(run_class, classes[c]): ("class", c) for c in parallel})
+        futs.update({pool.submit(run_class, tasks[t], t[0]): ("class", t) for t in parallel})
         for f in concurrent.futures.as_completed(futs):
             kind, _ = futs[f]
             if kind == "unit":
@@ -217,6 +248,8 @@ def main():
                 skipped += sk
                 new_times.update(ts)
     # Classes that load the machine or time things run alone.
+    if cluster:
+        cluster.close()
     for c in sorted(serial):
         lines, run, fl, sk, ts, out = run_class(classes[c])
         report(lines, out)

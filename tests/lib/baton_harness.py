@@ -132,7 +132,7 @@ def test_backend():
 class Pipeline:
     def __init__(self, bindir=None, env=None, script=None, provider="anthropic",
                  llm_latency_ms=0, keep=False, sid_seed=None, twilio_api_key=None,
-                 backend=None):
+                 backend=None, pg_dsn=None):
         self.bindir = bindir or os.environ.get("BATON_BIN", os.path.join(ROOT, "build", "bin"))
         self.dir = tempfile.mkdtemp(prefix="baton-")
         self.keep = keep
@@ -153,11 +153,12 @@ class Pipeline:
         self.twilio_api_key = twilio_api_key
         # The state's backend: with postgres, a database of its own in the
         # process's cluster (dropped by close).
-        self.backend = backend or test_backend()
-        self.pg, self.pg_db = None, None
-        if self.backend == "postgres":
+        self.backend = "postgres" if pg_dsn else (backend or test_backend())
+        self.pg, self.pg_db, self.pg_dsn = None, None, pg_dsn
+        if self.backend == "postgres" and not pg_dsn:
             self.pg = shared_pg()
             self.pg_db = self.pg.create_db()
+            self.pg_dsn = self.pg.dsn(self.pg_db)
 
     # --- fakes ---
     def _start_fake(self, name, args):
@@ -224,9 +225,9 @@ class Pipeline:
             "BATON_HANDOFF_RETRY_BASE_MS": "100",
             "BATON_LOG_LEVEL": "debug",
         })
-        if self.pg:
+        if self.pg_dsn:
             e.update({"BATON_STATE_BACKEND": "postgres",
-                      "BATON_POSTGRES_DSN": self.pg.dsn(self.pg_db),
+                      "BATON_POSTGRES_DSN": self.pg_dsn,
                       "BATON_ROUTER_LEASE_MS": "2000"})
         e.update(self.extra_env)
         return e
@@ -277,6 +278,27 @@ class Pipeline:
                 if '"msg":"ready:' in line:
                     return line
         return None
+
+    def start_routers(self, n):
+        """n routers of one active/standby set (state.backend = postgres): each
+        binds its own endpoints and keeps its cache in STATE/router-i; every
+        other process lists them all. The first started takes the lease."""
+        ingress = ["ipc://%s/r%d-in.ipc" % (self.dir, i) for i in range(n)]
+        work = ["ipc://%s/r%d-wk.ipc" % (self.dir, i) for i in range(n)]
+        self.extra_env.update({"BATON_ROUTER_INGRESS_ENDPOINT": ",".join(ingress),
+                               "BATON_ROUTER_WORK_ENDPOINT": ",".join(work)})
+        for i in range(n):
+            self.start_router(i)
+        return ["router-%d" % i for i in range(n)]
+
+    def start_router(self, i):
+        """Router i of start_routers (again, after a kill)."""
+        cache = os.path.join(self.dir, "router-%d" % i)
+        os.makedirs(cache, exist_ok=True)
+        return self.start("router", as_name="router-%d" % i, env={
+            "BATON_STATE_DIR": cache,
+            "BATON_ROUTER_INGRESS_BIND": "ipc://%s/r%d-in.ipc" % (self.dir, i),
+            "BATON_ROUTER_WORK_BIND": "ipc://%s/r%d-wk.ipc" % (self.dir, i)})
 
     def start_all(self):
         self.start_fakes()

@@ -151,6 +151,12 @@ class PgCluster:
         self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")
         self.psql("SELECT pg_reload_conf()")
 
+    def start_again(self):
+        """After stop: the same data directory and port."""
+        self.run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start")
+        self.running = True
+        return self
+
     def promote(self):
         self.run("pg_ctl", "-D", self.data, "-w", "promote")
 
