@@ -199,7 +199,9 @@ class Chaos:
                 print("chaos: unsettled? %s mode %s, last %s, timeline %s" % (
                     c, s["mode"], tail, [e["event"] for e in s["timeline"]][-3:]))
             raise
-        time.sleep(1.0)
+        # Every job finished (re-dispatched and reconciled ones too): a late
+        # duplicate send would be in the fake's record by now.
+        self.p.wait_idle(30)
 
     def check(self, plans):
         problems = []
