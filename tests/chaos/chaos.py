@@ -94,7 +94,7 @@ class Chaos:
                     break
                 with self.lock:
                     self.stats["webhook_retries"] += 1
-                time.sleep(0.3)  # Twilio would retry the same MessageSid
+                time.sleep(0.3)  # Twilio would retry the same MessageSid (its pace)
             with self.lock:
                 self.stats["acked"] += 1
                 self.acked.setdefault(customer, []).append(sid)
@@ -125,7 +125,7 @@ class Chaos:
             name = rng.choice(KILLABLE)
             try:
                 self.p.stop(name, signal.SIGKILL)
-                time.sleep(rng.uniform(0.05, 0.4))
+                time.sleep(rng.uniform(0.05, 0.4))   # how long it stays dead: part of the fault
                 self.p.start(name)
             except Exception as e:  # a failed restart is a failed test
                 print("killer: restart of %s failed: %s" % (name, e), file=sys.stderr)
