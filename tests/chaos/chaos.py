@@ -94,7 +94,7 @@ class Chaos:
                     break
                 with self.lock:
                     self.stats["webhook_retries"] += 1
-                time.sleep(0.3)  # Twilio would retry the same MessageSid
+                time.sleep(0.3)  # Twilio would retry the same MessageSid (its pace)
             with self.lock:
                 self.stats["acked"] += 1
                 self.acked.setdefault(customer, []).append(sid)
@@ -125,7 +125,7 @@ class Chaos:
             name = rng.choice(KILLABLE)
             try:
                 self.p.stop(name, signal.SIGKILL)
-                time.sleep(rng.uniform(0.05, 0.4))
+                time.sleep(rng.uniform(0.05, 0.4))   # how long it stays dead: part of the fault
                 self.p.start(name)
             except Exception as e:  # a failed restart is a failed test
                 print("killer: restart of %s failed: %s" % (name, e), file=sys.stderr)
@@ -199,7 +199,9 @@ class Chaos:
                 print("chaos: unsettled? %s mode %s, last %s, timeline %s" % (
                     c, s["mode"], tail, [e["event"] for e in s["timeline"]][-3:]))
             raise
-        time.sleep(1.0)
+        # Every job finished (re-dispatched and reconciled ones too): a late
+        # duplicate send would be in the fake's record by now.
+        self.p.wait_idle(30)
 
     def check(self, plans):
         problems = []

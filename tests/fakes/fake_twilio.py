@@ -44,6 +44,8 @@ Control API (no auth, never recorded):
     GET  /_fake/state                     200 {"conversations": [...], "interactions": [...]}
     POST /_fake/messages_config {"list_lag_ms": N}
                                           200 {"list_lag_ms": N}
+    GET  /_fake/messages[?to=ADDRESS]     200 [message resources...]: every message
+                                          created, oldest first, at once (no list lag)
     GET  /_fake/spec_violations           200 [{"method", "path", "problem"}...]
     POST /_fake/fail   {rule}             adds a failure rule; 200 {"rules": [...]}
     GET  /_fake/fail                      200 {"rules": [...]}
@@ -138,6 +140,12 @@ class MessageLog:
     def reset(self):
         with self.lock:
             self.msgs = []
+
+    def created(self, to=None):
+        """Every message created so far, oldest first, without the list lag."""
+        with self.lock:
+            return [{k: v for k, v in m.items() if not k.startswith("_")}
+                    for m in self.msgs if to is None or m["to"] == to]
 
     def listed(self, query):
         """(status, payload) of one list page for the parsed query."""
@@ -355,6 +363,7 @@ class TwilioHandler(FakeHandler):
         routes = super()._control_routes()
         routes.update({("GET", "/_fake/state"): self._ctl_state,
                        ("POST", "/_fake/messages_config"): self._ctl_messages_config,
+                       ("GET", "/_fake/messages"): self._ctl_messages,
                        ("GET", "/_fake/spec_violations"): self._ctl_spec_violations})
         return routes
 
@@ -372,6 +381,10 @@ class TwilioHandler(FakeHandler):
             return Response(400, {"error": "list_lag_ms must be a non-negative integer"})
         self.server.messages.lag_ms = lag
         return Response(200, {"list_lag_ms": lag})
+
+    def _ctl_messages(self, query, body):
+        to = urllib.parse.parse_qs(query).get("to", [None])[0]
+        return Response(200, self.server.messages.created(to))
 
     def _ctl_reset(self, query, body):
         resp = super()._ctl_reset(query, body)

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import unittest
 
 from baton_harness import ROOT, Pipeline, wait_for
@@ -81,7 +80,9 @@ class TestBatonScript(unittest.TestCase):
                            env=env, capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         log = os.path.join(p.dir, "state", "run", "router-1.log")
-        time.sleep(2.5)   # past worker.timeout_ms: the gone worker is noticed
+        # The router notices the gone worker (past worker.timeout_ms) and counts one.
+        p.wait_metrics(lambda m: m.sum("baton_router_workers", "router", kind="ai") == 1, 10,
+                       proc="router", what="the router to count one ai worker")
         with open(log) as f:
             text = f.read()
         self.assertRegex(text, r"ai worker ai-[^ ]+ (left|is stopping)")

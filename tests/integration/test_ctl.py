@@ -335,7 +335,7 @@ class TestPurgeWithJobInFlight(CtlCase):
         self.assertEqual(rc, 0, err)
         wait_for(lambda: p.log_contains("router", "dropped a stale ai result"), 10,
                  what="the late AI answer dropped")
-        time.sleep(0.3)
+        p.wait_idle()  # a reply made of it would have been sent by now
         self.assertEqual(self.wa(ANA), [], "nothing reaches a purged customer")
         self.assertEqual(p.ctl("show", ANA)[0], 3)
         self.assertEqual(self.ctl_json("stats", "--json")["jobs"]["total"], 0)

@@ -13,6 +13,7 @@ import unittest
 from baton_harness import ACCOUNT_SID, BUSINESS, WORKSPACE_SID, Pipeline, wait_for
 
 ANA = "whatsapp:+5511988887777"
+BRUNO = "whatsapp:+5511977776666"
 HOLD = "Your conversation is being transferred to our team."
 GREETING = "Hi, good afternoon, I'm Gonzalo, how can I help you?"
 CONFIRM = "Done: your dermatology appointment is on Tuesday at 10:00. Anything else?"
@@ -45,6 +46,15 @@ class LifeCase(unittest.TestCase):
 
     def events(self):
         return [e["event"] for e in self.p.show(ANA)["timeline"]]
+
+    def wait_window_closed(self):
+        """Until whatsapp.window_s has passed since the customer's last message as
+        the router recorded it (the time its window check counts from): nothing
+        else shows the window closing before a send is attempted."""
+        window_ms = int(self.env["BATON_WHATSAPP_WINDOW_S"]) * 1000
+        last_in = max(h["ts"] for h in self.p.show(ANA)["history"] if h["role"] == "customer")
+        wait_for(lambda: time.time() * 1000 >= last_in + window_ms, 10, interval=0.05,
+                 what="the WhatsApp window to close")
 
     def escalate(self):
         self.p.customer(ANA, "Where is the clinic located?")
@@ -147,7 +157,7 @@ class TestHandBackPaths(LifeCase):
                                         ("ConversationSid", ch), ("StateTo", "closed")],
                                        path="/twilio/conversations", signature="forged")
         self.assertEqual(st, 403)
-        time.sleep(0.3)
+        self.p.wait_idle()  # a hand-back would be committed by now
         self.assertNotEqual(self.mode(), "ai")
 
     def test_operator_handback_and_escalate_with_batonctl(self):
@@ -217,8 +227,9 @@ class TestReviewRaces(LifeCase):
                                                          ("AccountSid", ACCOUNT_SID),
                                                          ("WorkspaceSid", WORKSPACE_SID)])
         self.assertEqual(st, 204)
-        time.sleep(0.8)
+        self.p.wait_idle()  # a hand-back (and its Flex close) would be done by now
         self.assertEqual(self.mode(), "human")
+        self.assertEqual(self.events().count("handed_back"), 1, "only the first handoff's")
 
 
 class TestTakeover(LifeCase):
@@ -240,7 +251,7 @@ class TestTakeover(LifeCase):
         self.wait_mode("human")
         calls = len(self.p.llm_requests())
         self.p.send(ANA, "Thanks Maria, where is the clinic again?")
-        time.sleep(0.8)
+        self.p.wait_idle()  # an AI turn would have called the LLM by now
         self.assertEqual(len(self.p.llm_requests()), calls, "the bot never talks over a person")
         self.assertIn("agent_takeover", self.events())
 
@@ -252,7 +263,7 @@ class TestReset(LifeCase):
         self.escalate()
         self.wait_wa(GREETING)
         self.p.customer(ANA, "reset")
-        time.sleep(0.6)
+        self.p.wait_idle()  # a hand-back would be committed by now
         self.assertEqual(self.mode(), "human")
         self.assertEqual(self.p.show(ANA)["history"][-1]["text"], "reset")
 
@@ -290,8 +301,15 @@ class TestNoAgentWait(LifeCase):
         self.escalate()
         msg = "All our agents are busy right now. A person will answer you as soon as possible."
         self.wait_wa(msg, timeout=10)
-        time.sleep(1.5)
+        # A second customer escalates now: the timer scan that tells them,
+        # a whole accept timeout later, looks at Ana's conversation again
+        # too, so a repeat (every tick, or every timeout) would come by then.
+        self.p.customer(BRUNO, "I want to speak with a human")
+        wait_for(lambda: msg in [m["body"] for m in self.p.whatsapp(BRUNO)], 10,
+                 what="the second customer told")
+        self.p.wait_idle()
         self.assertEqual(self.wa().count(msg), 1, "said once, not every tick")
+        self.assertEqual([m["body"] for m in self.p.whatsapp(BRUNO)].count(msg), 1)
         self.assertIn(self.mode(), ("escalating", "human"))
         self.assertIn("no_agent", self.events())
 
@@ -329,7 +347,7 @@ class TestWindow(LifeCase):
     def test_outside_the_window_nothing_is_sent_and_it_is_recorded(self):
         self.p.customer(ANA, "Where is the clinic?")
         wait_for(lambda: len(self.wa()) == 1, 10, what="reply inside the window")
-        time.sleep(1.3)
+        self.wait_window_closed()
         rc, _, err = self.p.ctl("escalate", ANA, "--reason", "follow-up")
         self.assertEqual(rc, 0, err)
         wait_for(lambda: self.p.show(ANA)["window_closed_ms"], 10, what="window_closed")
@@ -344,7 +362,7 @@ class TestWindowTemplate(LifeCase):
     def test_outside_the_window_the_template_is_used(self):
         self.p.customer(ANA, "Where is the clinic?")
         wait_for(lambda: len(self.wa()) == 1, 10, what="reply inside the window")
-        time.sleep(1.3)
+        self.wait_window_closed()
         self.p.ctl("escalate", ANA, "--reason", "follow-up")
         recs = wait_for(lambda: [r for r in self.p.fake_get("twilio", "/_fake/requests?path_contains=Messages.json")
                                  if "ContentSid" in (r.get("form") or {})], 10, what="template send")

@@ -15,6 +15,7 @@ import unittest
 from baton_harness import BUSINESS, Pipeline, wait_for
 
 ANA = "whatsapp:+5511988887777"
+BRUNO = "whatsapp:+5511977776666"
 SHOP = "whatsapp:+15550009999"
 SHOP_PROMPT = "You are the assistant of Tienda Luz, a lamp shop."
 SHOP_HOLD = "Un momento, te paso con el equipo de la tienda."
@@ -103,19 +104,30 @@ class TestAfterHoursQueue(unittest.TestCase):
         self.assertEqual(show["mode"], "escalating")
         events = [e["event"] for e in show["timeline"]]
         self.assertIn("handoff_queued", events)
-        time.sleep(1.5)
+        # Everything else done, the handoff job stays queued for the opening.
+        p.wait_idle(queued={"flex": 1})
         self.assertEqual(self.interactions(p), [], "no task while closed")
-        # The queue survives a restart: the recovered job keeps waiting.
+        # The queue survives a restart: the recovered job keeps waiting. Bruno's
+        # AI turn, stored while no ai-worker runs, is recovered beside it and
+        # dispatched when the router's recovery grace is over: his answer
+        # shows the restarted router has passed the moment the handoff job
+        # would start too if it had lost its opening time.
+        p.stop("ai-worker")
+        self.assertEqual(p.send(BRUNO, "Where is the clinic?")[0], 200)
         p.stop("router")
         p.start("router")
+        p.start("ai-worker")
         p.wait_workers(2)
-        time.sleep(1.0)
+        wait_for(lambda: p.sent_messages(BRUNO), 10, what="the recovered AI turn answered")
+        p.wait_idle(queued={"flex": 1})
         self.assertEqual(self.interactions(p), [], "still no task after a restart")
         # The customer's messages meanwhile are kept for the agent, not answered by the AI.
         llm = len(p.llm_requests())
         p.send(ANA, "are you there?")
         wait_for(lambda: len(p.show(ANA)["history"]) >= 3, 10, what="message stored")
-        time.sleep(0.5)
+        # It waits behind the handoff (a forward job, for the agent); an AI
+        # turn would have called the LLM by now.
+        p.wait_idle(queued={"flex": 2})
         self.assertEqual(len(p.llm_requests()), llm)
 
     def test_create_policy_creates_the_task_at_once(self):

@@ -54,7 +54,7 @@ class TestScaling(unittest.TestCase):
         everyone = set(who) | set(more)
         wait_for(lambda: self.answered(everyone)[0] == everyone, 30,
                  what="every customer answered")
-        time.sleep(0.5)  # a doubled reply would show up now
+        self.p.wait_idle(20)  # every job done: a doubled reply would be sent by now
         tos = [m["To"] for m in self.p.sent_messages()]
         self.assertEqual(len(tos), len(everyone), "exactly one reply each")
         self.assertEqual(set(tos), everyone)
@@ -87,7 +87,7 @@ class TestBurst(unittest.TestCase):
         for text in ("Hi", "I need the address", "of the clinic please"):
             self.assertEqual(p.send(ANA, text)[0], 200)
         wait_for(lambda: p.sent_messages(ANA), 10, what="the reply")
-        time.sleep(1.2)  # a second reply would come now
+        p.wait_idle()  # no turn waiting or running: a second reply would be sent by now
         self.assertEqual(len(p.sent_messages(ANA)), 1)
         llm = p.llm_requests()
         self.assertEqual(len(llm), 1)
@@ -106,7 +106,7 @@ class TestBurst(unittest.TestCase):
         p.send(ANA, "And the hours?")
         p.send(ANA, "And the price?")
         wait_for(lambda: len(p.sent_messages(ANA)) >= 2, 15, what="two replies")
-        time.sleep(1.5)
+        p.wait_idle()
         self.assertEqual(len(p.sent_messages(ANA)), 2)
         last = p.llm_requests()[-1]["json"]["messages"]
         self.assertIn("And the price?", str(last[-1]["content"]))

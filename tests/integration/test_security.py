@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from baton_harness import ACCOUNT_SID, Pipeline, twilio_signature, PUBLIC_URL, AUTH_TOKEN
+from baton_harness import ACCOUNT_SID, Pipeline, twilio_signature, PUBLIC_URL, AUTH_TOKEN, wait_for
 
 ANA = "whatsapp:+5511988887777"
 
@@ -26,6 +26,7 @@ class SlowLoris:
     def __init__(self, port, count):
         self.port, self.count = port, count
         self.socks, self.stop = [], threading.Event()
+        self.opened = threading.Event()     # every connection tried: the attack at full strength
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self):
@@ -39,7 +40,8 @@ class SlowLoris:
                 self.socks.append(s)
             except OSError:
                 pass
-        while not self.stop.wait(2.0):
+        self.opened.set()
+        while not self.stop.wait(2.0):     # the pace of a slow loris's header lines
             for s in list(self.socks):
                 try:
                     s.send(b"X-Slow: 1\r\n")
@@ -76,7 +78,10 @@ class TestSlowClients(unittest.TestCase):
         p.wait_workers(1)
         loris = SlowLoris(p.ingress_port, 4200).start()
         self.addCleanup(loris.close)
-        time.sleep(3)   # let it open what it can
+        t0 = time.monotonic()
+        wait_for(loris.opened.is_set, 30, interval=0.05, what="the slow clients to open what they can")
+        print("slow loris: %d connections tried in %.1f s, %d open" %
+              (4200, time.monotonic() - t0, len(loris.socks)))
         lat, statuses = [], []
         deadline = time.monotonic() + 8
         n = 0
@@ -102,7 +107,7 @@ class TestSlowClients(unittest.TestCase):
                 statuses.append(str(e))
             lat.append(time.monotonic() - t0)
             c.close()
-            time.sleep(0.05)
+            time.sleep(0.05)    # the probes' pace, not a wait for anything
         self.assertEqual(set(statuses), {200}, statuses[:20])
         self.assertLess(percentile(lat, 0.99), 0.1, "p99 %.3f s" % percentile(lat, 0.99))
         log = p.log_text("ingress")
@@ -195,7 +200,8 @@ class TestReplayedWebhook(unittest.TestCase):
                              sig, "the attack keeps the signature")
             st, _, _ = p.post_webhook(forged, signature=sig)
             self.assertEqual(st, 400)
-        time.sleep(1)
+        m = p.wait_idle()  # what the router took is answered by now
+        self.assertEqual(m.sum("baton_router_customer_messages_total"), 1)
         self.assertEqual(len(p.sent_messages(ANA)), 1)
         self.assertIn("MessageSid is not SM or MM", p.log_text("ingress"))
         self.assertTrue(sid)
@@ -357,9 +363,16 @@ class TestCurve(unittest.TestCase):
                                         % stranger[0]), 20, what="the refusal logged")
         # ...and from a plain socket: neither reaches the router's loop.
         self.zsend(self.work, frame)
-        time.sleep(1)
+        # The same frame from a listed key afterwards does reach it (and is
+        # dropped as a result for no job); once it has, and the router has
+        # gone idle, anything the plain socket got in would be logged too.
+        pub, sec = self.clients["ai-worker"]
+        self.zsend("--curve", self.server[0], pub, sec, self.work, frame)
+        wait_for(lambda: p.log_contains("router", "dropped a stale ai result"), 20,
+                 what="the listed key's frame dropped")
+        p.wait_idle()
         log = p.log_text("router")
-        self.assertNotIn("dropped a stale ai result", log)
+        self.assertEqual(log.count("dropped a stale ai result"), 1, "only the listed key's")
         self.assertNotIn("dropped a malformed", log)
 
     def test_check_config_wants_keys_for_tcp_and_loopback_for_plain_tcp(self):

@@ -142,7 +142,7 @@ class TestSupervisor(SupervisorCase):
                 sc, _, _ = p.send(customer(i), "Where is the clinic? (%d)" % i)
                 statuses.append(sc)
                 sent.append(i)
-                time.sleep(0.05)
+                time.sleep(0.05)    # the traffic's pace, not a wait for anything
         t = threading.Thread(target=sender)
         t.start()
         try:
@@ -168,7 +168,10 @@ class TestSupervisor(SupervisorCase):
         # or gave back their jobs; nothing re-sent).
         n = 6 + total
         wait_for(lambda: len(self.replies_by_customer()) == n, 30, what="a reply to everyone")
-        time.sleep(1.5)  # longer than worker.timeout_ms: a late duplicate would show
+        # Every job finished, those of the workers that left included (their
+        # silence noticed, what they held run elsewhere): a late duplicate
+        # would be sent by now.
+        p.wait_idle(20)
         replies = self.replies_by_customer()
         self.assertEqual(sorted(replies), sorted(customer(i) for i in range(n)))
         for to, rs in replies.items():

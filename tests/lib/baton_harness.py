@@ -4,6 +4,11 @@ A Pipeline owns one temp state directory, the fake Twilio and fake LLM
 servers, and any of ingress/router/ai-worker/egress. Every process logs to
 its own file under the state directory; readiness is the process's own
 "ready" log line, never a sleep. Everything started is killed on close().
+
+A check that something did NOT happen waits first for the system to have
+finished the work the wrong thing would come from (p.wait_idle(): every job
+queue empty and nothing in flight in each process's metrics, stable across
+two fresh writes), then asserts; it never sleeps a fixed time.
 """
 
 import base64
@@ -94,6 +99,122 @@ def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for " + what)
         time.sleep(interval)
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """[(name, {label: value}, float)] of a Prometheus text exposition."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            continue
+        out.append((m.group(1), dict(_LABEL.findall(m.group(2) or "")), value))
+    return out
+
+
+def _proc_state(pid):
+    """The state letter of a baton process (R, S, T...), None when it is not one."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    comm = stat[stat.find("(") + 1:stat.rfind(")")]
+    if not comm.startswith("baton-"):
+        return None     # gone, and its number taken by something else
+    return stat[stat.rfind(")") + 2:][:1]
+
+
+class Metrics:
+    """What the live baton processes of one state directory last wrote to
+    STATE_DIR/metrics (README "Metrics"): one entry a process, with the
+    file's mtime. Files of dead processes are left out, and so are those of
+    stopped (SIGSTOP) ones, which can do nothing until they are resumed."""
+
+    def __init__(self, metrics_dir):
+        self.files = {}     # "router-123" -> (process, pid, mtime, samples)
+        self.stopped = []
+        try:
+            names = os.listdir(metrics_dir)
+        except OSError:
+            names = []
+        for name in names:
+            m = re.match(r"^([a-z-]+)-(\d+)\.prom$", name)
+            if not m:
+                continue
+            proc, pid = m.group(1), int(m.group(2))
+            state = _proc_state(pid)
+            if state in (None, "Z", "X"):
+                continue
+            if state in ("T", "t"):
+                self.stopped.append(name)
+                continue
+            try:
+                with open(os.path.join(metrics_dir, name)) as f:
+                    mtime = os.fstat(f.fileno()).st_mtime
+                    text = f.read()
+            except OSError:
+                continue    # removed at a clean exit meanwhile
+            self.files[name[:-5]] = (proc, pid, mtime, parse_metrics(text))
+
+    def processes(self, proc=None):
+        return [k for k, v in self.files.items() if proc is None or v[0] == proc]
+
+    def oldest(self, proc=None):
+        """The oldest write among the processes of that kind (0 when none)."""
+        t = [v[2] for v in self.files.values() if proc is None or v[0] == proc]
+        return min(t) if t else 0
+
+    def sum(self, name, proc=None, **labels):
+        total = 0.0
+        for p, _, _, samples in self.files.values():
+            if proc is not None and p != proc:
+                continue
+            for n, lab, v in samples:
+                if n == name and all(lab.get(k) == w for k, w in labels.items()):
+                    total += v
+        return total
+
+    def counters(self):
+        """Every event counter of every process: equal twice means nothing happened between."""
+        out = {}
+        for key, (_, _, _, samples) in self.files.items():
+            for n, lab, v in samples:
+                if n.endswith("_total") and not n.startswith("process_"):
+                    out[(key, n, tuple(sorted(lab.items())))] = v
+        return out
+
+    def busy(self, queued=None):
+        """What is not idle, as text ('' when idle). queued: {kind: n}, at most that
+        many jobs of a kind may stay queued (held back on purpose, as a handoff
+        waiting for business hours); no other job may be queued or in flight."""
+        queued = queued or {}
+        out = []
+        if not self.processes("router"):
+            out.append("no router")
+        for kind in ("ai", "send", "flex"):
+            q = self.sum("baton_router_jobs_queued", "router", kind=kind)
+            if q > queued.get(kind, 0):
+                out.append("%d %s jobs queued" % (q, kind))
+            f = self.sum("baton_router_jobs_in_flight", "router", kind=kind)
+            if f:
+                out.append("%d %s jobs in flight" % (f, kind))
+        for key, (_, _, _, samples) in sorted(self.files.items()):
+            for n, _, v in samples:
+                if v and n in ("baton_worker_jobs_in_flight", "baton_worker_results_unacked",
+                               "baton_worker_http_pending", "baton_ingress_requests_in_flight"):
+                    out.append("%s: %s %g" % (key, n, v))
+        return ", ".join(out)
 
 
 def http(method, url, body=None, headers=None, timeout=10):
@@ -224,6 +345,8 @@ class Pipeline:
             "BATON_ADMIN_TOKEN": ADMIN_TOKEN,
             "BATON_HANDOFF_RETRY_BASE_MS": "100",
             "BATON_LOG_LEVEL": "debug",
+            # Fresh metrics files (README "Metrics") are what wait_idle() watches.
+            "BATON_METRICS_INTERVAL_MS": "100",
         })
         if self.pg_dsn:
             e.update({"BATON_STATE_BACKEND": "postgres",
@@ -317,6 +440,79 @@ class Pipeline:
             t = self.log_text("router")
             return all(t.count(k + " worker joined") >= n for k in ("ai", "egress", "flex"))
         wait_for(joined, 10, what="workers joined")
+
+    # --- metrics: what the processes say they are doing ---
+    def metrics(self):
+        """The metrics files of the live processes of this state directory (Metrics)."""
+        return Metrics(os.path.join(self.dir, "state", "metrics"))
+
+    def wait_metrics(self, pred, timeout=10, proc=None, what="metrics"):
+        """Until pred(Metrics) holds in files written after this call began (those
+        of proc's kind, or of every live process): a stale file never answers."""
+        since = time.time()
+
+        def fresh():
+            m = self.metrics()
+            keys = m.processes(proc)
+            if not keys or m.oldest(proc) < since:
+                return None
+            return pred(m) and m
+        return wait_for(fresh, timeout, interval=0.05, what=what)
+
+    def wait_idle(self, timeout=10, queued=None, what="the pipeline to be idle"):
+        """Until baton has finished all the work it has: no job queued at the
+        router (but at most queued[kind] held back on purpose) or in
+        flight, no worker running a job, holding an unacknowledged result or an
+        HTTP call, no ingress request open; seen in two rounds of metrics files
+        written after this call began (the router's and every worker's file
+        rewritten between them), with no counter of any process moved between
+        them; and
+        the store's jobs table agreeing (batonctl stats). Returns the last
+        Metrics. A check that something did not happen comes after this."""
+        since = time.time()
+        last = {"m": None, "busy": "no metrics yet"}
+
+        def settled():
+            m = self.metrics()
+            prev, last["m"] = last["m"], None
+            # ingress writes its file about once a second: it is not waited for
+            # (a webhook it holds is the router's to commit), but any counter
+            # of it that moves still counts.
+            loop = [k for k, v in m.files.items() if v[0] != "ingress"]
+            if not loop or min(m.files[k][2] for k in loop) < since:
+                last["busy"] = "metrics files older than the wait"
+                return False
+            busy = m.busy(queued)
+            if busy:
+                last["busy"] = busy
+                return False
+            last["m"] = m
+            if prev is None or set(prev.files) != set(m.files):
+                return False
+            if any(m.files[k][2] <= prev.files[k][2] for k in loop):
+                last["m"] = prev    # not every file rewritten yet: compare with the older round
+                return False
+            if m.counters() != prev.counters():
+                last["busy"] = "counters moved"
+                return False
+            jobs = self.stored_jobs()
+            if any(n > (queued or {}).get(k, 0) for k, n in jobs.items()):
+                last["busy"] = "jobs in the store: %s" % jobs
+                return False
+            return m
+        try:
+            return wait_for(settled, timeout, interval=0.05, what=what)
+        except AssertionError as e:
+            raise AssertionError("%s (last seen: %s)" % (e, last["busy"]))
+
+    def stored_jobs(self):
+        """{kind: n} of the unfinished jobs in LMDB (batonctl stats)."""
+        p = subprocess.run([os.path.join(self.bindir, "batonctl"), "--json", "stats"],
+                           env=self.env(), capture_output=True, text=True, timeout=20)
+        if p.returncode != 0:
+            return {"batonctl": p.returncode}
+        kinds = json.loads(p.stdout)["jobs"]["by_kind"]
+        return {k: v for k, v in kinds.items() if v}
 
     def stop(self, name, sig=signal.SIGTERM, timeout=10):
         p = self.procs.pop(name, None)
