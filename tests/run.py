@@ -24,6 +24,7 @@ state in PostgreSQL (BATON_TEST_BACKEND=postgres, lines marked
 """
 
 import argparse
+import atexit
 import concurrent.futures
 import io
 import json
@@ -213,6 +214,8 @@ def main():
             failed += 1
         else:
             cluster = pgcluster.PgCluster().start()
+            # Stopped however the run ends (a closed pipe, ^C): closing twice is harmless.
+            atexit.register(cluster.close)
             os.environ["BATON_TEST_PG_PORT"] = str(cluster.port)
             tasks.update({("postgres", c): ids for c, ids in again.items()})
 
@@ -250,6 +253,8 @@ def main():
     # Classes that load the machine or time things run alone.
     if cluster:
         cluster.close()
+        del os.environ["BATON_TEST_PG_PORT"]  # serial classes start their own
+        del os.environ["BATON_TEST_PG_PORT"]  # serial classes start their own
     for c in sorted(serial):
         lines, run, fl, sk, ts, out = run_class(classes[c])
         report(lines, out)

@@ -83,21 +83,39 @@ class SpecChecker:
     """Checks requests against the path templates of Twilio's OpenAPI specs."""
 
     def __init__(self, specs_dir):
-        self._routes = []
-        for name in SPEC_FILES:
-            with open(os.path.join(specs_dir, name), encoding="utf-8") as f:
+        # The files must be there now (a missing spec is an error at start),
+        # but they are parsed on the first /v1/ request: most test pipelines
+        # never escalate, and 4 MB of JSON per start is most of a fake's CPU.
+        self._paths = [os.path.join(specs_dir, name) for name in SPEC_FILES]
+        missing = [p for p in self._paths if not os.path.isfile(p)]
+        if missing:
+            raise OSError("missing spec files: %s" % ", ".join(missing))
+        self._routes = None
+        self._load_lock = threading.Lock()
+
+    def _load(self):
+        routes = []
+        for path in self._paths:
+            with open(path, encoding="utf-8") as f:
                 spec = json.load(f)
             for template, item in spec.get("paths", {}).items():
                 parts = template.strip("/").split("/")
                 regex = "^/" + "/".join(
                     "[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "$"
                 literals = sum(not p.startswith("{") for p in parts)
-                self._routes.append((re.compile(regex), literals, template, item, spec))
+                routes.append((re.compile(regex), literals, template, item, spec))
         # Most literal segments first, so /v1/Configuration/Webhooks beats a
         # {Sid} template of the same length.  Both specs declare
         # /v1/Configuration (different hosts); the Conversations one, loaded
         # first, wins thanks to the stable sort.
-        self._routes.sort(key=lambda r: -r[1])
+        routes.sort(key=lambda r: -r[1])
+        return routes
+
+    def routes(self):
+        with self._load_lock:
+            if self._routes is None:
+                self._routes = self._load()
+            return self._routes
 
     @staticmethod
     def _resolve(spec, schema):
@@ -142,7 +160,7 @@ class SpecChecker:
         """Problems of this request (list of str).  A path the specs do not
         know is left to the router (404); a method they do not declare for a
         known path is one problem."""
-        for regex, _, template, item, spec in self._routes:
+        for regex, _, template, item, spec in self.routes():
             if regex.match(path):
                 break
         else:
