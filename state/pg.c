@@ -104,6 +104,17 @@ static const char *pg_msg(const PGconn *c, const PGresult *r, char *buf, size_t 
 	return buf;
 }
 
+/* The server's notices ("relation already exists, skipping" from an
+ * idempotent migration) would go to stderr unformatted: debug log lines. */
+static void pg_notice(void *arg, const char *message)
+{
+	(void)arg;
+	size_t n = strlen(message);
+	while (n && message[n - 1] == '\n')
+		n--;
+	log_debug("postgres: %.*s", (int)n, message);
+}
+
 int pg_ready(struct pg *p)
 {
 	char msg[512];
@@ -124,6 +135,7 @@ int pg_ready(struct pg *p)
 		pg_drop(p);
 		return -1;
 	}
+	PQsetNoticeProcessor(p->conn, pg_notice, NULL);
 	snprintf(p->where, sizeof(p->where), "%s:%s/%s", PQhost(p->conn), PQport(p->conn),
 		 PQdb(p->conn));
 	if (p->down_logged)

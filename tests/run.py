@@ -254,7 +254,6 @@ def main():
     if cluster:
         cluster.close()
         del os.environ["BATON_TEST_PG_PORT"]  # serial classes start their own
-        del os.environ["BATON_TEST_PG_PORT"]  # serial classes start their own
     for c in sorted(serial):
         lines, run, fl, sk, ts, out = run_class(classes[c])
         report(lines, out)

@@ -259,3 +259,77 @@ class TestSupervisorCommands(SupervisorCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestSupervisorStandbyRouter(SupervisorCase):
+    """start --routers 2 with the state in PostgreSQL: the first router is
+    active, the second stands by; SIGKILL the active one and the standby takes
+    over (the supervisor restarts the killed one, which stands by)."""
+
+    def setUp(self):
+        import pgcluster
+        why = pgcluster.available()
+        if why:
+            self.fail("PostgreSQL is needed here: " + why)
+        self.p = Pipeline(backend="postgres", env={"BATON_ROUTER_LEASE_MS": "1500",
+                                                   "BATON_LOG_LEVEL": "info"})
+        self.addCleanup(self.p.close)
+        self.p.start_fakes()
+        self.p.ingress_port = free_port()
+        self.env = self.p.env()
+        self.env["BATON_HTTP_PORT"] = str(self.p.ingress_port)
+        self.run_dir = os.path.join(self.p.dir, "state", "run")
+        self.addCleanup(self.cleanup)
+
+    def router_log(self, index):
+        with open(os.path.join(self.run_dir, "router-%d.log" % index), errors="replace") as f:
+            return f.read()
+
+    def test_routers_2_runs_a_standby_that_takes_over(self):
+        p = self.p
+        rc, out, err = self.baton("start", "--routers", "2")
+        self.assertEqual(rc, 0, err)
+        routers = self.kids("router")
+        self.assertEqual(sorted(c["index"] for c in routers), [1, 2])
+        self.assertIn("ready: active", self.router_log(1))
+        self.assertIn("ready: standing by", self.router_log(2))
+        # router 2 keeps its cache apart from router 1's
+        self.assertTrue(os.path.isdir(os.path.join(p.dir, "state", "router-2")))
+
+        p.send(customer(1), "Where is the clinic?")
+        wait_for(lambda: len(self.replies_by_customer()[customer(1)]) == 1, 20, what="first reply")
+
+        active = [c for c in routers if c["index"] == 1][0]
+        os.kill(active["pid"], signal.SIGKILL)
+        # Whichever stands by first when the lease expires takes it: router 2,
+        # or router 1 restarted by the supervisor (its backoff is short).
+        def taken():
+            return [i for i in (1, 2) if "lease taken: epoch 2" in self.router_log(i)]
+        winner = wait_for(taken, 15, what="a router active with epoch 2")
+        self.assertEqual(len(winner), 1, "one takeover")
+
+        def restarted():
+            r1 = [c for c in self.kids("router") if c["index"] == 1][0]
+            return r1["restarts"] == 1 and r1["alive"] and r1["state"] == "running"
+        wait_for(restarted, 20, what="router-1 restarted by the supervisor")
+
+        # Webhooks refused during the takeover are retried, as Twilio would.
+        def answered():
+            sc, _, _ = p.send(customer(2), "Where is the clinic?") if not sent else (200, 0, 0)
+            if sc == 200:
+                sent.append(1)
+            return len(self.replies_by_customer()[customer(2)]) == 1
+        sent = []
+        wait_for(answered, 30, interval=0.3, what="an answer through router-2")
+        p.wait_idle(20)
+        self.assertEqual(len(self.replies_by_customer()[customer(1)]), 1)
+
+        rc, out, err = self.baton("stop", timeout=90)
+        self.assertEqual(rc, 0, err)
+
+    def test_more_than_one_router_needs_postgres(self):
+        self.env["BATON_STATE_BACKEND"] = "lmdb"
+        self.env.pop("BATON_POSTGRES_DSN", None)
+        rc, out, err = self.baton("start", "--routers", "2")
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("needs state.backend = postgres", err)
