@@ -21,11 +21,16 @@ and bench/throughput.png. Stages (each can be picked with --only):
             consoles polling as the page does, and webhook latency with and
             without them.
   replay    a 100,000-message capture replayed as fast as possible.
+  postgres  the e2e stage with state.backend = postgres (PostgreSQL 15 on
+            this host, fsync and synchronous_commit on), and a router
+            failover: two routers, the active one SIGKILLed, milliseconds to
+            the first reply made by the new leader.
 
 Peak RSS (VmHWM) of every baton process is read at the end of each stage.
 """
 
 import argparse
+import calendar
 import json
 import os
 import random
@@ -36,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -56,6 +62,7 @@ GOALS = {
     "ingress_rps": 20000, "ingress_vs_nginx": 0.40, "e2e_rps": 5000,
     "e2e_p99_ms_at_1000": 10.0, "slowllm_rps": 900, "rss_mb": 20.0,
     "state_p99_ratio": 2.0, "console_p99_ms": 50.0, "console_webhook_p99_ratio": 1.10,
+    "pg_rps": 1000, "pg_failover_ms": 5000,
 }
 
 
@@ -111,7 +118,8 @@ class Procs:
             try:
                 with open("/proc/%d/status" % p.pid) as f:
                     m = re.search(field + r":\s+(\d+) kB", f.read())
-                out[name] = round(int(m.group(1)) / 1024.0, 1)
+                if m:  # a killed process (a zombie) has none
+                    out[name] = round(int(m.group(1)) / 1024.0, 1)
             except OSError:
                 pass
         return out
@@ -315,7 +323,7 @@ def percentile(sorted_vals, q):
 class Pipeline:
     """benchfake + the five-process pipeline (flex-worker idles: no escalations)."""
 
-    def __init__(self, work, name, llm_delay_ms=0, extra=None, ai_workers=1):
+    def __init__(self, work, name, llm_delay_ms=0, extra=None, ai_workers=1, routers=1):
         self.work = os.path.join(work, name)
         os.makedirs(self.work, exist_ok=True)
         self.port = free_port()
@@ -329,7 +337,22 @@ class Pipeline:
         for k in ("LLM_BASE_URL", "TWILIO_API_BASE", "TWILIO_CONVERSATIONS_BASE",
                   "TWILIO_FLEX_BASE", "TWILIO_TASKROUTER_BASE"):
             env["BATON_" + k] = self.fake
-        self.ps.baton("router")
+        if routers == 1:
+            self.ps.baton("router")
+        else:
+            # An active/standby set (state.backend = postgres): each router
+            # binds its own endpoints and keeps its cache apart; every other
+            # process lists them all.
+            eps = {k: ["ipc://%s/r%d-%s.ipc" % (self.work, i, k) for i in range(routers)]
+                   for k in ("in", "wk")}
+            env["BATON_ROUTER_INGRESS_ENDPOINT"] = ",".join(eps["in"])
+            env["BATON_ROUTER_WORK_ENDPOINT"] = ",".join(eps["wk"])
+            for i in range(routers):
+                cache = os.path.join(self.work, "router-%d" % i)
+                os.makedirs(cache, exist_ok=True)
+                self.ps.baton("router", name="router-%d" % i, extra_env={
+                    "BATON_STATE_DIR": cache, "BATON_ROUTER_INGRESS_BIND": eps["in"][i],
+                    "BATON_ROUTER_WORK_BIND": eps["wk"][i]})
         for i in range(ai_workers):
             self.ps.baton("ai-worker", name="ai-worker" if i == 0 else "ai-worker-%d" % (i + 1))
         self.ps.baton("egress")
@@ -400,9 +423,9 @@ def latencies(sent_log, received):
     return lat
 
 
-def e2e_level(work, rate, messages, seed):
+def e2e_level(work, rate, messages, seed, extra=None, name="e2e"):
     """One offered load (msgs/s, 0 = as fast as possible) through a fresh pipeline."""
-    pl = Pipeline(work, "e2e-%s" % (rate or "max"))
+    pl = Pipeline(work, "%s-%s" % (name, rate or "max"), extra=extra)
     try:
         cap = os.path.join(pl.work, "capture")
         # Mostly one or two messages per customer, spread evenly: the
@@ -441,6 +464,95 @@ def stage_e2e(work, res, quick):
                                                                  row["p50_ms"], row["p99_ms"]))
         rows.append(row)
     res["e2e"] = rows
+
+
+def pg_extra(cluster):
+    return {"BATON_STATE_BACKEND": "postgres", "BATON_POSTGRES_DSN": cluster.dsn(cluster.create_db())}
+
+
+def pg_failover(work, cluster, lease_ms):
+    """Two routers on one database, a customer message every 20 ms; SIGKILL
+    the active router once the pipeline is idle: milliseconds from the kill to
+    the first reply the fake Twilio receives (only the new leader can have
+    made it: nothing was in flight), and to the standby's "lease taken"."""
+    pl = Pipeline(work, "pg-failover", routers=2,
+                  extra=dict(pg_extra(cluster), BATON_ROUTER_LEASE_MS=str(lease_ms),
+                             BATON_HTTP_ACK_TIMEOUT_MS="1000"))
+    url = "http://127.0.0.1:%d/twilio/messages" % pl.port
+    seq = [0]
+
+    def send():
+        seq[0] += 1
+        params = [("AccountSid", ACCOUNT), ("Body", "Is there an opening on Tuesday? %d" % seq[0]),
+                  ("From", "whatsapp:+1555%07d" % seq[0]), ("MessageSid", "SM%032x" % (7 * 10**9 + seq[0])),
+                  ("NumMedia", "0"), ("ProfileName", "Bench"), ("To", BUSINESS)]
+        req = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), method="POST",
+                                     headers={"X-Twilio-Signature": twilio_signature(TOKEN, url, params),
+                                              "Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError:
+            return 0
+    try:
+        for _ in range(20):
+            if send() != 200:
+                raise RuntimeError("the active router did not take a message")
+        if not pl.wait_messages(20, 20):
+            raise RuntimeError("no replies before the kill")
+        time.sleep(0.5)  # idle: no reply of the old leader still in flight
+        before = pl.stats()["messages"]
+        killed = time.time()
+        t_kill = time.monotonic()
+        os.kill(pl.ps.pid("router-0"), signal.SIGKILL)
+        refused = 0
+        first_reply = None
+        while time.monotonic() - t_kill < 30:
+            if send() != 200:
+                refused += 1
+            if pl.stats()["messages"] > before:
+                first_reply = (time.monotonic() - t_kill) * 1000
+                break
+            time.sleep(0.02)
+        if first_reply is None:
+            raise RuntimeError("no reply within 30 s of the kill")
+        taken = None
+        for line in pl.ps.log_text("router-1").splitlines():
+            if "lease taken" in line:
+                ts = json.loads(line)["ts"]
+                t = calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S"))
+                taken = round((t + int(ts[20:23]) / 1000.0 - killed) * 1000)
+        return {"lease_ms": lease_ms, "first_reply_ms": round(first_reply), "lease_taken_ms": taken,
+                "refused_webhooks": refused}
+    finally:
+        pl.stop()
+
+
+def stage_postgres(work, res, quick):
+    """The e2e stage with the state in PostgreSQL 15 on this host (fsync and
+    synchronous_commit on: durable commits), and the failover of a router."""
+    import pgcluster
+    why = pgcluster.available()
+    if why:
+        raise RuntimeError("PostgreSQL is needed: " + why)
+    cluster = pgcluster.PgCluster(fsync=True).start()
+    try:
+        rows = []
+        for i, rate in enumerate([1000, 0] if quick else [1000, 2000, 0]):
+            n = 4000 if quick else (6000 if rate == 0 else min(rate * 5, 10000))
+            row = e2e_level(work, rate, n, 300 + i, extra=pg_extra(cluster), name="pg")
+            log("postgres e2e offered %s: %s msgs/s, p50 %s ms, p99 %s ms" % (
+                row["offered"], row["rate"], row["p50_ms"], row["p99_ms"]))
+            rows.append(row)
+        lease = 3000
+        fo = pg_failover(work, cluster, lease)
+        log("postgres failover: first reply %d ms after the kill (lease %d ms, taken at %s ms)" % (
+            fo["first_reply_ms"], lease, fo["lease_taken_ms"]))
+        res["postgres"] = {"e2e": rows, "failover": fo}
+    finally:
+        cluster.close()
 
 
 def stage_slowllm(work, res, quick):
@@ -738,6 +850,20 @@ def table(res):
                      (wc["p99_ms"], wa["p99_ms"], co["webhook_p99_ratio"], wc["rps"], wa["rps"]),
                      "<= x%.2f" % GOALS["console_webhook_p99_ratio"],
                      verdict(co["webhook_p99_ratio"] <= GOALS["console_webhook_p99_ratio"])))
+    pg = res.get("postgres")
+    if pg:
+        best = max(r["rate"] for r in pg["e2e"])
+        rows.append(("8 e2e, state in PostgreSQL", "%d msgs/s" % best, ">= %d msgs/s" % GOALS["pg_rps"],
+                     verdict(best >= GOALS["pg_rps"])))
+        for r in pg["e2e"]:
+            rows.append(("  offered %s msgs/s" % r["offered"],
+                         "%d msgs/s, p50 %.1f ms, p99 %.1f ms, %d/%d delivered" %
+                         (r["rate"], r["p50_ms"], r["p99_ms"], r["delivered"], r["messages"]), "", ""))
+        fo = pg["failover"]
+        rows.append(("  router failover (SIGKILL)", "first reply %d ms after the kill (lease %d ms, "
+                     "taken at %s ms, %d webhooks refused)" % (fo["first_reply_ms"], fo["lease_ms"],
+                                                              fo["lease_taken_ms"], fo["refused_webhooks"]),
+                     "<= %d ms" % GOALS["pg_failover_ms"], verdict(fo["first_reply_ms"] <= GOALS["pg_failover_ms"])))
     rp = res.get("replay")
     if rp:
         for to in ("http", "router"):
@@ -787,7 +913,7 @@ plot '%s' using 1:2 with linespoints lw 2 title 'delivered msgs/s' axes x1y1, \\
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="ingress,e2e,slowllm,state,console,replay")
+    ap.add_argument("--only", default="ingress,e2e,slowllm,state,console,replay,postgres")
     ap.add_argument("--secs", type=int, default=5, help="seconds of each wrk run")
     ap.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the bench)")
     ap.add_argument("--out", default=OUT)
@@ -808,7 +934,8 @@ def main():
                          ("slowllm", lambda: stage_slowllm(work, res, a.quick)),
                          ("state", lambda: stage_state(work, res, a.secs, a.quick)),
                          ("console", lambda: stage_console(work, res, a.secs, a.quick)),
-                         ("replay", lambda: stage_replay(work, res, a.quick))):
+                         ("replay", lambda: stage_replay(work, res, a.quick)),
+                         ("postgres", lambda: stage_postgres(work, res, a.quick))):
             if name in stages:
                 log("stage %s..." % name)
                 s0 = time.monotonic()

@@ -141,7 +141,7 @@ static const struct config_entry config_table[] = {
 	  "the database user's password (empty: libpq's PGPASSFILE or ~/.pgpass)" },
 	{ "postgres.password_file", CT_STR, "", 0, 0, NULL, F(postgres_password_file), false,
 	  "read postgres.password from this file (mode 0600 or stricter)" },
-	{ "router.lease_ms", CT_INT, "5000", 500, 600000, NULL, F(router_lease_ms), false,
+	{ "router.lease_ms", CT_INT, "3000", 500, 600000, NULL, F(router_lease_ms), false,
 	  "state.backend = postgres: how long the active router's lease lasts unrenewed; a standby "
 	  "takes over this long after the active one stops answering" },
 	{ "router.ingress_bind", CT_STR, "", 0, 0, NULL, F(router_ingress_bind), false,

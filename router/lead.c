@@ -87,6 +87,9 @@ int lead_acquire(struct lead *l, volatile sig_atomic_t *stop)
 	char last_holder[128] = "";
 	while (!*stop) {
 		uint64_t rev = 0, epoch = 0, step = l->lease_ms / 3;
+		/* A standby looks often (a tenth of the lease, 50-500 ms): the lease
+		 * expiring and this router noticing it add up to the failover time. */
+		uint64_t look = l->lease_ms / 10 < 50 ? 50 : l->lease_ms / 10 > 500 ? 500 : l->lease_ms / 10;
 		/* Follow first: taking over then costs only the newest revisions. */
 		if (lead_follow(l, &rev) == 0) {
 			int got = pg_lease_take(l->pg, l->holder, l->lease_ms, &epoch, &rev, &h);
@@ -115,7 +118,7 @@ int lead_acquire(struct lead *l, volatile sig_atomic_t *stop)
 					   (unsigned long long)h.epoch);
 			}
 		}
-		for (uint64_t t = 0; t < step && !*stop; t += 50)
+		for (uint64_t t = 0; t < look && !*stop; t += 50)
 			usleep(50 * 1000);
 	}
 	return 0;
