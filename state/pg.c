@@ -227,7 +227,7 @@ int pg_head(struct pg *p, struct pg_head *h)
 		return -1;
 	if (PQntuples(r) != 1) {
 		PQclear(r);
-		log_warn("postgres: no baton schema on %s (run the router once, or baton migrate)",
+		log_warn("postgres: no baton schema on %s (the router creates it when it starts)",
 			 p->where);
 		return -1;
 	}
