@@ -349,9 +349,8 @@ class Pipeline:
             env["BATON_ROUTER_WORK_ENDPOINT"] = ",".join(eps["wk"])
             for i in range(routers):
                 cache = os.path.join(self.work, "router-%d" % i)
-                os.makedirs(cache, exist_ok=True)
                 self.ps.baton("router", name="router-%d" % i, extra_env={
-                    "BATON_STATE_DIR": cache, "BATON_ROUTER_INGRESS_BIND": eps["in"][i],
+                    "BATON_ROUTER_CACHE_DIR": cache, "BATON_ROUTER_INGRESS_BIND": eps["in"][i],
                     "BATON_ROUTER_WORK_BIND": eps["wk"][i]})
         for i in range(ai_workers):
             self.ps.baton("ai-worker", name="ai-worker" if i == 0 else "ai-worker-%d" % (i + 1))

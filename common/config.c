@@ -144,6 +144,9 @@ static const struct config_entry config_table[] = {
 	{ "router.lease_ms", CT_INT, "3000", 500, 600000, NULL, F(router_lease_ms), false,
 	  "state.backend = postgres: how long the active router's lease lasts unrenewed; a standby "
 	  "takes over this long after the active one stops answering" },
+	{ "router.cache_dir", CT_STR, "", 0, 0, NULL, F(router_cache_dir), false,
+	  "state.backend = postgres: where this router keeps its LMDB cache of the database and "
+	  "its router.health file (empty = state.dir); routers of one host need one each" },
 	{ "router.ingress_bind", CT_STR, "", 0, 0, NULL, F(router_ingress_bind), false,
 	  "the endpoint this router binds for ingress when router.ingress_endpoint lists every "
 	  "router of an active/standby set (empty = router.ingress_endpoint)" },
@@ -919,6 +922,13 @@ static const struct {
 	{ "flex.workflow_sid", "WW00000000000000000000000000000000" },
 };
 
+const char *config_router_store_dir(const struct config *cfg)
+{
+	if (cfg->state_backend == CONFIG_BACKEND_POSTGRES && cfg->router_cache_dir[0])
+		return cfg->router_cache_dir;
+	return cfg->state_dir;
+}
+
 const char *config_rest_user(const struct config *cfg)
 {
 	return cfg->twilio_api_key_sid[0] ? cfg->twilio_api_key_sid : cfg->twilio_account_sid;
@@ -1218,6 +1228,7 @@ static const struct {
 	{ "router.batch", CONF_ROUTER },
 	{ "router.lease_ms", CONF_ROUTER },
 	{ "router.ingress_bind", CONF_ROUTER },
+	{ "router.cache_dir", CONF_ROUTER },
 	{ "router.work_bind", CONF_ROUTER },
 	{ "state.backend", CONF_ROUTER | CONF_CTL | CONF_CONSOLE },
 	{ "postgres.", CONF_ROUTER | CONF_CTL | CONF_CONSOLE },

@@ -157,6 +157,7 @@ struct config {
 	char *postgres_password_file;
 	int router_lease_ms;
 	char *router_ingress_bind;
+	char *router_cache_dir;
 	char *router_work_bind;
 	char *console_bind;
 	int console_port;
@@ -215,6 +216,9 @@ int config_load(struct config *cfg, const char *file, char *err, size_t errlen);
  *  its secret when twilio.api_key_sid is set, else the account and its token. */
 const char *config_rest_user(const struct config *cfg);
 const char *config_rest_secret(const struct config *cfg);
+/** Where the router keeps its LMDB (and router.health): router.cache_dir with
+ *  state.backend = postgres when it is set, else state.dir. */
+const char *config_router_store_dir(const struct config *cfg);
 /** The sandbox's value of a setting (sandbox mode), or NULL. */
 const char *config_sandbox_value(const char *key);
 /** Wipe and empty every secret not named in keep (NULL-terminated; NULL = none):

@@ -192,7 +192,7 @@ static void room_measure(struct room *rm)
 		rm->max_bytes = rm->map_bytes;
 	rm->used_bytes = (pages > free_pages ? pages - free_pages : 0) * psize;
 	struct statvfs vfs;
-	if (statvfs(rm->cfg->state_dir, &vfs) == 0)
+	if (statvfs(config_router_store_dir(rm->cfg), &vfs) == 0)
 		rm->disk_room_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize + free_pages * psize;
 	else
 		rm->disk_room_bytes = UINT64_MAX;
@@ -210,7 +210,7 @@ void room_init(struct room *rm, const struct config *cfg, struct store *st)
 	rm->health_fd = -1;
 	metrics_register(defs);
 	room_measure(rm);
-	char *path = xasprintf("%s/router.health", cfg->state_dir);
+	char *path = xasprintf("%s/router.health", config_router_store_dir(cfg));
 	rm->health_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (rm->health_fd < 0)
 		log_warn("cannot open %s: %s (batonctl stats will not show the store's state)", path,

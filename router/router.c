@@ -128,7 +128,7 @@ static void router_collect_metrics(void *arg)
 		metrics_set(&RM_LMDB_USED, NULL, NULL,
 			    (double)(info.me_last_pgno + 1) * (double)est.ms_psize);
 	}
-	char *path = xasprintf("%s/data.mdb", r->cfg->state_dir);
+	char *path = xasprintf("%s/data.mdb", config_router_store_dir(r->cfg));
 	struct stat fst;
 	if (stat(path, &fst) == 0)
 		metrics_set(&RM_LMDB_FILE, NULL, NULL, (double)fst.st_size);
@@ -388,7 +388,7 @@ static int router_txn(struct router *r, size_t *applied)
 static void router_reopen_store(struct router *r)
 {
 	store_close(&r->st);
-	if (store_open(&r->st, r->cfg->state_dir, r->cfg->lmdb_map_size_mb, r->cfg->lmdb_sync) < 0)
+	if (store_open(&r->st, config_router_store_dir(r->cfg), r->cfg->lmdb_map_size_mb, r->cfg->lmdb_sync) < 0)
 		log_err("cannot reopen the store after a fatal LMDB error; will retry");
 }
 
@@ -630,7 +630,7 @@ static int router_activate(struct router *r)
 	if (r->x.lead)
 		log_notice("ready: active (lease epoch %llu), state in PostgreSQL with its cache in %s, "
 			   "ingress on %s, workers on %s", (unsigned long long)lead_epoch(r->x.lead),
-			   cfg->state_dir, ib, wb);
+			   config_router_store_dir(cfg), ib, wb);
 	else
 		log_notice("ready: state in %s, ingress on %s, workers on %s (sync=%s)", cfg->state_dir,
 			   ib, wb, cfg->lmdb_sync ? "true" : "false");
@@ -701,7 +701,7 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	}
 	r.items = xcalloc((size_t)cfg->router_batch, sizeof(*r.items));
 	r.x.rules = rules_new(cfg->escalation_phrases);
-	if (store_open(&r.st, cfg->state_dir, cfg->lmdb_map_size_mb, cfg->lmdb_sync) < 0)
+	if (store_open(&r.st, config_router_store_dir(cfg), cfg->lmdb_map_size_mb, cfg->lmdb_sync) < 0)
 		goto fail;
 	room_init(&r.room, cfg, &r.st);
 	if (cfg->state_backend == CONFIG_BACKEND_POSTGRES && !(r.x.lead = lead_new(cfg, &r.st, stop)))
@@ -711,7 +711,7 @@ int router_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	router_metrics_start(&r);
 	if (r.x.lead)
 		log_notice("ready: standing by until this router holds the lease (state in "
-			   "PostgreSQL, cache in %s)", cfg->state_dir);
+			   "PostgreSQL, cache in %s)", config_router_store_dir(cfg));
 	while (!*stop) {
 		if (r.x.lead && !lead_acquire(r.x.lead, stop))
 			break;

@@ -11,8 +11,9 @@ Prints one line per test and ends with exactly one summary line,
 Tests run in parallel: every integration test is one task (each already has
 its own state directory, ports and processes; a class with setUpClass is one
 task), given to
---jobs worker processes (default TEST_JOBS or 6: the tests mostly wait on
-the processes they start), longest first by the durations of the last run
+--jobs worker processes (default TEST_JOBS or 12: the tests mostly wait on
+the processes they start, and their fakes are forked from a fork server
+that has them loaded, tests/fakes/zygote.py), longest first by the durations of the last run
 (build/test-times.json). A class that sets `serial = True` (it loads the
 machine on purpose, or measures latency) runs alone after the others. The
 unit binaries run in the same pool.
@@ -46,7 +47,7 @@ POSTGRES_MARK = " [postgres]"
 
 # A unit binary that hangs is a failure, not a stuck CI.
 UNIT_TIMEOUT_S = 120
-DEFAULT_JOBS = 6
+DEFAULT_JOBS = 12
 
 
 def run_unit(path):

@@ -79,6 +79,16 @@ def _valid_address(address):
     return bool(number)
 
 
+# Parsed routes by specs directory, filled by preload_specs: the tests' fork
+# server (zygote.py) parses the specs once and every fake it forks shares them.
+_PRELOADED = {}
+
+
+def preload_specs(specs_dir):
+    checker = SpecChecker(specs_dir)
+    _PRELOADED[os.path.abspath(specs_dir)] = checker.routes()
+
+
 class SpecChecker:
     """Checks requests against the path templates of Twilio's OpenAPI specs."""
 
@@ -90,7 +100,7 @@ class SpecChecker:
         missing = [p for p in self._paths if not os.path.isfile(p)]
         if missing:
             raise OSError("missing spec files: %s" % ", ".join(missing))
-        self._routes = None
+        self._routes = _PRELOADED.get(os.path.abspath(specs_dir))
         self._load_lock = threading.Lock()
 
     def _load(self):

@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -230,6 +231,69 @@ def http(method, url, body=None, headers=None, timeout=10):
 _shared_pg = None
 
 
+class ForkedFake:
+    """A fake forked by the fork server, driven like a subprocess.Popen: the
+    kernel reaps it, so poll() says only whether it is still there."""
+
+    def __init__(self, pid, args):
+        self.pid, self.args = pid, args
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                self.returncode = 0
+            except PermissionError:
+                pass
+        return self.returncode
+
+    def send_signal(self, sig):
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self):
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+
+_zygote = None
+_zygote_lock = threading.Lock()
+
+
+def fork_fake(name, args, out, log, cwd):
+    """Starts fake NAME (tests/fakes/NAME.py) with args, forked from this
+    process's fork server (started on first use; it has the fakes imported
+    and the specs parsed, so a fake costs a fork, not an interpreter)."""
+    global _zygote
+    with _zygote_lock:
+        if _zygote is None or _zygote.poll() is not None:
+            _zygote = subprocess.Popen(["python3", os.path.join(FAKES, "zygote.py"), SPECS],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        req = {"module": name, "args": list(args), "stdout": out, "stderr": log, "cwd": cwd,
+               "env": dict(os.environ)}
+        _zygote.stdin.write(json.dumps(req) + "\n")
+        _zygote.stdin.flush()
+        line = _zygote.stdout.readline()
+    if not line:
+        raise RuntimeError("the fakes' fork server (tests/fakes/zygote.py) died")
+    return ForkedFake(json.loads(line)["pid"], ["python3", os.path.join(FAKES, name + ".py")] + args)
+
+
 def shared_pg():
     """The PostgreSQL cluster of this test process: the run's (tests/run.py
     starts one and says where in BATON_TEST_PG_PORT), else one of its own."""
@@ -283,12 +347,24 @@ class Pipeline:
 
     # --- fakes ---
     def _start_fake(self, name, args):
-        log = open(os.path.join(self.dir, name + ".log"), "w")
-        p = subprocess.Popen(["python3", os.path.join(FAKES, name + ".py")] + args,
-                             stdout=subprocess.PIPE, stderr=log, text=True)
-        line = p.stdout.readline()
-        if not line:
-            raise RuntimeError(name + " did not start; see " + log.name)
+        """Forked from this test process's fork server (tests/fakes/zygote.py);
+        the ready line, {"port": N}, comes through NAME.out."""
+        log = os.path.join(self.dir, name + ".log")
+        out = os.path.join(self.dir, name + ".out")
+        p = fork_fake(name, args, out, log, self.dir)
+        deadline = time.monotonic() + 20 * SLOW
+        line = ""
+        while True:
+            try:
+                with open(out) as f:
+                    line = f.readline()
+            except OSError:
+                line = ""
+            if line.endswith("\n"):
+                break
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(name + " did not start; see " + log)
+            time.sleep(0.005)
         port = json.loads(line)["port"]
         self.fakes[name] = (p, port)
         return port
@@ -404,7 +480,7 @@ class Pipeline:
 
     def start_routers(self, n):
         """n routers of one active/standby set (state.backend = postgres): each
-        binds its own endpoints and keeps its cache in STATE/router-i; every
+        binds its own endpoints and keeps its cache in DIR/router-i; every
         other process lists them all. The first started takes the lease."""
         ingress = ["ipc://%s/r%d-in.ipc" % (self.dir, i) for i in range(n)]
         work = ["ipc://%s/r%d-wk.ipc" % (self.dir, i) for i in range(n)]
@@ -417,9 +493,8 @@ class Pipeline:
     def start_router(self, i):
         """Router i of start_routers (again, after a kill)."""
         cache = os.path.join(self.dir, "router-%d" % i)
-        os.makedirs(cache, exist_ok=True)
         return self.start("router", as_name="router-%d" % i, env={
-            "BATON_STATE_DIR": cache,
+            "BATON_ROUTER_CACHE_DIR": cache,
             "BATON_ROUTER_INGRESS_BIND": "ipc://%s/r%d-in.ipc" % (self.dir, i),
             "BATON_ROUTER_WORK_BIND": "ipc://%s/r%d-wk.ipc" % (self.dir, i)})
 
