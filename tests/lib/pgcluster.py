@@ -119,7 +119,18 @@ class PgCluster:
                         % (self.primary.port, USER))
         with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as f:
             f.write("\n".join(conf) + "\n")
-        self.run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start")
+        for attempt in range(5):
+            try:
+                self.run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start")
+                break
+            except RuntimeError:
+                # The free port was taken before the postmaster bound it (the
+                # tests run in parallel): another one; the last line wins.
+                if attempt == 4 or "Address already in use" not in self.log_tail():
+                    raise
+                self.port = free_port()
+                with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as f:
+                    f.write("port = %d\n" % self.port)
         self.running = True
         return self
 
