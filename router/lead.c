@@ -3,9 +3,9 @@
  * lead.h.
  *
  * The lease is renewed every third of router.lease_ms (and by every
- * commit's fence); a standby tries to take it as often, following the
- * database meanwhile so that taking over costs only the last few
- * revisions. Deletes older than LEAD_PRUNE_REVS revisions are pruned by
+ * commit's fence); a standby tries to take it every tenth (50-500 ms),
+ * following the database meanwhile so that taking over costs only the
+ * last few revisions. Deletes older than LEAD_PRUNE_REVS revisions are pruned by
  * the active router now and then; a cache older than that reloads.
  */
 #include "lead.h"

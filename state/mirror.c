@@ -158,8 +158,11 @@ int mirror_sync(struct store *st, struct pg *p, uint64_t *rev, bool *reloaded)
 		log_warn("postgres: cannot read the cache's revision: %s", mdb_strerror(rc));
 		return -1;
 	}
-	/* Never filled, another database, or older than what deletes are kept for. */
-	if (!ms.rev || strcmp(ms.cluster, h.cluster) || ms.rev < h.pruned_rev || ms.rev > h.rev) {
+	/* Never filled (a reload marks the cache with the database's id only when
+	 * it is done; revision 0 is a database nobody wrote yet), another
+	 * database, or older than what deletes are kept for. */
+	if (!ms.cluster[0] || strcmp(ms.cluster, h.cluster) || ms.rev < h.pruned_rev ||
+	    ms.rev > h.rev) {
 		*reloaded = true;
 		return mirror_reload(st, p, h.cluster, rev);
 	}

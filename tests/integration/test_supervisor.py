@@ -36,8 +36,11 @@ def customer(i):
 class SupervisorCase(unittest.TestCase):
     latency = 0
 
+    def pipeline(self):
+        return Pipeline(llm_latency_ms=self.latency)
+
     def setUp(self):
-        self.p = Pipeline(llm_latency_ms=self.latency)
+        self.p = self.pipeline()
         self.addCleanup(self.p.close)
         self.p.start_fakes()
         # Every ingress listens on this one port (SO_REUSEPORT).
@@ -266,20 +269,13 @@ class TestSupervisorStandbyRouter(SupervisorCase):
     active, the second stands by; SIGKILL the active one and the standby takes
     over (the supervisor restarts the killed one, which stands by)."""
 
-    def setUp(self):
+    def pipeline(self):
         import pgcluster
         why = pgcluster.available()
         if why:
             self.fail("PostgreSQL is needed here: " + why)
-        self.p = Pipeline(backend="postgres", env={"BATON_ROUTER_LEASE_MS": "1500",
-                                                   "BATON_LOG_LEVEL": "info"})
-        self.addCleanup(self.p.close)
-        self.p.start_fakes()
-        self.p.ingress_port = free_port()
-        self.env = self.p.env()
-        self.env["BATON_HTTP_PORT"] = str(self.p.ingress_port)
-        self.run_dir = os.path.join(self.p.dir, "state", "run")
-        self.addCleanup(self.cleanup)
+        return Pipeline(backend="postgres", env={"BATON_ROUTER_LEASE_MS": "1500",
+                                                 "BATON_LOG_LEVEL": "info"})
 
     def router_log(self, index):
         with open(os.path.join(self.run_dir, "router-%d.log" % index), errors="replace") as f:

@@ -77,13 +77,7 @@ def masked(addr):
     return out
 
 
-def free_port():
-    """A loopback TCP port free right now (for a process that must be told its port)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = pgcluster.free_port
 
 
 # The runner sets this above 1 when tests share the machine (parallel jobs,

@@ -44,6 +44,7 @@ def available():
 
 
 def free_port():
+    """A loopback TCP port free right now (for a process that must be told its port)."""
     import socket
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
