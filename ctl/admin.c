@@ -118,7 +118,7 @@ int ctl_purge(const struct config *cfg, const char *address, const char *reason,
 		return ret;
 	}
 	struct conv_rec c;
-	if (store_conv_get(&rd.st, rd.txn, key, &c) == 0) {
+	if (store_conv_get(rd.st, rd.txn, key, &c) == 0) {
 		log_show_address(key, masked, sizeof(masked));
 		what = xasprintf("Purge conversation %s: %s mode, %llu messages, %llu timeline entries%s.\n"
 				 "Its history, timeline, jobs and index entries are erased; an audit record "

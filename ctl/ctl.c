@@ -47,7 +47,7 @@ int ctl_read_begin(const struct config *cfg, struct ctl_read *rd)
 {
 	const char *why = NULL;
 	rd->txn = NULL;
-	memset(&rd->st, 0, sizeof(rd->st));
+	rd->st = NULL;
 	if (!(rd->acc = access_open(cfg, "batonctl", &why))) {
 		if (cfg->state_backend == CONFIG_BACKEND_POSTGRES)
 			fprintf(stderr, "batonctl: %s; check postgres.dsn and that a router has run "
@@ -59,14 +59,12 @@ int ctl_read_begin(const struct config *cfg, struct ctl_read *rd)
 				"root.\n", cfg->state_dir);
 		return CTL_FAIL;
 	}
-	/* The handles, not a second environment: access_close closes it. */
-	rd->st = *access_store(rd->acc);
-	int rc = mdb_txn_begin(rd->st.env, NULL, MDB_RDONLY, &rd->txn);
+	rd->st = access_store(rd->acc);
+	int rc = mdb_txn_begin(rd->st->env, NULL, MDB_RDONLY, &rd->txn);
 	if (rc) {
 		fprintf(stderr, "batonctl: cannot read state: %s\n", mdb_strerror(rc));
 		rd->txn = NULL;
-		access_close(rd->acc);
-		rd->acc = NULL;
+		ctl_read_end(rd);
 		return CTL_FAIL;
 	}
 	return CTL_OK;
@@ -79,6 +77,7 @@ void ctl_read_end(struct ctl_read *rd)
 	rd->txn = NULL;
 	access_close(rd->acc);
 	rd->acc = NULL;
+	rd->st = NULL;
 }
 
 int ctl_read_find(struct ctl_read *rd, const char *address, char **key)
@@ -89,7 +88,7 @@ int ctl_read_find(struct ctl_read *rd, const char *address, char **key)
 			address);
 		return CTL_USAGE;
 	}
-	int rc = store_conv_find(&rd->st, rd->txn, who.customer, who.business, key);
+	int rc = store_conv_find(rd->st, rd->txn, who.customer, who.business, key);
 	convkey_release(&who);
 	if (rc == MDB_NOTFOUND) {
 		fprintf(stderr, "batonctl: no conversation with %s (batonctl conversations lists "
@@ -111,7 +110,7 @@ int ctl_read_conv(const struct config *cfg, struct ctl_read *rd, const char *add
 	if ((ret = ctl_read_begin(cfg, rd)) != CTL_OK)
 		return ret;
 	if ((ret = ctl_read_find(rd, address, key)) == CTL_OK &&
-	    (rc = store_conv_get(&rd->st, rd->txn, *key, c))) {
+	    (rc = store_conv_get(rd->st, rd->txn, *key, c))) {
 		fprintf(stderr, "batonctl: cannot read conversation: %s\n", mdb_strerror(rc));
 		ret = CTL_FAIL;
 	}

@@ -83,7 +83,7 @@ void ctl_dump(json_t *root);
  *  the cache of PostgreSQL). */
 struct ctl_read {
 	struct access *acc;
-	struct store st; /* access_store's handles */
+	struct store *st; /* access_store(acc) */
 	MDB_txn *txn;
 };
 

@@ -125,7 +125,7 @@ int ctl_export(const struct config *cfg, const char *address, bool json)
 		return ret;
 	/* In clear: the export is the record itself (messages included), for an
 	 * audit or the customer's access request, not a listing. */
-	json_t *full = convview_document(&rd.st, rd.txn, key, &c, CONVVIEW_CLEAR, 0, 0);
+	json_t *full = convview_document(rd.st, rd.txn, key, &c, CONVVIEW_CLEAR, 0, 0);
 	json_t *doc = json_object(), *pend = json_array(), *e;
 	json_object_set_new(doc, "exported_at_ms", json_integer((json_int_t)clock_wall_ms()));
 	json_object_set_new(doc, "conversation", json_deep_copy(full));
@@ -138,7 +138,7 @@ int ctl_export(const struct config *cfg, const char *address, bool json)
 	/* Customer turns still waiting behind an AI job (not yet in history). */
 	for (uint64_t i = c.pend_out + 1; i <= c.pend_in; i++) {
 		struct hist_rec h;
-		if (store_pend_get(&rd.st, rd.txn, key, i, &h))
+		if (store_pend_get(rd.st, rd.txn, key, i, &h))
 			continue;
 		json_array_append_new(pend, convview_turn(i, &h));
 		hist_rec_release(&h);

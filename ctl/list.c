@@ -83,7 +83,7 @@ int ctl_conversations(const struct config *cfg, const struct ctl_list *l)
 		size_t want = l->limit > 0 ? (size_t)l->limit - json_array_size(rows) : LIST_PAGE;
 		q.limit = want < LIST_PAGE ? want : LIST_PAGE;
 		q.after = after;
-		int rc = convlist_page(&rd.st, rd.txn, &q, &page);
+		int rc = convlist_page(rd.st, rd.txn, &q, &page);
 		if (rc) {
 			fprintf(stderr, "batonctl: cannot read conversations: %s\n",
 				rc == ENOTSUP ? "the state comes from an older router (start the new "

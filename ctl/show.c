@@ -58,7 +58,7 @@ int ctl_show(const struct config *cfg, const char *address, bool json)
 
 	if ((ret = ctl_read_conv(cfg, &rd, address, &key, &c)) != CTL_OK)
 		return ret;
-	json_t *doc = convview_document(&rd.st, rd.txn, key, &c, 0, 0, 0);
+	json_t *doc = convview_document(rd.st, rd.txn, key, &c, 0, 0, 0);
 	if (json)
 		ctl_dump(doc);
 	else

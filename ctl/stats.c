@@ -90,7 +90,7 @@ static int stats_conv(struct ctl_read *rd, json_t *root)
 	json_t *modes = json_pack("{s:I, s:I, s:I}", "ai", (json_int_t)0, "escalating", (json_int_t)0,
 				  "human", (json_int_t)0);
 	json_t *errors = json_object();
-	int rc = mdb_cursor_open(rd->txn, rd->st.conv, &cur);
+	int rc = mdb_cursor_open(rd->txn, rd->st->conv, &cur);
 	for (rc = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct conv_rec c;
@@ -132,7 +132,7 @@ static int stats_timeline(struct ctl_read *rd, json_t *root)
 	json_int_t esc = 0, back = 0;
 	json_t *trig = json_object(), *why = json_object(), *paths = json_object();
 	json_t *events = json_object();
-	int rc = mdb_cursor_open(rd->txn, rd->st.tl, &cur);
+	int rc = mdb_cursor_open(rd->txn, rd->st->tl, &cur);
 	for (rc = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct tl_rec t;
@@ -181,7 +181,7 @@ static int stats_jobs(struct ctl_read *rd, json_t *root)
 	json_t *kinds = json_pack("{s:I, s:I, s:I}", "ai", (json_int_t)0, "send", (json_int_t)0, "flex",
 				  (json_int_t)0);
 	json_t *flexops = json_object();
-	int rc = mdb_cursor_open(rd->txn, rd->st.jobs, &cur);
+	int rc = mdb_cursor_open(rd->txn, rd->st->jobs, &cur);
 	for (rc = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct job_rec j;
@@ -239,21 +239,21 @@ static void stats_store(const struct config *cfg, struct ctl_read *rd, json_t *r
 {
 	json_int_t b, hist_b, pend_b, tl_b;
 	json_t *h = json_object();
-	json_object_set_new(h, "messages", json_integer(dbi_entries(rd->txn, rd->st.hist, &hist_b)));
-	json_object_set_new(h, "pending", json_integer(dbi_entries(rd->txn, rd->st.pend, &pend_b)));
-	json_object_set_new(h, "timeline_entries", json_integer(dbi_entries(rd->txn, rd->st.tl, &tl_b)));
+	json_object_set_new(h, "messages", json_integer(dbi_entries(rd->txn, rd->st->hist, &hist_b)));
+	json_object_set_new(h, "pending", json_integer(dbi_entries(rd->txn, rd->st->pend, &pend_b)));
+	json_object_set_new(h, "timeline_entries", json_integer(dbi_entries(rd->txn, rd->st->tl, &tl_b)));
 	json_object_set_new(h, "bytes", json_integer(hist_b + pend_b + tl_b));
-	json_object_set_new(h, "dedupe_entries", json_integer(dbi_entries(rd->txn, rd->st.seen, &b)));
-	json_object_set_new(h, "index_entries", json_integer(dbi_entries(rd->txn, rd->st.idx, &b)));
+	json_object_set_new(h, "dedupe_entries", json_integer(dbi_entries(rd->txn, rd->st->seen, &b)));
+	json_object_set_new(h, "index_entries", json_integer(dbi_entries(rd->txn, rd->st->idx, &b)));
 	json_object_set_new(root, "history", h);
 
 	/* Purges: the audit DB, newest key last. */
 	json_t *p = json_object();
 	uint64_t last = 0;
-	json_int_t purges = dbi_entries(rd->txn, rd->st.audit, &b);
+	json_int_t purges = dbi_entries(rd->txn, rd->st->audit, &b);
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
-	if (rd->st.audit && mdb_cursor_open(rd->txn, rd->st.audit, &cur) == 0) {
+	if (rd->st->audit && mdb_cursor_open(rd->txn, rd->st->audit, &cur) == 0) {
 		struct audit_rec a;
 		if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && store_audit_decode(&v, &a) == 0) {
 			last = a.ts;
@@ -270,8 +270,8 @@ static void stats_store(const struct config *cfg, struct ctl_read *rd, json_t *r
 	struct stat fst;
 	char *file = xasprintf("%s/data.mdb", cfg->state_dir);
 	json_t *l = json_object();
-	mdb_env_info(rd->st.env, &info);
-	mdb_env_stat(rd->st.env, &es);
+	mdb_env_info(rd->st->env, &info);
+	mdb_env_stat(rd->st->env, &es);
 	uint64_t used = ((uint64_t)info.me_last_pgno + 1) * es.ms_psize;
 	json_object_set_new(l, "file", json_string(file));
 	json_object_set_new(l, "file_bytes", stat(file, &fst) == 0 ? json_integer((json_int_t)fst.st_size)
