@@ -33,7 +33,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from baton_harness import BUSINESS, Pipeline, wait_for  # noqa: E402
+from baton_harness import BUSINESS, SLOW, Pipeline, wait_for  # noqa: E402
 from capture_file import messages_by_customer  # noqa: E402
 
 KILLABLE = ["router", "ai-worker", "egress", "flex-worker", "ingress"]
@@ -70,7 +70,10 @@ class Chaos:
         self.stop_killer = threading.Event()
         self.p = Pipeline(env={
             "BATON_EGRESS_RECONCILE": "true" if args.reconcile else "false",
-            "BATON_EGRESS_RECONCILE_SETTLE_MS": "1000",
+            # Production waits 2 s for Twilio's list; 1 s here, stretched on a
+            # loaded machine, where the fake (Python) can take a killed
+            # egress's request longer than that to create the message.
+            "BATON_EGRESS_RECONCILE_SETTLE_MS": str(int(1000 * SLOW)),
             "BATON_WORKER_HEARTBEAT_MS": "200", "BATON_WORKER_TIMEOUT_MS": "1000",
             "BATON_HTTP_ACK_TIMEOUT_MS": "2000", "BATON_EGRESS_RETRY_DEADLINE_MS": "2000",
             "BATON_HANDOFF_ACCEPT_TIMEOUT_S": "0", "BATON_LOG_LEVEL": "info",
@@ -248,7 +251,12 @@ class Chaos:
             it = iter(got)
             if not all(x in it for x in recorded):
                 problems.append("%s: sends out of order" % c)
-            self.stats["duplicate_sends"] += len(set(got) - set(recorded))
+            extra = sorted(set(got) - set(recorded))
+            self.stats["duplicate_sends"] += len(extra)
+            for sid in extra:
+                # Which send it was, to find it in egress's log (kept with the state).
+                print("chaos: %s: Twilio has %s, not recorded (history has %s)"
+                      % (c, sid, ",".join(recorded[-3:]) or "none"))
         if self.args.reconcile and self.stats["duplicate_sends"]:
             problems.append("%d duplicate sends with reconciliation on" % self.stats["duplicate_sends"])
             # 5. one Flex interaction per escalation that reached Flex. A
