@@ -45,7 +45,10 @@ static int handoff_drain_pend(struct batch *b, const char *key, struct conv_rec 
 
 /* AI answers still waiting in the outbox (say, behind a Twilio outage) must
  * not reach a customer who is being handed to a person. Sends already in
- * flight cannot be recalled. */
+ * flight cannot be recalled, nor can one back in the queue whose last
+ * attempt may have reached Twilio (its egress died): withdrawn, it would be
+ * a message Twilio has and history does not; left in the outbox, it is
+ * reconciled (found and recorded, or sent as the in-flight one would be). */
 static int handoff_cancel_ai_sends(struct batch *b, const char *key)
 {
 	uint64_t ids[HANDOFF_CANCEL_MAX];
@@ -59,7 +62,9 @@ static int handoff_cancel_ai_sends(struct batch *b, const char *key)
 			return rc;
 		bool ai = j.op && !strcmp(j.op, OP_AI_REPLY);
 		job_rec_release(&j);
-		if (!ai)
+		uint64_t uncertain = 0;
+		dispatch_attempt(b->x->disp, ids[i], NULL, &uncertain);
+		if (!ai || uncertain)
 			continue;
 		if ((rc = job_finish(b, ids[i])))
 			return rc;

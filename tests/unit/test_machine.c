@@ -213,6 +213,7 @@ static char *conf_closed_now(void);
 static char *conf_closed_queue(void);
 static void prep_old_customer(void *fixture);
 static void prep_dispatch_all(void *fixture);
+static void prep_send_uncertain(void *fixture);
 
 #define M_ESCALATIONS(trig, n) "baton_router_escalations_total{trigger=\"" trig "\"} " #n
 #define M_HANDBACKS(path, n) "baton_router_handbacks_total{path=\"" path "\"} " #n
@@ -312,6 +313,10 @@ static const struct row rows[] = {
 	{ "rule: an AI answer still in the outbox is withdrawn", G_AI_REPLIED,
 	  .in = MSG(SM2, "human"),
 	  .ex = { .mode = M_ESC, .fx = "DONE:send:ai ADD:flex:handoff ADD:send ACK:OK",
+		  .tl = "escalated", .hist = "customer ai", .send = HOLDING } },
+	{ "rule: an AI answer whose last send may have reached Twilio stays to be reconciled",
+	  G_AI_REPLIED, .prep = prep_send_uncertain, .in = MSG(SM2, "human"),
+	  .ex = { .mode = M_ESC, .fx = "ADD:flex:handoff ADD:send ACK:OK",
 		  .tl = "escalated", .hist = "customer ai", .send = HOLDING } },
 	{ "rule: outside business hours -> the closed message", G_AI_IDLE,
 	  .conf_fn = conf_closed_now, .in = MSG(SM2, "human"),
@@ -1002,6 +1007,17 @@ static void prep_dispatch_all(void *fixture)
 	}
 	while (dispatch_next(f->x.disp, now, &id, &peer))
 		;
+}
+
+/* The queued send's egress died mid-attempt: its outcome is unknown. */
+static void prep_send_uncertain(void *fixture)
+{
+	struct fixture *f = fixture;
+	uint64_t ids[8];
+	size_t n = dispatch_queued_ids(f->x.disp, JOB_SEND, KEY, ids, 8);
+	assert_true(n > 0);
+	for (size_t i = 0; i < n; i++)
+		dispatch_set_uncertain(f->x.disp, ids[i], clock_wall_ms());
 }
 
 /* ------------------------------------------------------------------ */
