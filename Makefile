@@ -62,6 +62,8 @@ COMMON_SRC := \
 	common/kv.c \
 	common/httpc.c \
 	common/form.c \
+	common/media.c \
+	common/mediafetch.c \
 	common/twsig.c \
 	common/utf8.c \
 	common/backoff.c \
@@ -104,6 +106,7 @@ ROUTER_SRC := \
 	router/turns.c \
 	router/handoff.c \
 	router/outbox.c \
+	router/voice.c \
 	router/jobs.c \
 	router/purge.c \
 	router/room.c \
@@ -163,7 +166,7 @@ LIBSTATE    := $(BUILD)/libstate.a
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
             $(BIN)/baton-flex-worker $(BIN)/batonctl $(BIN)/baton-replay $(BIN)/baton-console
 
-UNIT_TESTS := convlist envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics metrics_merge machine
+UNIT_TESTS := convlist envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics metrics_merge machine media
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 .PHONY: all check-layers test test-run unit integration demo sandbox install deb run clean deps help fuzz chaos
@@ -361,7 +364,7 @@ run: all
 # libFuzzer targets (clang): every module built again with the fuzzer's
 # coverage and ASan + UBSan into build-fuzz/. FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := envelope webhook upstream
+FUZZ_TARGETS := envelope webhook upstream media
 FUZZ_DIR     := build-fuzz
 FUZZ_CFLAGS  := $(CSTD) -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Icommon -Istate \
                 -Iingress -Irouter -Iai-worker -Iegress -Iflex-worker \

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "media.h"
 #include "xalloc.h"
 
 /* Reply bodies are bounded by max_tokens, error messages are not: cut them. */
@@ -23,11 +24,21 @@ static const char *llm_role(enum env_role r)
 
 static char *llm_turn_text(const struct env_turn *t)
 {
-	switch (t->role) {
-	case ROLE_AGENT: return xasprintf("(human agent) %s", t->text);
-	case ROLE_SYSTEM: return xasprintf("[note] %s", t->text);
-	default: return xstrdup(t->text);
+	struct media_msg m;
+	char *text, *out;
+	if (t->media && media_from_json(t->media, &m) == 0) {
+		text = media_text_view(t->text, &m);
+		media_release(&m);
+	} else {
+		text = xstrdup(t->text);
 	}
+	switch (t->role) {
+	case ROLE_AGENT: out = xasprintf("(human agent) %s", text); break;
+	case ROLE_SYSTEM: out = xasprintf("[note] %s", text); break;
+	default: return text;
+	}
+	free(text);
+	return out;
 }
 
 /* Appends the history as {role, content} messages, merging runs of one role. */

@@ -68,6 +68,8 @@ static const struct config_choice choices_after_hours[] = {
 	{ NULL, 0 } };
 static const struct config_choice choices_backend[] = {
 	{ "lmdb", CONFIG_BACKEND_LMDB }, { "postgres", CONFIG_BACKEND_POSTGRES }, { NULL, 0 } };
+static const struct config_choice choices_on_voice[] = {
+	{ "note", CONFIG_ON_VOICE_NOTE }, { "escalate", CONFIG_ON_VOICE_ESCALATE }, { NULL, 0 } };
 static const struct config_choice choices_log_level[] = {
 	{ "debug", LOG_DEBUG }, { "info", LOG_INFO }, { "notice", LOG_NOTICE }, { "warn", LOG_WARN },
 	{ "error", LOG_ERROR }, { NULL, 0 } };
@@ -81,6 +83,7 @@ _Static_assert(sizeof(enum config_inject) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_no_agent) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_after_hours) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_on_voice) == sizeof(int), "enum size");
 
 /* What a business number may set for itself: what its customers read and
  * who answers them. Transport, limits and secrets stay process-wide. */
@@ -223,6 +226,9 @@ static const struct config_entry config_table[] = {
 	  false, "Twilio Flex API base" },
 	{ "twilio.taskrouter_base", CT_URL, "https://taskrouter.twilio.com", 0, 0, NULL,
 	  F(twilio_taskrouter_base), false, "Twilio TaskRouter API base" },
+	{ "twilio.mcs_base", CT_URL, "https://mcs.us1.twilio.com", 0, 0, NULL, F(twilio_mcs_base),
+	  false, "Twilio Media Content Service base: media attached to the agent's Flex conversation "
+	  "is uploaded there" },
 	{ "twilio.whatsapp_from", CT_STR, "", 0, 0, NULL, F(twilio_whatsapp_from), false,
 	  "our WhatsApp sender (whatsapp:+E164); empty = the number the customer wrote to" },
 	{ "twilio.validate_signature", CT_BOOL, "true", 0, 0, NULL, F(twilio_validate_signature), false,
@@ -282,6 +288,41 @@ static const struct config_entry config_table[] = {
 	  0, 0, NULL, F(escalation_phrases), false,
 	  "comma-separated words or phrases that escalate at once, before the AI (whole words, case "
 	  "and accents ignored); empty = none" },
+	{ "escalation.on_voice", CT_ENUM, "note", 0, 0, choices_on_voice, F(escalation_on_voice),
+	  false, "a voice note that cannot be transcribed (no transcribe.base_url, or it failed): the "
+	  "AI answers from a note saying so (note), or the conversation goes to a person (escalate)" },
+
+	{ "media.allow_hosts", CT_STR, "api.twilio.com,*.twilio.com,*.twiliocdn.com", 0, 0, NULL,
+	  F(media_allow_hosts), false,
+	  "hosts baton fetches customer media from (comma-separated; *.example.com matches its "
+	  "subdomains); a media URL elsewhere is not fetched and the turn goes on as text" },
+	{ "media.types", CT_STR,
+	  "image/jpeg,image/png,image/webp,image/gif,audio/ogg,audio/mpeg,audio/mp4,audio/amr,"
+	  "application/pdf", 0, 0, NULL, F(media_types), false,
+	  "content types baton fetches (comma-separated); others are described to the AI and the "
+	  "agent as text" },
+	{ "media.max_bytes", CT_LONG, "5242880", 1024, 104857600, NULL, F(media_max_bytes), false,
+	  "largest media item fetched (Twilio's limit is 5 MB per message); larger: not fetched" },
+	{ "media.timeout_ms", CT_INT, "10000", 100, 600000, NULL, F(media_timeout_ms), false,
+	  "timeout of one media download or upload" },
+	{ "ai.images", CT_BOOL, "true", 0, 0, NULL, F(ai_images), false,
+	  "send customers' photos to the model as image content (off: ai.image_fallback instead, "
+	  "for models without vision)" },
+	{ "ai.image_max_bytes", CT_LONG, "5242880", 1024, 104857600, NULL, F(ai_image_max_bytes),
+	  false, "largest image given to the model; larger ones become ai.image_fallback" },
+	{ "ai.image_fallback", CT_STR, "(the customer sent a photo)", 0, 0, NULL,
+	  F(ai_image_fallback), false, "what the model reads instead of a photo it cannot see" },
+	{ "transcribe.base_url", CT_STR, "", 0, 0, NULL, F(transcribe_base_url), false,
+	  "OpenAI-compatible transcription API base (POST {base}/v1/audio/transcriptions: OpenAI, "
+	  "whisper.cpp's server...); empty = voice notes are not transcribed" },
+	{ "transcribe.model", CT_STR, "whisper-1", 0, 0, NULL, F(transcribe_model), false,
+	  "transcription model name" },
+	{ "transcribe.api_key", CT_STR, "", 0, 0, NULL, F(transcribe_api_key), true,
+	  "transcription API key (Bearer); a local server may need none" },
+	{ "transcribe.api_key_file", CT_STR, "", 0, 0, NULL, F(transcribe_api_key_file), false,
+	  "read transcribe.api_key from this file (mode 0600 or stricter)" },
+	{ "transcribe.timeout_ms", CT_INT, "30000", 100, 600000, NULL, F(transcribe_timeout_ms),
+	  false, "timeout of one transcription call" },
 
 	{ "handoff.holding_message", CT_STR, "Your conversation is being transferred to our team.", 0,
 	  0, NULL, F(handoff_holding_message), false, "sent to the customer when the handoff starts" },
@@ -916,7 +957,10 @@ static const struct {
 	{ "twilio.conversations_base", "http://127.0.0.1:18081" },
 	{ "twilio.flex_base", "http://127.0.0.1:18081" },
 	{ "twilio.taskrouter_base", "http://127.0.0.1:18081" },
+	{ "twilio.mcs_base", "http://127.0.0.1:18081" },
+	{ "media.allow_hosts", "127.0.0.1" },
 	{ "llm.base_url", "http://127.0.0.1:18082" },
+	{ "transcribe.base_url", "http://127.0.0.1:18082" },
 	{ "llm.api_key", "sandbox-key" },
 	{ "flex.workspace_sid", "WS00000000000000000000000000000000" },
 	{ "flex.workflow_sid", "WW00000000000000000000000000000000" },
@@ -1246,9 +1290,18 @@ static const struct {
 	{ "http.public_url", CONF_INGRESS | CONF_REPLAY },
 	{ "http.ack_timeout_ms", CONF_INGRESS | CONF_REPLAY | CONF_CONSOLE },
 	{ "http.max_params", CONF_INGRESS | CONF_REPLAY },
-	{ "twilio.account_sid", CONF_INGRESS | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
-	{ "twilio.auth_token", CONF_INGRESS | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
-	{ "twilio.auth_token_file", CONF_INGRESS | CONF_EGRESS | CONF_FLEX | CONF_REPLAY },
+	/* Media URLs are fetched with the account's credentials by the ai-worker
+	 * (what the model sees) and the console (thumbnails). */
+	{ "twilio.account_sid", CONF_INGRESS | CONF_EGRESS | CONF_FLEX | CONF_REPLAY | CONF_AI |
+				       CONF_CONSOLE },
+	{ "twilio.auth_token", CONF_INGRESS | CONF_EGRESS | CONF_FLEX | CONF_REPLAY | CONF_AI |
+				      CONF_CONSOLE },
+	{ "twilio.auth_token_file", CONF_INGRESS | CONF_EGRESS | CONF_FLEX | CONF_REPLAY | CONF_AI |
+					   CONF_CONSOLE },
+	{ "twilio.api_key_sid", CONF_EGRESS | CONF_FLEX | CONF_AI | CONF_CONSOLE },
+	{ "twilio.api_key_secret", CONF_EGRESS | CONF_FLEX | CONF_AI | CONF_CONSOLE },
+	{ "twilio.api_key_secret_file", CONF_EGRESS | CONF_FLEX | CONF_AI | CONF_CONSOLE },
+	{ "twilio.mcs_base", CONF_FLEX },
 	{ "twilio.api_base", CONF_EGRESS },
 	{ "twilio.conversations_base", CONF_FLEX },
 	{ "twilio.flex_base", CONF_FLEX },
@@ -1266,6 +1319,12 @@ static const struct {
 	{ "ai.worker_credit", CONF_AI },
 	{ "ai.escalation_mode", CONF_AI },
 	{ "ai.language", CONF_FLEX },
+	{ "ai.images", CONF_AI },
+	{ "ai.image_max_bytes", CONF_AI },
+	{ "ai.image_fallback", CONF_AI },
+	{ "escalation.on_voice", CONF_AI },
+	{ "media.", CONF_AI | CONF_FLEX | CONF_CONSOLE },
+	{ "transcribe.", CONF_AI | CONF_FLEX },
 	{ "handoff.inject", CONF_FLEX },
 	{ "admin.token", CONF_INGRESS | CONF_CTL | CONF_REPLAY },
 	{ "admin.token_file", CONF_INGRESS | CONF_CTL | CONF_REPLAY },

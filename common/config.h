@@ -55,6 +55,8 @@ enum config_no_agent { CONFIG_NO_AGENT_WAIT, CONFIG_NO_AGENT_AI };
 enum config_after_hours { CONFIG_AFTER_HOURS_CREATE, CONFIG_AFTER_HOURS_QUEUE };
 /* state.backend: lmdb|postgres */
 enum config_backend { CONFIG_BACKEND_LMDB, CONFIG_BACKEND_POSTGRES };
+
+enum config_on_voice { CONFIG_ON_VOICE_NOTE, CONFIG_ON_VOICE_ESCALATE };
 /* log.level (debug|info|notice|warn|error) is an enum log_level (log.h). */
 
 struct config {
@@ -97,6 +99,7 @@ struct config {
 	char *twilio_conversations_base;
 	char *twilio_flex_base;
 	char *twilio_taskrouter_base;
+	char *twilio_mcs_base;
 	char *twilio_whatsapp_from;
 	bool twilio_validate_signature;
 
@@ -124,6 +127,21 @@ struct config {
 	enum config_escalation_mode ai_escalation_mode;
 	enum config_on_failure ai_on_failure;
 	char *escalation_phrases;
+	enum config_on_voice escalation_on_voice;
+
+	/* media: what customers send beyond text (common/media.h) */
+	char *media_allow_hosts;
+	char *media_types;
+	long media_max_bytes;
+	int media_timeout_ms;
+	bool ai_images;
+	long ai_image_max_bytes;
+	char *ai_image_fallback;
+	char *transcribe_base_url;
+	char *transcribe_model;
+	char *transcribe_api_key;
+	char *transcribe_api_key_file;
+	int transcribe_timeout_ms;
 
 	/* handoff and Flex */
 	char *handoff_holding_message;

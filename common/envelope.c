@@ -62,6 +62,8 @@ static const struct env_field env_fields[] = {
 	EF("since", FK_INT, since),     /* 31 */
 	EF("excl", FK_STR, exclude),    /* 32 */
 	EF("claims", FK_CLAIMS, claims), /* 33 */
+	EF("media", FK_STR, media),     /* 34 */
+	EF("trs", FK_STR, transcripts), /* 35 */
 };
 
 #define NFIELDS (sizeof(env_fields) / sizeof(env_fields[0]))
@@ -100,6 +102,8 @@ static const struct env_field env_fields[] = {
 #define F_SINCE B(31)
 #define F_EXCL B(32)
 #define F_CLAIMS B(33)
+#define F_MEDIA B(34)
+#define F_TRS B(35)
 #define F_FLEX_SIDS (F_CH | F_MB | F_KD | F_UO | F_WT)
 
 struct env_type_def {
@@ -110,14 +114,14 @@ struct env_type_def {
 
 static const struct env_type_def env_types[ENV_TYPE_MAX] = {
 	[ENV_INBOUND] = { "inbound", F_SID | F_FROM | F_TO | F_BODY,
-			  F_SID | F_FROM | F_TO | F_BODY | F_NAME | F_IDEM | F_NMEDIA },
+			  F_SID | F_FROM | F_TO | F_BODY | F_NAME | F_IDEM | F_NMEDIA | F_MEDIA },
 	[ENV_ACK] = { "ack", F_STATUS, F_STATUS | F_ERR },
 	[ENV_HELLO] = { "hello", F_KIND | F_CREDIT, F_KIND | F_CREDIT | F_NAME | F_CLAIMS },
 	[ENV_JOB_AI] = { "job_ai", F_CONV | F_PROMPT | F_TURNS,
 			 F_CONV | F_PROMPT | F_TURNS | F_ATT },
 	[ENV_RESULT_AI] = { "result_ai", F_CONV | F_STATUS,
 			    F_CONV | F_STATUS | F_TEXT | F_ESC | F_REASON | F_SUMMARY | F_ERR | F_CODE |
-				    F_TRIGGER | F_ATT },
+				    F_TRIGGER | F_ATT | F_TRS },
 	[ENV_JOB_SEND] = { "job_send", F_CONV | F_TO | F_FROM | F_BODY,
 			   F_CONV | F_TO | F_FROM | F_BODY | F_TMPL | F_VARS | F_ATT | F_REC |
 				   F_SINCE | F_EXCL },
@@ -125,9 +129,9 @@ static const struct env_type_def env_types[ENV_TYPE_MAX] = {
 			      F_CONV | F_STATUS | F_SID | F_CODE | F_ERR | F_ATT | F_REC },
 	[ENV_JOB_FLEX] = { "job_flex", F_CONV | F_OP | F_FROM | F_TO,
 			   F_CONV | F_OP | F_FROM | F_TO | F_NAME | F_TRIGGER | F_REASON | F_SUMMARY |
-				   F_TURNS | F_BODY | F_SEQ | F_CH | F_KD | F_UO | F_ATT },
+				   F_TURNS | F_BODY | F_SEQ | F_CH | F_KD | F_UO | F_ATT | F_MEDIA },
 	[ENV_RESULT_FLEX] = { "result_flex", F_CONV | F_OP | F_STATUS,
-			      F_CONV | F_OP | F_STATUS | F_FLEX_SIDS | F_CODE | F_ERR | F_ATT },
+			      F_CONV | F_OP | F_STATUS | F_FLEX_SIDS | F_CODE | F_ERR | F_ATT | F_TRS },
 	[ENV_EVENT] = { "event", F_OP,
 			F_OP | F_CONV | F_CH | F_WT | F_SID | F_FROM | F_TO | F_BODY | F_NAME |
 				F_REASON | F_CODE },
@@ -178,7 +182,20 @@ void env_add_turn(struct envelope *env, enum env_role role, const char *text, ui
 	env->turns[env->nturns].role = role;
 	env->turns[env->nturns].text = xstrdup(text);
 	env->turns[env->nturns].ts = ts;
+	env->turns[env->nturns].seq = 0;
+	env->turns[env->nturns].media = NULL;
+	env->turns[env->nturns].transcript = false;
 	env->nturns++;
+}
+
+struct env_turn *env_add_turn_seq(struct envelope *env, enum env_role role, const char *text,
+				  uint64_t ts, uint64_t seq, const char *media)
+{
+	env_add_turn(env, role, text, ts);
+	struct env_turn *t = &env->turns[env->nturns - 1];
+	t->seq = seq;
+	t->media = media && *media ? xstrdup(media) : NULL;
+	return t;
 }
 
 void env_release(struct envelope *env)
@@ -188,8 +205,10 @@ void env_release(struct envelope *env)
 			char **s = (char **)((char *)env + env_fields[i].offset);
 			free(*s);
 		}
-	for (size_t i = 0; i < env->nturns; i++)
+	for (size_t i = 0; i < env->nturns; i++) {
 		free(env->turns[i].text);
+		free(env->turns[i].media);
+	}
 	free(env->turns);
 	free(env->claims);
 	memset(env, 0, sizeof(*env));
@@ -276,13 +295,28 @@ int env_encode(const struct envelope *env, char **out, size_t *outlen)
 		case FK_TURNS:
 			msgpack_pack_array(&pk, env->nturns);
 			for (size_t t = 0; t < env->nturns; t++) {
-				msgpack_pack_map(&pk, 3);
+				const struct env_turn *tu = &env->turns[t];
+				/* seq, media and tr only when set: old peers ignore them. */
+				msgpack_pack_map(&pk, 3 + (tu->seq != 0) + (tu->media != NULL) +
+							      tu->transcript);
 				env_pack_key(&pk, "r");
-				env_pack_str(&pk, env_role_name(env->turns[t].role));
+				env_pack_str(&pk, env_role_name(tu->role));
 				env_pack_key(&pk, "x");
-				env_pack_str(&pk, env->turns[t].text ? env->turns[t].text : "");
+				env_pack_str(&pk, tu->text ? tu->text : "");
 				env_pack_key(&pk, "ts");
-				msgpack_pack_uint64(&pk, env->turns[t].ts);
+				msgpack_pack_uint64(&pk, tu->ts);
+				if (tu->seq) {
+					env_pack_key(&pk, "seq");
+					msgpack_pack_uint64(&pk, tu->seq);
+				}
+				if (tu->media) {
+					env_pack_key(&pk, "m");
+					env_pack_str(&pk, tu->media);
+				}
+				if (tu->transcript) {
+					env_pack_key(&pk, "tr");
+					msgpack_pack_true(&pk);
+				}
 			}
 			break;
 		case FK_CLAIMS:
@@ -357,8 +391,9 @@ static int env_get_turns(const msgpack_object *o, struct envelope *env)
 		return ENV_EFIELD; /* two "turns" keys: refuse rather than guess */
 	for (uint32_t i = 0; i < o->via.array.size; i++) {
 		const msgpack_object *t = &o->via.array.ptr[i];
-		char *role = NULL, *text = NULL;
-		uint64_t ts = 0;
+		char *role = NULL, *text = NULL, *media = NULL;
+		uint64_t ts = 0, seq = 0;
+		bool transcript = false;
 		int rc = 0, r;
 		if (t->type != MSGPACK_OBJECT_MAP)
 			return ENV_EFIELD;
@@ -370,6 +405,16 @@ static int env_get_turns(const msgpack_object *o, struct envelope *env)
 				rc = env_get_str(v, &text);
 			else if (env_key_is(k, "ts"))
 				rc = env_get_u64(v, &ts);
+			else if (env_key_is(k, "seq"))
+				rc = env_get_u64(v, &seq);
+			else if (env_key_is(k, "m"))
+				rc = env_get_str(v, &media);
+			else if (env_key_is(k, "tr")) {
+				if (v->type != MSGPACK_OBJECT_BOOLEAN)
+					rc = ENV_EFIELD;
+				else
+					transcript = v->via.boolean;
+			}
 		}
 		if (rc == 0 && (!role || !text))
 			rc = ENV_EMISSING;
@@ -380,11 +425,16 @@ static int env_get_turns(const msgpack_object *o, struct envelope *env)
 			env->turns[env->nturns].role = (enum env_role)r;
 			env->turns[env->nturns].text = text;
 			env->turns[env->nturns].ts = ts;
+			env->turns[env->nturns].seq = seq;
+			env->turns[env->nturns].media = media;
+			env->turns[env->nturns].transcript = transcript;
 			env->nturns++;
 			text = NULL;
+			media = NULL;
 		}
 		free(role);
 		free(text);
+		free(media);
 		if (rc)
 			return rc;
 	}

@@ -79,6 +79,9 @@ struct env_turn {
 	enum env_role role;
 	char *text;
 	uint64_t ts;
+	uint64_t seq;    /* history sequence number, 0 = not said */
+	char *media;     /* media description (media.h JSON), NULL = none */
+	bool transcript; /* text is the transcript of the turn's voice note */
 };
 
 /* Every field of every type; which ones a type uses is in envelope.c. */
@@ -114,6 +117,12 @@ struct envelope {
 	int64_t status;
 	int64_t credit;
 	int64_t nmedia;
+	/* What the message carried beyond text (media.h JSON): INBOUND, and
+	 * the turn a FLEX forward sends. */
+	char *media;
+	/* Voice notes a worker transcribed (RESULT_AI, RESULT_FLEX): JSON
+	 * [{"seq":N,"text":"..."}], stored by the router as those turns' text. */
+	char *transcripts;
 	int64_t code;  /* Twilio error code or HTTP status */
 	bool escalate;
 	struct env_turn *turns;
@@ -160,5 +169,8 @@ const char *env_role_name(enum env_role r);
 int env_role_parse(const char *s);
 /** Append a turn (text copied). */
 void env_add_turn(struct envelope *env, enum env_role role, const char *text, uint64_t ts);
+/** Same, with the turn's history seq and media description (copied; NULL = none). */
+struct env_turn *env_add_turn_seq(struct envelope *env, enum env_role role, const char *text,
+				  uint64_t ts, uint64_t seq, const char *media);
 
 #endif

@@ -21,6 +21,7 @@ struct httpc_xfer {
 	struct httpc_xfer *prev; /* in the running list */
 	CURL *easy;
 	struct curl_slist *headers;
+	curl_mime *mime;
 	char *body;
 	char *url;
 	char *userpwd;
@@ -67,6 +68,7 @@ static void httpc_xfer_free(struct httpc_xfer *x)
 	if (x->easy)
 		curl_easy_cleanup(x->easy);
 	curl_slist_free_all(x->headers);
+	curl_mime_free(x->mime);
 	free(x->body);
 	free(x->url);
 	free(x->userpwd);
@@ -165,9 +167,33 @@ int httpc_start(struct httpc *h, const struct httpc_req *req, uint64_t delay_ms,
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (req->body) {
-		x->body = xstrndup(req->body, req->body_len);
+		/* A copy of body_len bytes: a media upload holds NULs. */
+		x->body = xmalloc(req->body_len + 1);
+		memcpy(x->body, req->body, req->body_len);
+		x->body[req->body_len] = '\0';
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+	} else if (req->nparts) {
+		x->mime = curl_mime_init(e);
+		for (size_t i = 0; i < req->nparts; i++) {
+			const struct httpc_part *p = &req->parts[i];
+			curl_mimepart *mp = curl_mime_addpart(x->mime);
+			/* curl copies the data, names and types. */
+			if (!mp || curl_mime_name(mp, p->name) != CURLE_OK ||
+			    curl_mime_data(mp, p->data, p->len) != CURLE_OK ||
+			    (p->filename && curl_mime_filename(mp, p->filename) != CURLE_OK) ||
+			    (p->type && curl_mime_type(mp, p->type) != CURLE_OK)) {
+				httpc_xfer_free(x);
+				return log_err("cannot build the multipart body of %s", req->url);
+			}
+		}
+		curl_easy_setopt(e, CURLOPT_MIMEPOST, x->mime);
+	}
+	if (req->follow) {
+		curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+		curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+		curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+		curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
 	}
 	if (req->method && strcmp(req->method, "GET") == 0)
 		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
@@ -274,6 +300,9 @@ static void httpc_finish(struct httpc *h, CURL *e, CURLcode code)
 		r.status = x->too_big ? r.status : 0;
 	}
 	r.retry_after_ms = httpc_retry_after(e);
+	char *ct = NULL;
+	if (curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK)
+		r.content_type = ct;
 	r.body = x->buf ? x->buf : "";
 	r.body_len = x->len;
 	x->done(&r, x->arg);

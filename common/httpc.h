@@ -22,16 +22,30 @@
  * this is an error, not something to buffer. */
 #define HTTPC_RESPONSE_MAX (2u * 1024 * 1024)
 
+/* One part of a multipart/form-data body (curl's MIME API builds it). */
+struct httpc_part {
+	const char *name;
+	const char *data; /* may hold NUL bytes */
+	size_t len;
+	const char *filename; /* NULL: a plain field */
+	const char *type;     /* NULL: curl's default */
+};
+
 struct httpc_req {
 	const char *method;       /* "GET" or "POST" (default POST when body is set) */
 	const char *url;
-	const char *body;         /* may be NULL */
+	const char *body;         /* may be NULL; binary is fine (body_len bytes) */
 	size_t body_len;
 	const char *content_type; /* e.g. "application/json" */
 	const char *const *headers; /* NULL-terminated "Name: value" list, may be NULL */
 	const char *user, *pass;  /* HTTP basic auth when user != NULL */
 	long timeout_ms;
 	size_t max_response;      /* 0 = HTTPC_RESPONSE_MAX */
+	const struct httpc_part *parts; /* multipart/form-data instead of body (POST) */
+	size_t nparts;
+	/* Follow up to 5 redirects (media URLs redirect to storage); basic auth
+	 * is never sent on to another host. */
+	bool follow;
 	/* A delayed request asks this (with the done callback's arg) when its
 	 * time comes; false: it is not made, and done gets curl_code
 	 * CURLE_ABORTED_BY_CALLBACK with not_started set. NULL = always. */
@@ -49,6 +63,7 @@ struct httpc_resp {
 	bool too_big;         /* body exceeded max_response; transfer aborted */
 	bool not_started;     /* may_start said no: nothing was sent */
 	const char *url;      /* the request's URL (for logs: it holds no secret) */
+	const char *content_type; /* the response's Content-Type, NULL when absent */
 };
 
 typedef void httpc_done_fn(const struct httpc_resp *resp, void *arg);

@@ -12,12 +12,13 @@
 
 #include "clock.h"
 #include "form.h"
+#include "media.h"
 #include "twsig.h"
 #include "utf8.h"
 #include "xalloc.h"
 
 /* WhatsApp allows at most 10 media per message; more is not Twilio. */
-#define WEBHOOK_MEDIA_MAX 10
+#define WEBHOOK_MEDIA_MAX MEDIA_ITEMS_MAX
 
 static bool webhook_text_ok(const char *s)
 {
@@ -157,6 +158,12 @@ int webhook_inbound(const struct webhook_cfg *cfg, const char *signature, const 
 			goto fail;
 		}
 	}
+
+	struct media_msg mm;
+	if (media_from_form(&f, media, &mm, why))
+		goto fail;
+	out->media = media_to_json(&mm);
+	media_release(&mm);
 
 	out->type = ENV_INBOUND;
 	out->version = ENV_VERSION;

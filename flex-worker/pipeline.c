@@ -18,6 +18,7 @@
 #include "flexapi.h"
 #include "form.h"
 #include "log.h"
+#include "media.h"
 #include "metrics.h"
 #include "xalloc.h"
 
@@ -687,6 +688,18 @@ static void flexwork_refuse(struct flexwork *fw, struct worker *w, const struct 
 	worker_reply(w, &r);
 }
 
+/* A turn as text for the agent: what the customer typed, then a note per
+ * media item, the location or the button (media.h). */
+static char *fjob_turn_text(const char *text, const char *media)
+{
+	struct media_msg m;
+	if (!media || media_from_json(media, &m))
+		return xstrdup(text ? text : "");
+	char *out = media_text_view(text, &m);
+	media_release(&m);
+	return out;
+}
+
 static char *dup_or_null(const char *s)
 {
 	return s ? xstrdup(s) : NULL;
@@ -712,7 +725,7 @@ void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
 	f->trigger = dup_or_null(job->trigger);
 	f->reason = dup_or_null(job->reason);
 	f->summary = job->summary && *job->summary ? xstrdup(job->summary) : NULL;
-	f->body = dup_or_null(job->body);
+	f->body = job->body ? fjob_turn_text(job->body, job->media) : NULL;
 	f->ch = job->ch && *job->ch ? xstrdup(job->ch) : NULL;
 	f->seq = job->seq;
 	f->deadline = clock_mono_ms() + (uint64_t)fw->cfg->flex_retry_deadline_ms;
@@ -738,7 +751,7 @@ void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
 	f->turns = xcalloc(job->nturns ? job->nturns : 1, sizeof(*f->turns));
 	for (size_t i = 0; i < job->nturns; i++) {
 		f->turns[i].role = job->turns[i].role;
-		f->turns[i].text = xstrdup(job->turns[i].text);
+		f->turns[i].text = fjob_turn_text(job->turns[i].text, job->turns[i].media);
 		f->turns[i].ts = job->turns[i].ts;
 	}
 	f->nturns = job->nturns;

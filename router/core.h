@@ -10,6 +10,7 @@
  *   handoff.c  escalation, Flex results, hand-back, agent messages
  *   purge.c    the operator's erasure of a conversation (right to erasure)
  *   outbox.c   what may be sent to the customer (parts, 24 h window)
+ *   voice.c    transcripts of voice notes into history
  *   jobs.c     job envelopes for workers, dispatch, recovery after a restart
  *   batch.c    a transaction and its effects; job_add/finish/retry pair a
  *              store write with the effect that must follow it
@@ -94,6 +95,10 @@ int handoff_result(struct batch *b, struct item *it);
  */
 int purge_conversation(struct batch *b, struct item *it, const char *key,
 		       const struct conv_rec *c);
+
+/* --- voice.c --- */
+/** Store a worker's transcripts (envelope "trs" JSON; NULL = none) as their turns' text. */
+int voice_store_transcripts(struct batch *b, const char *conv, const char *json);
 
 /* --- outbox.c --- */
 /** Record that the 24 h window blocked an outbound message. */

@@ -388,6 +388,11 @@ int handoff_result(struct batch *b, struct item *it)
 		return rc;
 	}
 	bool handoff = j.op && !strcmp(j.op, OP_HANDOFF);
+	if ((rc = voice_store_transcripts(b, j.conv, env->transcripts))) {
+		conv_rec_release(&c);
+		job_rec_release(&j);
+		return rc;
+	}
 	if (env->status == ST_PROGRESS) {
 		/* The conversation exists: agent messages in it can be matched from
 		 * now on, even before the pipeline's final result arrives. */

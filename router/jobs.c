@@ -27,14 +27,11 @@ static void jobs_turns(struct rctx *x, MDB_txn *txn, const char *conv, uint64_t 
 		struct hist_rec h;
 		if (store_hist_get(x->st, txn, conv, s, &h))
 			continue;
-		if (h.nmedia > 0) {
-			char *t = xasprintf("%s%s[sent %lld attachment(s)]", h.text ? h.text : "",
-					    h.text && *h.text ? " " : "", (long long)h.nmedia);
-			env_add_turn(env, h.role, t, h.ts);
-			free(t);
-		} else {
-			env_add_turn(env, h.role, h.text ? h.text : "", h.ts);
-		}
+		/* The worker renders the media (blocks for the model, uploads
+		 * for the agent, notes where it cannot). */
+		struct env_turn *t = env_add_turn_seq(env, h.role, h.text ? h.text : "", h.ts, s,
+						      h.media);
+		t->transcript = h.transcript;
 		hist_rec_release(&h);
 	}
 }
@@ -76,6 +73,7 @@ static void jobs_flex_env(struct rctx *x, MDB_txn *txn, const struct job_rec *j,
 		env->seq = (int64_t)j->hseq;
 		if (store_hist_get(x->st, txn, j->conv, j->hseq, &h) == 0) {
 			env->body = xstrdup(h.text ? h.text : "");
+			env->media = h.media && *h.media ? xstrdup(h.media) : NULL;
 			hist_rec_release(&h);
 		} else {
 			env->body = xstrdup("");

@@ -157,7 +157,7 @@ int turns_inbound(struct batch *b, struct item *it)
 		c.name = xstrdup(env->name);
 	}
 	struct hist_rec h = { .role = ROLE_CUSTOMER, .text = env->body, .ts = env->ts,
-			      .sid = env->sid, .nmedia = env->nmedia };
+			      .sid = env->sid, .nmedia = env->nmedia, .media = env->media };
 	if ((rc = turns_customer(b, key, &c, &h, false)))
 		goto out;
 	if ((rc = store_conv_put(b->st, b->txn, key, &c)) ||
@@ -225,6 +225,8 @@ int turns_result_ai(struct batch *b, struct item *it)
 		goto out;
 	}
 	c.ai_job = 0;
+	if ((rc = voice_store_transcripts(b, j.conv, env->transcripts)))
+		goto out;
 
 	const char *text = env->text;
 	bool failed_for_good = env->status == ST_RETRY || env->status == ST_FAILED;

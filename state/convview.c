@@ -125,7 +125,14 @@ json_t *convview_turn(uint64_t seq, const struct hist_rec *h)
 	if (h->who)
 		json_object_set_new(o, "agent", convview_str(h->who));
 	if (h->nmedia)
-		json_object_set_new(o, "media", json_integer((json_int_t)h->nmedia));
+		json_object_set_new(o, "media_count", json_integer((json_int_t)h->nmedia));
+	json_t *media = h->media ? json_loads(h->media, 0, NULL) : NULL;
+	if (json_is_object(media))
+		json_object_set_new(o, "media", media);
+	else
+		json_decref(media);
+	if (h->transcript)
+		json_object_set_new(o, "transcript", json_true());
 	if (h->sid)
 		json_object_set_new(o, "message_sid", convview_str(h->sid));
 	if (h->msid)

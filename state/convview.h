@@ -22,8 +22,10 @@
  *   last_error           null or {code, message}: the last Twilio error seen
  * Timeline entry (convview_event): {at_ms, event, detail}.
  * Turn (convview_turn): {seq, at_ms, role, text} and, when there is one,
- *   agent, media (attachments), message_sid (inbound), sent_sids (outbound,
- *   comma-separated), escalate (true).
+ *   agent, media_count (attachments), media (what the message carried:
+ *   media.h's document {type, items [{url, ct}], loc, btn}), transcript
+ *   (true: text is the voice note's transcript), message_sid (inbound),
+ *   sent_sids (outbound, comma-separated), escalate (true).
  * Document (convview_document): the record plus "timeline" and "history"
  *   (the newest entries/turns, oldest first) and their totals.
  *

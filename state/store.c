@@ -84,6 +84,8 @@ static const struct rec_field hist_fields[] = {
 	RF("nmedia", RK_I64, struct hist_rec, nmedia),
 	RF("esc", RK_BOOL, struct hist_rec, escalate),
 	RF("who", RK_STR, struct hist_rec, who),
+	RF("m", RK_STR, struct hist_rec, media),
+	RF("tr", RK_BOOL, struct hist_rec, transcript),
 };
 
 static const struct rec_field job_fields[] = {

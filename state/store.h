@@ -100,6 +100,8 @@ struct hist_rec {
 	char *sid;  /* inbound MessageSid (customer) */
 	char *msid; /* outbound Message SIDs returned by Twilio (ai), comma-separated */
 	int64_t nmedia;
+	char *media; /* what the message carried beyond text: media.h's JSON, NULL = none */
+	bool transcript; /* text is the transcript of the turn's voice note */
 	bool escalate;
 	char *who;  /* agent identity (agent turns) */
 };

@@ -110,7 +110,7 @@ static void fill_all(struct envelope *e, enum env_type t)
 	e->code = -21211;
 	e->escalate = true;
 	env_add_turn(e, ROLE_CUSTOMER, UTF8_TEXT, 1);
-	env_add_turn(e, ROLE_AI, "hello", 2);
+	env_add_turn_seq(e, ROLE_AI, "hello", 2, 42, "{\"type\":\"image\"}")->transcript = true;
 	env_add_turn(e, ROLE_AGENT, "agent here", 3);
 	env_add_turn(e, ROLE_SYSTEM, "note", UINT64_MAX);
 }
@@ -437,6 +437,10 @@ static void test_roundtrip_job_ai_turns(void **state)
 	assert_int_equal(d.turns[2].role, ROLE_AGENT);
 	assert_str_eq(d.turns[2].text, "agent here");
 	assert_true(d.turns[2].ts == 3);
+	/* seq, media and transcript travel only when set. */
+	assert_true(d.turns[0].seq == 0 && !d.turns[0].media && !d.turns[0].transcript);
+	assert_true(d.turns[1].seq == 42 && d.turns[1].transcript);
+	assert_str_eq(d.turns[1].media, "{\"type\":\"image\"}");
 	assert_int_equal(d.turns[3].role, ROLE_SYSTEM);
 	assert_str_eq(d.turns[3].text, "note");
 	assert_true(d.turns[3].ts == UINT64_MAX);

@@ -289,7 +289,41 @@ static void test_media_only(void **state)
 	assert_int_equal(call(&CFG, sb.sig, sb.body, &env, &why), 0);
 	assert_string_equal(env.body, "");
 	assert_int_equal(env.nmedia, 1);
+	/* The item itself travels on, as media.h's description. */
+	assert_non_null(env.media);
+	assert_non_null(strstr(env.media, "\"ct\":\"image/jpeg\""));
+	assert_non_null(strstr(env.media, "/Media/ME1"));
 	env_release(&env);
+	free(sb.body);
+}
+
+static void test_location_and_bad_button(void **state)
+{
+	(void)state;
+	static const char *const loc[] = {
+		BASE_FIELDS, "Body", "", "MessageType", "location", "Latitude", "-23.56",
+		"Longitude", "-46.65", "Label", "Clinica Sol", NULL,
+	};
+	struct signed_body sb;
+	struct envelope env;
+	const char *why;
+	sign_pairs(&sb, loc);
+	assert_int_equal(call(&CFG, sb.sig, sb.body, &env, &why), 0);
+	assert_non_null(env.media);
+	assert_non_null(strstr(env.media, "\"label\":\"Clinica Sol\""));
+	env_release(&env);
+	free(sb.body);
+
+	static const char *const plain[] = { BASE_FIELDS, "Body", "hi", NULL };
+	sign_pairs(&sb, plain);
+	assert_int_equal(call(&CFG, sb.sig, sb.body, &env, &why), 0);
+	assert_null(env.media); /* nothing beyond text: nothing stored */
+	env_release(&env);
+	free(sb.body);
+
+	sign_raw(&sb, "MessageSid=" SID1 "&From=" FROM_Q "&To=" TO_Q "&Body=x&ButtonText=%FF", TOKEN,
+		 URL);
+	assert_int_equal(call(&CFG, sb.sig, sb.body, &env, &why), 400);
 	free(sb.body);
 }
 
@@ -474,6 +508,7 @@ int main(void)
 		cmocka_unit_test(test_signature_check_disabled),
 		cmocka_unit_test(test_missing_fields),
 		cmocka_unit_test(test_media_only),
+		cmocka_unit_test(test_location_and_bad_button),
 		cmocka_unit_test(test_not_utf8),
 		cmocka_unit_test(test_bad_encoding),
 		cmocka_unit_test(test_too_many_params),
