@@ -117,7 +117,8 @@ class TestConfig(unittest.TestCase):
         self.assertIn("lmdb.map_size_mb", r.stdout)
         r = run("baton-ai-worker", ["--help"])
         self.assertIn("llm.api_key", r.stdout)
-        self.assertNotIn("twilio.auth_token ", r.stdout)
+        self.assertIn("twilio.auth_token ", r.stdout)  # it fetches customers' media
+        self.assertNotIn("twilio.conversations_base", r.stdout)
 
     def test_unknown_option_exit_2(self):
         r = run("baton-ai-worker", ["--frobnicate"])

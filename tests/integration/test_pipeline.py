@@ -4,6 +4,7 @@ Each test starts ingress, router, ai-worker and egress on loopback against the
 fake Twilio and fake LLM, in its own state directory.
 """
 
+import json
 import re
 import signal
 import time
@@ -102,8 +103,8 @@ class TestClinicConversation(PipelineCase):
         st, _, _ = self.p.post_webhook(params)
         self.assertEqual(st, 200)
         self.wait_replies(1)
-        content = self.p.llm_requests()[0]["json"]["messages"][0]["content"]
-        self.assertIn("attachment", content)
+        content = json.dumps(self.p.llm_requests()[0]["json"]["messages"][0]["content"])
+        self.assertIn("photo", content)
 
 
 class TestOpenAIProvider(PipelineCase):

@@ -149,9 +149,9 @@ static void test_participant_lookup(void **state)
 static void test_transcript(void **state)
 {
 	(void)state;
-	struct env_turn t[] = { { ROLE_CUSTOMER, "Where is the clinic?", 1714564800000ull },
-				{ ROLE_AI, "Av. Paulista 1000.", 1714564860000ull },
-				{ ROLE_CUSTOMER, "humano", 0 } };
+	struct env_turn t[] = { { .role = ROLE_CUSTOMER, .text = "Where is the clinic?", .ts = 1714564800000ull },
+				{ .role = ROLE_AI, .text = "Av. Paulista 1000.", .ts = 1714564860000ull },
+				{ .role = ROLE_CUSTOMER, .text = "humano", .ts = 0 } };
 	char *s = flexapi_transcript(t, 3, "Customer (Ana)");
 	assert_string_equal(s, "Conversation so far (3 messages):\n"
 			       "[12:00 UTC] Customer (Ana): Where is the clinic?\n"
