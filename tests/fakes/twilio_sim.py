@@ -690,6 +690,11 @@ class Simulator:
             p["ParticipantSid"] = msg["participant_sid"]
         if identity is not None:
             p["ClientIdentity"] = identity
+        if msg.get("media"):
+            # As Twilio sends it: a JSON array of PascalCase media descriptions.
+            p["Media"] = json.dumps([{"Sid": m.get("sid"), "Filename": m.get("filename"),
+                                      "ContentType": m.get("content_type"), "Size": m.get("size")}
+                                     for m in msg["media"]], separators=(",", ":"))
         p.update({"Attributes": msg["attributes"], "DateCreated": iso_ms(t), "Source": source,
                   "RetryCount": "0"})
         if conv.get("messaging_service_sid"):
