@@ -139,6 +139,23 @@ class TestFakesMedia(unittest.TestCase):
                                               button=("Yes", "book_yes")))
         self.assertEqual((btn["ButtonText"], btn["ButtonPayload"]), ("Yes", "book_yes"))
 
+    def test_simulated_customer_sends_media(self):
+        # No webhook destination: the delivery is only recorded (status null).
+        r = self.p.fake_post("twilio", "/_fake/inbound", {
+            "from": "whatsapp:+5511999990000", "to": "whatsapp:+14155238886", "body": "",
+            "media": [MEDIA_OGG]})
+        self.assertTrue(r["sid"].startswith("MM"))
+        params = self.p.fake_get("twilio", "/_fake/webhooks")[-1]["params"]
+        self.assertEqual((params["NumMedia"], params["MessageType"], params["MediaContentType0"]),
+                         ("1", "audio", "audio/ogg"))
+        self.assertEqual(params["MediaUrl0"], self.p.media_url(MEDIA_OGG, r["sid"]))
+        self.p.fake_post("twilio", "/_fake/inbound", {
+            "from": "whatsapp:+5511999990000", "to": "whatsapp:+14155238886", "body": "Yes",
+            "message_type": "button", "params": {"ButtonText": "Yes", "ButtonPayload": "b1"}})
+        params = self.p.fake_get("twilio", "/_fake/webhooks")[-1]["params"]
+        self.assertEqual((params["MessageType"], params["ButtonPayload"], params["NumMedia"]),
+                         ("button", "b1", "0"))
+
     # ---- MCS and Conversations media ---------------------------------------
 
     def test_mcs_upload_then_message_with_media(self):

@@ -880,11 +880,21 @@ class Pipeline:
         return self.fake_post("twilio", "/_fake/media_config", cfg)
 
     # --- through the fake Twilio, as a real customer and agent would ---
-    def customer(self, customer, body, to=BUSINESS, name="Ana"):
+    def customer(self, customer, body, to=BUSINESS, name="Ana", media=None, message_type=None,
+                 params=None):
         """A WhatsApp message as Twilio routes it: into the Flex conversation the
-        customer is bound to, or to baton's Messaging webhook."""
-        r = self.fake_post("twilio", "/_fake/inbound", {"from": customer, "to": to, "body": body,
-                                                       "profile_name": name})
+        customer is bound to, or to baton's Messaging webhook. media: MediaSids
+        of the fake (MEDIA_JPEG...), message_type: Twilio's MessageType (default
+        from the first media), params: more webhook parameters (Latitude...);
+        a rich message goes to the Messaging webhook only."""
+        obj = {"from": customer, "to": to, "body": body, "profile_name": name}
+        if media:
+            obj["media"] = list(media)
+        if message_type:
+            obj["message_type"] = message_type
+        if params:
+            obj["params"] = dict(params)
+        r = self.fake_post("twilio", "/_fake/inbound", obj)
         assert r["status"] in (200, 204), r
         return r
 
