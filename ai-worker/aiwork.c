@@ -225,11 +225,16 @@ static void aiwork_call(struct aicall *c, const struct envelope *job)
 		return;
 	}
 	llm_build(&a->llm, job, aimedia_views(c->media), &c->req);
-	/* The request holds its own copy of every byte: free the media now,
-	 * not after the retries. */
-	aimedia_free(&c->media);
-	a->calls++;
 	log_emit(LOG_DEBUG, &ids, "calling the LLM with %zu turns", job->nturns);
+	/* The request holds its own copy of every byte: free the media and the
+	 * job's copy now, not after the retries. */
+	aimedia_free(&c->media);
+	if (c->copy) {
+		env_release(c->copy);
+		free(c->copy);
+		c->copy = NULL;
+	}
+	a->calls++;
 	if (aiwork_start(c, 0) < 0) {
 		struct llm_reply rep = { .error = (char *)"cannot start the call" };
 		aiwork_result(c, ST_RETRY, &rep);
