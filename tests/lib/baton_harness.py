@@ -440,6 +440,7 @@ class Pipeline:
             "BATON_TWILIO_MCS_BASE": self.twilio_url,
             "BATON_MEDIA_ALLOW_HOSTS": "127.0.0.1",
             "BATON_TRANSCRIBE_BASE_URL": self.llm_url,
+            "BATON_TRANSCRIBE_API_KEY": LLM_KEY,
             "BATON_FLEX_WORKSPACE_SID": WORKSPACE_SID,
             "BATON_FLEX_WORKFLOW_SID": WORKFLOW_SID,
             "BATON_LLM_PROVIDER": self.provider,
