@@ -294,9 +294,10 @@ def full_transcript(show):
 
 class TestDemoCapture(unittest.TestCase):
     """make demo leaves a capture (scripts/demo.py --capture DIR) that replays into a
-    fresh pipeline to the same whole transcript: AI turns, the escalation, the Flex
-    agent's turns, the customer's message inside the Flex conversation, the
-    hand-back note and the AI turn after it.
+    fresh pipeline to the same whole transcript: AI turns, the photo and the AI's
+    answer about it, the escalation, the Flex agent's turns, the customer's
+    message inside the Flex conversation, the hand-back note and the AI turn
+    after it.
 
     The capture's Flex events (onMessageAdded, onConversationStateUpdated,
     reservation.accepted, task.*) name the Conversation (CH) and Task (WT) SIDs the
@@ -337,7 +338,15 @@ class TestDemoCapture(unittest.TestCase):
         for path in ("/twilio/messages", "/twilio/conversations", "/twilio/taskrouter"):
             self.assertIn(path, paths)
 
-        p = Pipeline(sid_seed=self.SEED)
+        # Ana's photo: its MediaUrl names the original fake Twilio's port, and
+        # the workers download it from there (the fresh fake serves the same
+        # preloaded media), so the fresh fake listens on that port.
+        forms = [dict(urllib.parse.parse_qsl(rec["b"].decode())) for rec in recs
+                 if rec["p"] == "/twilio/messages"]
+        urls = [f["MediaUrl0"] for f in forms if f.get("MediaUrl0")]
+        self.assertEqual(len(urls), 1, "the demo's photo")
+        self.assertEqual([f.get("MessageType") for f in forms if f.get("MediaUrl0")], ["image"])
+        p = Pipeline(sid_seed=self.SEED, twilio_port=urllib.parse.urlsplit(urls[0]).port)
         self.addCleanup(p.close)
         p.start_all()
         p.agent(enabled=False)  # the agent's side comes from the capture
