@@ -1132,7 +1132,8 @@ class TestConsoleMediaBrowser(MediaCase):
 
     @unittest.skipUnless(ai_worker_transcribes(), "this build's ai-worker does not transcribe voice notes")
     def test_voice_note_transcript_is_marked(self):
-        p = self.pipeline()  # transcribe.base_url is the fake LLM's
+        # transcribe.base_url is the fake LLM's, which wants its key.
+        p = self.pipeline(env={"BATON_TRANSCRIBE_API_KEY": LLM_KEY})
         p.set_transcription(text=TRANSCRIPT)
         self.assertEqual(p.send_media(ANA, MEDIA_OGG)[0], 200)
 
