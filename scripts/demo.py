@@ -167,8 +167,8 @@ def main():
         d.customer(CAPTION, media=[MEDIA_JPEG])
         fetched = [f for f in p.media_fetches(MEDIA_JPEG) if f.get("media_bytes")]
         if fetched:
-            note("ai-worker -> Twilio GET %s/Media/%s -> %d (%d bytes, basic auth as the account)"
-                 % ("/Messages/MM…", MEDIA_JPEG, fetched[0]["status"], fetched[0]["media_bytes"]))
+            note("ai-worker -> Twilio GET …/Media/%s -> %d (%d bytes, basic auth as the account)"
+                 % (MEDIA_JPEG, fetched[0]["status"], fetched[0]["media_bytes"]))
         blocks = [b for b in p.llm_media_blocks("image") if b["seq"] > calls]
         if AI_SEES_IMAGES:
             assert blocks, "the model was not shown the photo"
