@@ -440,14 +440,30 @@
     return "conversations/" + encodeURIComponent(key) + "/media/" + seq + "/" + i;
   }
 
-  // The item's bytes as a blob: URL (a promise of the cache entry).
+  var MEDIA_TRIES = 5;
+
+  function pause(ms) {
+    return new Promise(function (resolve) { setTimeout(resolve, ms); });
+  }
+
+  // The item's bytes as a blob: URL (a promise of the cache entry). The
+  // console downloads a few at a time and says 503 to the rest: they wait
+  // a second (its Retry-After) and ask again.
   function mediaLoad(key, seq, i) {
     var id = seq + "/" + i, entry = state.media[id];
     if (entry) return entry.promise;
     entry = state.media[id] = {};
     var headers = {};
     if (state.token) headers["Authorization"] = "Bearer " + state.token;
-    entry.promise = fetch(API + mediaPath(key, seq, i), { headers: headers, credentials: "same-origin" })
+    function get(tries) {
+      return fetch(API + mediaPath(key, seq, i), { headers: headers, credentials: "same-origin" })
+        .then(function (r) {
+          if (r.status === 503 && tries > 1 && state.mediaFor === key)
+            return pause(1000).then(function () { return get(tries - 1); });
+          return r;
+        });
+    }
+    entry.promise = get(MEDIA_TRIES)
       .then(function (r) {
         if (r.ok) return r.blob().then(function (b) {
           if (state.mediaFor !== key) return entry; // closed meanwhile: nothing to keep
@@ -464,7 +480,7 @@
         });
       }, function () {
         entry.error = "cannot reach baton";
-        delete state.media[id]; // a later redraw tries again
+        if (state.media[id] === entry) delete state.media[id]; // a later redraw tries again
         return entry;
       });
     return entry.promise;

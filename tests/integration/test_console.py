@@ -38,6 +38,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -1024,6 +1025,36 @@ class TestConsoleMedia(MediaCase):
         self.assertEqual(len(p.media_fetches(MEDIA_JPEG)), len(fetches),
                          "refused requests fetched nothing")
 
+    def test_at_most_eight_downloads_at_once_and_the_page_waits_its_turn(self):
+        p = self.pipeline()
+        slow = p.add_media("image/jpeg", media_fixture("rash.jpg"), delay_ms=1500)
+        # Ten photos in one message (WhatsApp's most), each 1.5 s to download.
+        st, _, _ = p.send_rich(ANA, "image", "ten photos", media=[(slow, "image/jpeg")] * 10)
+        self.assertEqual(st, 200)
+        key, turns = self.media_turns(p, 1)
+        seq = turns[0]["seq"]
+        self.assertEqual(len(turns[0]["media"]["items"]), 10)
+        results = [None] * 10
+
+        def get(i):
+            results[i] = self.media(key, seq, i)
+        threads = [threading.Thread(target=get, args=(i,)) for i in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        codes = sorted(r[0] for r in results)
+        self.assertEqual(codes, [200] * 8 + [503] * 2, codes)
+        for st, body, h in results:
+            if st == 503:
+                self.assertEqual(h["Retry-After"], "1")
+                self.assertIn("too many media downloads", json.loads(body)["error"])
+            else:
+                self.assertEqual(body, media_fixture("rash.jpg"))
+        # Once they are done, the next ones are served.
+        st, body, _ = self.media(key, seq, 9)
+        self.assertEqual((st, body), (200, media_fixture("rash.jpg")))
+
     def test_page_policy_allows_its_own_media_only(self):
         self.pipeline(start=("router", "console"))
         st, _, h = self.get("/console")
@@ -1057,7 +1088,10 @@ class TestConsoleMediaBrowser(MediaCase):
             self.assertEqual(p.send_media(ANA, sid, caption)[0], 200)
         p.send_rich(ANA, "location", location=("-23.5614", "-46.6559", "Av. Paulista 1000", "Clinica Sol"))
         p.send_rich(ANA, "button", "Book", button=("Book", "book_dermatology"))
-        key, turns = self.media_turns(p, 6)
+        # Ten slow photos at once: more than the console downloads together.
+        slow = p.add_media("image/jpeg", media_fixture("rash.jpg"), delay_ms=1000)
+        p.send_rich(ANA, "image", "", media=[(slow, "image/jpeg")] * 10)
+        key, turns = self.media_turns(p, 7)
         seqs = {}
         for h in turns:
             for it in h["media"].get("items", []):
@@ -1102,6 +1136,10 @@ class TestConsoleMediaBrowser(MediaCase):
                              "shared a location: Clinica Sol, Av. Paulista 1000 (-23.5614, -46.6559)")
             self.assertEqual(b.find('#transcript .media-text[data-media-kind="button"]').text,
                              "tapped: Book")
+            # The ten: those the console said 503 to waited and asked again.
+            ten = '#transcript li[data-seq="%d"] figure' % seqs[slow]
+            b.wait(lambda: [f.attr("data-state") for f in b.find_all(ten)] == ["loaded"] * 10,
+                   timeout=20, what="the ten slow photos loaded")
             # The redraws every 2 s keep the same blobs (no new downloads).
             n = len(p.media_fetches())
             src = b.find(img + " img").attr("src")
