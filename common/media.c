@@ -78,7 +78,8 @@ int media_from_form(const struct form *f, long nmedia, struct media_msg *out, co
 	if (media_take(f, "MessageType", 32, &out->type))
 		goto bad;
 	for (long i = 0; i < nmedia; i++) {
-		char name[32];
+		/* Room for any long: -Wformat-truncation cannot always see i <= 10 (SANITIZE=1). */
+		char name[48];
 		snprintf(name, sizeof(name), "MediaUrl%ld", i);
 		const char *url = form_get(f, name);
 		snprintf(name, sizeof(name), "MediaContentType%ld", i);
