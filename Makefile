@@ -142,6 +142,7 @@ CONSOLE_SRC := \
 	console/labels.c \
 	console/reports.c \
 	console/command.c \
+	console/mediaproxy.c \
 	console/api.c \
 	console/web.c
 

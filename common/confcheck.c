@@ -328,7 +328,9 @@ const char *const *confcheck_secrets(unsigned roles)
 {
 	static const char *const ingress[] = { "twilio.auth_token", "admin.token", "metrics.token",
 					       "zmq.secret_key", NULL };
+	/* The console fetches customers' media from Twilio for the page. */
 	static const char *const console[] = { "console.token", "console.password",
+					       "twilio.auth_token", "twilio.api_key_secret",
 					       "zmq.secret_key", "postgres.password", NULL };
 	/* The ai-worker fetches customers' media from Twilio and transcribes voice notes. */
 	static const char *const ai[] = { "llm.api_key", "twilio.auth_token", "twilio.api_key_secret",
