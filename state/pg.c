@@ -71,6 +71,19 @@ static struct {
 static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
 static char pq_error[256]; /* why libpq could not be loaded, "" once it is */
 
+/* Sets *fp to symbol name of lib; false (pq_error says which) when absent. */
+static bool pq_sym(void *lib, const char *name, void *fp)
+{
+	void *sym = dlsym(lib, name);
+	if (!sym) {
+		snprintf(pq_error, sizeof(pq_error), "%s has no %s", PG_LIBPQ, name);
+		return false;
+	}
+	/* memcpy: ISO C has no conversion from void * to a function pointer. */
+	memcpy(fp, &sym, sizeof(sym));
+	return true;
+}
+
 static void pq_load(void)
 {
 	void *lib = dlopen(PG_LIBPQ, RTLD_NOW | RTLD_LOCAL);
@@ -78,16 +91,9 @@ static void pq_load(void)
 		snprintf(pq_error, sizeof(pq_error), "%s", dlerror());
 		return;
 	}
-	/* memcpy: ISO C has no conversion from dlsym's void * to a function pointer. */
-#define PQ_SYM(f)                                                                           \
-	{                                                                                   \
-		void *sym = dlsym(lib, #f);                                                 \
-		if (!sym) {                                                                 \
-			snprintf(pq_error, sizeof(pq_error), "%s has no %s", PG_LIBPQ, #f);   \
-			return;                                                             \
-		}                                                                           \
-		memcpy(&pq.f, &sym, sizeof(sym));                                           \
-	}
+#define PQ_SYM(f)                           \
+	if (!pq_sym(lib, #f, (void *)&pq.f)) \
+		return;
 	PQ_FUNCS(PQ_SYM)
 #undef PQ_SYM
 	/* The handle stays open for the process's life: the functions are in use. */
