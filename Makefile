@@ -44,7 +44,9 @@ ifneq ($(PKG_CHECK),)
 $(error missing library: libunistring (uninorm.h) — run scripts/install-deps)
 endif
 endif
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lunistring -lm
+# libpq: its headers only; state/pg.c loads it when a process first connects
+# (a process on LMDB alone never maps it and what it pulls in).
+LDLIBS  += $(shell pkg-config --libs $(filter-out libpq,$(PKGS)) 2>/dev/null) -lunistring -lm -ldl -lpthread
 
 BIN     := $(BUILD)/bin
 

@@ -10,8 +10,10 @@
 #include "pg.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <endian.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,82 @@
 #define PG_ROWS_PER_INSERT 4000
 #define PG_FENCE_SQLSTATE "BF001"
 #define PG_ADVISORY_KEY "7242936531"
+
+/*
+ * libpq is loaded on the first connection, not linked: a process whose state
+ * is in LMDB alone (state.backend = lmdb, the default) never maps it nor
+ * the libraries it brings (TLS, Kerberos, LDAP, SASL: some 4.5 MiB of a
+ * router's resident set, counted in its peak for nothing). The soname is
+ * the runtime package's (libpq5), as linking would have recorded it.
+ */
+#define PG_LIBPQ "libpq.so.5"
+#define PQ_FUNCS(X) \
+	X(PQclear) \
+	X(PQconnectdbParams) \
+	X(PQdb) \
+	X(PQenterPipelineMode) \
+	X(PQerrorMessage) \
+	X(PQexec) \
+	X(PQexecParams) \
+	X(PQexitPipelineMode) \
+	X(PQfinish) \
+	X(PQgetResult) \
+	X(PQgetisnull) \
+	X(PQgetlength) \
+	X(PQgetvalue) \
+	X(PQhost) \
+	X(PQntuples) \
+	X(PQpipelineSync) \
+	X(PQport) \
+	X(PQresultErrorField) \
+	X(PQresultErrorMessage) \
+	X(PQresultStatus) \
+	X(PQsendQueryParams) \
+	X(PQsetNoticeProcessor) \
+	X(PQstatus)
+
+static struct {
+#define PQ_PTR(f) __typeof__(f) *f;
+	PQ_FUNCS(PQ_PTR)
+#undef PQ_PTR
+} pq;
+static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
+static char pq_error[256]; /* why libpq could not be loaded, "" once it is */
+
+/* Sets *fp to symbol name of lib; false (pq_error says which) when absent. */
+static bool pq_sym(void *lib, const char *name, void *fp)
+{
+	void *sym = dlsym(lib, name);
+	if (!sym) {
+		snprintf(pq_error, sizeof(pq_error), "%s has no %s", PG_LIBPQ, name);
+		return false;
+	}
+	/* memcpy: ISO C has no conversion from void * to a function pointer. */
+	memcpy(fp, &sym, sizeof(sym));
+	return true;
+}
+
+static void pq_load(void)
+{
+	void *lib = dlopen(PG_LIBPQ, RTLD_NOW | RTLD_LOCAL);
+	if (!lib) {
+		snprintf(pq_error, sizeof(pq_error), "%s", dlerror());
+		return;
+	}
+#define PQ_SYM(f)                           \
+	if (!pq_sym(lib, #f, (void *)&pq.f)) \
+		return;
+	PQ_FUNCS(PQ_SYM)
+#undef PQ_SYM
+	/* The handle stays open for the process's life: the functions are in use. */
+}
+
+/* 0 once libpq is loaded (the first call loads it, threads or not), else -1. */
+static int pq_ready(void)
+{
+	pthread_once(&pq_once, pq_load);
+	return pq_error[0] ? -1 : 0;
+}
 
 struct pg {
 	char *dsn, *password, *app;
@@ -70,7 +148,7 @@ struct pg *pg_new(const char *dsn, const char *password, const char *app)
 static void pg_drop(struct pg *p)
 {
 	if (p->conn)
-		PQfinish(p->conn);
+		pq.PQfinish(p->conn);
 	p->conn = NULL;
 	p->where[0] = '\0';
 }
@@ -96,7 +174,7 @@ const char *pg_where(const struct pg *p)
 /* The server's message on one line (libpq's end with a newline). */
 static const char *pg_msg(const PGconn *c, const PGresult *r, char *buf, size_t len)
 {
-	const char *m = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+	const char *m = r ? pq.PQresultErrorMessage(r) : pq.PQerrorMessage(c);
 	snprintf(buf, len, "%s", m && *m ? m : "no message");
 	for (char *s = buf; *s; s++)
 		if (*s == '\n')
@@ -118,26 +196,32 @@ static void pg_notice(void *arg, const char *message)
 int pg_ready(struct pg *p)
 {
 	char msg[512];
-	if (p->conn && PQstatus(p->conn) == CONNECTION_OK)
+	if (p->conn && pq.PQstatus(p->conn) == CONNECTION_OK)
 		return 0;
 	pg_drop(p);
+	if (pq_ready() < 0) {
+		if (!p->down_logged)
+			log_err("postgres: cannot load libpq (package libpq5): %s", pq_error);
+		p->down_logged = true;
+		return -1;
+	}
 	/* A database that stops answering must not hold the router for long:
 	 * a connect timeout, TCP keepalives and a user timeout bound every wait. */
 	const char *keys[] = { "dbname", "password", "application_name", "connect_timeout",
 			       "keepalives_idle", "keepalives_interval", "keepalives_count",
 			       "tcp_user_timeout", NULL };
 	const char *vals[] = { p->dsn, p->password, p->app, "5", "5", "2", "3", "10000", NULL };
-	p->conn = PQconnectdbParams(keys, vals, 1);
-	if (!p->conn || PQstatus(p->conn) != CONNECTION_OK) {
+	p->conn = pq.PQconnectdbParams(keys, vals, 1);
+	if (!p->conn || pq.PQstatus(p->conn) != CONNECTION_OK) {
 		if (!p->down_logged)
 			log_warn("postgres: cannot connect: %s", pg_msg(p->conn, NULL, msg, sizeof(msg)));
 		p->down_logged = true;
 		pg_drop(p);
 		return -1;
 	}
-	PQsetNoticeProcessor(p->conn, pg_notice, NULL);
-	snprintf(p->where, sizeof(p->where), "%s:%s/%s", PQhost(p->conn), PQport(p->conn),
-		 PQdb(p->conn));
+	pq.PQsetNoticeProcessor(p->conn, pg_notice, NULL);
+	snprintf(p->where, sizeof(p->where), "%s:%s/%s", pq.PQhost(p->conn), pq.PQport(p->conn),
+		 pq.PQdb(p->conn));
 	if (p->down_logged)
 		log_notice("postgres: connected again to %s", p->where);
 	p->down_logged = false;
@@ -148,15 +232,15 @@ int pg_ready(struct pg *p)
 static int pg_exec(struct pg *p, const char *what, const char *sql)
 {
 	char msg[512];
-	PGresult *r = PQexec(p->conn, sql);
-	ExecStatusType s = PQresultStatus(r);
+	PGresult *r = pq.PQexec(p->conn, sql);
+	ExecStatusType s = pq.PQresultStatus(r);
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
 		log_warn("postgres: %s failed: %s", what, pg_msg(p->conn, r, msg, sizeof(msg)));
-		PQclear(r);
+		pq.PQclear(r);
 		pg_drop(p);
 		return -1;
 	}
-	PQclear(r);
+	pq.PQclear(r);
 	return 0;
 }
 
@@ -164,10 +248,10 @@ static PGresult *pg_query(struct pg *p, const char *what, const char *sql, int n
 			  const char *const *vals, ExecStatusType want)
 {
 	char msg[512];
-	PGresult *r = PQexecParams(p->conn, sql, n, NULL, vals, NULL, NULL, 0);
-	if (PQresultStatus(r) != want) {
+	PGresult *r = pq.PQexecParams(p->conn, sql, n, NULL, vals, NULL, NULL, 0);
+	if (pq.PQresultStatus(r) != want) {
 		log_warn("postgres: %s failed: %s", what, pg_msg(p->conn, r, msg, sizeof(msg)));
-		PQclear(r);
+		pq.PQclear(r);
 		pg_drop(p);
 		return NULL;
 	}
@@ -187,13 +271,13 @@ int pg_migrate(struct pg *p)
 			       PGRES_TUPLES_OK);
 	if (!r)
 		return -1;
-	if (PQntuples(r) == 1)
-		version = atoi(PQgetvalue(r, 0, 0));
+	if (pq.PQntuples(r) == 1)
+		version = atoi(pq.PQgetvalue(r, 0, 0));
 	else if (pg_exec(p, "schema version", "INSERT INTO baton_schema VALUES (0)") < 0) {
-		PQclear(r);
+		pq.PQclear(r);
 		return -1;
 	}
-	PQclear(r);
+	pq.PQclear(r);
 	if (version > PG_SCHEMA_VERSION) {
 		log_err("postgres: the schema is version %d, newer than this baton's %d: upgrade "
 			"baton", version, PG_SCHEMA_VERSION);
@@ -211,7 +295,7 @@ int pg_migrate(struct pg *p)
 
 static uint64_t pg_u64(PGresult *r, int row, int col)
 {
-	return PQgetisnull(r, row, col) ? 0 : strtoull(PQgetvalue(r, row, col), NULL, 10);
+	return pq.PQgetisnull(r, row, col) ? 0 : strtoull(pq.PQgetvalue(r, row, col), NULL, 10);
 }
 
 int pg_head(struct pg *p, struct pg_head *h)
@@ -225,19 +309,19 @@ int pg_head(struct pg *p, struct pg_head *h)
 			       0, NULL, PGRES_TUPLES_OK);
 	if (!r)
 		return -1;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
+	if (pq.PQntuples(r) != 1) {
+		pq.PQclear(r);
 		log_warn("postgres: no baton schema on %s (the router creates it when it starts)",
 			 p->where);
 		return -1;
 	}
-	snprintf(h->cluster, sizeof(h->cluster), "%s", PQgetvalue(r, 0, 0));
+	snprintf(h->cluster, sizeof(h->cluster), "%s", pq.PQgetvalue(r, 0, 0));
 	h->pruned_rev = pg_u64(r, 0, 1);
 	h->rev = pg_u64(r, 0, 2);
 	h->epoch = pg_u64(r, 0, 3);
-	snprintf(h->holder, sizeof(h->holder), "%s", PQgetvalue(r, 0, 4));
-	h->live = PQgetvalue(r, 0, 5)[0] == 't';
-	PQclear(r);
+	snprintf(h->holder, sizeof(h->holder), "%s", pq.PQgetvalue(r, 0, 4));
+	h->live = pq.PQgetvalue(r, 0, 5)[0] == 't';
+	pq.PQclear(r);
 	return 0;
 }
 
@@ -256,12 +340,12 @@ int pg_lease_take(struct pg *p, const char *holder, uint64_t lease_ms, uint64_t 
 			       2, vals, PGRES_TUPLES_OK);
 	if (!r)
 		return -1;
-	int taken = PQntuples(r) == 1;
+	int taken = pq.PQntuples(r) == 1;
 	if (taken) {
 		*epoch = pg_u64(r, 0, 0);
 		*rev = pg_u64(r, 0, 1);
 	}
-	PQclear(r);
+	pq.PQclear(r);
 	if (!taken && h && pg_head(p, h) < 0)
 		return -1;
 	return taken;
@@ -282,8 +366,8 @@ int pg_lease_renew(struct pg *p, const char *holder, uint64_t epoch, uint64_t le
 			       3, vals, PGRES_TUPLES_OK);
 	if (!r)
 		return -1;
-	int held = PQntuples(r) == 1;
-	PQclear(r);
+	int held = pq.PQntuples(r) == 1;
+	pq.PQclear(r);
 	return held;
 }
 
@@ -335,7 +419,7 @@ static int pg_send_rows(struct pg *p, const struct journal *j, size_t from, size
 			fmts[4 * i + k] = 1;
 	}
 	char *sql = pg_insert_sql(n);
-	int ok = PQsendQueryParams(p->conn, sql, (int)np, types, vals, lens, fmts, 0);
+	int ok = pq.PQsendQueryParams(p->conn, sql, (int)np, types, vals, lens, fmts, 0);
 	free(sql);
 	free(vals);
 	free(lens);
@@ -358,9 +442,9 @@ enum pg_commit pg_commit(struct pg *p, const char *holder, uint64_t epoch, uint6
 	snprintf(ms, sizeof(ms), "%llu", (unsigned long long)lease_ms);
 	snprintf(r, sizeof(r), "%llu", (unsigned long long)rev);
 	const char *fence[] = { holder, e, ms, r };
-	if (!PQenterPipelineMode(p->conn))
+	if (!pq.PQenterPipelineMode(p->conn))
 		goto send_failed;
-	if (!PQsendQueryParams(p->conn, "SELECT baton_fence($1, $2::bigint, $3::bigint, $4::bigint)",
+	if (!pq.PQsendQueryParams(p->conn, "SELECT baton_fence($1, $2::bigint, $3::bigint, $4::bigint)",
 			       4, NULL, fence, NULL, NULL, 0))
 		goto send_failed;
 	ints = xmalloc(2 * PG_ROWS_PER_INSERT);
@@ -370,26 +454,26 @@ enum pg_commit pg_commit(struct pg *p, const char *holder, uint64_t epoch, uint6
 		if (pg_send_rows(p, j, from, n, rev, ints) < 0)
 			goto send_failed;
 	}
-	if (!PQpipelineSync(p->conn))
+	if (!pq.PQpipelineSync(p->conn))
 		goto send_failed;
 	sent = true;
 	/* Each query's result then NULL, then the sync point. */
 	size_t nulls = 0, queries = 2 + (j->n + PG_ROWS_PER_INSERT - 1) / PG_ROWS_PER_INSERT;
 	for (;;) {
-		PGresult *res = PQgetResult(p->conn);
+		PGresult *res = pq.PQgetResult(p->conn);
 		if (!res) {
-			if (PQstatus(p->conn) != CONNECTION_OK || ++nulls > queries)
+			if (pq.PQstatus(p->conn) != CONNECTION_OK || ++nulls > queries)
 				break;
 			continue;
 		}
-		ExecStatusType st = PQresultStatus(res);
+		ExecStatusType st = pq.PQresultStatus(res);
 		if (st == PGRES_PIPELINE_SYNC) {
-			PQclear(res);
+			pq.PQclear(res);
 			synced = true;
 			break;
 		}
 		if (st == PGRES_FATAL_ERROR && out == PG_COMMITTED) {
-			const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+			const char *code = pq.PQresultErrorField(res, PG_DIAG_SQLSTATE);
 			if (code && !strcmp(code, PG_FENCE_SQLSTATE)) {
 				out = PG_FENCED;
 			} else {
@@ -398,7 +482,7 @@ enum pg_commit pg_commit(struct pg *p, const char *holder, uint64_t epoch, uint6
 					 pg_msg(p->conn, res, msg, sizeof(msg)));
 			}
 		}
-		PQclear(res);
+		pq.PQclear(res);
 	}
 	free(ints);
 	if (!synced) {
@@ -409,7 +493,7 @@ enum pg_commit pg_commit(struct pg *p, const char *holder, uint64_t epoch, uint6
 		pg_drop(p);
 		return out == PG_COMMITTED ? PG_UNKNOWN : out;
 	}
-	PQexitPipelineMode(p->conn);
+	pq.PQexitPipelineMode(p->conn);
 	return out;
 send_failed:
 	free(ints);
@@ -423,20 +507,20 @@ send_failed:
 static uint64_t pg_bin_u64(PGresult *res, int row, int col)
 {
 	uint64_t v;
-	memcpy(&v, PQgetvalue(res, row, col), 8);
+	memcpy(&v, pq.PQgetvalue(res, row, col), 8);
 	return be64toh(v);
 }
 
 /* Hands the rows of a binary (db, k, v, rev) result to fn. 0, or fn's stop (1). */
 static int pg_rows(PGresult *res, pg_row_fn fn, void *arg, uint64_t *last)
 {
-	for (int i = 0; i < PQntuples(res); i++) {
+	for (int i = 0; i < pq.PQntuples(res); i++) {
 		uint16_t db;
-		memcpy(&db, PQgetvalue(res, i, 0), 2);
+		memcpy(&db, pq.PQgetvalue(res, i, 0), 2);
 		uint64_t rev = pg_bin_u64(res, i, 3);
-		bool del = PQgetisnull(res, i, 2);
-		if (fn(arg, (uint8_t)ntohs(db), PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1),
-		       del ? NULL : PQgetvalue(res, i, 2), del ? 0 : (size_t)PQgetlength(res, i, 2),
+		bool del = pq.PQgetisnull(res, i, 2);
+		if (fn(arg, (uint8_t)ntohs(db), pq.PQgetvalue(res, i, 1), (size_t)pq.PQgetlength(res, i, 1),
+		       del ? NULL : pq.PQgetvalue(res, i, 2), del ? 0 : (size_t)pq.PQgetlength(res, i, 2),
 		       rev))
 			return 1;
 		if (last)
@@ -457,22 +541,22 @@ int pg_changes(struct pg *p, uint64_t after, size_t limit, pg_row_fn fn, void *a
 	snprintf(l, sizeof(l), "%zu", limit);
 	const char *vals[] = { a, l };
 	/* Whole revisions: up to the revision of the limit-th row, all of it. */
-	PGresult *res = PQexecParams(p->conn,
+	PGresult *res = pq.PQexecParams(p->conn,
 				     "WITH upto AS (SELECT coalesce(max(rev), 0) AS r FROM"
 				     " (SELECT rev FROM baton_kv WHERE rev > $1::bigint ORDER BY rev"
 				     "  LIMIT $2::bigint) s)"
 				     " SELECT db, k, v, rev FROM baton_kv, upto"
 				     " WHERE rev > $1::bigint AND rev <= upto.r ORDER BY rev, db, k",
 				     2, NULL, vals, NULL, NULL, 1);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+	if (pq.PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_warn("postgres: reading changes failed: %s", pg_msg(p->conn, res, msg, sizeof(msg)));
-		PQclear(res);
+		pq.PQclear(res);
 		pg_drop(p);
 		return -1;
 	}
-	*n = (size_t)PQntuples(res);
+	*n = (size_t)pq.PQntuples(res);
 	int stop = pg_rows(res, fn, arg, last);
-	PQclear(res);
+	pq.PQclear(res);
 	return stop ? -1 : 0;
 }
 
@@ -489,22 +573,22 @@ int pg_snapshot(struct pg *p, pg_row_fn fn, void *arg, uint64_t *rev)
 				 PGRES_TUPLES_OK);
 	if (!res)
 		return -1;
-	*rev = PQntuples(res) == 1 ? pg_u64(res, 0, 0) : 0;
-	PQclear(res);
+	*rev = pq.PQntuples(res) == 1 ? pg_u64(res, 0, 0) : 0;
+	pq.PQclear(res);
 	if (pg_exec(p, "snapshot cursor", "DECLARE baton_snap NO SCROLL CURSOR FOR SELECT db, k, v,"
 		    " rev FROM baton_kv WHERE v IS NOT NULL") < 0)
 		return -1;
 	for (;;) {
-		res = PQexecParams(p->conn, "FETCH 20000 FROM baton_snap", 0, NULL, NULL, NULL, NULL, 1);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		res = pq.PQexecParams(p->conn, "FETCH 20000 FROM baton_snap", 0, NULL, NULL, NULL, NULL, 1);
+		if (pq.PQresultStatus(res) != PGRES_TUPLES_OK) {
 			log_warn("postgres: reading a snapshot failed: %s",
 				 pg_msg(p->conn, res, msg, sizeof(msg)));
-			PQclear(res);
+			pq.PQclear(res);
 			pg_drop(p);
 			return -1;
 		}
-		int n = PQntuples(res), stop = pg_rows(res, fn, arg, NULL);
-		PQclear(res);
+		int n = pq.PQntuples(res), stop = pg_rows(res, fn, arg, NULL);
+		pq.PQclear(res);
 		if (stop) {
 			pg_exec(p, "rollback", "ROLLBACK");
 			return -1;
@@ -528,6 +612,6 @@ int pg_prune(struct pg *p, uint64_t below)
 			       1, vals, PGRES_COMMAND_OK);
 	if (!r)
 		return -1;
-	PQclear(r);
+	pq.PQclear(r);
 	return 0;
 }

@@ -26,6 +26,10 @@
  *                 raises SQLSTATE BF001 unless holder still holds the lease
  *                 at epoch; renews it and records rev otherwise
  *
+ * libpq is loaded (dlopen) when the first connection is made, so a process
+ * that never connects never maps it; when it cannot be loaded every call
+ * fails like an unreachable database, logged once with the reason.
+ *
  * A connection is opened on first use and again after any error; every
  * function returns -1 (logged, with the server's message, never the
  * password) when the database cannot be reached or refuses. Not

@@ -23,8 +23,10 @@
  *          the record keeps the entry it is under, so a write moves it)
  *
  * The conversation key is "<customer address>|<business address>" (convkey.h).
- * Upgrade note: a decoder ignores unknown keys, so new optional fields
- * keep STORE_VERSION; anything else bumps it and needs a migration.
+ * Upgrade note: a decoder ignores unknown keys and starts from a zeroed
+ * record, so new optional fields keep STORE_VERSION; anything else bumps it
+ * and needs a migration. A field at its zero value (0, false, NULL) is not
+ * written: absent has always read as zero.
  *
  * Every function takes the caller's transaction and returns 0, or an
  * LMDB error code (MDB_NOTFOUND where documented, others are fatal for

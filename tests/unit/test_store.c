@@ -245,11 +245,31 @@ static void test_conv_absent_strings_and_overwrite(void **state)
 	assert_null(got.flex_ch);
 	assert_null(got.esc_trigger);
 	conv_rec_release(&got);
+	/* fields at zero take no room: the version, mode, seq and the recent
+	 * index's flag are all there is */
+	MDB_val k = { .mv_size = 2, .mv_data = "k2" }, v;
+	assert_int_equal(mdb_get(txn, fx->st.conv, &k, &v), 0);
+	assert_non_null(memmem(v.mv_data, v.mv_size, "seq", 3));
+	assert_null(memmem(v.mv_data, v.mv_size, "winclosed", 9));
+	assert_null(memmem(v.mv_data, v.mv_size, "errcode", 7));
+	assert_true(v.mv_size < 40);
 	/* a second put replaces the record */
 	fill_conv(&c);
 	assert_int_equal(store_conv_put(&fx->st, txn, "k2", &c), 0);
 	assert_int_equal(store_conv_get(&fx->st, txn, "k2", &got), 0);
 	assert_conv(&got);
+	conv_rec_release(&got);
+	/* and a field back at zero reads zero, not the value before */
+	fill_conv(&c);
+	c.err_code = 0;
+	c.ai_job = 0;
+	c.err = NULL;
+	assert_int_equal(store_conv_put(&fx->st, txn, "k2", &c), 0);
+	assert_int_equal(store_conv_get(&fx->st, txn, "k2", &got), 0);
+	assert_true(got.err_code == 0);
+	assert_true(got.ai_job == 0);
+	assert_null(got.err);
+	assert_true(got.seq == 17);
 	conv_rec_release(&got);
 	commit(txn);
 }
