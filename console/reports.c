@@ -22,8 +22,8 @@ static bool reports_is(const char *s, const char *want)
  * of the conversations, so one request never holds a thread for long. */
 #define REPORTS_READS_MAX 300000
 
-static const char *const reports_triggers[] = { "rule", "tool", "tag", "ai_failure", "operator",
-						"other" };
+static const char *const reports_triggers[] = { "rule", "tool", "tag", "ai_failure", "voice",
+						"operator", "other" };
 static const char *const reports_paths[] = { "agent_closed", "task_completed", "operator",
 					     "inactivity_timeout", "no_agent", "reset", "other" };
 /* Upper bounds of the time-to-agent histogram's bins; one more bin above the last. */

@@ -799,7 +799,7 @@
 
   // ---- reports -------------------------------------------------------------
 
-  var TRIGGERS = { rule: "rule", tool: "tool", tag: "tag", ai_failure: "AI failure", operator: "operator", other: "other" };
+  var TRIGGERS = { rule: "rule", tool: "tool", tag: "tag", ai_failure: "AI failure", voice: "voice note", operator: "operator", other: "other" };
   var PATHS = { agent_closed: "agent closed", task_completed: "task done", operator: "operator",
                 inactivity_timeout: "inactivity", no_agent: "no agent", reset: "reset", other: "other" };
   var DAY_MS = 86400000;

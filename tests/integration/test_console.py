@@ -542,7 +542,7 @@ class TestConsoleScenario(ConsoleCase):
         es = r["escalations"]
         self.assertEqual(es["total"], 2)
         self.assertEqual(es["by_trigger"], {"rule": 2, "tool": 0, "tag": 0, "ai_failure": 0,
-                                            "operator": 0, "other": 0})
+                                            "voice": 0, "operator": 0, "other": 0})
         hours = es["per_hour"]
         self.assertEqual(hours["step_ms"], 3600000)
         self.assertEqual(hours["start_ms"], (self.t0 - 1000) // 3600000 * 3600000)
