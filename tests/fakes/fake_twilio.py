@@ -50,6 +50,29 @@ Control API (no auth, never recorded):
     POST /_fake/fail   {rule}             adds a failure rule; 200 {"rules": [...]}
     GET  /_fake/fail                      200 {"rules": [...]}
 
+Media (twilio_media.py documents the paths, the preloaded MediaSids and the
+resource shapes):
+    GET  /2010-04-01/Accounts/{AC}/Messages/{MM}/Media/{ME}[.json]
+                                          a MediaUrlN of an inbound message (basic auth)
+    POST /v1/Services/{IS}/Media          MCS upload (raw bytes + Content-Type); 201
+    GET  /v1/Services/{IS}/Media/{ME}[/Content]
+    GET  /cdn/{ME}                        the temporary media URL stand-in (no auth)
+    GET  /_fake/media                     200 [{"sid", "content_type", "size", "filename",
+                                          "status", "delay_ms", "slow", "redirect"}...]
+    POST /_fake/media {"sid"?, "content_type", "data_b64", "filename"?, "status"?,
+                       "delay_ms"?, "redirect"?}
+                                          adds Messaging media; 200 its description
+    GET|POST /_fake/media_config {"slow_ms": N, "redirect": bool}
+                                          slow_ms: the slow media's wait (--media-slow-ms,
+                                          default 10000); redirect: every media GET
+                                          answers 307 to /cdn/ as real Twilio does
+    GET  /_fake/mcs[?content=1]           200 [{"sid", "service_sid", "content_type",
+                                          "filename", "size", "sha256", "message_sid",
+                                          "channel_sid", "date_created", "content_b64"?}...]
+/_fake/reset also forgets MCS uploads and media added at runtime and restores
+media_config. Media requests are recorded like the others, with "media_sid"
+and, when bytes were served or stored, "media_bytes".
+
 Webhooks to baton, a simulated WhatsApp customer and a simulated Flex agent
 (twilio_sim.py, which documents them):
     POST|GET /_fake/webhooks/config   GET /_fake/webhooks   POST /_fake/inbound
@@ -87,6 +110,7 @@ from email.utils import format_datetime
 import fakelib
 from fakelib import (FailureRules, FakeHandler, Response, parse_json_or_none,
                      rfc2822_now, twilio_error, twilio_sid)
+import twilio_media
 from twilio_conversations import ConversationsState
 from twilio_sim import Simulator
 
@@ -274,6 +298,9 @@ class TwilioHandler(FakeHandler):
                   "query": query, "headers": self._headers_for_record(),
                   "auth_user": self._basic_auth()[0], "form": form,
                   "json": parse_json_or_none(body) if ctype == "application/json" else None}
+        # Media routes add to the record (media_sid, media_bytes...) and read
+        # the raw body; one request at a time per handler.
+        self._record, self._body = record, body
         return record, (ctype, form)
 
     def _rule_error(self, rule, status, message, path, ctx):
@@ -287,8 +314,35 @@ class TwilioHandler(FakeHandler):
             form.get("To", ["whatsapp:+10000000000"])[0],
             form.get("From", [None])[0], None, form.get("Body", [""])[0], 0)
 
+    def _media_route(self, path):
+        """Messaging media, MCS and the /cdn/ stand-in (twilio_media.py); None
+        when the path is none of them."""
+        media, host = self.server.media, self.headers.get("Host", "")
+        m = twilio_media.MESSAGING_RE.match(path)
+        if m:
+            if self.command != "GET":
+                return Response(405, twilio_error(405, 20004, "Method not allowed"),
+                                headers={"Allow": "GET"})
+            out = media.messaging(m, self._auth_ok(), host, self._record)
+        elif twilio_media.MCS_RE.match(path):
+            out = media.mcs_route(self.command, twilio_media.MCS_RE.match(path),
+                                  urllib.parse.urlsplit(self.path).query,
+                                  self.headers.get("Content-Type", ""), self._body,
+                                  self._auth_ok(), host, self._record, fakelib.parse_multipart)
+        elif twilio_media.CDN_RE.match(path) and self.command == "GET":
+            out = media.cdn(twilio_media.CDN_RE.match(path).group(1), self._record)
+        else:
+            return None
+        status, payload, raw, ctype, headers = out
+        if raw is not None:
+            return Response(status, None, raw=raw, headers=headers, content_type=ctype)
+        return Response(status, payload, headers=headers)
+
     def _route(self, path, ctx):
         ctype, form = ctx
+        resp = self._media_route(path)
+        if resp is not None:
+            return resp
         if path.startswith("/v1/"):
             auth_ok = self._auth_ok()
             status, payload, headers = self.server.conversations.handle(
@@ -368,6 +422,16 @@ class TwilioHandler(FakeHandler):
         return routes
 
     def _control_fallback(self, path, query, body):
+        if path in ("/_fake/media", "/_fake/media_config", "/_fake/mcs"):
+            obj = None
+            if self.command == "POST":
+                obj, err = self._control_json(body)
+                if err:
+                    return err
+            out = self.server.media.control(self.command, path, query, body, obj)
+            if out is not None:
+                return Response(*out)
+            return Response(405, {"error": f"{self.command} not allowed on {path}"})
         # Webhooks, the simulated customer and the simulated agent.
         sim = self.server.sim.control(self.command, path, query, body)
         return Response(*sim) if sim is not None else None
@@ -390,6 +454,7 @@ class TwilioHandler(FakeHandler):
         resp = super()._ctl_reset(query, body)
         self.server.messages.reset()
         self.server.conversations.reset()
+        self.server.media.reset()
         self.server.sim.reset()
         return resp
 
@@ -414,6 +479,8 @@ def main():
                     help="an API key accepted for REST calls beside the account's auth token")
     ap.add_argument("--list-lag-ms", type=int, default=300,
                     help="a created message is listed only this long after its 201")
+    ap.add_argument("--media-slow-ms", type=float, default=twilio_media.DEFAULT_SLOW_MS,
+                    help="how long the slow preloaded media waits before answering")
     ap.add_argument("--sid-seed", metavar="S", default=os.environ.get("FAKE_TWILIO_SID_SEED"),
                     help="deterministic SIDs from seed S (default $FAKE_TWILIO_SID_SEED; "
                          "unset = random)")
@@ -435,6 +502,10 @@ def main():
         print(f"fake_twilio: cannot load specs: {e}", file=sys.stderr)
         fakelib.close_server(server)
         return 2
+    server.media = twilio_media.MediaStore(args.account_sid,
+                                           server.conversations.chat_service_sid,
+                                           args.media_slow_ms)
+    server.conversations.media = server.media
     server.sim = Simulator(server)
     fakelib.serve(server)
     return 0

@@ -29,6 +29,7 @@ Twilio's date formats).
 import contextlib
 import hashlib
 import json
+import re
 import secrets
 import signal
 import socket
@@ -73,6 +74,44 @@ def list_filters(q):
     except ValueError:
         raise ValueError("since must be an integer") from None
     return q.get("path_contains", [None])[0], since
+
+
+def parse_multipart(body, content_type):
+    """The parts of a multipart/form-data body: [{"name", "filename",
+    "content_type", "data"}] in order (filename and content_type None when the
+    part has none).  Raises ValueError when the body is not multipart or its
+    framing is broken, with a message fit for a 400."""
+    ctype, _, params = content_type.partition(";")
+    if ctype.strip().lower() != "multipart/form-data":
+        raise ValueError("Content-Type must be multipart/form-data")
+    m = re.search(r'boundary=(?:"([^"]+)"|([^;\s]+))', params, re.I)
+    if not m:
+        raise ValueError("multipart/form-data without a boundary")
+    delim = b"--" + (m.group(1) or m.group(2)).encode("latin-1")
+    chunks = body.split(delim)
+    if len(chunks) < 3 or not chunks[-1].startswith(b"--"):
+        raise ValueError("multipart body is not closed by its boundary")
+    parts = []
+    for chunk in chunks[1:-1]:
+        if not chunk.startswith(b"\r\n") or not chunk.endswith(b"\r\n"):
+            raise ValueError("multipart part is not framed by CRLF")
+        head, sep, data = chunk[2:-2].partition(b"\r\n\r\n")
+        if not sep:
+            # A part with no headers starts with the blank line itself.
+            if not chunk[2:].startswith(b"\r\n"):
+                raise ValueError("multipart part without a header block")
+            head, data = b"", chunk[4:-2]
+        headers = {}
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        disp = headers.get("content-disposition", "")
+        name = re.search(r'(?:^|;)\s*name="([^"]*)"', disp)
+        fname = re.search(r'(?:^|;)\s*filename="([^"]*)"', disp)
+        parts.append({"name": name.group(1) if name else None,
+                      "filename": fname.group(1) if fname else None,
+                      "content_type": headers.get("content-type"), "data": data})
+    return parts
 
 
 # ---- request log -----------------------------------------------------------

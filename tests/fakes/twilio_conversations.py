@@ -10,7 +10,8 @@ served:
     GET    /v1/Conversations            POST /v1/Conversations
     GET    /v1/Conversations/{Sid}      POST (update)   DELETE
     GET    /v1/Conversations/{Sid}/Participants   POST
-    GET    /v1/Conversations/{Sid}/Messages       POST
+    GET    /v1/Conversations/{Sid}/Messages       POST (Body, MediaSid or ContentSid;
+                                          a MediaSid must be an MCS upload, twilio_media.py)
     POST   /v1/Interactions                       (Flex API, 200)
     GET    /v1/Interactions/{KD}/Channels/{UO}    POST (Status=closed|inactive)
                                           (served by twilio_sim.py when attached)
@@ -244,6 +245,9 @@ class ConversationsState:
         self._convs = {}          # CH sid -> conversation dict (insertion = creation order)
         self._interactions = {}   # KD sid -> stored interaction
         self._violations = []
+        # fake_twilio.py sets its twilio_media.MediaStore here: a MediaSid must
+        # then be an MCS upload to this chat service, attached once.
+        self.media = None
         # twilio_sim.Simulator sets itself here to see state changes and to
         # serve /v1/Interactions/{KD}/Channels/{UO}; None = plain REST fake.
         self.sim = None
@@ -642,10 +646,20 @@ class ConversationsState:
         psid = next((p["sid"] for p in c["participants"].values()
                      if p["identity"] == author
                      or (p["messaging_binding"] or {}).get("address") == author), None)
+        sid = twilio_sid("IM")
+        media = None
+        if media_sid is not None:
+            if self.media is None:
+                media = [{"sid": media_sid}]
+            else:
+                item, err = self.media.attach(media_sid, self.chat_service_sid, c["sid"], sid)
+                if err:
+                    return _error(*err)
+                media = [item]
         now = iso_now()
-        m = {"sid": twilio_sid("IM"), "index": len(c["messages"]), "author": author,
+        m = {"sid": sid, "index": len(c["messages"]), "author": author,
              "body": body if body is not None else None,
-             "media": [{"sid": media_sid}] if media_sid else None,
+             "media": media,
              "attributes": attrs or "{}", "participant_sid": psid,
              "date_created": _first(form, "DateCreated") or now,
              "date_updated": _first(form, "DateUpdated") or now, "content_sid": content_sid}

@@ -15,8 +15,14 @@ Control API (no auth, never recorded; wired into fake_twilio.py's /_fake/):
     GET  /_fake/webhooks[?path_contains=S][&since=SEQ]
          every delivery: {"seq", "time", "path", "params", "status", "body",
                           "idempotency_token", "attempt", "error"}
-    POST /_fake/inbound {"from", "to", "body", "profile_name"?, "retry"?}
-         a customer's WhatsApp message, routed as Twilio routes it (synchronous):
+    POST /_fake/inbound {"from", "to", "body", "profile_name"?, "retry"?,
+                         "media"?: [MediaSid...], "message_type"?, "params"?: {name: str}}
+         a customer's WhatsApp message, routed as Twilio routes it (synchronous).
+         media: Messaging media of the fake (twilio_media.py) as NumMedia,
+         MediaContentTypeN and MediaUrlN (an MM SID); message_type defaults from
+         the first media's type; params adds e.g. Latitude/Longitude or
+         ButtonText/ButtonPayload. Rich messages go to the Messaging webhook only
+         (400 when the customer is bound to a Flex conversation):
          {"routed": "conversation"|"messaging", "status": N|null, "sid": "IM..|SM..",
           "conversation_sid"?, "retry_status"?}
     GET  /_fake/whatsapp?to=ADDRESS
@@ -626,11 +632,36 @@ class Simulator:
             return 400, {"error": "profile_name must be a string"}
         if not isinstance(retry, bool):
             return 400, {"error": "retry must be a boolean"}
+        rich, err = self._rich_params(obj)
+        if err:
+            return 400, {"error": err}
         try:
-            return self.worker.run_sync(lambda: self._inbound_job(frm, to, body, name, retry),
+            return self.worker.run_sync(lambda: self._inbound_job(frm, to, body, name, retry, rich),
                                         INBOUND_WAIT_S)
         except TimeoutError as e:
             return 504, {"error": str(e)}
+
+    def _rich_params(self, obj):
+        """(media list, message_type, extra params) of a rich /_fake/inbound, or an error."""
+        media = obj.get("media", [])
+        mtype = obj.get("message_type")
+        extra = obj.get("params", {})
+        if not isinstance(media, list) or len(media) > 10 or not all(
+                isinstance(m, str) for m in media):
+            return None, "media must be a list of at most 10 MediaSids"
+        if mtype is not None and not isinstance(mtype, str):
+            return None, "message_type must be a string"
+        if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
+            return None, "params must be an object of strings"
+        store = getattr(self.server, "media", None)
+        types = []
+        for sid in media:
+            entry = store.media.get(sid) if store is not None else None
+            types.append(entry["content_type"] if entry else "image/jpeg")
+        if mtype is None:
+            major = types[0].split("/")[0] if types else "text"
+            mtype = major if major in ("image", "audio", "video", "text") else "document"
+        return (list(zip(media, types)), mtype, extra), None
 
     def _binding(self, frm, to):
         for c in self.state._convs.values():
@@ -642,9 +673,13 @@ class Simulator:
                     return c, p
         return None, None
 
-    def _inbound_job(self, frm, to, body, name, retry):
+    def _inbound_job(self, frm, to, body, name, retry, rich=None):
+        media, mtype, extra = rich or ([], "text", {})
         with self._lock:
             conv, _ = self._binding(frm, to)
+            if conv is not None and (media or extra):
+                return 400, {"error": "media or extra params into a Flex conversation are "
+                             "not simulated"}
             if conv is not None:
                 with self._own():
                     st, res, _ = self.state._create_message(
@@ -664,12 +699,17 @@ class Simulator:
                 self._agent_observe(conv, msg)
             return 200, out
         with sid_stream("sim"):  # not counted with the SMs baton's sends get
-            sid = twilio_sid("SM")
-        params = {"SmsMessageSid": sid, "NumMedia": "0"}
+            sid = twilio_sid("MM" if media else "SM")
+        params = {"SmsMessageSid": sid, "NumMedia": str(len(media))}
         if name:
             params["ProfileName"] = name
+        for i, (msid, ctype) in enumerate(media):
+            params["MediaContentType%d" % i] = ctype
+            params["MediaUrl%d" % i] = "%s/2010-04-01/Accounts/%s/Messages/%s/Media/%s" % (
+                self._api_base(), self.account_sid, sid, msid)
+        params.update(extra)
         params.update({
-            "MessageType": "text", "SmsSid": sid,
+            "MessageType": mtype, "SmsSid": sid,
             "WaId": re.sub(r"[^0-9]", "", frm.partition(":")[2] or frm),
             "SmsStatus": "received", "Body": body, "To": to, "NumSegments": "1",
             "ReferralNumMedia": "0", "MessageSid": sid, "AccountSid": self.account_sid,
@@ -681,6 +721,13 @@ class Simulator:
             out["retry_status"] = self.webhooks.send(req, attempt=2)["status"]
         return 200, out
 
+    def _api_base(self):
+        """This fake's own base URL, as MediaUrlN points at it."""
+        host, port = self.server.server_address[:2]
+        if ":" in host:
+            host = "[%s]" % host
+        return "http://%s:%d" % (host, port)
+
     def _message_added_params(self, conv, msg, source, identity=None):
         t = self._msg_times.get(msg["sid"], time.time())
         p = {"EventType": "onMessageAdded", "AccountSid": self.account_sid,
@@ -690,6 +737,11 @@ class Simulator:
             p["ParticipantSid"] = msg["participant_sid"]
         if identity is not None:
             p["ClientIdentity"] = identity
+        if msg.get("media"):
+            # As Twilio sends it: a JSON array of PascalCase media descriptions.
+            p["Media"] = json.dumps([{"Sid": m.get("sid"), "Filename": m.get("filename"),
+                                      "ContentType": m.get("content_type"), "Size": m.get("size")}
+                                     for m in msg["media"]], separators=(",", ":"))
         p.update({"Attributes": msg["attributes"], "DateCreated": iso_ms(t), "Source": source,
                   "RetryCount": "0"})
         if conv.get("messaging_service_sid"):

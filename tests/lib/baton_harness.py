@@ -44,6 +44,38 @@ WORKFLOW_SID = "WW" + "2" * 32
 # checks every Conversations, Flex and TaskRouter request against them.
 SPECS = os.path.join(ROOT, "tests", "specs", "twilio")
 
+# Media (issue 16): the fixtures, and the MediaSids the fake Twilio preloads
+# (tests/fakes/twilio_media.py, which documents each). A MediaUrl for one is
+# Pipeline.media_url(sid).
+MEDIA_FIXTURES = os.path.join(ROOT, "tests", "fixtures", "media")
+MEDIA_JPEG = "ME" + "0" * 31 + "1"          # rash.jpg, image/jpeg
+MEDIA_OGG = "ME" + "0" * 31 + "2"           # voice.ogg, audio/ogg (Ogg/Opus)
+MEDIA_PDF = "ME" + "0" * 31 + "3"           # exam.pdf, application/pdf
+MEDIA_MISSING = "ME" + "0" * 31 + "4"       # 404
+MEDIA_SLOW = "ME" + "0" * 31 + "5"          # rash.jpg after media_config slow_ms (10 s)
+MEDIA_OVERSIZED = "ME" + "0" * 31 + "6"     # image/jpeg, 6 MiB
+MEDIA_LYING = "ME" + "0" * 31 + "7"         # Content-Type image/jpeg, bytes an HTML page
+MEDIA_CORRUPT_OGG = "ME" + "0" * 31 + "8"   # Content-Type audio/ogg, garbage bytes
+MEDIA_REDIRECT = "ME" + "0" * 31 + "9"      # 307 to /cdn/{sid} (no auth), then rash.jpg
+# The Content-Type Twilio puts in MediaContentTypeN for each.
+MEDIA_TYPES = {MEDIA_JPEG: "image/jpeg", MEDIA_OGG: "audio/ogg", MEDIA_PDF: "application/pdf",
+               MEDIA_MISSING: "image/jpeg", MEDIA_SLOW: "image/jpeg",
+               MEDIA_OVERSIZED: "image/jpeg", MEDIA_LYING: "image/jpeg",
+               MEDIA_CORRUPT_OGG: "audio/ogg", MEDIA_REDIRECT: "image/jpeg"}
+
+
+def media_fixture(name):
+    """The bytes of tests/fixtures/media/NAME (rash.jpg, voice.ogg, exam.pdf)."""
+    with open(os.path.join(MEDIA_FIXTURES, name), "rb") as f:
+        return f.read()
+
+
+def message_type_of(content_type):
+    """WhatsApp's MessageType for a media Content-Type, as Twilio reports it."""
+    major = content_type.split("/")[0]
+    return major if major in ("image", "audio", "video") else "document"
+
+
 PROCS = {
     "ingress": "baton-ingress",
     "console": "baton-console",
@@ -671,6 +703,66 @@ class Pipeline:
             params += list(extra)
         return params
 
+    def media_url(self, media_sid, message_sid=None):
+        """The MediaUrlN Twilio gives for a media of an inbound message, on the fake
+        (GET needs basic auth with ACCOUNT_SID:AUTH_TOKEN)."""
+        message_sid = message_sid or "MM" + "0" * 32
+        return "%s/2010-04-01/Accounts/%s/Messages/%s/Media/%s" % (
+            self.twilio_url, ACCOUNT_SID, message_sid, media_sid)
+
+    def rich_webhook_params(self, customer, message_type, body="", media=(), sid=None,
+                            to=BUSINESS, name="Ana", location=None, button=None, extra=None):
+        """An inbound WhatsApp webhook as Twilio sends it for a non-text message.
+
+        message_type: Twilio's MessageType (image, audio, video, document, sticker,
+        location, button, interactive, text...). media: up to 10 items, each a
+        preloaded or added MediaSid (its URL from media_url, its type from
+        MEDIA_TYPES, else image/jpeg) or a (url_or_sid, content_type) pair; they
+        become NumMedia, MediaContentTypeN and MediaUrlN. location: {"Latitude",
+        "Longitude", "Address"?, "Label"?} or (lat, lon[, address[, label]]).
+        button: (ButtonText, ButtonPayload) of a quick-reply tap. A message with
+        media gets an MM SID, as on Twilio."""
+        media = list(media)
+        if len(media) > 10:
+            raise ValueError("Twilio sends at most 10 media")
+        if sid is None and media:
+            self.sid_counter += 1
+            sid = "MM%032x" % (int(time.time() * 1000) * 1000 + self.sid_counter)
+        params = self.webhook_params(customer, body, sid=sid, to=to, name=name)
+        msid = dict(params)["MessageSid"]
+        params = [(k, str(len(media)) if k == "NumMedia" else
+                   message_type if k == "MessageType" else v) for k, v in params]
+        for i, item in enumerate(media):
+            ref, ctype = (item, None) if isinstance(item, str) else item
+            url = ref if ref.startswith("http") else self.media_url(ref, msid)
+            ctype = ctype or MEDIA_TYPES.get(ref, "image/jpeg")
+            params += [("MediaContentType%d" % i, ctype), ("MediaUrl%d" % i, url)]
+        if location is not None:
+            if not isinstance(location, dict):
+                keys = ("Latitude", "Longitude", "Address", "Label")
+                location = dict(zip(keys, location))
+            params += [(k, str(location[k])) for k in ("Latitude", "Longitude", "Address", "Label")
+                       if location.get(k) is not None]
+        if button is not None:
+            params += [("ButtonText", button[0]), ("ButtonPayload", button[1])]
+        if extra:
+            params += list(extra)
+        return params
+
+    def send_rich(self, customer, message_type, body="", **kw):
+        """Signed rich inbound WhatsApp message (rich_webhook_params); returns
+        (status, body, params)."""
+        params = self.rich_webhook_params(customer, message_type, body, **kw)
+        st, text, _ = self.post_webhook(params)
+        return st, text, params
+
+    def send_media(self, customer, media_sid, body="", content_type=None, **kw):
+        """A customer's photo / voice note / document (one media, MessageType from
+        its type), with an optional caption; returns (status, body, params)."""
+        ctype = content_type or MEDIA_TYPES.get(media_sid, "image/jpeg")
+        return self.send_rich(customer, message_type_of(ctype), body,
+                              media=[(media_sid, ctype)], **kw)
+
     def post_webhook(self, params, signature=True, token=AUTH_TOKEN, url=None, path="/twilio/messages",
                      headers=None, raw_body=None):
         body = raw_body if raw_body is not None else urllib.parse.urlencode(params).encode()
@@ -717,12 +809,92 @@ class Pipeline:
     def llm_requests(self):
         return self.fake_get("llm", "/_fake/requests")
 
+    # --- media (issue 16) ---
+    def llm_media_blocks(self, kind=None):
+        """Every image / document block the fake LLM received, in order: {"type",
+        "media_type", "bytes" (decoded size), "source", "message", "block", "role",
+        "seq", "path", "status"}; kind "image" or "document" keeps those."""
+        out = []
+        for r in self.fake_get("llm", "/_fake/media_blocks"):
+            for b in r["blocks"]:
+                if kind is None or b["type"] == kind:
+                    out.append(dict(b, seq=r["seq"], path=r["path"], status=r["status"]))
+        return out
+
+    def transcriptions(self):
+        """Calls of the fake LLM's /v1/audio/transcriptions: {"model", "filename",
+        "content_type", "bytes", "language", "prompt", "response_format", "seq",
+        "path", "status", "authorization"}."""
+        return self.fake_get("llm", "/_fake/transcriptions")
+
+    def set_transcription(self, **conf):
+        """text=, fail_status= (None clears), delay_ms=: what transcription answers."""
+        return self.fake_post("llm", "/_fake/transcription", conf)
+
+    def mcs_uploads(self, content=False):
+        """Media baton uploaded to the fake MCS: {"sid", "service_sid", "content_type",
+        "filename", "size", "sha256", "message_sid", "channel_sid", "date_created",
+        "content_b64" (content=True)}."""
+        return self.fake_get("twilio", "/_fake/mcs" + ("?content=1" if content else ""))
+
+    def conversation_media(self, conversation_sid=None):
+        """Conversations messages that carry media: {"conversation_sid", "sid",
+        "index", "author", "body", "media": [{"sid", "content_type", "filename",
+        "size"}]}, in order."""
+        out = []
+        for c in self.fake_get("twilio", "/_fake/state")["conversations"]:
+            if conversation_sid is not None and c["sid"] != conversation_sid:
+                continue
+            for m in c["messages"]:
+                if m.get("media"):
+                    out.append({"conversation_sid": c["sid"], "sid": m["sid"],
+                                "index": m["index"], "author": m["author"],
+                                "body": m["body"], "media": m["media"]})
+        return out
+
+    def media_fetches(self, media_sid=None):
+        """Records of GETs of Messaging media URLs (and /cdn/ after a redirect), in
+        order: each has "media_sid", "status", "auth_user" (None without basic
+        auth), "media_bytes" when bytes were served."""
+        out = []
+        for r in self.fake_get("twilio", "/_fake/requests"):
+            if "media_sid" not in r or r["path"].startswith("/v1/"):
+                continue
+            if media_sid is None or r["media_sid"] == media_sid:
+                out.append(r)
+        return out
+
+    def add_media(self, content_type, data, sid=None, status=200, delay_ms=0, filename=None,
+                  redirect=False):
+        """Messaging media served by the fake Twilio from now on; returns its SID."""
+        obj = {"content_type": content_type, "data_b64": base64.b64encode(data).decode(),
+               "status": status, "delay_ms": delay_ms, "redirect": redirect}
+        if sid:
+            obj["sid"] = sid
+        if filename:
+            obj["filename"] = filename
+        return self.fake_post("twilio", "/_fake/media", obj)["sid"]
+
+    def media_config(self, **cfg):
+        """slow_ms= (the slow media's wait), redirect= (every media GET 307s)."""
+        return self.fake_post("twilio", "/_fake/media_config", cfg)
+
     # --- through the fake Twilio, as a real customer and agent would ---
-    def customer(self, customer, body, to=BUSINESS, name="Ana"):
+    def customer(self, customer, body, to=BUSINESS, name="Ana", media=None, message_type=None,
+                 params=None):
         """A WhatsApp message as Twilio routes it: into the Flex conversation the
-        customer is bound to, or to baton's Messaging webhook."""
-        r = self.fake_post("twilio", "/_fake/inbound", {"from": customer, "to": to, "body": body,
-                                                       "profile_name": name})
+        customer is bound to, or to baton's Messaging webhook. media: MediaSids
+        of the fake (MEDIA_JPEG...), message_type: Twilio's MessageType (default
+        from the first media), params: more webhook parameters (Latitude...);
+        a rich message goes to the Messaging webhook only."""
+        obj = {"from": customer, "to": to, "body": body, "profile_name": name}
+        if media:
+            obj["media"] = list(media)
+        if message_type:
+            obj["message_type"] = message_type
+        if params:
+            obj["params"] = dict(params)
+        r = self.fake_post("twilio", "/_fake/inbound", obj)
         assert r["status"] in (200, 204), r
         return r
 
