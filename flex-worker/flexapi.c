@@ -164,6 +164,15 @@ int flexapi_parse_media_sid(const char *body, size_t len, char **me)
 	return rc;
 }
 
+bool flexapi_parse_media_attached(const char *body, size_t len)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	const char *m = flexapi_str(root, "message_sid");
+	bool attached = m && *m;
+	json_decref(root);
+	return attached;
+}
+
 int flexapi_parse_sid(const char *body, size_t len, char **sid, char **state)
 {
 	json_t *root = json_loadb(body, len, 0, NULL);

@@ -62,6 +62,9 @@ int flexapi_parse_participant_conversations(const char *body, size_t len, const 
 int flexapi_parse_service(const char *body, size_t len, char **is);
 /** From an MCS upload's answer: the Media SID (ME + 32 hex). 0 or -1. */
 int flexapi_parse_media_sid(const char *body, size_t len, char **me);
+/** From GET {mcs}/v1/Services/{IS}/Media/{ME}: whether a message was sent with it
+ *  (message_sid set). False on any other shape. */
+bool flexapi_parse_media_attached(const char *body, size_t len);
 /** "sid" of a created or fetched resource; also "state" when asked. 0 or -1. */
 int flexapi_parse_sid(const char *body, size_t len, char **sid, char **state);
 /** From GET .../Participants: the SID of the participant bound to address, or NULL. */

@@ -46,6 +46,7 @@ enum fstep {
 	FS_CLOSE_CHANNEL,
 	FS_CLOSE_CONV,
 	FS_FETCH_SERVICE,
+	FS_CHECK_MEDIA,
 };
 
 static const char *const fstep_names[] = {
@@ -54,7 +55,7 @@ static const char *const fstep_names[] = {
 	"add participant", "check interaction", "find task", "create interaction",
 	"mark conversation",
 	"check forward", "forward message", "close interaction channel", "close conversation",
-	"fetch conversation service",
+	"fetch conversation service", "check media",
 };
 
 /* The note that stands for an item the agent cannot open. */
@@ -97,6 +98,8 @@ struct fjob {
 	size_t mslot;
 	bool mready;
 	char *msid;
+	bool mtried; /* msid was posted with no clear answer: MCS says whether it went */
+	long mrefused; /* Twilio's code when it refused that post (0: it did not) */
 	char *is;             /* the conversation's chat service (MCS), once known */
 	bool is_looked;       /* asked for it: NULL is then an answer */
 	enum fstep after_is;  /* the step that asked for it */
@@ -337,8 +340,10 @@ static void fjob_post(struct fjob *f, size_t i)
 	/* A media message may go without text; any other needs some. */
 	if (*body || !f->msid)
 		form_append(&form, "Body", *body ? body : "(empty message)");
-	if (f->items[i] && f->msid)
+	if (f->items[i] && f->msid) {
 		form_append(&form, "MediaSid", f->msid);
+		f->mtried = true;
+	}
 	form_append(&form, "Attributes", attrs);
 	free(body);
 	free(attrs);
@@ -375,6 +380,12 @@ static void fjob_write_next(struct fjob *f)
 			fjob_finish(f);
 		return;
 	}
+	if (f->items[i] && f->mready && f->mslot == i && f->msid && f->mtried) {
+		/* A message list can lag behind a post: the Media resource
+		 * names the message it went with as soon as it did. */
+		fjob_step(f, FS_CHECK_MEDIA);
+		return;
+	}
 	if (!f->items[i] || (f->mready && f->mslot == i)) {
 		fjob_post(f, i);
 		return;
@@ -395,6 +406,7 @@ static void fjob_written(struct fjob *f, size_t i)
 	f->injected[i] = true;
 	if (f->mslot == i) {
 		f->mready = false;
+		f->mtried = false;
 		free(f->msid);
 		f->msid = NULL;
 	}
@@ -453,6 +465,10 @@ static void fjob_step(struct fjob *f, enum fstep s)
 		return;
 	case FS_FETCH_SERVICE:
 		fjob_call(f, "GET", fjob_conv_url(f, ""), NULL);
+		return;
+	case FS_CHECK_MEDIA:
+		fjob_call(f, "GET", xasprintf("%s/v1/Services/%s/Media/%s", cfg->twilio_mcs_base, f->is,
+					      f->msid), NULL);
 		return;
 	case FS_LIST_PARTICIPANTS:
 		f->pages = 0;
@@ -608,6 +624,23 @@ static void fjob_advance(struct fjob *f, const char *body, size_t len)
 		f->is_looked = true;
 		fjob_step(f, f->after_is);
 		return;
+	case FS_CHECK_MEDIA: {
+		enum fstep write = f->op == FOP_FORWARD ? FS_FORWARD : FS_INJECT;
+		f->mtried = false;
+		if (!flexapi_parse_media_attached(body, len) && f->mrefused) {
+			fjob_fail(f, ST_FAILED, f->mrefused, "Twilio refused the media message");
+			return;
+		}
+		f->mrefused = 0;
+		if (flexapi_parse_media_attached(body, len)) {
+			struct log_ids ids = { .conv = f->conv, .job = f->job };
+			log_emit(LOG_INFO, &ids, "media %s is already in conversation %s: not posted again",
+				 f->msid, f->ch);
+			fjob_written(f, f->mslot);
+		}
+		fjob_step(f, write);
+		return;
+	}
 	case FS_LIST_PARTICIPANTS:
 		if (flexapi_parse_participant(body, len, f->customer, &f->mb, &next) < 0) {
 			fjob_fail(f, ST_FAILED, 0, "unreadable participant list");
@@ -751,6 +784,17 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 		return;
 	}
 	/* 4xx that are expected on a resumed attempt. */
+	if ((f->step == FS_INJECT || f->step == FS_FORWARD) && f->msid && f->mtried) {
+		/* curl sends a POST again by itself when a reused connection
+		 * dies before the answer: a refusal (the MediaSid is attached
+		 * already) may then mean that the first one went. */
+		log_emit(LOG_INFO, &ids, "'%s' refused (%ld %s): checking media %s", fstep_names[f->step],
+			 code, msg, f->msid);
+		free(msg);
+		f->mrefused = code ? code : st;
+		fjob_step(f, FS_CHECK_MEDIA);
+		return;
+	}
 	if (f->step == FS_CREATE && (st == 409 || code == 50353)) {
 		free(msg);
 		fjob_step(f, FS_FETCH_OWN); /* created by an earlier attempt */
@@ -760,6 +804,16 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 		free(msg);
 		f->iclose++;
 		fjob_step(f, FS_CLOSE);
+		return;
+	}
+	if (f->step == FS_CHECK_MEDIA) {
+		/* Nothing says the message went: post it (Twilio refuses a
+		 * MediaSid attached twice, so this cannot double it). */
+		log_emit(LOG_WARN, &ids, "cannot check media %s (%ld %s): posting it", f->msid, code,
+			 msg);
+		free(msg);
+		f->mtried = false;
+		fjob_step(f, f->op == FOP_FORWARD ? FS_FORWARD : FS_INJECT);
 		return;
 	}
 	if (f->step == FS_FIND_TASK) {

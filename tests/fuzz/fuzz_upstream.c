@@ -70,6 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *is = NULL, *me = NULL;
 	(void)flexapi_parse_service(body, len, &is);
 	(void)flexapi_parse_media_sid(body, len, &me);
+	(void)flexapi_parse_media_attached(body, len);
 	free(is);
 	free(me);
 	return 0;

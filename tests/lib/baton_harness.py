@@ -435,6 +435,7 @@ class Pipeline:
             "BATON_TWILIO_CONVERSATIONS_BASE": self.twilio_url,
             "BATON_TWILIO_FLEX_BASE": self.twilio_url,
             "BATON_TWILIO_TASKROUTER_BASE": self.twilio_url,
+            "BATON_TWILIO_MCS_BASE": self.twilio_url,
             "BATON_FLEX_WORKSPACE_SID": WORKSPACE_SID,
             "BATON_FLEX_WORKFLOW_SID": WORKFLOW_SID,
             "BATON_LLM_PROVIDER": self.provider,

@@ -222,6 +222,15 @@ static void test_service_and_media_sid(void **state)
 		assert_int_equal(flexapi_parse_media_sid(bad[i], strlen(bad[i]), &me), -1);
 		assert_null(me);
 	}
+
+	/* A Media resource names the message it went with, once it did. */
+	const char *sent = "{\"sid\":\"ME1\",\"message_sid\":\"IM0123456789abcdef0123456789abcdef\","
+			   "\"channel_sid\":\"CH1\"}";
+	const char *unsent = "{\"sid\":\"ME1\",\"message_sid\":null,\"channel_sid\":null}";
+	assert_true(flexapi_parse_media_attached(sent, strlen(sent)));
+	assert_false(flexapi_parse_media_attached(unsent, strlen(unsent)));
+	assert_false(flexapi_parse_media_attached("{\"message_sid\":\"\"}", 17));
+	assert_false(flexapi_parse_media_attached("oops", 4));
 }
 
 static void test_participant_lookup(void **state)
