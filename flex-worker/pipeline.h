@@ -33,7 +33,11 @@
  * media message's Attributes add {"baton_item": k} for items after the
  * first, so that a retry finds each one and posts only what is missing (a
  * crash between the upload and the post leaves an unused Media resource
- * at Twilio, never a second message). Location and button are text.
+ * at Twilio, never a second message). Within an attempt the MediaSid is
+ * kept for a retried post, and a post whose outcome is unknown (timeout,
+ * lost answer, or a refusal after curl sent it again by itself) is checked
+ * at MCS first: GET .../Media/{ME} names the message it went with (a
+ * message list can lag behind). Location and button are text.
  *
  * handoff.inject=transcript: the one transcript message shows every item
  * as a note (media_text_view); the items then follow as messages of their
