@@ -9,14 +9,16 @@
 #include "metrics.h"
 #include "xalloc.h"
 
-static const char *const fm_outcomes[] = { "attached", "fetch_failed", "upload_failed", NULL };
+static const char *const fm_outcomes[] = { "attached", "fetch_failed", "upload_failed",
+					   "refused", NULL };
 
 static const struct metric_def M_FLEX_MEDIA = {
 	"baton_flex_media_total", METRIC_COUNTER,
-	"Customer media items for a Flex conversation, by outcome: attached (uploaded to MCS, "
-	"sent as a MediaSid message), fetch_failed (not downloaded from Twilio: see "
-	"baton_media_fetches_total), upload_failed (MCS refused or did not answer); a failed "
-	"item is shown to the agent as a note.", { "outcome" }, { fm_outcomes } };
+	"Customer media items written into a Flex conversation, by outcome: attached (uploaded "
+	"to MCS, in a MediaSid message), fetch_failed (not downloaded from Twilio: see "
+	"baton_media_fetches_total), upload_failed (MCS refused or did not answer), refused "
+	"(Conversations refused the message with it); a failed item is shown to the agent as a "
+	"note.", { "outcome" }, { fm_outcomes } };
 
 static const char *const fm_headers[] = { "Accept: application/json", NULL };
 
@@ -24,6 +26,11 @@ const char *flexmedia_outcome_name(enum flexmedia_outcome o)
 {
 	return (unsigned)o < sizeof(fm_outcomes) / sizeof(fm_outcomes[0]) - 1 ? fm_outcomes[o]
 									      : "unknown";
+}
+
+void flexmedia_count(enum flexmedia_outcome o)
+{
+	metrics_inc(&M_FLEX_MEDIA, flexmedia_outcome_name(o), NULL);
 }
 
 void flexmedia_metrics_register(void)
@@ -53,7 +60,6 @@ struct fm_call {
 
 static void fm_finish(struct fm_call *c, const struct flexmedia_result *r)
 {
-	metrics_inc(&M_FLEX_MEDIA, flexmedia_outcome_name(r->outcome), NULL);
 	c->done(r, c->arg);
 	free(c->is);
 	free(c);

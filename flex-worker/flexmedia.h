@@ -12,9 +12,11 @@
  *
  * No retry here: an item that cannot be fetched or uploaded once is
  * reported failed, and the caller shows a note instead (a customer's
- * photo is not worth holding a handoff). Every outcome is counted in
- * baton_flex_media_total{outcome}: attached, fetch_failed, upload_failed.
- * Logging is the caller's, who knows the job and conversation.
+ * photo is not worth holding a handoff). The caller counts each item's
+ * end in baton_flex_media_total{outcome} with flexmedia_count() once its
+ * message is in the conversation: attached, fetch_failed, upload_failed,
+ * or refused (uploaded, but Conversations would not take the message with
+ * it). Logging is the caller's, who knows the job and conversation.
  */
 #ifndef BATON_FLEXMEDIA_H
 #define BATON_FLEXMEDIA_H
@@ -31,10 +33,10 @@ struct flexmedia_cfg {
 	long timeout_ms;
 };
 
-enum flexmedia_outcome { FM_ATTACHED, FM_FETCH_FAILED, FM_UPLOAD_FAILED };
+enum flexmedia_outcome { FM_ATTACHED, FM_FETCH_FAILED, FM_UPLOAD_FAILED, FM_REFUSED };
 
 struct flexmedia_result {
-	enum flexmedia_outcome outcome;
+	enum flexmedia_outcome outcome; /* FM_ATTACHED: uploaded, ready to attach */
 	const char *media_sid; /* FM_ATTACHED only */
 	const char *reason;    /* failures: why, for the log ("not found (HTTP 404)"...) */
 };
@@ -59,5 +61,7 @@ void flexmedia_start(struct httpc *h, const struct flexmedia_cfg *cfg, const cha
 
 /** The metric label of an outcome. */
 const char *flexmedia_outcome_name(enum flexmedia_outcome o);
+/** Count one item's end in baton_flex_media_total. */
+void flexmedia_count(enum flexmedia_outcome o);
 
 #endif

@@ -98,6 +98,7 @@ struct fjob {
 	size_t mslot;
 	bool mready;
 	char *msid;
+	enum flexmedia_outcome moutcome; /* what is counted once the message is in */
 	bool mtried; /* msid was posted with no clear answer: MCS says whether it went */
 	long mrefused; /* Twilio's code when it refused that post (0: it did not) */
 	char *is;             /* the conversation's chat service (MCS), once known */
@@ -355,6 +356,7 @@ static void fjob_media_done(const struct flexmedia_result *r, void *arg)
 	struct fjob *f = arg;
 	const struct media_item *it = f->items[f->mslot];
 	f->mready = true;
+	f->moutcome = r->outcome;
 	free(f->msid);
 	f->msid = r->outcome == FM_ATTACHED ? xstrdup(r->media_sid) : NULL;
 	if (!f->msid) {
@@ -404,6 +406,8 @@ static void fjob_write_next(struct fjob *f)
 static void fjob_written(struct fjob *f, size_t i)
 {
 	f->injected[i] = true;
+	if (f->mslot == i && f->mready)
+		flexmedia_count(f->moutcome);
 	if (f->mslot == i) {
 		f->mready = false;
 		f->mtried = false;
@@ -627,12 +631,21 @@ static void fjob_advance(struct fjob *f, const char *body, size_t len)
 	case FS_CHECK_MEDIA: {
 		enum fstep write = f->op == FOP_FORWARD ? FS_FORWARD : FS_INJECT;
 		f->mtried = false;
-		if (!flexapi_parse_media_attached(body, len) && f->mrefused) {
-			fjob_fail(f, ST_FAILED, f->mrefused, "Twilio refused the media message");
-			return;
+		bool attached = flexapi_parse_media_attached(body, len);
+		if (!attached && f->mrefused) {
+			/* Refused for what it carries: the agent gets the note. */
+			struct log_ids ids = { .conv = f->conv, .job = f->job };
+			const struct media_item *it = f->items[f->mslot];
+			log_emit(LOG_WARN, &ids, "Twilio %ld: conversation %s refused the message with "
+				 "%s (%s) %s: the agent sees a note instead", f->mrefused, f->ch,
+				 media_kind_word(media_kind_of(it->ctype)),
+				 it->ctype ? it->ctype : "no type", f->msid);
+			free(f->msid);
+			f->msid = NULL;
+			f->moutcome = FM_REFUSED;
 		}
 		f->mrefused = 0;
-		if (flexapi_parse_media_attached(body, len)) {
+		if (attached) {
 			struct log_ids ids = { .conv = f->conv, .job = f->job };
 			log_emit(LOG_INFO, &ids, "media %s is already in conversation %s: not posted again",
 				 f->msid, f->ch);

@@ -37,7 +37,9 @@
  * kept for a retried post, and a post whose outcome is unknown (timeout,
  * lost answer, or a refusal after curl sent it again by itself) is checked
  * at MCS first: GET .../Media/{ME} names the message it went with (a
- * message list can lag behind). Location and button are text.
+ * message list can lag behind); a message Twilio refused with its media
+ * (and that did not go) is posted again with the note instead. Location
+ * and button are text.
  *
  * handoff.inject=transcript: the one transcript message shows every item
  * as a note (media_text_view); the items then follow as messages of their

@@ -166,6 +166,22 @@ class TestFailures(MediaFlexCase):
                                             % conv["sid"]))
         self.assertEqual(self.replies().count(HOLD), 1)
 
+    def test_a_message_refused_with_its_media_goes_again_with_the_note(self):
+        self.p.fake_post("twilio", "/_fake/fail", {"path_regex": MESSAGES, "method": "POST",
+                                                   "status": 400, "code": 20001, "count": 1})
+        self.escalate_after(lambda: self.p.send_media(ANA, MEDIA_PDF, body="my exam"))
+        _, msgs = self.thread()
+        self.assertEqual(msgs[0]["body"], "my exam\n[PDF document (application/pdf): could not be "
+                         "attached]")
+        self.assertIsNone(msgs[0]["media"])
+        self.assertEqual(msgs[-1]["body"], "humano")
+        self.assertEqual(len(self.p.mcs_uploads()), 1, "uploaded once, never attached")
+        self.assertIsNone(self.p.mcs_uploads()[0]["message_sid"])
+        self.wait_media_metric("refused", 1)
+        self.assertEqual(self.media_metric("attached"), 0)
+        self.assertEqual(len(self.p.fake_get("twilio", "/_fake/state")["interactions"]), 1)
+        self.assert_spec_clean()
+
     def test_media_that_cannot_be_fetched_are_notes(self):
         # A 404 at Twilio, and a URL on a host not in media.allow_hosts (never fetched).
         elsewhere = self.p.media_url(MEDIA_JPEG).replace("127.0.0.1", "localhost")
