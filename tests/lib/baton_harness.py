@@ -435,7 +435,11 @@ class Pipeline:
             "BATON_TWILIO_CONVERSATIONS_BASE": self.twilio_url,
             "BATON_TWILIO_FLEX_BASE": self.twilio_url,
             "BATON_TWILIO_TASKROUTER_BASE": self.twilio_url,
+            # Customers' media, the Media Content Service and transcription:
+            # the fakes on loopback (the sandbox's fixed ports are not theirs).
             "BATON_TWILIO_MCS_BASE": self.twilio_url,
+            "BATON_MEDIA_ALLOW_HOSTS": "127.0.0.1",
+            "BATON_TRANSCRIBE_BASE_URL": self.llm_url,
             "BATON_FLEX_WORKSPACE_SID": WORKSPACE_SID,
             "BATON_FLEX_WORKFLOW_SID": WORKFLOW_SID,
             "BATON_LLM_PROVIDER": self.provider,
