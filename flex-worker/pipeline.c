@@ -796,7 +796,6 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 		free(msg);
 		return;
 	}
-	/* 4xx that are expected on a resumed attempt. */
 	if ((f->step == FS_INJECT || f->step == FS_FORWARD) && f->msid && f->mtried) {
 		/* curl sends a POST again by itself when a reused connection
 		 * dies before the answer: a refusal (the MediaSid is attached
@@ -808,6 +807,7 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 		fjob_step(f, FS_CHECK_MEDIA);
 		return;
 	}
+	/* 4xx that are expected on a resumed attempt. */
 	if (f->step == FS_CREATE && (st == 409 || code == 50353)) {
 		free(msg);
 		fjob_step(f, FS_FETCH_OWN); /* created by an earlier attempt */
@@ -821,11 +821,18 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 	}
 	if (f->step == FS_CHECK_MEDIA) {
 		/* Nothing says the message went: post it (Twilio refuses a
-		 * MediaSid attached twice, so this cannot double it). */
-		log_emit(LOG_WARN, &ids, "cannot check media %s (%ld %s): posting it", f->msid, code,
-			 msg);
+		 * MediaSid attached twice, so this cannot double it); after a
+		 * refusal, with the note instead, or it would be refused again. */
+		log_emit(LOG_WARN, &ids, "cannot check media %s (%ld %s): posting %s", f->msid, code,
+			 msg, f->mrefused ? "the note" : "it again");
 		free(msg);
 		f->mtried = false;
+		if (f->mrefused) {
+			free(f->msid);
+			f->msid = NULL;
+			f->moutcome = FM_REFUSED;
+			f->mrefused = 0;
+		}
 		fjob_step(f, f->op == FOP_FORWARD ? FS_FORWARD : FS_INJECT);
 		return;
 	}

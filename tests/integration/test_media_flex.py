@@ -182,6 +182,21 @@ class TestFailures(MediaFlexCase):
         self.assertEqual(len(self.p.fake_get("twilio", "/_fake/state")["interactions"]), 1)
         self.assert_spec_clean()
 
+    def test_a_refusal_that_cannot_be_checked_still_ends_with_the_note(self):
+        # Conversations refuses the message, and MCS will not say whether it
+        # went: posting the MediaSid again would be refused again.
+        self.p.fake_post("twilio", "/_fake/fail", {"path_regex": MESSAGES, "method": "POST",
+                                                   "status": 400, "code": 20001, "count": 1})
+        self.p.fake_post("twilio", "/_fake/fail", {"path_regex": r"^/v1/Services/[^/]+/Media/[^/]+$",
+                                                   "method": "GET", "status": 403, "code": 20003,
+                                                   "count": -1})
+        self.escalate_after(lambda: self.p.send_media(ANA, MEDIA_JPEG))
+        _, msgs = self.thread()
+        self.assertEqual(msgs[0]["body"], "[photo (image/jpeg): could not be attached]")
+        self.assertIsNone(msgs[0]["media"])
+        self.assertTrue(self.p.log_contains("flex-worker", "posting the note"))
+        self.wait_media_metric("refused", 1)
+
     def test_media_that_cannot_be_fetched_are_notes(self):
         # A 404 at Twilio, and a URL on a host not in media.allow_hosts (never fetched).
         elsewhere = self.p.media_url(MEDIA_JPEG).replace("127.0.0.1", "localhost")
