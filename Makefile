@@ -115,6 +115,8 @@ ROUTER_SRC := \
 AI_SRC := \
 	ai-worker/escalate.c \
 	ai-worker/llm.c \
+	ai-worker/transcribe.c \
+	ai-worker/aimedia.c \
 	ai-worker/aiwork.c
 
 EGRESS_SRC := \
@@ -141,6 +143,7 @@ CONSOLE_SRC := \
 	console/labels.c \
 	console/reports.c \
 	console/command.c \
+	console/mediaproxy.c \
 	console/api.c \
 	console/web.c
 
@@ -167,7 +170,7 @@ LIBSTATE    := $(BUILD)/libstate.a
 BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BIN)/baton-egress \
             $(BIN)/baton-flex-worker $(BIN)/batonctl $(BIN)/baton-replay $(BIN)/baton-console
 
-UNIT_TESTS := convlist envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics metrics_merge machine media
+UNIT_TESTS := convlist envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics metrics_merge machine media transcribe
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 .PHONY: all check-layers test test-run unit integration demo sandbox install deb run clean deps help fuzz chaos
@@ -279,6 +282,7 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(UT_LIBS)
 $(BUILD)/tests/unit/%.o: CFLAGS += -Iingress -Irouter -Iai-worker -Iegress -Iflex-worker -Ictl
 $(BUILD)/tests/test_escalate: $(call obj,ai-worker/escalate.c)
 $(BUILD)/tests/test_llm: $(call obj,ai-worker/llm.c)
+$(BUILD)/tests/test_transcribe: $(call obj,ai-worker/transcribe.c)
 $(BUILD)/tests/test_dispatch: $(call obj,router/dispatch.c)
 $(BUILD)/tests/test_rules: $(call obj,router/rules.c)
 $(BUILD)/tests/test_twilio: $(call obj,egress/twilio.c)
@@ -365,7 +369,7 @@ run: all
 # libFuzzer targets (clang): every module built again with the fuzzer's
 # coverage and ASan + UBSan into build-fuzz/. FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := envelope webhook upstream media
+FUZZ_TARGETS := envelope webhook upstream media transcribe
 FUZZ_DIR     := build-fuzz
 FUZZ_CFLAGS  := $(CSTD) -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Icommon -Istate \
                 -Iingress -Irouter -Iai-worker -Iegress -Iflex-worker \

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aimedia.h"
 #include "backoff.h"
 #include "clock.h"
 #include "escalate.h"
@@ -44,11 +45,20 @@ struct aicall {
 	unsigned attempt;
 	uint64_t started;
 	struct llm_request req;
+	struct aimedia *media;    /* until the request is built */
+	struct envelope *copy;    /* the job, kept while its media download */
+	char *transcripts;        /* for the result, NULL = none */
 };
 
 static void aicall_free(struct aicall *c)
 {
 	llm_request_release(&c->req);
+	aimedia_free(&c->media);
+	if (c->copy) {
+		env_release(c->copy);
+		free(c->copy);
+	}
+	free(c->transcripts);
 	free(c->conv);
 	free(c);
 }
@@ -67,9 +77,11 @@ void aiwork_init(struct aiwork *a, const struct config *cfg)
 	a->llm.api_key = cfg->llm_api_key;
 	a->llm.anthropic_version = cfg->llm_anthropic_version;
 	a->llm.max_tokens = cfg->llm_max_tokens;
+	aimedia_config(cfg, a->llm.provider, &a->media);
 	static const struct metric_def *const defs[] = { &M_LLM_SECONDS, &M_AI_RESULTS,
 							 &M_LLM_RETRIES, NULL };
 	metrics_register(defs);
+	aimedia_metrics_register();
 }
 
 static void aiwork_done(const struct httpc_resp *resp, void *arg);
@@ -87,7 +99,7 @@ static int aiwork_start(struct aicall *c, uint64_t delay)
 static void aiwork_result(struct aicall *c, int status, const struct llm_reply *rep)
 {
 	struct envelope r = { .type = ENV_RESULT_AI, .id = c->job, .ts = clock_wall_ms(),
-			      .conv = c->conv, .status = status };
+			      .conv = c->conv, .status = status, .transcripts = c->transcripts };
 	char *text = NULL;
 	if (status == ST_OK) {
 		text = xstrdup(rep->text);
@@ -179,6 +191,82 @@ static void aiwork_done(const struct httpc_resp *resp, void *arg)
 	aicall_free(c);
 }
 
+/*
+ * A voice note the answer is for could not be heard and
+ * escalation.on_voice says a person should: the job ends in an escalation
+ * without asking the model (which would answer without knowing what was said).
+ */
+static void aiwork_escalate_voice(struct aicall *c)
+{
+	struct log_ids ids = { .conv = c->conv, .job = c->job };
+	struct envelope r = { .type = ENV_RESULT_AI, .id = c->job, .ts = clock_wall_ms(),
+			      .conv = c->conv, .status = ST_OK, .text = (char *)"",
+			      .escalate = true, .trigger = (char *)"voice",
+			      .reason = (char *)"customer sent a voice note that could not be "
+						"transcribed",
+			      .transcripts = c->transcripts };
+	log_emit(LOG_INFO, &ids, "a voice note could not be transcribed: escalating "
+		 "(escalation.on_voice=escalate)");
+	metrics_inc(&M_AI_RESULTS, "escalate", NULL);
+	worker_reply(c->w, &r);
+}
+
+/* The media are ready (or there were none to fetch): the LLM call. */
+static void aiwork_call(struct aicall *c, const struct envelope *job)
+{
+	struct aiwork *a = c->a;
+	struct log_ids ids = { .conv = c->conv, .job = c->job };
+
+	c->transcripts = aimedia_transcripts(c->media);
+	if (aimedia_voice_unheard(c->media) &&
+	    a->cfg->escalation_on_voice == CONFIG_ON_VOICE_ESCALATE) {
+		aiwork_escalate_voice(c);
+		aicall_free(c);
+		return;
+	}
+	llm_build(&a->llm, job, aimedia_views(c->media), &c->req);
+	log_emit(LOG_DEBUG, &ids, "calling the LLM with %zu turns", job->nturns);
+	/* The request holds its own copy of every byte: free the media and the
+	 * job's copy now, not after the retries. */
+	aimedia_free(&c->media);
+	if (c->copy) {
+		env_release(c->copy);
+		free(c->copy);
+		c->copy = NULL;
+	}
+	a->calls++;
+	if (aiwork_start(c, 0) < 0) {
+		struct llm_reply rep = { .error = (char *)"cannot start the call" };
+		aiwork_result(c, ST_RETRY, &rep);
+		aicall_free(c);
+	}
+}
+
+static void aiwork_media_done(void *arg)
+{
+	struct aicall *c = arg;
+	aiwork_call(c, c->copy);
+}
+
+/* A copy of the job that outlives the worker's callback (the encoded
+ * frame decoded again: the envelope module's own deep copy). */
+static struct envelope *aiwork_copy(const struct envelope *job)
+{
+	struct envelope *copy = xcalloc(1, sizeof(*copy));
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = env_encode(job, &buf, &len);
+	if (rc == 0)
+		rc = env_decode(buf, len, copy);
+	free(buf);
+	if (rc) {
+		env_release(copy);
+		free(copy);
+		return NULL;
+	}
+	return copy;
+}
+
 void aiwork_job(struct worker *w, const struct envelope *job, void *arg)
 {
 	struct aiwork *a = arg;
@@ -190,12 +278,20 @@ void aiwork_job(struct worker *w, const struct envelope *job, void *arg)
 	c->job = job->id;
 	c->conv = xstrdup(job->conv);
 	c->started = clock_mono_ms();
-	llm_build(&a->llm, job, &c->req);
-	a->calls++;
-	log_emit(LOG_DEBUG, &ids, "calling the LLM with %zu turns", job->nturns);
-	if (aiwork_start(c, 0) < 0) {
-		struct llm_reply rep = { .error = (char *)"cannot start the call" };
+	c->media = aimedia_new(&a->media, job);
+	if (!aimedia_wants(c->media)) {
+		aiwork_call(c, job);
+		return;
+	}
+	if (!(c->copy = aiwork_copy(job))) {
+		struct llm_reply rep = { .error = (char *)"cannot keep the job while its media "
+							  "download" };
+		log_emit(LOG_ERROR, &ids, "%s", rep.error);
 		aiwork_result(c, ST_RETRY, &rep);
 		aicall_free(c);
+		return;
 	}
+	log_emit(LOG_DEBUG, &ids, "fetching the media of the job's last turns first");
+	if (!aimedia_start(c->media, worker_http(w), aiwork_media_done, c))
+		aiwork_call(c, c->copy);
 }

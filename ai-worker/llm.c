@@ -8,6 +8,8 @@
 #include "llm.h"
 
 #include <jansson.h>
+#include <limits.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,15 +24,86 @@ static const char *llm_role(enum env_role r)
 	return (r == ROLE_AI || r == ROLE_AGENT) ? "assistant" : "user";
 }
 
-static char *llm_turn_text(const struct env_turn *t)
+/* *text, then "\n" and part when both have something: a turn's lines. */
+static void llm_append(char **text, const char *part)
 {
+	char *joined;
+	if (!part || !*part)
+		return;
+	joined = **text ? xasprintf("%s\n%s", *text, part) : xstrdup(part);
+	free(*text);
+	*text = joined;
+}
+
+/*
+ * A content block for the bytes of v: Anthropic image or document with a
+ * base64 source, OpenAI-compatible image_url with a data: URL. NULL when
+ * the provider takes no such block or the bytes cannot be encoded; the
+ * caller writes the item's note instead.
+ */
+static json_t *llm_block(const struct llm_cfg *cfg, const struct llm_item *v)
+{
+	bool pdf = v->kind == LLM_ITEM_PDF;
+	if (!v->data || !v->ctype || (pdf && cfg->provider != LLM_ANTHROPIC) ||
+	    v->len > (size_t)INT_MAX / 4 * 3 - 3)
+		return NULL;
+	/* OpenAI's data: URL is the same base64 after a prefix: one buffer. */
+	char *prefix = cfg->provider == LLM_ANTHROPIC ? xstrdup("")
+						       : xasprintf("data:%s;base64,", v->ctype);
+	size_t plen = strlen(prefix);
+	char *buf = xmalloc(plen + 4 * ((v->len + 2) / 3) + 1);
+	memcpy(buf, prefix, plen);
+	int n = EVP_EncodeBlock((unsigned char *)buf + plen, (const unsigned char *)v->data,
+				(int)v->len);
+	json_t *data = json_stringn(buf, plen + (size_t)n), *block = NULL;
+	if (data && cfg->provider == LLM_ANTHROPIC)
+		block = json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", pdf ? "document" : "image",
+				  "source", "type", "base64", "media_type", v->ctype, "data", data);
+	else if (data)
+		block = json_pack("{s:s, s:{s:o}}", "type", "image_url", "image_url", "url", data);
+	free(buf);
+	free(prefix);
+	return block;
+}
+
+/*
+ * The text of turn t for the model: its body (marked when it is a voice
+ * note's transcript), each media item's view that is not a block, then a
+ * location or button as words. Blocks go to blocks when the turn may
+ * carry them (user role), in item order.
+ */
+static char *llm_turn_text(const struct llm_cfg *cfg, const struct env_turn *t,
+			   const struct llm_turn_media *tm, json_t *blocks)
+{
+	static const struct llm_item note = { .kind = LLM_ITEM_NOTE };
 	struct media_msg m;
 	char *text, *out;
+
+	text = t->transcript && t->text && *t->text
+		       ? xasprintf("(voice note transcript) %s", t->text)
+		       : xstrdup(t->text ? t->text : "");
 	if (t->media && media_from_json(t->media, &m) == 0) {
-		text = media_text_view(t->text, &m);
+		for (size_t i = 0; i < m.nitems; i++) {
+			const struct llm_item *v = tm ? &tm->items[i] : &note;
+			json_t *block = NULL;
+			char *part = NULL;
+			if ((v->kind == LLM_ITEM_IMAGE || v->kind == LLM_ITEM_PDF) &&
+			    !strcmp(llm_role(t->role), "user"))
+				block = llm_block(cfg, v);
+			if (block)
+				json_array_append_new(blocks, block);
+			else if (v->kind == LLM_ITEM_TEXT)
+				llm_append(&text, v->text);
+			else if (!(t->transcript && media_kind_of(m.items[i].ctype) == MEDIA_AUDIO))
+				/* A transcribed voice note is its text already. */
+				part = media_item_note(&m.items[i], NULL);
+			llm_append(&text, part);
+			free(part);
+		}
+		char *extra = media_text(&m);
+		llm_append(&text, extra);
+		free(extra);
 		media_release(&m);
-	} else {
-		text = xstrdup(t->text);
 	}
 	switch (t->role) {
 	case ROLE_AGENT: out = xasprintf("(human agent) %s", text); break;
@@ -41,30 +114,80 @@ static char *llm_turn_text(const struct env_turn *t)
 	return out;
 }
 
-/* Appends the history as {role, content} messages, merging runs of one role. */
-static void llm_messages(json_t *arr, const struct envelope *job, bool skip_leading_assistant)
+/* One message being assembled from a run of turns of one role: its text
+ * since the last block, and its blocks once a turn brought one. */
+struct llm_msg {
+	json_t *obj;    /* {"role", "content"}, already in the array */
+	char *text;     /* NULL until a turn gave some */
+	json_t *blocks; /* NULL: the content is one string */
+};
+
+/* Text with nothing but blanks makes no block: Anthropic refuses those. */
+static bool llm_blank(const char *s)
 {
-	json_t *last = NULL;
+	for (; s && *s; s++)
+		if (*s != ' ' && *s != '\n' && *s != '\t' && *s != '\r')
+			return false;
+	return true;
+}
+
+static void llm_msg_flush(struct llm_msg *m)
+{
+	if (!llm_blank(m->text))
+		json_array_append_new(m->blocks, json_pack("{s:s, s:s}", "type", "text", "text",
+							   m->text));
+	free(m->text);
+	m->text = NULL;
+}
+
+static void llm_msg_close(struct llm_msg *m)
+{
+	if (!m->obj)
+		return;
+	if (m->blocks) {
+		llm_msg_flush(m);
+		json_object_set_new(m->obj, "content", m->blocks);
+	} else {
+		json_object_set_new(m->obj, "content", json_string(m->text ? m->text : ""));
+	}
+	free(m->text);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Appends the history as {role, content} messages, merging runs of one role. */
+static void llm_messages(const struct llm_cfg *cfg, json_t *arr, const struct envelope *job,
+			 const struct llm_turn_media *media, bool skip_leading_assistant)
+{
+	struct llm_msg cur = { 0 };
 	const char *last_role = NULL;
 	for (size_t i = 0; i < job->nturns; i++) {
 		const char *role = llm_role(job->turns[i].role);
-		if (!last && skip_leading_assistant && !strcmp(role, "assistant"))
+		if (!cur.obj && skip_leading_assistant && !strcmp(role, "assistant"))
 			continue;
-		char *text = llm_turn_text(&job->turns[i]);
-		if (last && !strcmp(last_role, role)) {
-			const char *prev = json_string_value(json_object_get(last, "content"));
-			char *joined = xasprintf("%s\n%s", prev, text);
-			json_object_set_new(last, "content", json_string(joined));
-			free(joined);
-		} else {
-			last = json_object();
-			json_object_set_new(last, "role", json_string(role));
-			json_object_set_new(last, "content", json_string(text));
-			json_array_append_new(arr, last);
+		json_t *blocks = json_array();
+		char *text = llm_turn_text(cfg, &job->turns[i], media ? &media[i] : NULL, blocks);
+		if (!cur.obj || strcmp(last_role, role)) {
+			llm_msg_close(&cur);
+			cur.obj = json_pack("{s:s}", "role", role);
+			json_array_append_new(arr, cur.obj);
 			last_role = role;
 		}
-		free(text);
+		if (json_array_size(blocks)) {
+			/* The turn's blocks, then its text: what it says about them. */
+			if (!cur.blocks)
+				cur.blocks = json_array();
+			llm_msg_flush(&cur);
+			json_array_extend(cur.blocks, blocks);
+			cur.text = text;
+		} else if (cur.text) {
+			llm_append(&cur.text, text);
+			free(text);
+		} else {
+			cur.text = text;
+		}
+		json_decref(blocks);
 	}
+	llm_msg_close(&cur);
 	if (json_array_size(arr) == 0) {
 		/* Never send an empty conversation: the APIs reject it. */
 		json_t *m = json_object();
@@ -110,7 +233,8 @@ static json_t *llm_esc_schema(bool with_reply)
 	return schema;
 }
 
-void llm_build(const struct llm_cfg *cfg, const struct envelope *job, struct llm_request *out)
+void llm_build(const struct llm_cfg *cfg, const struct envelope *job,
+	       const struct llm_turn_media *media, struct llm_request *out)
 {
 	json_t *root = json_object(), *msgs = json_array();
 	char *system = llm_system(cfg, job->prompt ? job->prompt : "");
@@ -120,7 +244,7 @@ void llm_build(const struct llm_cfg *cfg, const struct envelope *job, struct llm
 	json_object_set_new(root, "max_tokens", json_integer(cfg->max_tokens));
 	if (cfg->provider == LLM_ANTHROPIC) {
 		json_object_set_new(root, "system", json_string(system));
-		llm_messages(msgs, job, true);
+		llm_messages(cfg, msgs, job, media, true);
 		if (cfg->esc_mode == LLM_ESC_STRUCTURED) {
 			json_t *tool = json_pack("{s:s, s:s, s:o}", "name", LLM_ESC_TOOL, "description",
 						 "Hand the conversation to a human agent of the team.",
@@ -136,7 +260,7 @@ void llm_build(const struct llm_cfg *cfg, const struct envelope *job, struct llm
 		json_object_set_new(sys, "role", json_string("system"));
 		json_object_set_new(sys, "content", json_string(system));
 		json_array_append_new(msgs, sys);
-		llm_messages(msgs, job, false);
+		llm_messages(cfg, msgs, job, media, false);
 		if (cfg->esc_mode == LLM_ESC_STRUCTURED) {
 			json_t *js = json_pack("{s:s, s:b, s:o}", "name", "reply", "strict", 1, "schema",
 					       llm_esc_schema(true));

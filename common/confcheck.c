@@ -298,6 +298,10 @@ int confcheck(const struct config *cfg, unsigned roles, char *err, size_t errlen
 		if ((remote || cfg->llm_api_key[0]) &&
 		    cc_secret(cfg, "llm.api_key", cfg->llm_api_key, err, errlen) < 0)
 			return -1;
+		/* Likewise a local transcription server (whisper.cpp). */
+		if (cfg->transcribe_api_key[0] &&
+		    cc_secret(cfg, "transcribe.api_key", cfg->transcribe_api_key, err, errlen) < 0)
+			return -1;
 	}
 	/* Checked alone (baton-console itself): a console without a token has
 	 * nothing to serve. Among all roles, no token just means no console. */
@@ -324,9 +328,13 @@ const char *const *confcheck_secrets(unsigned roles)
 {
 	static const char *const ingress[] = { "twilio.auth_token", "admin.token", "metrics.token",
 					       "zmq.secret_key", NULL };
+	/* The console fetches customers' media from Twilio for the page. */
 	static const char *const console[] = { "console.token", "console.password",
+					       "twilio.auth_token", "twilio.api_key_secret",
 					       "zmq.secret_key", "postgres.password", NULL };
-	static const char *const ai[] = { "llm.api_key", "zmq.secret_key", NULL };
+	/* The ai-worker fetches customers' media from Twilio and transcribes voice notes. */
+	static const char *const ai[] = { "llm.api_key", "twilio.auth_token", "twilio.api_key_secret",
+					  "transcribe.api_key", "zmq.secret_key", NULL };
 	static const char *const rest[] = { "twilio.auth_token", "twilio.api_key_secret",
 					    "zmq.secret_key", NULL };
 	static const char *const ctl[] = { "admin.token", "postgres.password", NULL };

@@ -962,6 +962,7 @@ static const struct {
 	{ "llm.base_url", "http://127.0.0.1:18082" },
 	{ "transcribe.base_url", "http://127.0.0.1:18082" },
 	{ "llm.api_key", "sandbox-key" },
+	{ "transcribe.api_key", "sandbox-key" }, /* the fake LLM transcribes too */
 	{ "flex.workspace_sid", "WS00000000000000000000000000000000" },
 	{ "flex.workflow_sid", "WW00000000000000000000000000000000" },
 };

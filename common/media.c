@@ -78,7 +78,7 @@ int media_from_form(const struct form *f, long nmedia, struct media_msg *out, co
 	if (media_take(f, "MessageType", 32, &out->type))
 		goto bad;
 	for (long i = 0; i < nmedia; i++) {
-		char name[40]; /* room for any long: the sanitizer build's -O level checks */
+		char name[48]; /* room for any long, as gcc -O1 checks */
 		snprintf(name, sizeof(name), "MediaUrl%ld", i);
 		const char *url = form_get(f, name);
 		snprintf(name, sizeof(name), "MediaContentType%ld", i);

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 #include "convview.h"
 #include "labels.h"
 #include "log.h"
+#include "media.h"
 #include "reply.h"
 #include "reports.h"
 #include "xalloc.h"
@@ -206,4 +208,129 @@ enum MHD_Result api_reports(const struct config *cfg, struct reader *rd, struct 
 			 (long long)json_integer_value(json_object_get(scan, "reads")),
 			 json_is_true(json_object_get(scan, "truncated")) ? ", stopped at the limit" : "");
 	return reply_json(c, 200, report);
+}
+
+/* n decimal digits (at most 9) as *v: 0, or -1 when they are not that. */
+static int api_digits(const char *s, size_t n, uint64_t *v)
+{
+	if (n < 1 || n > 9)
+		return -1;
+	*v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		*v = *v * 10 + (uint64_t)(s[i] - '0');
+	}
+	return 0;
+}
+
+/* "KEY/media/SEQ/I": 0 with *key (malloc'd), *seq and *idx, or -1. Split
+ * from the right: the numbers and "media" are fixed, the key is the rest. */
+static int api_media_path(const char *path, char **key, uint64_t *seq, uint64_t *idx)
+{
+	const char *last = strrchr(path, '/');
+	if (!last || api_digits(last + 1, strlen(last + 1), idx) < 0)
+		return -1;
+	const char *mid = memrchr(path, '/', (size_t)(last - path));
+	if (!mid || api_digits(mid + 1, (size_t)(last - mid - 1), seq) < 0 || *seq == 0)
+		return -1;
+	size_t klen = (size_t)(mid - path);
+	if (klen <= 6 || memcmp(mid - 6, "/media", 6) != 0)
+		return -1;
+	*key = xstrndup(path, klen - 6);
+	return 0;
+}
+
+/* The headers of media bytes: private to this operator, never sniffed,
+ * and nothing in them may run or be framed if opened on their own. */
+static void api_media_headers(struct MHD_Response *r, const char *ctype)
+{
+	enum media_kind k = media_kind_of(ctype);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "private");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_SECURITY_POLICY,
+				"default-src 'none'; frame-ancestors 'none'; sandbox");
+	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION,
+				k == MEDIA_IMAGE || k == MEDIA_AUDIO ? "inline" : "attachment");
+}
+
+enum MHD_Result api_media(const struct config *cfg, struct reader *rd, struct mediaproxy *mp,
+			  struct MHD_Connection *c, const char *path)
+{
+	char *key = NULL;
+	uint64_t seq, idx;
+	if (api_media_path(path, &key, &seq, &idx) < 0)
+		return reply_error(c, 404, "not found");
+
+	MDB_txn *txn;
+	struct store *st;
+	struct hist_rec h = { 0 };
+	struct media_msg m = { 0 };
+	struct media_item it = { 0 };
+	struct mediaproxy_result res = { 0 };
+	struct log_ids ids = { .conv = key };
+	enum MHD_Result ret;
+	if (reader_begin(rd, &txn, &st) < 0) {
+		ret = api_unavailable(c);
+		goto done;
+	}
+	int rc = store_hist_get(st, txn, key, seq, &h);
+	if (rc == 0 && media_from_json(h.media, &m) < 0) {
+		log_emit(LOG_WARN, &ids, "console: turn %llu's media description is malformed",
+			 (unsigned long long)seq);
+		m.nitems = 0;
+	}
+	if (rc == 0 && idx < m.nitems) {
+		/* Copied: the read ends before the download, which can take seconds. */
+		it.url = xstrdup(m.items[idx].url);
+		it.ctype = m.items[idx].ctype ? xstrdup(m.items[idx].ctype) : NULL;
+	}
+	reader_end(rd, txn);
+	if (rc && rc != MDB_NOTFOUND) {
+		log_emit(LOG_WARN, &ids, "console: cannot read turn %llu: %s", (unsigned long long)seq,
+			 mdb_strerror(rc));
+		ret = api_unavailable(c);
+		goto done;
+	}
+	if (!it.url) {
+		ret = reply_error(c, 404, rc ? "no such turn" : "no such media item");
+		goto done;
+	}
+
+	if (mediaproxy_fetch(mp, config_for(cfg, convkey_business(key)), &it, &res) < 0) {
+		log_emit(LOG_WARN, &ids, "console: media of turn %llu not fetched: too many downloads "
+			 "at once", (unsigned long long)seq);
+		ret = reply_busy(c, "too many media downloads at once: try again");
+		goto done;
+	}
+	if (res.err != MF_OK) {
+		log_emit(LOG_WARN, &ids, "console: media %llu/%llu not fetched (%s): %s",
+			 (unsigned long long)seq, (unsigned long long)idx,
+			 mediafetch_error_name(res.err), res.reason);
+		ret = reply_json(c, 502, json_pack("{s:s, s:s, s:s}", "error",
+						   "the media could not be fetched from Twilio",
+						   "outcome", mediafetch_error_name(res.err),
+						   "reason", res.reason ? res.reason : ""));
+		goto done;
+	}
+	struct MHD_Response *r = MHD_create_response_from_buffer(res.len, res.data,
+								 MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		ret = MHD_NO;
+		goto done;
+	}
+	res.data = NULL; /* MHD's now */
+	api_media_headers(r, res.ctype);
+	ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+done:
+	mediaproxy_result_release(&res);
+	free(it.url);
+	free(it.ctype);
+	media_release(&m);
+	hist_rec_release(&h);
+	free(key);
+	return ret;
 }

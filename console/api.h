@@ -22,6 +22,17 @@
  *   GET /console/api/reports?from_ms=&to_ms=
  *       reports.h's figures over a period (default the last 24 h; at most
  *       366 days).
+ *   GET /console/api/conversations/KEY/media/SEQ/I
+ *       the bytes of media item I (from 0) of history turn SEQ of the
+ *       conversation KEY (its "key", URL-encoded), downloaded from Twilio
+ *       by the console with the business's Twilio credentials
+ *       (mediaproxy.h): the browser never sees Twilio's URL nor the
+ *       credentials. 200 with the checked Content-Type, "Cache-Control:
+ *       private", nosniff, a CSP that lets the bytes run nothing, and
+ *       Content-Disposition attachment unless an image or audio; 404 no
+ *       such turn or item; 502 {"error", "outcome", "reason"} when the
+ *       download failed or was refused (mediafetch.h's outcome); 503 when
+ *       MEDIAPROXY_INFLIGHT downloads are running (Retry-After: 1).
  * 503 while the router's state is not there yet.
  */
 #ifndef BATON_API_H
@@ -30,6 +41,7 @@
 #include <microhttpd.h>
 
 #include "config.h"
+#include "mediaproxy.h"
 #include "reader.h"
 
 enum MHD_Result api_conversations(const struct config *cfg, struct reader *rd,
@@ -37,5 +49,8 @@ enum MHD_Result api_conversations(const struct config *cfg, struct reader *rd,
 enum MHD_Result api_conversation(const struct config *cfg, struct reader *rd,
 				 struct MHD_Connection *c);
 enum MHD_Result api_reports(const struct config *cfg, struct reader *rd, struct MHD_Connection *c);
+/** The media route; path is what follows "conversations/" in the URL (decoded). */
+enum MHD_Result api_media(const struct config *cfg, struct reader *rd, struct mediaproxy *mp,
+			  struct MHD_Connection *c, const char *path);
 
 #endif

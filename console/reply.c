@@ -4,9 +4,13 @@
 #include <string.h>
 
 /* The page loads nothing from elsewhere, runs no inline script or style,
- * cannot be framed and submits no form anywhere (the login is JavaScript). */
-static const char REPLY_CSP[] = "default-src 'self'; img-src 'self' data:; "
-				"frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+ * cannot be framed and submits no form anywhere (the login is JavaScript).
+ * blob: for images and voice notes: the page fetches a customer's media
+ * with its token (an <img src> could not send it) and shows the bytes
+ * from a blob URL of its own. */
+static const char REPLY_CSP[] = "default-src 'self'; img-src 'self' data: blob:; "
+				"media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; "
+				"form-action 'none'";
 
 void reply_secure(struct MHD_Response *r)
 {
@@ -26,7 +30,8 @@ struct MHD_Response *reply_fixed(const char *json)
 	return r;
 }
 
-enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *root)
+static enum MHD_Result reply_json_retry(struct MHD_Connection *c, unsigned status, json_t *root,
+					const char *retry_after)
 {
 	char *text = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
@@ -36,13 +41,25 @@ enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *ro
 								 MHD_RESPMEM_MUST_FREE);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (retry_after)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
 	reply_secure(r);
 	enum MHD_Result ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
 }
 
+enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *root)
+{
+	return reply_json_retry(c, status, root, NULL);
+}
+
 enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *why)
 {
 	return reply_json(c, status, json_pack("{s:s}", "error", why));
+}
+
+enum MHD_Result reply_busy(struct MHD_Connection *c, const char *why)
+{
+	return reply_json_retry(c, 503, json_pack("{s:s}", "error", why), "1");
 }

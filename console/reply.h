@@ -18,5 +18,7 @@ struct MHD_Response *reply_fixed(const char *json);
 enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *root);
 /** Queue {"error": why} with status. */
 enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *why);
+/** Queue 503 {"error": why} with "Retry-After: 1" (busy for a moment, not broken). */
+enum MHD_Result reply_busy(struct MHD_Connection *c, const char *why);
 
 #endif

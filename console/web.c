@@ -19,6 +19,7 @@
 #include "command.h"
 #include "envelope.h"
 #include "log.h"
+#include "mediaproxy.h"
 #include "reader.h"
 #include "reply.h"
 #include "xalloc.h"
@@ -36,6 +37,7 @@ struct web {
 	const struct config *cfg;
 	struct reader *rd;
 	struct command *cmd;
+	struct mediaproxy *mp;
 	struct MHD_Daemon *mhd;
 	struct MHD_Response **assets; /* one per console_assets entry */
 	size_t nassets;
@@ -182,9 +184,11 @@ static enum MHD_Result web_handle(void *cls, struct MHD_Connection *c, const cha
 		return strchr(*rest ? rest + 1 : rest, '/') ? MHD_queue_response(c, 404, w->r_404)
 							    : web_page(w, c, rest, get);
 
-	const char *api = url + strlen(WEB_API), *op = NULL;
+	const char *api = url + strlen(WEB_API), *op = NULL, *media = NULL;
 	enum MHD_Result (*read)(const struct config *, struct reader *, struct MHD_Connection *) = NULL;
-	if (!strcmp(api, "conversations"))
+	if (!strncmp(api, "conversations/", 14))
+		media = api + 14;
+	else if (!strcmp(api, "conversations"))
 		read = api_conversations;
 	else if (!strcmp(api, "conversation"))
 		read = api_conversation;
@@ -196,7 +200,7 @@ static enum MHD_Result web_handle(void *cls, struct MHD_Connection *c, const cha
 		op = EV_ADMIN_ESCALATE;
 	else
 		return MHD_queue_response(c, 404, w->r_404);
-	if (read && !get)
+	if ((read || media) && !get)
 		return MHD_queue_response(c, 405, w->r_405_get);
 	if (op && !post)
 		return MHD_queue_response(c, 405, w->r_405_post);
@@ -211,6 +215,8 @@ static enum MHD_Result web_handle(void *cls, struct MHD_Connection *c, const cha
 	}
 	if (read)
 		return read(w->cfg, w->rd, c);
+	if (media)
+		return api_media(w->cfg, w->rd, w->mp, c, media);
 	if (!web_is_json(c))
 		return MHD_queue_response(c, 415, w->r_415);
 	struct web_post *p = xcalloc(1, sizeof(*p));
@@ -258,7 +264,7 @@ int web_run(const struct config *cfg, volatile sig_atomic_t *stop)
 
 	web_make_responses(&w);
 	w.rd = reader_new(cfg);
-	if (!(w.cmd = command_new(cfg)) || web_start(&w) < 0)
+	if (!(w.cmd = command_new(cfg)) || !(w.mp = mediaproxy_new()) || web_start(&w) < 0)
 		goto fail;
 	const union MHD_DaemonInfo *pi = MHD_get_daemon_info(w.mhd, MHD_DAEMON_INFO_BIND_PORT);
 	if (!pi) {
@@ -275,8 +281,12 @@ int web_run(const struct config *cfg, volatile sig_atomic_t *stop)
 	log_notice("stopping");
 	rc = 0;
 fail:
+	/* The media thread first: a request thread waiting for a download is
+	 * answered at once, and the server's threads can then end. */
+	mediaproxy_stop(w.mp);
 	if (w.mhd)
 		MHD_stop_daemon(w.mhd);
+	mediaproxy_free(w.mp);
 	command_free(w.cmd);
 	reader_free(w.rd);
 	web_free_responses(&w);

@@ -7,7 +7,8 @@
  *        /console/uPlot.iife.min.js, /console/uPlot.min.css, /console/uPlot.LICENSE
  *        the page and the chart library it embeds; no auth (it holds no data)
  *   GET  /console/api/conversations, /console/api/conversation,
- *        /console/api/reports (api.h)
+ *        /console/api/reports, /console/api/conversations/KEY/media/SEQ/I
+ *        (api.h)
  *   POST /console/api/handback, /console/api/escalate (command.h)
  *        JSON {"address", "business"?, "reason"?}, Content-Type
  *        application/json (a form cannot send it across sites without a
@@ -20,8 +21,8 @@
  * only for a request that did not try a bearer token, so a wrong token
  * never pops up the browser's login dialog). Unknown URL: 404; wrong
  * method: 405. Each connection has a thread of its own (reads are LMDB
- * read transactions, commands wait for the router), at most
- * WEB_CONNECTIONS at once.
+ * read transactions, commands wait for the router, media waits for its
+ * download on mediaproxy.h's thread), at most WEB_CONNECTIONS at once.
  */
 #ifndef BATON_WEB_H
 #define BATON_WEB_H

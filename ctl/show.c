@@ -4,6 +4,7 @@
  */
 #include "ctl.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +46,12 @@ static void show_text(json_t *doc)
 			 agent ? agent : "", agent ? ")" : "");
 		ctl_time((uint64_t)json_integer_value(json_object_get(e, "at_ms")), false, when,
 			 sizeof(when));
-		printf("  %s  %-18s %s\n", when, who, show_field(e, "text"));
+		bool transcript = json_is_true(json_object_get(e, "transcript"));
+		printf("  %s  %-18s %s%s\n", when, who, transcript ? "(voice note transcript) " : "",
+		       show_field(e, "text"));
+		const char *media = json_string_value(json_object_get(e, "media_text"));
+		if (media && *media)
+			printf("  %19s %-18s %s\n", "", "", media);
 	}
 }
 

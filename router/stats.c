@@ -6,7 +6,8 @@
 #include "core.h"
 
 static const char *const rm_modes[] = { "ai", "escalating", "human", NULL };
-static const char *const rm_triggers[] = { "rule", "tool", "tag", "ai_failure", "operator", NULL };
+static const char *const rm_triggers[] = { "rule", "tool", "tag", "ai_failure", "voice",
+					   "operator", NULL };
 static const char *const rm_paths[] = { "agent_closed", "task_completed", "operator",
 					"inactivity_timeout", "no_agent", "reset", NULL };
 
@@ -21,7 +22,8 @@ const struct metric_def RM_DUPLICATES = {
 const struct metric_def RM_ESCALATIONS = {
 	"baton_router_escalations_total", METRIC_COUNTER,
 	"Escalations to a person, by trigger: rule (escalation.phrases), tool or tag (the model), "
-	"ai_failure (the AI failed for good), operator.", { "trigger" }, { rm_triggers } };
+	"ai_failure (the AI failed for good), voice (a voice note that could not be transcribed, "
+	"escalation.on_voice=escalate), operator.", { "trigger" }, { rm_triggers } };
 const struct metric_def RM_HANDBACKS = {
 	"baton_router_handbacks_total", METRIC_COUNTER,
 	"Conversations handed back to the AI, by path.", { "path" }, { rm_paths } };

@@ -5,8 +5,18 @@ Starts the sandbox (fake Twilio with a simulated Flex agent, fake LLM) and the
 five baton processes on loopback, then plays the customer's side as WhatsApp
 messages that the fake Twilio routes like Twilio does: to baton's Messaging
 webhook, or into the agent's Flex conversation once the customer is bound to
-it. Prints who said what and every mode change, stops everything it started,
-and exits 0 on success, 1 if something did not happen.
+it. Ana sends a photo of her rash (a MessageType=image webhook whose MediaUrl0
+is the fake Twilio's copy of tests/fixtures/media/rash.jpg): the ai-worker
+downloads it and the model answers about it, and after the escalation the
+agent's Flex thread has the photo attached (uploaded to the Media Content
+Service). Prints who said what and every mode change, stops everything it
+started, and exits 0 on success, 1 if something did not happen.
+
+The photo's two checks (an image block reached the model; the photo is
+attached in Flex) are made when this tree's ai-worker sends images
+(ai-worker/*.c reads ai_images) and its flex-worker uploads media
+(flex-worker/*.c reads twilio_mcs_base); otherwise the demo says the photo
+went as a text note and goes on.
 
     scripts/demo.py [--capture DIR] [--sid-seed S] [--transcript-out FILE]
 
@@ -21,20 +31,23 @@ conversation at the end, to compare with the replay's.
 """
 
 import argparse
+import glob
 import json
 import os
 import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
-from baton_harness import Pipeline, wait_for  # noqa: E402
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from baton_harness import MEDIA_JPEG, Pipeline, media_fixture, wait_for  # noqa: E402
 
 CUSTOMER = "whatsapp:+5511988887777"
 NAME = "Ana"
 AGENT = "Gonzalo"
 GREETING = "Hi, good afternoon, I'm Gonzalo, how can I help you?"
 CONFIRM = "Done: your dermatology appointment is on Tuesday at 10:00. Anything else?"
+CAPTION = "This is the rash on my arm"
 
 BOLD, DIM, CYAN, GREEN, MAGENTA, YELLOW, RESET = ("\033[1m", "\033[2m", "\033[36m", "\033[32m",
                                                   "\033[35m", "\033[33m", "\033[0m")
@@ -50,11 +63,32 @@ def note(text):
     print("%s                 · %s%s" % (DIM, text, RESET), flush=True)
 
 
+def sources_read(where, field):
+    """Whether this tree's sources under where/ read a setting's field (a feature is there)."""
+    for path in glob.glob(os.path.join(ROOT, where, "*.c")):
+        with open(path, encoding="utf-8") as f:
+            if field in f.read():
+                return True
+    return False
+
+
+# The photo's path through baton, when this tree has it (see the docstring).
+AI_SEES_IMAGES = sources_read("ai-worker", "ai_images")
+FLEX_ATTACHES_MEDIA = sources_read("flex-worker", "twilio_mcs_base")
+
+
+def attachment(m):
+    """A Conversations message's media as the demo prints it."""
+    return ", ".join("[photo attached: %s, %d bytes, MediaSid %s]" % (x["content_type"], x["size"], x["sid"])
+                     for x in m["media"])
+
+
 class Demo:
     def __init__(self, p):
         self.p = p
         self.seen = 0
         self.mode = "ai"
+        self.last_reply = ""
 
     def received(self):
         return self.p.whatsapp(CUSTOMER)
@@ -64,6 +98,7 @@ class Demo:
         msgs = wait_for(lambda: len(self.received()) >= self.seen + want and self.received(),
                         timeout, what="%d message(s) to the customer" % want)
         for m in msgs[self.seen:]:
+            self.last_reply = m["body"]
             if m.get("via") == "conversation":
                 say("agent (%s)" % m.get("author", AGENT), MAGENTA, m["body"])
             elif self.mode == "ai":
@@ -80,10 +115,13 @@ class Demo:
         say("mode", YELLOW, "%s -> %s  (%s)" % (self.mode, mode, why))
         self.mode = mode
 
-    def customer(self, text, want=1):
-        say("customer (%s)" % NAME, CYAN, text)
+    def customer(self, text, want=1, media=None):
+        shown = text
+        if media:
+            shown = "[photo: image/jpeg, %d bytes] %s" % (len(media_fixture("rash.jpg")), text)
+        say("customer (%s)" % NAME, CYAN, shown)
         t0 = time.monotonic()
-        r = self.p.customer(CUSTOMER, text, name=NAME)
+        r = self.p.customer(CUSTOMER, text, name=NAME, media=media)
         where = ("into the Flex conversation (Twilio routes a bound customer there)"
                  if r["routed"] == "conversation" else "to ingress, 200 after the LMDB commit")
         note("Twilio -> %s in %.0f ms" % (where, (time.monotonic() - t0) * 1000))
@@ -124,6 +162,23 @@ def main():
         p.wait_workers(2)
         note("router restarted, pid %d; the workers reconnected" % p.procs["router"].pid)
 
+        # A photo with a caption: the model is shown the photo itself.
+        calls = len(p.llm_requests())
+        d.customer(CAPTION, media=[MEDIA_JPEG])
+        fetched = [f for f in p.media_fetches(MEDIA_JPEG) if f.get("media_bytes")]
+        if fetched:
+            note("ai-worker -> Twilio GET …/Media/%s -> %d (%d bytes, basic auth as the account)"
+                 % (MEDIA_JPEG, fetched[0]["status"], fetched[0]["media_bytes"]))
+        blocks = [b for b in p.llm_media_blocks("image") if b["seq"] > calls]
+        if AI_SEES_IMAGES:
+            assert blocks, "the model was not shown the photo"
+            assert "photo" in d.last_reply, "the AI did not answer about the photo: " + d.last_reply
+        if blocks:
+            note("ai-worker -> LLM: the photo as an %s block (%s, %d bytes) beside the caption"
+                 % (blocks[0]["type"], blocks[0]["media_type"], blocks[0]["bytes"]))
+        else:
+            note("the model read the photo as a text note (this ai-worker sends no images)")
+
         d.customer("I want to speak with a human", want=0)
         d.mode = "escalating"
         say("mode", YELLOW, "ai -> escalating  (rule: 'human'; holding message, Flex job and mode "
@@ -138,7 +193,18 @@ def main():
         note("the agent's thread in Flex (%s):" % ours[0]["sid"])
         for m in ours[0].get("messages", []):
             who = "customer" if m["author"] == CUSTOMER else m["author"]
-            note("    %-9s %s" % (who + ":", m["body"][:80]))
+            note("    %-9s %s" % (who + ":", " ".join(filter(None, [" ".join((m["body"] or "").split())[:80],
+                                                                 attachment(m) if m.get("media") else ""]))))
+        photos = [x for m in p.conversation_media(ours[0]["sid"]) for x in m["media"]]
+        if FLEX_ATTACHES_MEDIA:
+            rash = len(media_fixture("rash.jpg"))
+            assert [x for x in photos if x["content_type"] == "image/jpeg" and x["size"] == rash], \
+                "the photo is not attached in the agent's Flex thread: %s" % photos
+            uploads = [u for u in p.mcs_uploads() if u["size"] == rash]
+            note("flex-worker -> Media Content Service: %d upload(s), the photo attached as %s"
+                 % (len(uploads), photos[0]["sid"]))
+        elif not photos:
+            note("the agent reads the photo as a text note (this flex-worker attaches no media)")
         req = [r for r in p.fake_get("twilio", "/_fake/requests") if r["path"] == "/v1/Interactions"][-1]
         attrs = json.loads(req["form"]["Routing"][0])["properties"]["attributes"]
         note("task attributes: " + json.dumps(attrs, ensure_ascii=False))

@@ -1,5 +1,6 @@
 /* convview — conversation records as JSON; see convview.h for the schema. */
 #include "convview.h"
+#include "media.h"
 
 #include <stdlib.h>
 
@@ -126,11 +127,15 @@ json_t *convview_turn(uint64_t seq, const struct hist_rec *h)
 		json_object_set_new(o, "agent", convview_str(h->who));
 	if (h->nmedia)
 		json_object_set_new(o, "media_count", json_integer((json_int_t)h->nmedia));
-	json_t *media = h->media ? json_loads(h->media, 0, NULL) : NULL;
-	if (json_is_object(media))
-		json_object_set_new(o, "media", media);
-	else
-		json_decref(media);
+	struct media_msg mm;
+	if (h->media && media_from_json(h->media, &mm) == 0 && !media_empty(&mm)) {
+		json_object_set_new(o, "media", json_loads(h->media, 0, NULL));
+		/* The one text rendering of it, for readers that show no media. */
+		char *notes = media_text_view("", &mm);
+		json_object_set_new(o, "media_text", convview_str(notes));
+		free(notes);
+		media_release(&mm);
+	}
 	if (h->transcript)
 		json_object_set_new(o, "transcript", json_true());
 	if (h->sid)

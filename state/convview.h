@@ -23,7 +23,8 @@
  * Timeline entry (convview_event): {at_ms, event, detail}.
  * Turn (convview_turn): {seq, at_ms, role, text} and, when there is one,
  *   agent, media_count (attachments), media (what the message carried:
- *   media.h's document {type, items [{url, ct}], loc, btn}), transcript
+ *   media.h's document {type, items [{url, ct}], loc, btn}), media_text
+ *   (the same as text: one note per item, the location, the button), transcript
  *   (true: text is the voice note's transcript), message_sid (inbound),
  *   sent_sids (outbound, comma-separated), escalate (true).
  * Document (convview_document): the record plus "timeline" and "history"

@@ -41,7 +41,9 @@
     view: "conversations",
     period: "24h",
     report: null,         // last report data, redrawn on resize
-    charts: []            // uPlot instances on the page
+    charts: [],           // uPlot instances on the page
+    media: {},            // the open conversation's media: "seq/i" -> {promise, url, error}
+    mediaFor: null        // whose media that is
   };
 
   function $(id) { return document.getElementById(id); }
@@ -393,8 +395,170 @@
     return h.role;
   }
 
+  // ---- customer media ------------------------------------------------------
+  //
+  // The bytes come through the console (GET conversations/KEY/media/SEQ/I),
+  // which downloads them from Twilio with baton's credentials: the page never
+  // sees a Twilio URL. They are fetched with the token (an <img src> could
+  // not send it) and shown from a blob: URL, once per conversation opened:
+  // the transcript is redrawn every time it changes.
+
+  function mediaKind(ct) {
+    ct = String(ct || "").toLowerCase();
+    if (ct.indexOf("image/") === 0) return "image";
+    if (ct.indexOf("audio/") === 0) return "audio";
+    if (ct.split(";")[0].trim() === "application/pdf") return "pdf";
+    if (ct.indexOf("video/") === 0) return "video";
+    return "file";
+  }
+
+  var KIND_WORDS = { image: "photo", audio: "voice note", pdf: "PDF document", video: "video", file: "file" };
+
+  // What is not an item, as the workers' text view words it (common/media.c).
+  function mediaText(m) {
+    var out = [];
+    if (m.loc) {
+      var place = [m.loc.label, m.loc.addr].filter(Boolean).join(", ");
+      out.push({ kind: "location", text: "shared a location: " + (place ? place + " " : "") +
+                 "(" + m.loc.lat + ", " + m.loc.lon + ")" });
+    }
+    if (m.btn) out.push({ kind: "button", text: "tapped: " + (m.btn.text || m.btn.payload || "") });
+    return out;
+  }
+
+  // Media cache of the open conversation: "seq/i" -> {promise, url, error}.
+  function mediaReset(key) {
+    if (state.mediaFor === key) return;
+    Object.keys(state.media || {}).forEach(function (k) {
+      if (state.media[k].url) URL.revokeObjectURL(state.media[k].url);
+    });
+    state.media = {};
+    state.mediaFor = key;
+  }
+
+  function mediaPath(key, seq, i) {
+    return "conversations/" + encodeURIComponent(key) + "/media/" + seq + "/" + i;
+  }
+
+  var MEDIA_TRIES = 5;
+
+  function pause(ms) {
+    return new Promise(function (resolve) { setTimeout(resolve, ms); });
+  }
+
+  // The item's bytes as a blob: URL (a promise of the cache entry). The
+  // console downloads a few at a time and says 503 to the rest: they wait
+  // a second (its Retry-After) and ask again.
+  function mediaLoad(key, seq, i) {
+    var id = seq + "/" + i, entry = state.media[id];
+    if (entry) return entry.promise;
+    entry = state.media[id] = {};
+    var headers = {};
+    if (state.token) headers["Authorization"] = "Bearer " + state.token;
+    function get(tries) {
+      return fetch(API + mediaPath(key, seq, i), { headers: headers, credentials: "same-origin" })
+        .then(function (r) {
+          if (r.status === 503 && tries > 1 && state.mediaFor === key)
+            return pause(1000).then(function () { return get(tries - 1); });
+          return r;
+        });
+    }
+    entry.promise = get(MEDIA_TRIES)
+      .then(function (r) {
+        if (r.ok) return r.blob().then(function (b) {
+          if (state.mediaFor !== key) return entry; // closed meanwhile: nothing to keep
+          entry.url = URL.createObjectURL(b);
+          entry.type = b.type;
+          return entry;
+        });
+        return r.text().then(function (t) {
+          var data = null;
+          try { data = JSON.parse(t); } catch (e) { data = null; }
+          entry.error = r.status === 401 ? "sign in again to see it"
+            : (data && (data.reason || data.error)) || "HTTP " + r.status;
+          return entry;
+        });
+      }, function () {
+        entry.error = "cannot reach baton";
+        if (state.media[id] === entry) delete state.media[id]; // a later redraw tries again
+        return entry;
+      });
+    return entry.promise;
+  }
+
+  // Puts a loaded (or failed) item into whatever element shows it now.
+  function mediaShow(key, seq, i) {
+    return function (entry) {
+      if (state.mediaFor !== key) return;
+      var nodes = document.querySelectorAll('#transcript [data-media="' + seq + "/" + i + '"]');
+      for (var n = 0; n < nodes.length; n++) mediaFill(nodes[n], entry);
+    };
+  }
+
+  function mediaFill(node, entry) {
+    var kind = node.getAttribute("data-media-kind");
+    if (entry.error) {
+      node.setAttribute("data-state", "failed");
+      var note = node.querySelector(".media-error");
+      if (!note) node.appendChild(el("span", { "class": "media-error" }, "could not be shown: " + entry.error));
+      return;
+    }
+    if (!entry.url) return;
+    node.setAttribute("data-state", "loaded");
+    if (kind === "image") {
+      var img = node.querySelector("img");
+      if (img && img.getAttribute("src") !== entry.url) img.setAttribute("src", entry.url);
+    } else if (kind === "audio") {
+      var au = node.querySelector("audio");
+      if (au && au.getAttribute("src") !== entry.url) au.setAttribute("src", entry.url);
+    } else {
+      var a = node.querySelector("a");
+      if (a) a.setAttribute("href", entry.url);
+    }
+  }
+
+  function renderMedia(key, h) {
+    var box = el("div", { "class": "media" });
+    (h.media.items || []).forEach(function (it, i) {
+      var kind = mediaKind(it.ct), word = KIND_WORDS[kind];
+      var label = word + (it.ct ? " (" + it.ct + ")" : "");
+      var node = el("figure", { "class": "media-item", "data-media": h.seq + "/" + i, "data-media-kind": kind,
+                                "data-state": "loading" });
+      if (kind === "image") {
+        // A thumbnail; a click opens the whole photo in a new tab.
+        var img = el("img", { "class": "thumb", alt: label, title: label });
+        img.addEventListener("click", function () {
+          var e = state.media[h.seq + "/" + i];
+          if (e && e.url) window.open(e.url, "_blank", "noopener");
+        });
+        node.appendChild(img);
+      } else if (kind === "audio") {
+        node.appendChild(el("audio", { controls: "", preload: "metadata", title: label }));
+      } else {
+        // Saved from the blob (the page's policy would not let a viewer run it).
+        var a = el("a", { "class": "media-link", href: "#",
+                          download: word.replace(/ /g, "-") + "-" + h.seq + "-" + (i + 1) + (kind === "pdf" ? ".pdf" : "") },
+                   label);
+        a.addEventListener("click", function (ev) {
+          if (a.getAttribute("href") === "#") ev.preventDefault();
+        });
+        node.appendChild(a);
+      }
+      node.appendChild(el("figcaption", { "class": "muted small" }, label));
+      box.appendChild(node);
+      var entry = state.media[h.seq + "/" + i];
+      if (entry && (entry.url || entry.error)) mediaFill(node, entry);
+      else mediaLoad(key, h.seq, i).then(mediaShow(key, h.seq, i));
+    });
+    mediaText(h.media).forEach(function (t) {
+      box.appendChild(el("div", { "class": "media-text", "data-media-kind": t.kind }, t.text));
+    });
+    return box;
+  }
+
   function renderDetail(d) {
     state.detail = d;
+    mediaReset(d.key);
     var panel = $("detail-panel");
     panel.setAttribute("data-key", d.key);
     panel.setAttribute("data-mode", d.mode);
@@ -450,7 +614,14 @@
       meta.appendChild(el("span", { "class": "role" }, turnLabel(h, d)));
       meta.appendChild(el("time", { datetime: new Date(h.at_ms).toISOString(), title: fmtFull(h.at_ms) }, fmtTime(h.at_ms)));
       li.appendChild(meta);
-      li.appendChild(el("div", { "class": "text" }, h.text + (h.media ? " [" + h.media + " media]" : "")));
+      if (h.transcript) {
+        // The words are the speech-to-text of a voice note, not typed.
+        li.setAttribute("data-transcript", "true");
+        li.appendChild(el("div", { "class": "transcript-mark", title: "written by speech-to-text from the customer's voice note" },
+                          "voice note transcript"));
+      }
+      if (h.text) li.appendChild(el("div", { "class": "text" }, h.text));
+      if (h.media) li.appendChild(renderMedia(d.key, h));
       tr.appendChild(li);
     });
     $("transcript-count").textContent = d.history_total > d.history.length
@@ -484,6 +655,7 @@
   function closeDetail() {
     state.openKey = null;
     state.detail = null;
+    mediaReset(null);
     delete state.sig.detail;
     var panel = $("detail-panel");
     panel.setAttribute("data-key", "");

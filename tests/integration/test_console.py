@@ -10,6 +10,14 @@ names, waiting for an agent vs with an agent, search by name or number,
 baton's own messages marked and the hand-back told without the LLM's
 instructions, and the reports' figures exactly.
 
+Customer media (issue 16): the console downloads a turn's photo, voice
+note or document from Twilio with baton's credentials and serves the
+checked bytes at /console/api/conversations/KEY/media/SEQ/I (the browser
+never sees Twilio's URL), 502 with the reason when Twilio's answer is
+wrong, 404 for what is not there, 401 without the console's credentials;
+in the browser, a thumbnail, an audio player, a link to the PDF, the
+location and the button as text, and a voice note's transcript marked.
+
 The browser test drives the page in headless Chromium over WebDriver
 (tests/lib/webdriver.py) after a streamgen stream with escalations is
 replayed into the pipeline: log in with the token, see the list and the
@@ -30,6 +38,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -37,8 +46,9 @@ import urllib.parse
 import urllib.request
 
 import webdriver
-from baton_harness import (masked, ADMIN_TOKEN, AUTH_TOKEN, BUSINESS, LLM_KEY, ROOT, Pipeline,
-                           wait_for)
+from baton_harness import (masked, media_fixture, ACCOUNT_SID, ADMIN_TOKEN, AUTH_TOKEN, BUSINESS,
+                           LLM_KEY, MEDIA_JPEG, MEDIA_LYING, MEDIA_MISSING, MEDIA_OGG, MEDIA_PDF,
+                           ROOT, Pipeline, wait_for)
 
 TOKEN = "console-test-token-7e4a90"
 USER = "operator"
@@ -55,6 +65,16 @@ MARTA = dict(identity="Marta", accept_after_ms=1000, greeting="Hi, I'm Marta.", 
 GREETING = "Hi, I'm Gonzalo, how can I help you?"
 AGENT = dict(identity="Gonzalo", accept_after_ms=100, greeting=GREETING, reply_delay_ms=50,
              replies=[])
+
+
+def request_bytes(method, url, headers=None, timeout=20):
+    """(status, body bytes, headers): for media, whose bytes are not text."""
+    req = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read(), r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers
 
 
 def request(method, url, body=None, headers=None, timeout=10):
@@ -886,3 +906,290 @@ class TestConsoleBrowser(ConsoleCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+CAPTION = "This is the rash on my arm"
+TRANSCRIPT = "Hi, this is Ana, the rash on my arm is itchy since Monday."
+
+
+def ai_worker_transcribes():
+    """Whether this tree's ai-worker transcribes voice notes (its sources read
+    transcribe.base_url): the transcript test needs one that does."""
+    for path in glob.glob(os.path.join(ROOT, "ai-worker", "*.c")):
+        with open(path, encoding="utf-8") as f:
+            if "transcribe_base_url" in f.read():
+                return True
+    return False
+
+
+class MediaCase(ConsoleCase):
+    env = {"BATON_CONSOLE_TOKEN": TOKEN}
+
+    def media_turns(self, p, n):
+        """The customer turns with media once there are n of them (the conversation document's)."""
+        def turns():
+            st, text, _ = self.get("/console/api/conversation?address=" + urllib.parse.quote(ANA),
+                                   bearer())
+            if st != 200:
+                return None
+            doc = json.loads(text)
+            got = [h for h in doc["history"] if h["role"] == "customer" and h.get("media")]
+            return len(got) >= n and (doc["key"], got)
+        return wait_for(turns, 20, what="%d customer turns with media" % n)
+
+    def media(self, key, seq, i, headers=None, method="GET"):
+        path = "/console/api/conversations/%s/media/%s/%s" % (urllib.parse.quote(key, safe=""), seq, i)
+        return request_bytes(method, self.url(path), bearer() if headers is None else headers)
+
+
+class TestConsoleMedia(MediaCase):
+    def test_media_route_serves_checked_bytes_and_never_twilio_urls(self):
+        p = self.pipeline()
+        sent = [(MEDIA_JPEG, CAPTION), (MEDIA_OGG, ""), (MEDIA_PDF, "my exam results"),
+                (MEDIA_MISSING, ""), (MEDIA_LYING, "")]
+        for sid, caption in sent:
+            st, _, _ = p.send_media(ANA, sid, caption)
+            self.assertEqual(st, 200)
+        st, _, _ = p.send_rich(ANA, "location", location=("-23.5614", "-46.6559", "Av. Paulista 1000",
+                                                          "Clinica Sol"))
+        self.assertEqual(st, 200)
+        key, turns = self.media_turns(p, len(sent) + 1)
+        by_sid = {}
+        for h in turns:
+            for it in h["media"].get("items", []):
+                by_sid[it["url"].rsplit("/", 1)[1]] = h
+        self.assertEqual(set(by_sid), {sid for sid, _ in sent})
+        self.assertEqual(by_sid[MEDIA_JPEG]["text"], CAPTION)
+
+        # The bytes, exactly, with the checked type; private, never sniffed,
+        # inert if opened on their own; documents are attachments.
+        for sid, name, ctype, disposition in ((MEDIA_JPEG, "rash.jpg", "image/jpeg", "inline"),
+                                              (MEDIA_OGG, "voice.ogg", "audio/ogg", "inline"),
+                                              (MEDIA_PDF, "exam.pdf", "application/pdf", "attachment")):
+            st, body, h = self.media(key, by_sid[sid]["seq"], 0)
+            self.assertEqual(st, 200, (sid, body[:200]))
+            self.assertEqual(body, media_fixture(name), name)
+            self.assertEqual(h["Content-Type"], ctype)
+            self.assertEqual(h["Cache-Control"], "private")
+            self.assertEqual(h["X-Content-Type-Options"], "nosniff")
+            self.assertEqual(h["Content-Disposition"], disposition)
+            csp = h["Content-Security-Policy"]
+            self.assertIn("default-src 'none'", csp)
+            self.assertIn("sandbox", csp)
+        # HEAD answers like GET, without the bytes.
+        st, body, h = self.media(key, by_sid[MEDIA_JPEG]["seq"], 0, method="HEAD")
+        self.assertEqual((st, body, h["Content-Type"]), (200, b"", "image/jpeg"))
+
+        # The console fetched with the account's credentials: the page never
+        # had them nor the URL.
+        fetches = p.media_fetches(MEDIA_JPEG)
+        self.assertTrue(fetches, "the console fetched the photo from the fake Twilio")
+        self.assertEqual({f["auth_user"] for f in fetches}, {ACCOUNT_SID})
+
+        # Twilio's answer was wrong: 502 and why, never the URL or a secret.
+        for sid, outcome, reason in ((MEDIA_MISSING, "http", "HTTP 404"),
+                                     (MEDIA_LYING, "mismatch", "not what its type says")):
+            st, body, h = self.media(key, by_sid[sid]["seq"], 0)
+            self.assertEqual(st, 502, sid)
+            self.assertEqual(h["Content-Type"], "application/json")
+            err = json.loads(body)
+            self.assertEqual(err["outcome"], outcome, err)
+            self.assertIn(reason, err["reason"])
+            self.assertNotIn("/2010-04-01/", body.decode())
+            self.assertNotIn(AUTH_TOKEN, body.decode())
+        self.assertTrue(p.log_contains("console", "not fetched (mismatch)"))
+
+        # Not there: 404 (a turn without items, no such item, no such turn,
+        # no such conversation, not a number).
+        location = [h for h in turns if h["media"].get("loc")]
+        self.assertEqual(len(location), 1)
+        self.assertEqual(location[0]["media"]["loc"]["label"], "Clinica Sol")
+        for args in ((key, location[0]["seq"], 0), (key, by_sid[MEDIA_JPEG]["seq"], 1),
+                     (key, 9999, 0), (key, 0, 0), (BRUNO + "|" + BUSINESS, 1, 0),
+                     (key, "x", 0), (key, by_sid[MEDIA_JPEG]["seq"], "-1"),
+                     (key, by_sid[MEDIA_JPEG]["seq"], "")):
+            st, _, _ = self.media(*args)
+            self.assertEqual(st, 404, args)
+        st, _, _ = request_bytes("GET", self.url("/console/api/conversations/%s/photo/1/0" %
+                                                 urllib.parse.quote(key, safe="")), bearer())
+        self.assertEqual(st, 404)
+
+        # The console's own credentials, as every API route; GET only.
+        seq = by_sid[MEDIA_JPEG]["seq"]
+        for hdr in ({}, bearer("nope"), {"Authorization": "Basic " +
+                                         base64.b64encode(b"x:y").decode()}):
+            st, body, _ = self.media(key, seq, 0, headers=hdr)
+            self.assertEqual((st, json.loads(body)), (401, {"error": "unauthorized"}), hdr)
+        st, _, h = self.media(key, seq, 0, method="POST")
+        self.assertEqual(st, 405)
+        self.assertEqual(len(p.media_fetches(MEDIA_JPEG)), len(fetches),
+                         "refused requests fetched nothing")
+
+    def test_at_most_eight_downloads_at_once_and_the_page_waits_its_turn(self):
+        p = self.pipeline()
+        slow = p.add_media("image/jpeg", media_fixture("rash.jpg"), delay_ms=1500)
+        # Ten photos in one message (WhatsApp's most), each 1.5 s to download.
+        st, _, _ = p.send_rich(ANA, "image", "ten photos", media=[(slow, "image/jpeg")] * 10)
+        self.assertEqual(st, 200)
+        key, turns = self.media_turns(p, 1)
+        seq = turns[0]["seq"]
+        self.assertEqual(len(turns[0]["media"]["items"]), 10)
+        results = [None] * 10
+
+        def get(i):
+            results[i] = self.media(key, seq, i)
+        threads = [threading.Thread(target=get, args=(i,)) for i in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        codes = sorted(r[0] for r in results)
+        self.assertEqual(codes, [200] * 8 + [503] * 2, codes)
+        for st, body, h in results:
+            if st == 503:
+                self.assertEqual(h["Retry-After"], "1")
+                self.assertIn("too many media downloads", json.loads(body)["error"])
+            else:
+                self.assertEqual(body, media_fixture("rash.jpg"))
+        # Once they are done, the next ones are served.
+        st, body, _ = self.media(key, seq, 9)
+        self.assertEqual((st, body), (200, media_fixture("rash.jpg")))
+
+    def test_page_policy_allows_its_own_media_only(self):
+        self.pipeline(start=("router", "console"))
+        st, _, h = self.get("/console")
+        csp = h["Content-Security-Policy"]
+        # Blob URLs the page made itself (media fetched with its token).
+        self.assertIn("img-src 'self' data: blob:", csp)
+        self.assertIn("media-src 'self' blob:", csp)
+        self.assertIn("default-src 'self'", csp)
+
+
+@unittest.skipIf(webdriver.available(), "browser test: %s" % webdriver.available())
+class TestConsoleMediaBrowser(MediaCase):
+    def browser(self):
+        b = webdriver.Browser()
+        self.addCleanup(b.close)
+        return b
+
+    def open_ana(self, b, key):
+        b.get(self.url("/console"))
+        b.wait(lambda: b.find("#token").displayed, what="the login form")
+        b.find("#token").send_keys(TOKEN)
+        b.click("#login-button")
+        b.wait(lambda: b.find("#app-view").displayed, what="the console after login")
+        b.click('#conversation-rows tr[data-key="%s"] .open-conv' % key)
+        b.wait(lambda: b.find("#detail-panel").attr("data-key") == key, what="Ana's conversation open")
+
+    def test_transcript_shows_photo_voice_note_document_location_and_button(self):
+        p = self.pipeline()
+        for sid, caption in ((MEDIA_JPEG, CAPTION), (MEDIA_OGG, ""), (MEDIA_PDF, ""),
+                             (MEDIA_MISSING, "")):
+            self.assertEqual(p.send_media(ANA, sid, caption)[0], 200)
+        p.send_rich(ANA, "location", location=("-23.5614", "-46.6559", "Av. Paulista 1000", "Clinica Sol"))
+        p.send_rich(ANA, "button", "Book", button=("Book", "book_dermatology"))
+        # Ten slow photos at once: more than the console downloads together.
+        slow = p.add_media("image/jpeg", media_fixture("rash.jpg"), delay_ms=1000)
+        p.send_rich(ANA, "image", "", media=[(slow, "image/jpeg")] * 10)
+        key, turns = self.media_turns(p, 7)
+        seqs = {}
+        for h in turns:
+            for it in h["media"].get("items", []):
+                seqs[it["url"].rsplit("/", 1)[1]] = h["seq"]
+
+        b = self.browser()
+        try:
+            self.open_ana(b, key)
+            fig = '#transcript li[data-seq="%d"] figure[data-media-kind="%s"]'
+            # The photo: a thumbnail the browser decoded (the fixture is 160x120).
+            img = fig % (seqs[MEDIA_JPEG], "image")
+            b.wait(lambda: b.find(img).attr("data-state") == "loaded", what="the photo loaded")
+            b.wait(lambda: b.js("return document.querySelector(arguments[0] + ' img').naturalWidth", img) == 160,
+                   what="the photo decoded")
+            self.assertTrue(b.find(img + " img").attr("src").startswith("blob:"))
+            self.assertEqual(b.find(img + " img").attr("alt"), "photo (image/jpeg)")
+            self.assertIn(CAPTION, b.find('#transcript li[data-seq="%d"] .text' % seqs[MEDIA_JPEG]).text)
+            # The voice note: a player with the Ogg the browser can read.
+            au = fig % (seqs[MEDIA_OGG], "audio")
+            b.wait(lambda: b.find(au).attr("data-state") == "loaded", what="the voice note loaded")
+            self.assertTrue(b.find(au + " audio").attr("src").startswith("blob:"))
+            self.assertTrue(b.find(au + " audio").prop("controls"))
+            b.wait(lambda: b.js("return document.querySelector(arguments[0] + ' audio').readyState", au) >= 1,
+                   what="the voice note's metadata read by the browser")
+            self.assertAlmostEqual(b.js("return document.querySelector(arguments[0] + ' audio').duration", au),
+                                   1.0, delta=0.2)
+            # The PDF: a link that saves the bytes.
+            pdf = fig % (seqs[MEDIA_PDF], "pdf")
+            b.wait(lambda: b.find(pdf).attr("data-state") == "loaded", what="the PDF loaded")
+            link = b.find(pdf + " a.media-link")
+            self.assertTrue(link.attr("href").startswith("blob:"))
+            self.assertTrue(link.attr("download").endswith(".pdf"))
+            self.assertEqual(link.text, "PDF document (application/pdf)")
+            # What Twilio would not give: said on the turn, nothing broken.
+            bad = fig % (seqs[MEDIA_MISSING], "image")
+            b.wait(lambda: b.find(bad).attr("data-state") == "failed", what="the missing photo failed")
+            self.assertIn("HTTP 404", b.find(bad + " .media-error").text)
+            # Location and button as text.
+            b.wait(lambda: b.find_all('#transcript .media-text[data-media-kind="location"]'),
+                   what="the location")
+            self.assertEqual(b.find('#transcript .media-text[data-media-kind="location"]').text,
+                             "shared a location: Clinica Sol, Av. Paulista 1000 (-23.5614, -46.6559)")
+            self.assertEqual(b.find('#transcript .media-text[data-media-kind="button"]').text,
+                             "tapped: Book")
+            # The ten: those the console said 503 to waited and asked again.
+            ten = '#transcript li[data-seq="%d"] figure' % seqs[slow]
+            b.wait(lambda: [f.attr("data-state") for f in b.find_all(ten)] == ["loaded"] * 10,
+                   timeout=20, what="the ten slow photos loaded")
+            # The redraws every 2 s keep the same blobs (no new downloads).
+            n = len(p.media_fetches())
+            src = b.find(img + " img").attr("src")
+            p.send(ANA, "thanks")
+            b.wait(lambda: "thanks" in b.find("#transcript").text, what="a new turn drawn")
+            self.assertEqual(b.find(img + " img").attr("src"), src)
+            self.assertEqual(len(p.media_fetches()), n)
+            # The page never held a Twilio URL nor a secret.
+            html = b.js("return document.documentElement.outerHTML")
+            self.assertNotIn("/2010-04-01/", html)
+            self.assertNotIn(AUTH_TOKEN, html)
+            self.assertNotIn(ACCOUNT_SID, html)
+            b.js("document.querySelector(arguments[0]).scrollIntoView()", img)
+            path = b.screenshot(os.path.join(artifacts_dir(), "console-media.png"))
+            print("media screenshot: " + path)
+            # No error but the missing photo's 502 (CSP violations would be here).
+            errors = [e for e in b.console_log() if e.get("level") == "SEVERE" and
+                      "502" not in e.get("message", "")]
+            self.assertEqual(errors, [])
+        except Exception:
+            try:
+                print("screenshot of the failure: " +
+                      b.screenshot(os.path.join(artifacts_dir(), "console-media-failed.png")))
+                print("browser console: %s" % b.console_log())
+            except Exception:
+                pass
+            raise
+
+    @unittest.skipUnless(ai_worker_transcribes(), "this build's ai-worker does not transcribe voice notes")
+    def test_voice_note_transcript_is_marked(self):
+        # transcribe.base_url is the fake LLM's, which wants its key.
+        p = self.pipeline(env={"BATON_TRANSCRIBE_API_KEY": LLM_KEY})
+        p.set_transcription(text=TRANSCRIPT)
+        self.assertEqual(p.send_media(ANA, MEDIA_OGG)[0], 200)
+
+        def transcribed():
+            key, turns = self.media_turns(p, 1)
+            return turns[0].get("transcript") and (key, turns[0])
+        key, turn = wait_for(transcribed, 30, what="the voice note's transcript stored")
+        self.assertEqual(turn["text"], TRANSCRIPT)
+
+        b = self.browser()
+        self.open_ana(b, key)
+        li = '#transcript li[data-seq="%d"]' % turn["seq"]
+        b.wait(lambda: b.find(li).attr("data-transcript") == "true", what="the turn marked a transcript")
+        self.assertEqual(b.find(li + " .transcript-mark").text, "voice note transcript")
+        self.assertEqual(b.find(li + " .text").text, TRANSCRIPT)
+        b.wait(lambda: b.find(li + ' figure[data-media-kind="audio"]').attr("data-state") == "loaded",
+               what="the voice note beside its transcript")
+        # A typed turn is not marked.
+        p.send(ANA, "thanks")
+        b.wait(lambda: "thanks" in b.find("#transcript").text, what="a typed turn")
+        self.assertEqual(len(b.find_all('#transcript li[data-transcript="true"]')), 1)

@@ -4,7 +4,10 @@ over HTTP (re-signed, signature checks on) or straight into the router, and
 the conversations come out the same, make demo's whole Flex session
 included (deterministic fake Twilio SIDs); streamgen's synthetic captures
 replay at full speed with every record acknowledged and stored; a truncated
-or damaged capture replays its complete records without crashing.
+or damaged capture replays its complete records without crashing. Rich
+WhatsApp messages (a photo with its caption, a voice note, a location, a
+quick-reply button) replay with what they carried: the replayed history
+has the same media description either way.
 """
 
 import json
@@ -18,7 +21,7 @@ import time
 import unittest
 import urllib.parse
 
-from baton_harness import Pipeline, wait_for
+from baton_harness import MEDIA_JPEG, MEDIA_OGG, Pipeline, wait_for
 from capture_file import capture_files, read_capture
 
 ANA = "whatsapp:+5511988887777"
@@ -160,6 +163,81 @@ class TestCaptureAndReplay(unittest.TestCase):
         self.assertIn("HTTP 404", err)
 
 
+def media_history(p, who):
+    """Customer turns as (text, media description or None)."""
+    return [(h["text"], h.get("media")) for h in p.show(who)["history"] if h["role"] == "customer"]
+
+
+class TestMediaCaptureAndReplay(unittest.TestCase):
+    """A capture of rich messages replays with their media fields, both ways."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cap = tempfile.mkdtemp(prefix="baton-capture-media-")
+        p = Pipeline(env={"BATON_CAPTURE_DIR": cls.cap})
+        try:
+            p.start_all()
+            sends = [lambda: p.send_media(ANA, MEDIA_JPEG, "This is the rash on my arm"),
+                     lambda: p.send_media(ANA, MEDIA_OGG),
+                     lambda: p.send_rich(ANA, "location", location=("-23.5614", "-46.6559",
+                                                                    "Av. Paulista 1000", "Clinica Sol")),
+                     lambda: p.send_rich(ANA, "button", "Book", button=("Book", "book_dermatology"))]
+            for n, send in enumerate(sends, 1):
+                st, _, _ = send()
+                assert st == 200
+                # One at a time: the AI's turn between keeps the order the same on replay.
+                wait_for(lambda: len(p.sent_messages(ANA)) >= n, 10, what="reply %d" % n)
+            cls.original = media_history(p, ANA)
+        finally:
+            p.close()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.cap, ignore_errors=True)
+
+    def fresh(self):
+        p = Pipeline()
+        self.addCleanup(p.close)
+        p.start_all()
+        return p
+
+    def assert_same_media(self, p):
+        wait_for(lambda: len(media_history(p, ANA)) == len(self.original), 15,
+                 what="every replayed customer turn")
+        self.assertEqual(media_history(p, ANA), self.original)
+
+    def test_capture_holds_the_media_fields(self):
+        recs = [r for f in capture_files(self.cap) for r in read_capture(f)[0]]
+        self.assertEqual(len(recs), 4)
+        forms = [dict(urllib.parse.parse_qsl(r["b"].decode())) for r in recs]
+        self.assertEqual([f["MessageType"] for f in forms], ["image", "audio", "location", "button"])
+        self.assertEqual((forms[0]["NumMedia"], forms[0]["MediaContentType0"]), ("1", "image/jpeg"))
+        self.assertTrue(forms[0]["MediaUrl0"].endswith("/Media/" + MEDIA_JPEG))
+        self.assertEqual(forms[2]["Label"], "Clinica Sol")
+        self.assertEqual(forms[3]["ButtonPayload"], "book_dermatology")
+        # What the original run stored: a photo, a voice note, a place, a tap.
+        media = [m for _, m in self.original]
+        self.assertEqual([m["type"] for m in media], ["image", "audio", "location", "button"])
+        self.assertEqual(media[0]["items"][0]["ct"], "image/jpeg")
+        self.assertEqual(media[1]["items"][0]["ct"], "audio/ogg")
+        self.assertEqual(media[2]["loc"], {"lat": "-23.5614", "lon": "-46.6559",
+                                           "addr": "Av. Paulista 1000", "label": "Clinica Sol"})
+        self.assertEqual(media[3]["btn"], {"text": "Book", "payload": "book_dermatology"})
+        self.assertEqual(self.original[0][0], "This is the rash on my arm")
+
+    def test_replay_over_http_keeps_the_media(self):
+        p = self.fresh()
+        s, _ = replay_json(p, "--speed", "max", "--concurrency", "1", self.cap)
+        self.assertEqual((s["records"], s["acknowledged"], s["failed"]), (4, 4, 0))
+        self.assert_same_media(p)
+
+    def test_replay_to_the_router_keeps_the_media(self):
+        p = self.fresh()
+        s, _ = replay_json(p, "--to", "router", "--speed", "max", "--concurrency", "1", self.cap)
+        self.assertEqual((s["records"], s["acknowledged"], s["failed"]), (4, 4, 0))
+        self.assert_same_media(p)
+
+
 class TestCaptureFailure(unittest.TestCase):
     def test_a_failing_capture_never_fails_a_webhook_and_logs_once(self):
         tmp = tempfile.mkdtemp(prefix="baton-capfail-")
@@ -216,9 +294,10 @@ def full_transcript(show):
 
 class TestDemoCapture(unittest.TestCase):
     """make demo leaves a capture (scripts/demo.py --capture DIR) that replays into a
-    fresh pipeline to the same whole transcript: AI turns, the escalation, the Flex
-    agent's turns, the customer's message inside the Flex conversation, the
-    hand-back note and the AI turn after it.
+    fresh pipeline to the same whole transcript: AI turns, the photo and the AI's
+    answer about it, the escalation, the Flex agent's turns, the customer's
+    message inside the Flex conversation, the hand-back note and the AI turn
+    after it.
 
     The capture's Flex events (onMessageAdded, onConversationStateUpdated,
     reservation.accepted, task.*) name the Conversation (CH) and Task (WT) SIDs the
@@ -259,7 +338,15 @@ class TestDemoCapture(unittest.TestCase):
         for path in ("/twilio/messages", "/twilio/conversations", "/twilio/taskrouter"):
             self.assertIn(path, paths)
 
-        p = Pipeline(sid_seed=self.SEED)
+        # Ana's photo: its MediaUrl names the original fake Twilio's port, and
+        # the workers download it from there (the fresh fake serves the same
+        # preloaded media), so the fresh fake listens on that port.
+        forms = [dict(urllib.parse.parse_qsl(rec["b"].decode())) for rec in recs
+                 if rec["p"] == "/twilio/messages"]
+        urls = [f["MediaUrl0"] for f in forms if f.get("MediaUrl0")]
+        self.assertEqual(len(urls), 1, "the demo's photo")
+        self.assertEqual([f.get("MessageType") for f in forms if f.get("MediaUrl0")], ["image"])
+        p = Pipeline(sid_seed=self.SEED, twilio_port=urllib.parse.urlsplit(urls[0]).port)
         self.addCleanup(p.close)
         p.start_all()
         p.agent(enabled=False)  # the agent's side comes from the capture

@@ -257,7 +257,8 @@ class TestSecretsStayWhereTheyAreUsed(unittest.TestCase):
                 env = f.read()
             for v in (AUTH_TOKEN, LLM_KEY, ADMIN_TOKEN):
                 self.assertNotIn(v.encode(), env, name)
-        self.assertEqual(holds["ai-worker"], {"llm"})
+        # The ai-worker fetches customers' media with the Twilio credentials.
+        self.assertEqual(holds["ai-worker"], {"llm", "twilio"})
         self.assertEqual(holds["egress"], {"twilio"})
         self.assertEqual(holds["flex-worker"], {"twilio"})
         self.assertEqual(holds["router"], set())

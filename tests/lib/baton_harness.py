@@ -343,7 +343,7 @@ def test_backend():
 class Pipeline:
     def __init__(self, bindir=None, env=None, script=None, provider="anthropic",
                  llm_latency_ms=0, keep=False, sid_seed=None, twilio_api_key=None,
-                 backend=None, pg_dsn=None):
+                 backend=None, pg_dsn=None, twilio_port=0):
         self.bindir = bindir or os.environ.get("BATON_BIN", os.path.join(ROOT, "build", "bin"))
         self.dir = tempfile.mkdtemp(prefix="baton-")
         self.keep = keep
@@ -362,6 +362,9 @@ class Pipeline:
         self.sid_seed = sid_seed
         # (SK..., secret): an API key the fake Twilio accepts beside the token.
         self.twilio_api_key = twilio_api_key
+        # The fake Twilio's port, 0 = any: a replayed capture's MediaUrls name
+        # the port of the run that made it.
+        self.twilio_fixed_port = twilio_port
         # The state's backend: with postgres, a database of its own in the
         # process's cluster (dropped by close).
         self.backend = "postgres" if pg_dsn else (backend or test_backend())
@@ -402,7 +405,7 @@ class Pipeline:
         seed = ["--sid-seed", str(self.sid_seed)] if self.sid_seed is not None else []
         key = ["--api-key", "%s:%s" % self.twilio_api_key] if self.twilio_api_key else []
         self.twilio_port = self._start_fake("fake_twilio", [
-            "--port", "0", "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN]
+            "--port", str(self.twilio_fixed_port), "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN]
             + specs + seed + key)
         self.llm_port = self._start_fake("fake_llm", [
             "--port", "0", "--script", self.script, "--api-key", LLM_KEY,
@@ -440,6 +443,7 @@ class Pipeline:
             "BATON_TWILIO_MCS_BASE": self.twilio_url,
             "BATON_MEDIA_ALLOW_HOSTS": "127.0.0.1",
             "BATON_TRANSCRIBE_BASE_URL": self.llm_url,
+            "BATON_TRANSCRIBE_API_KEY": LLM_KEY,
             "BATON_FLEX_WORKSPACE_SID": WORKSPACE_SID,
             "BATON_FLEX_WORKFLOW_SID": WORKFLOW_SID,
             "BATON_LLM_PROVIDER": self.provider,

@@ -3,6 +3,9 @@
  * and OpenAI chat-completions APIs (URL, headers, JSON body, role mapping
  * and merging), and classification/parsing of their responses (OK, tool
  * escalation, MALFORMED, RETRY, FATAL) without ever leaking the API key.
+ * Media: image and document blocks for both providers (bytes checked after
+ * base64), merged turns around blocks, notes, fallback and transcript
+ * texts, and blocks refused where an API takes none.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +14,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,7 +164,7 @@ static void test_build_anthropic(void **state)
 	struct envelope job;
 	struct llm_request req;
 	make_job(&job);
-	llm_build(&ANTHROPIC, &job, &req);
+	llm_build(&ANTHROPIC, &job, NULL, &req);
 
 	assert_string_equal(req.url, "https://api.anthropic.com/v1/messages");
 	assert_non_null(req.headers[0]);
@@ -215,7 +219,7 @@ static void test_build_anthropic_only_assistant(void **state)
 	job.type = ENV_JOB_AI;
 	env_add_turn(&job, ROLE_AI, "a", 1);
 	env_add_turn(&job, ROLE_AGENT, "b", 2);
-	llm_build(&ANTHROPIC, &job, &req);
+	llm_build(&ANTHROPIC, &job, NULL, &req);
 	json_t *root = load_json(req.body);
 	/* no prompt: the system prompt is only the escalation instruction */
 	assert_system(json_string_value(json_object_get(root, "system")), "", "escalate_to_human");
@@ -241,7 +245,7 @@ static void test_build_anthropic_alternates(void **state)
 	env_add_turn(&job, ROLE_CUSTOMER, "3", 3);
 	env_add_turn(&job, ROLE_AI, "4", 4);
 	env_add_turn(&job, ROLE_CUSTOMER, "5", 5);
-	llm_build(&ANTHROPIC, &job, &req);
+	llm_build(&ANTHROPIC, &job, NULL, &req);
 	json_t *root = load_json(req.body);
 	json_t *msgs = json_object_get(root, "messages");
 	assert_int_equal(json_array_size(msgs), 5);
@@ -260,7 +264,7 @@ static void test_build_anthropic_tag_mode(void **state)
 	struct envelope job;
 	struct llm_request req;
 	make_job(&job);
-	llm_build(&ANTHROPIC_TAG, &job, &req);
+	llm_build(&ANTHROPIC_TAG, &job, NULL, &req);
 	assert_string_equal(req.url, "https://api.anthropic.com/v1/messages");
 	json_t *root = load_json(req.body);
 	const char *sys = json_string_value(json_object_get(root, "system"));
@@ -280,7 +284,7 @@ static void test_build_openai(void **state)
 	struct envelope job;
 	struct llm_request req;
 	make_job(&job);
-	llm_build(&OPENAI, &job, &req);
+	llm_build(&OPENAI, &job, NULL, &req);
 
 	assert_string_equal(req.url, "http://127.0.0.1:11434/v1/chat/completions");
 	assert_non_null(req.headers[0]);
@@ -329,7 +333,7 @@ static void test_build_openai_tag_mode(void **state)
 	struct envelope job;
 	struct llm_request req;
 	make_job(&job);
-	llm_build(&OPENAI_TAG, &job, &req);
+	llm_build(&OPENAI_TAG, &job, NULL, &req);
 	json_t *root = load_json(req.body);
 	json_t *msgs = json_object_get(root, "messages");
 	assert_int_equal(json_array_size(msgs), 5);
@@ -797,6 +801,271 @@ static void test_key_never_in_error_text(void **state)
 			}
 }
 
+
+/* --- media --- */
+
+/* A tiny JPEG's first bytes (magic FF D8 FF), with a NUL and high bytes. */
+static const char JPEG[] = "\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x02\xfe\xfd";
+#define JPEG_LEN (sizeof(JPEG) - 1)
+static const char PDF[] = "%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj";
+#define PDF_LEN (sizeof(PDF) - 1)
+
+#define MEDIA_PHOTO "{\"type\":\"image\",\"items\":[{\"url\":\"https://api.twilio.com/m/1\",\"ct\":\"image/jpeg\"}]}"
+#define MEDIA_PDF "{\"items\":[{\"url\":\"https://api.twilio.com/m/2\",\"ct\":\"application/pdf\"}]}"
+#define MEDIA_VOICE "{\"items\":[{\"url\":\"https://api.twilio.com/m/3\",\"ct\":\"audio/ogg\"}]}"
+#define MEDIA_PLACE "{\"loc\":{\"lat\":\"-23.5\",\"lon\":\"-46.6\",\"addr\":\"Av. Paulista 1000\",\"label\":\"Clinic\"},\"btn\":{\"text\":\"Yes, book it\",\"payload\":\"book\"}}"
+
+/* base64 s decoded must be exactly want[0..n). */
+static void assert_b64(const char *s, const char *want, size_t n)
+{
+	assert_non_null(s);
+	size_t len = strlen(s);
+	unsigned char *out = malloc(len + 1);
+	assert_non_null(out);
+	int got = EVP_DecodeBlock(out, (const unsigned char *)s, (int)len);
+	assert_true(got >= 0);
+	/* DecodeBlock counts the padding as zero bytes. */
+	for (size_t i = len; i > 0 && s[i - 1] == '='; i--)
+		got--;
+	assert_int_equal((size_t)got, n);
+	assert_memory_equal(out, want, n);
+	free(out);
+}
+
+/* A customer says hi, then sends a photo with a caption; views: job->nturns. */
+static struct llm_turn_media *photo_job(struct envelope *job, enum llm_item_kind kind)
+{
+	memset(job, 0, sizeof(*job));
+	job->type = ENV_JOB_AI;
+	job->prompt = strdup("p");
+	env_add_turn_seq(job, ROLE_AI, "Welcome!", 1, 1, NULL);
+	env_add_turn_seq(job, ROLE_CUSTOMER, "hi", 2, 2, NULL);
+	env_add_turn_seq(job, ROLE_CUSTOMER, "is this a rash?", 3, 3, MEDIA_PHOTO);
+	struct llm_turn_media *tm = calloc(job->nturns, sizeof(*tm));
+	assert_non_null(tm);
+	tm[2].items[0] = (struct llm_item){ .kind = kind, .ctype = "image/jpeg", .data = JPEG,
+					    .len = JPEG_LEN };
+	return tm;
+}
+
+static json_t *build_messages(const struct llm_cfg *cfg, const struct envelope *job,
+			      const struct llm_turn_media *tm, json_t **root)
+{
+	struct llm_request req;
+	llm_build(cfg, job, tm, &req);
+	*root = load_json(req.body);
+	llm_request_release(&req);
+	return json_object_get(*root, "messages");
+}
+
+static void test_build_anthropic_image(void **state)
+{
+	(void)state;
+	struct envelope job;
+	struct llm_turn_media *tm = photo_job(&job, LLM_ITEM_IMAGE);
+	json_t *root, *msgs = build_messages(&ANTHROPIC, &job, tm, &root);
+	/* The greeting is dropped; both customer turns merge into one message of blocks. */
+	assert_int_equal(json_array_size(msgs), 1);
+	json_t *content = json_object_get(json_array_get(msgs, 0), "content");
+	assert_true(json_is_array(content));
+	assert_int_equal(json_array_size(content), 3);
+	json_t *b0 = json_array_get(content, 0), *b1 = json_array_get(content, 1),
+	       *b2 = json_array_get(content, 2);
+	assert_string_equal(json_string_value(json_object_get(b0, "type")), "text");
+	assert_string_equal(json_string_value(json_object_get(b0, "text")), "hi");
+	assert_string_equal(json_string_value(json_object_get(b1, "type")), "image");
+	json_t *src = json_object_get(b1, "source");
+	assert_string_equal(json_string_value(json_object_get(src, "type")), "base64");
+	assert_string_equal(json_string_value(json_object_get(src, "media_type")), "image/jpeg");
+	assert_b64(json_string_value(json_object_get(src, "data")), JPEG, JPEG_LEN);
+	/* The caption follows what it speaks of; no note for an item shown. */
+	assert_string_equal(json_string_value(json_object_get(b2, "type")), "text");
+	assert_string_equal(json_string_value(json_object_get(b2, "text")), "is this a rash?");
+	json_decref(root);
+	free(tm);
+	env_release(&job);
+}
+
+static void test_build_openai_image(void **state)
+{
+	(void)state;
+	struct envelope job;
+	struct llm_turn_media *tm = photo_job(&job, LLM_ITEM_IMAGE);
+	json_t *root, *msgs = build_messages(&OPENAI, &job, tm, &root);
+	/* system, assistant greeting, then the customer's merged turns */
+	assert_int_equal(json_array_size(msgs), 3);
+	assert_msg(msgs, 1, "assistant", "Welcome!");
+	json_t *content = json_object_get(json_array_get(msgs, 2), "content");
+	assert_int_equal(json_array_size(content), 3);
+	json_t *img = json_array_get(content, 1);
+	assert_string_equal(json_string_value(json_object_get(img, "type")), "image_url");
+	const char *url = json_string_value(json_object_get(json_object_get(img, "image_url"), "url"));
+	assert_non_null(url);
+	const char *prefix = "data:image/jpeg;base64,";
+	assert_int_equal(strncmp(url, prefix, strlen(prefix)), 0);
+	assert_b64(url + strlen(prefix), JPEG, JPEG_LEN);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(content, 2), "text")),
+			    "is this a rash?");
+	json_decref(root);
+	free(tm);
+	env_release(&job);
+}
+
+/* A photo without a caption: no empty text block (Anthropic refuses them). */
+static void test_build_image_only(void **state)
+{
+	(void)state;
+	struct envelope job;
+	memset(&job, 0, sizeof(job));
+	job.type = ENV_JOB_AI;
+	env_add_turn_seq(&job, ROLE_CUSTOMER, "", 1, 1, MEDIA_PHOTO);
+	struct llm_turn_media tm = { .items = { { .kind = LLM_ITEM_IMAGE, .ctype = "image/png",
+						  .data = JPEG, .len = JPEG_LEN } } };
+	json_t *root, *msgs = build_messages(&ANTHROPIC, &job, &tm, &root);
+	json_t *content = json_object_get(json_array_get(msgs, 0), "content");
+	assert_int_equal(json_array_size(content), 1);
+	json_t *src = json_object_get(json_array_get(content, 0), "source");
+	assert_string_equal(json_string_value(json_object_get(src, "media_type")), "image/png");
+	json_decref(root);
+	env_release(&job);
+}
+
+/* Images off or too large: the fallback text stands for the photo; the content stays a string. */
+static void test_build_image_fallback(void **state)
+{
+	(void)state;
+	struct envelope job;
+	struct llm_turn_media *tm = photo_job(&job, LLM_ITEM_TEXT);
+	tm[2].items[0].text = "(the customer sent a photo)";
+	for (int p = 0; p < 2; p++) {
+		json_t *root, *msgs = build_messages(p ? &OPENAI : &ANTHROPIC, &job, tm, &root);
+		assert_msg(msgs, json_array_size(msgs) - 1, "user",
+			   "hi\nis this a rash?\n(the customer sent a photo)");
+		json_decref(root);
+	}
+	free(tm);
+	env_release(&job);
+}
+
+/* Without views (or a note view) every item is its note, as before media. */
+static void test_build_media_notes(void **state)
+{
+	(void)state;
+	struct envelope job;
+	struct llm_turn_media *tm = photo_job(&job, LLM_ITEM_NOTE);
+	json_t *root, *msgs = build_messages(&ANTHROPIC, &job, tm, &root);
+	assert_msg(msgs, 0, "user", "hi\nis this a rash?\n[photo (image/jpeg)]");
+	json_decref(root);
+	msgs = build_messages(&ANTHROPIC, &job, NULL, &root);
+	assert_msg(msgs, 0, "user", "hi\nis this a rash?\n[photo (image/jpeg)]");
+	json_decref(root);
+	free(tm);
+	env_release(&job);
+}
+
+/* An item that could not be fetched: the note with its reason (aimedia writes it). */
+static void test_build_failed_item_note(void **state)
+{
+	(void)state;
+	struct envelope job;
+	struct llm_turn_media *tm = photo_job(&job, LLM_ITEM_TEXT);
+	tm[2].items[0].text = "[photo (image/jpeg): it could not be downloaded (HTTP 404)]";
+	json_t *root, *msgs = build_messages(&OPENAI, &job, tm, &root);
+	assert_msg(msgs, 2, "user",
+		   "hi\nis this a rash?\n[photo (image/jpeg): it could not be downloaded (HTTP 404)]");
+	json_decref(root);
+	free(tm);
+	env_release(&job);
+}
+
+static void test_build_pdf(void **state)
+{
+	(void)state;
+	struct envelope job;
+	memset(&job, 0, sizeof(job));
+	job.type = ENV_JOB_AI;
+	env_add_turn_seq(&job, ROLE_CUSTOMER, "my exam results", 1, 1, MEDIA_PDF);
+	struct llm_turn_media tm = { .items = { { .kind = LLM_ITEM_PDF, .ctype = "application/pdf",
+						  .data = PDF, .len = PDF_LEN } } };
+	json_t *root, *msgs = build_messages(&ANTHROPIC, &job, &tm, &root);
+	json_t *content = json_object_get(json_array_get(msgs, 0), "content");
+	assert_int_equal(json_array_size(content), 2);
+	json_t *doc = json_array_get(content, 0);
+	assert_string_equal(json_string_value(json_object_get(doc, "type")), "document");
+	json_t *src = json_object_get(doc, "source");
+	assert_string_equal(json_string_value(json_object_get(src, "type")), "base64");
+	assert_string_equal(json_string_value(json_object_get(src, "media_type")), "application/pdf");
+	assert_b64(json_string_value(json_object_get(src, "data")), PDF, PDF_LEN);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(content, 1), "text")),
+			    "my exam results");
+	json_decref(root);
+	/* OpenAI-compatible chat takes no documents: the note names it. */
+	msgs = build_messages(&OPENAI, &job, &tm, &root);
+	assert_msg(msgs, 1, "user", "my exam results\n[PDF document (application/pdf)]");
+	json_decref(root);
+	env_release(&job);
+}
+
+/* Assistant messages carry no images: a block there is its note. */
+static void test_build_block_only_for_user(void **state)
+{
+	(void)state;
+	struct envelope job;
+	memset(&job, 0, sizeof(job));
+	job.type = ENV_JOB_AI;
+	env_add_turn_seq(&job, ROLE_CUSTOMER, "hello", 1, 1, NULL);
+	env_add_turn_seq(&job, ROLE_AGENT, "here is the map", 2, 2, MEDIA_PHOTO);
+	struct llm_turn_media tm[2] = { 0 };
+	tm[1].items[0] = (struct llm_item){ .kind = LLM_ITEM_IMAGE, .ctype = "image/jpeg",
+					    .data = JPEG, .len = JPEG_LEN };
+	json_t *root, *msgs = build_messages(&ANTHROPIC, &job, tm, &root);
+	assert_msg(msgs, 1, "assistant", "(human agent) here is the map\n[photo (image/jpeg)]");
+	json_decref(root);
+	env_release(&job);
+}
+
+/* A voice note: transcribed now (a text view), or earlier (the turn's text is the transcript). */
+static void test_build_voice_transcript(void **state)
+{
+	(void)state;
+	struct envelope job;
+	memset(&job, 0, sizeof(job));
+	job.type = ENV_JOB_AI;
+	struct env_turn *old = env_add_turn_seq(&job, ROLE_CUSTOMER, "I have a fever", 1, 1,
+						MEDIA_VOICE);
+	old->transcript = true;
+	env_add_turn_seq(&job, ROLE_AI, "Since when?", 2, 2, NULL);
+	env_add_turn_seq(&job, ROLE_CUSTOMER, "", 3, 3, MEDIA_VOICE);
+	env_add_turn_seq(&job, ROLE_CUSTOMER, "", 4, 4, MEDIA_VOICE);
+	struct llm_turn_media tm[4] = { 0 };
+	tm[2].items[0] = (struct llm_item){ .kind = LLM_ITEM_TEXT,
+					    .text = "(voice note transcript) since Monday" };
+	tm[3].items[0] = (struct llm_item){
+		.kind = LLM_ITEM_TEXT, .text = "[voice note (audio/ogg): could not be transcribed]" };
+	json_t *root, *msgs = build_messages(&OPENAI, &job, tm, &root);
+	assert_msg(msgs, 1, "user", "(voice note transcript) I have a fever");
+	assert_msg(msgs, 2, "assistant", "Since when?");
+	assert_msg(msgs, 3, "user",
+		   "(voice note transcript) since Monday\n"
+		   "[voice note (audio/ogg): could not be transcribed]");
+	json_decref(root);
+	env_release(&job);
+}
+
+static void test_build_location_button(void **state)
+{
+	(void)state;
+	struct envelope job;
+	memset(&job, 0, sizeof(job));
+	job.type = ENV_JOB_AI;
+	env_add_turn_seq(&job, ROLE_CUSTOMER, "", 1, 1, MEDIA_PLACE);
+	json_t *root, *msgs = build_messages(&ANTHROPIC, &job, NULL, &root);
+	assert_msg(msgs, 0, "user",
+		   "shared a location: Clinic, Av. Paulista 1000 (-23.5, -46.6)\ntapped: Yes, book it");
+	json_decref(root);
+	env_release(&job);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -806,6 +1075,16 @@ int main(void)
 		cmocka_unit_test(test_build_anthropic_tag_mode),
 		cmocka_unit_test(test_build_openai),
 		cmocka_unit_test(test_build_openai_tag_mode),
+		cmocka_unit_test(test_build_anthropic_image),
+		cmocka_unit_test(test_build_openai_image),
+		cmocka_unit_test(test_build_image_only),
+		cmocka_unit_test(test_build_image_fallback),
+		cmocka_unit_test(test_build_media_notes),
+		cmocka_unit_test(test_build_failed_item_note),
+		cmocka_unit_test(test_build_pdf),
+		cmocka_unit_test(test_build_block_only_for_user),
+		cmocka_unit_test(test_build_voice_transcript),
+		cmocka_unit_test(test_build_location_button),
 		cmocka_unit_test(test_parse_anthropic_text),
 		cmocka_unit_test(test_parse_anthropic_multiple_blocks),
 		cmocka_unit_test(test_parse_anthropic_tool_use),

@@ -81,12 +81,18 @@ struct input {
 	const char *sid, *from, *to, *body, *name, *conv;
 	const char *text, *trigger, *reason, *summary, *err;
 	const char *ch, *mb, *kd, *uo, *wt;
+	const char *media, *transcripts; /* MSG: media.h JSON; results: "trs" JSON */
 	int64_t code;
 	bool escalate;
 	bool wrong_attempt; /* a result naming an attempt other than the running one */
 };
 
 #define MSG(s, t) { .kind = IN_MSG, .sid = s, .from = CUST, .to = BIZ, .body = t, .name = "Ana" }
+#define VOICE_MEDIA "{\"type\":\"audio\",\"items\":[{\"url\":\"https://api.twilio.com/m/ME1\"," \
+		    "\"ct\":\"audio/ogg\"}]}"
+#define VOICE(s) { .kind = IN_MSG, .sid = s, .from = CUST, .to = BIZ, .body = "", .name = "Ana", \
+		   .media = VOICE_MEDIA }
+#define AI_TR(t, trs) { .kind = IN_AI, .job = J_AI, .status = ST_OK, .text = t, .transcripts = trs }
 #define AI_OK(t) { .kind = IN_AI, .job = J_AI, .status = ST_OK, .text = t }
 #define AI_ESC(trig, why)                                                                     \
 	{ .kind = IN_AI, .job = J_AI, .status = ST_OK, .text = "Let me find someone.",        \
@@ -124,6 +130,7 @@ enum mode_x { M_ANY = 0, M_AI, M_ESC, M_HUMAN, M_GONE };
 enum given_id {
 	G_NONE,
 	G_AI_BUSY,      /* ai, the first message's AI job in flight */
+	G_VOICE_BUSY,   /* ai, the first message was a voice note, its AI job in flight */
 	G_AI_PEND,      /* ai, AI job in flight and a second message waiting */
 	G_AI_REPLIED,   /* ai, the answer's send job queued */
 	G_AI_IDLE,      /* ai, answered and sent (SMOUT1), nothing in flight */
@@ -151,6 +158,7 @@ struct given {
 static const struct given givens[G_COUNT] = {
 	[G_NONE] = { M_GONE, { { 0 } } },
 	[G_AI_BUSY] = { M_AI, { S_AI_BUSY } },
+	[G_VOICE_BUSY] = { M_AI, { VOICE(SM1) } },
 	[G_AI_PEND] = { M_AI, { S_AI_BUSY, MSG(SM2, "And the hours?") } },
 	[G_AI_REPLIED] = { M_AI, { S_AI_REPLIED } },
 	[G_AI_IDLE] = { M_AI, { S_AI_IDLE } },
@@ -184,6 +192,8 @@ struct expect {
 	const char *tl_detail; /* detail of the last one (NULL = not checked) */
 	const char *hist;      /* roles of the history turns added ("" = none) */
 	const char *hist_text; /* in the last turn added (NULL = not checked) */
+	const char *turn1;     /* in history turn 1 after the batch (NULL = not checked) */
+	enum tri turn1_transcript; /* turn 1 marked as a voice note's transcript */
 	int pend;              /* customer turns waiting behind the AI job */
 	const char *send;      /* in the body of the first send job added */
 	const char *flex;      /* the first Flex job added: "handoff TRIGGER FROM..UPTO",
@@ -242,6 +252,18 @@ static const struct row rows[] = {
 	  .ex = { .mode = M_AI, .fx = "ADD:ai ACK:OK", .tl = "", .hist = "customer", .ai_job = SET } },
 
 	/* --- AI results ---------------------------------------------------- */
+	{ "ai result: a voice note's transcript becomes its turn's text", G_VOICE_BUSY,
+	  .in = AI_TR("Let me check.", "[{\"seq\":1,\"text\":\"I have a rash\"}]"),
+	  .ex = { .mode = M_AI, .fx = "DONE:ai ADD:send:ai", .tl = "", .hist = "ai",
+		  .turn1 = "I have a rash", .turn1_transcript = SET, .ai_job = ZERO } },
+	{ "ai result: a transcript for a turn that is no voice note is ignored", G_AI_BUSY,
+	  .in = AI_TR("Downtown.", "[{\"seq\":1,\"text\":\"forged\"}]"),
+	  .ex = { .mode = M_AI, .fx = "DONE:ai ADD:send:ai", .tl = "", .hist = "ai",
+		  .turn1 = "Where is the clinic?", .turn1_transcript = ZERO, .ai_job = ZERO } },
+	{ "ai result: malformed transcripts are ignored, the answer goes on", G_VOICE_BUSY,
+	  .in = AI_TR("Let me check.", "[{\"seq\":\"1\",\"text\":7},{\"seq\":-1}]"),
+	  .ex = { .mode = M_AI, .fx = "DONE:ai ADD:send:ai", .tl = "", .hist = "ai",
+		  .turn1_transcript = ZERO, .ai_job = ZERO } },
 	{ "ai result: an answer becomes a send job", G_AI_BUSY, .in = AI_OK("It is at 12 Main St."),
 	  .ex = { .mode = M_AI, .fx = "DONE:ai ADD:send:ai", .tl = "", .hist = "ai",
 		  .hist_text = "12 Main St.", .send = "It is at 12 Main St.", .ai_job = ZERO } },
@@ -763,6 +785,8 @@ static void build_item(struct fixture *f, const struct input *in, struct item *i
 	e->kd = dup_or_null(in->kd);
 	e->uo = dup_or_null(in->uo);
 	e->wt = dup_or_null(in->wt);
+	e->media = dup_or_null(in->media);
+	e->transcripts = dup_or_null(in->transcripts);
 	switch (in->kind) {
 	case IN_MSG:
 		e->type = ENV_INBOUND;
@@ -1107,6 +1131,15 @@ static void check_added(struct fixture *f, const struct expect *ex, const struct
 	check_str("timeline detail", ex->tl_detail, detail);
 	check_str("history added", ex->hist ? ex->hist : "", hist);
 	check_has("last history turn", ex->hist_text, text);
+	if (ex->turn1 || ex->turn1_transcript != ANY) {
+		struct hist_rec h;
+		assert_int_equal(mdb_txn_begin(f->st.env, NULL, MDB_RDONLY, &txn), 0);
+		assert_int_equal(store_hist_get(&f->st, txn, KEY, 1, &h), 0);
+		check_has("history turn 1", ex->turn1, h.text ? h.text : "");
+		check_tri("turn 1 transcript", ex->turn1_transcript, h.transcript);
+		hist_rec_release(&h);
+		mdb_txn_abort(txn);
+	}
 }
 
 static void check_purged(struct fixture *f)

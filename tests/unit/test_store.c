@@ -21,6 +21,7 @@
 
 #include "convkey.h"
 #include "journal.h"
+#include "convview.h"
 #include "store.h"
 
 #define KEY "whatsapp:+14155550100|whatsapp:+14155238886"
@@ -326,6 +327,9 @@ static void test_hist_append_and_get(void **state)
 	make_hist(&h, ROLE_CUSTOMER, "Hola \xc2\xbfqu\xc3\xa9 tal?", 1000);
 	h.sid = "SM111";
 	h.nmedia = 2;
+	h.media = "{\"type\":\"audio\",\"items\":[{\"url\":\"https://api.twilio.com/m/ME1\","
+		  "\"ct\":\"audio/ogg\"}]}";
+	h.transcript = true;
 	assert_int_equal(store_hist_append(&fx->st, txn, KEY, &c, &h), 0);
 	assert_true(c.seq == 1);
 	make_hist(&h, ROLE_AI, "Bien, gracias.", 2000);
@@ -347,7 +351,17 @@ static void test_hist_append_and_get(void **state)
 	assert_string_equal(got.sid, "SM111");
 	assert_null(got.msid);
 	assert_true(got.nmedia == 2);
+	assert_non_null(strstr(got.media, "audio/ogg"));
+	assert_true(got.transcript);
 	assert_false(got.escalate);
+	/* The view: the description as an object, its text rendering, the mark. */
+	json_t *v = convview_turn(1, &got);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(v, "media"), "type")),
+			    "audio");
+	assert_string_equal(json_string_value(json_object_get(v, "media_text")),
+			    "[voice note (audio/ogg)]");
+	assert_true(json_is_true(json_object_get(v, "transcript")));
+	json_decref(v);
 	hist_rec_release(&got);
 
 	assert_int_equal(store_hist_get(&fx->st, txn, KEY, 2, &got), 0);
