@@ -31,7 +31,9 @@ class MediaFlexCase(unittest.TestCase):
     env = {}
 
     def setUp(self):
-        self.p = Pipeline(env=dict(self.env))
+        # The AI reads photos as text here, so that every download of one
+        # the fake records is the flex-worker's.
+        self.p = Pipeline(env=dict({"BATON_AI_IMAGES": "false"}, **self.env))
         self.addCleanup(self.p.close)
         self.p.start_all()
 
