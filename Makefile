@@ -136,6 +136,7 @@ CTL_SRC := \
 
 FLEX_SRC := \
 	flex-worker/flexapi.c \
+	flex-worker/flexmedia.c \
 	flex-worker/pipeline.c
 
 CONSOLE_SRC := \

@@ -135,6 +135,44 @@ int flexapi_parse_participant_conversations(const char *body, size_t len, const 
 	return 0;
 }
 
+int flexapi_parse_service(const char *body, size_t len, char **is)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	const char *s = flexapi_str(root, "chat_service_sid");
+	int rc = -1;
+	*is = NULL;
+	if (s && !strncmp(s, "IS", 2)) {
+		*is = xstrdup(s);
+		rc = 0;
+	}
+	json_decref(root);
+	return rc;
+}
+
+int flexapi_parse_media_sid(const char *body, size_t len, char **me)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	const char *s = flexapi_str(root, "sid");
+	int rc = -1;
+	*me = NULL;
+	/* It goes into a form field the Conversations API checks against this pattern. */
+	if (s && strlen(s) == 34 && !strncmp(s, "ME", 2) && strspn(s + 2, "0123456789abcdefABCDEF") == 32) {
+		*me = xstrdup(s);
+		rc = 0;
+	}
+	json_decref(root);
+	return rc;
+}
+
+bool flexapi_parse_media_attached(const char *body, size_t len)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	const char *m = flexapi_str(root, "message_sid");
+	bool attached = m && *m;
+	json_decref(root);
+	return attached;
+}
+
 int flexapi_parse_sid(const char *body, size_t len, char **sid, char **state)
 {
 	json_t *root = json_loadb(body, len, 0, NULL);
@@ -172,8 +210,18 @@ int flexapi_parse_participant(const char *body, size_t len, const char *address,
 	return 0;
 }
 
-int flexapi_parse_injected(const char *body, size_t len, unsigned long long job, bool *done,
-			   size_t n, char **next)
+/* "baton_item" of message Attributes: absent is item 0 (a message of one
+ * turn, or the first of a turn with several media); -1 when not an index. */
+static long long flexapi_item_of(json_t *a)
+{
+	json_t *k = json_object_get(a, "baton_item");
+	if (!k)
+		return 0;
+	return json_is_integer(k) && json_integer_value(k) >= 0 ? json_integer_value(k) : -1;
+}
+
+int flexapi_parse_injected(const char *body, size_t len, unsigned long long job,
+			   const struct flex_slot *slots, bool *done, size_t n, char **next)
 {
 	json_t *root = json_loadb(body, len, 0, NULL);
 	json_t *list = json_object_get(root, "messages");
@@ -188,10 +236,15 @@ int flexapi_parse_injected(const char *body, size_t len, unsigned long long job,
 		const char *attrs = flexapi_str(m, "attributes");
 		json_t *a = attrs ? json_loads(attrs, 0, NULL) : NULL;
 		json_t *j = json_object_get(a, "baton_job"), *t = json_object_get(a, "baton_turn");
+		long long item = flexapi_item_of(a);
 		if (json_is_integer(j) && json_is_integer(t) &&
 		    (unsigned long long)json_integer_value(j) == job && json_integer_value(t) >= 0 &&
-		    (size_t)json_integer_value(t) < n)
-			done[json_integer_value(t)] = true;
+		    item >= 0) {
+			for (size_t s = 0; s < n; s++)
+				if (slots[s].turn == (size_t)json_integer_value(t) &&
+				    slots[s].item == (size_t)item)
+					done[s] = true;
+		}
 		json_decref(a);
 	}
 	*next = flexapi_next(root);
@@ -218,9 +271,12 @@ int flexapi_parse_marked(const char *body, size_t len, struct flex_sids *out)
 	return rc;
 }
 
-char *flexapi_turn_attributes(unsigned long long job, size_t turn)
+char *flexapi_turn_attributes(unsigned long long job, size_t turn, size_t item)
 {
-	return xasprintf("{\"baton_job\":%llu,\"baton_turn\":%zu}", job, turn);
+	if (!item)
+		return xasprintf("{\"baton_job\":%llu,\"baton_turn\":%zu}", job, turn);
+	return xasprintf("{\"baton_job\":%llu,\"baton_turn\":%zu,\"baton_item\":%zu}", job, turn,
+			 item);
 }
 
 char *flexapi_mark_attributes(const char *conv_key, unsigned long long job,
@@ -303,28 +359,28 @@ int flexapi_parse_tasks(const char *body, size_t len, const char *ch, struct fle
 	return rc;
 }
 
-char *flexapi_forward_attributes(long long seq)
+char *flexapi_forward_attributes(long long seq, size_t item)
 {
-	return xasprintf("{\"baton_seq\":%lld}", seq);
+	if (!item)
+		return xasprintf("{\"baton_seq\":%lld}", seq);
+	return xasprintf("{\"baton_seq\":%lld,\"baton_item\":%zu}", seq, item);
 }
 
-bool flexapi_parse_forwarded(const char *body, size_t len, long long seq)
+void flexapi_parse_forwarded(const char *body, size_t len, long long seq, bool *done, size_t n)
 {
 	json_t *root = json_loadb(body, len, 0, NULL);
 	json_t *list = json_object_get(root, "messages");
 	size_t i;
 	json_t *m;
-	bool found = false;
 	json_array_foreach(list, i, m) {
 		const char *attrs = flexapi_str(m, "attributes");
 		json_t *a = attrs ? json_loads(attrs, 0, NULL) : NULL;
 		json_t *s = json_object_get(a, "baton_seq");
-		if (json_is_integer(s) && json_integer_value(s) == seq)
-			found = true;
+		long long item = flexapi_item_of(a);
+		if (json_is_integer(s) && json_integer_value(s) == seq && item >= 0 &&
+		    (unsigned long long)item < n)
+			done[item] = true;
 		json_decref(a);
-		if (found)
-			break;
 	}
 	json_decref(root);
-	return found;
 }

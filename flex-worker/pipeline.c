@@ -16,6 +16,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "flexapi.h"
+#include "flexmedia.h"
 #include "form.h"
 #include "log.h"
 #include "media.h"
@@ -44,6 +45,8 @@ enum fstep {
 	FS_FORWARD,
 	FS_CLOSE_CHANNEL,
 	FS_CLOSE_CONV,
+	FS_FETCH_SERVICE,
+	FS_CHECK_MEDIA,
 };
 
 static const char *const fstep_names[] = {
@@ -52,7 +55,11 @@ static const char *const fstep_names[] = {
 	"add participant", "check interaction", "find task", "create interaction",
 	"mark conversation",
 	"check forward", "forward message", "close interaction channel", "close conversation",
+	"fetch conversation service", "check media",
 };
+
+/* The note that stands for an item the agent cannot open. */
+#define FLEX_MEDIA_FAILED "could not be attached"
 
 /* The op of a flex job, read from the envelope's word once (fop_parse). */
 enum fop { FOP_HANDOFF, FOP_FORWARD, FOP_CLOSE };
@@ -66,13 +73,37 @@ struct fjob {
 	struct worker *w;
 	uint64_t job;
 	enum fop op;
-	char *conv, *customer, *business, *name, *trigger, *reason, *summary, *body;
+	char *conv, *customer, *business, *name, *trigger, *reason, *summary;
 	int64_t seq;
+	/* The history (handoff) or the one forwarded message (forward): text
+	 * is the text-only view (media notes included), plain the text
+	 * without the item notes, media what the turn carried. */
 	struct env_turn *turns;
+	char **plain;
+	struct media_msg *media;
 	size_t nturns;
 	bool transcript;
-	size_t ninject; /* messages to inject: nturns, or 1 transcript */
+	/* The messages to write, in order (handoff: injected history; forward:
+	 * the message and its media): keys name them in Attributes, items[i]
+	 * is the media item message i attaches (NULL: text only), src[i] the
+	 * turn it comes from. */
+	size_t ninject;
+	struct flex_slot *keys;
+	const struct media_item **items;
+	size_t *src;
 	bool *injected;
+	/* The media of message mslot, once fetched and uploaded (mready):
+	 * msid is its MediaSid, NULL when it failed. Kept across a retried
+	 * post, so that a retry does not upload again. */
+	size_t mslot;
+	bool mready;
+	char *msid;
+	enum flexmedia_outcome moutcome; /* what is counted once the message is in */
+	bool mtried; /* msid was posted with no clear answer: MCS says whether it went */
+	long mrefused; /* Twilio's code when it refused that post (0: it did not) */
+	char *is;             /* the conversation's chat service (MCS), once known */
+	bool is_looked;       /* asked for it: NULL is then an answer */
+	enum fstep after_is;  /* the step that asked for it */
 	char *unique;
 	char **close;
 	size_t nclose, iclose;
@@ -115,9 +146,11 @@ void flexwork_init(struct flexwork *fw, const struct config *cfg)
 {
 	memset(fw, 0, sizeof(*fw));
 	fw->cfg = cfg;
+	flexmedia_config(cfg, &fw->media);
 	static const struct metric_def *const defs[] = { &M_FLEX_SECONDS, &M_FLEX_JOBS,
 							 &M_FLEX_RETRIES, NULL };
 	metrics_register(defs);
+	flexmedia_metrics_register();
 }
 
 static void fjob_free(struct fjob *f)
@@ -129,11 +162,20 @@ static void fjob_free(struct fjob *f)
 	free(f->trigger);
 	free(f->reason);
 	free(f->summary);
-	free(f->body);
-	for (size_t i = 0; i < f->nturns; i++)
+	for (size_t i = 0; i < f->nturns; i++) {
 		free(f->turns[i].text);
+		free(f->plain[i]);
+		media_release(&f->media[i]);
+	}
 	free(f->turns);
+	free(f->plain);
+	free(f->media);
+	free(f->keys);
+	free(f->items);
+	free(f->src);
 	free(f->injected);
+	free(f->msid);
+	free(f->is);
 	free(f->unique);
 	for (size_t i = 0; i < f->nclose; i++)
 		free(f->close[i]);
@@ -235,7 +277,7 @@ static void fjob_finish(struct fjob *f)
 	fjob_result(f, ST_OK, 0, NULL);
 }
 
-/* Next turn to inject, or ninject when all are in. */
+/* Next message to write, or ninject when all are in. */
 static size_t fjob_next_inject(const struct fjob *f)
 {
 	size_t i = 0;
@@ -244,32 +286,134 @@ static size_t fjob_next_inject(const struct fjob *f)
 	return i;
 }
 
-static void fjob_inject(struct fjob *f, size_t i)
+static const char *fjob_author(const struct fjob *f, enum env_role role)
 {
-	const struct config *cfg = f->fw->cfg;
-	char *form = NULL, *attrs = flexapi_turn_attributes((unsigned long long)f->job, i);
-	char *body;
-	const char *author;
-	if (f->transcript) {
-		char *label = flexapi_author_label(ROLE_CUSTOMER, f->name);
-		body = flexapi_transcript(f->turns, f->nturns, label);
-		free(label);
-		author = cfg->flex_bot_author;
-	} else {
-		body = xstrdup(f->turns[i].text);
-		switch (f->turns[i].role) {
-		case ROLE_CUSTOMER: author = f->customer; break;
-		case ROLE_AGENT: author = "agent"; break;
-		case ROLE_SYSTEM: author = "system"; break;
-		default: author = cfg->flex_bot_author; break;
-		}
+	switch (role) {
+	case ROLE_CUSTOMER: return f->customer;
+	case ROLE_AGENT: return "agent";
+	case ROLE_SYSTEM: return "system";
+	default: return f->fw->cfg->flex_bot_author;
 	}
+}
+
+/* The Body of message i: the transcript; the turn's text (a turn without
+ * media); or for a media message the turn's text on its first item only,
+ * and the note of an item that could not be attached. Transcript mode's
+ * media messages carry the item's note as a caption, which names it as
+ * the transcript does. */
+static char *fjob_body(const struct fjob *f, size_t i)
+{
+	const struct media_item *it = f->items[i];
+	size_t t = f->src[i];
+	if (f->transcript && !it) {
+		char *label = flexapi_author_label(ROLE_CUSTOMER, f->name);
+		char *body = flexapi_transcript(f->turns, f->nturns, label);
+		free(label);
+		return body;
+	}
+	if (!it)
+		return xstrdup(f->turns[t].text);
+	const char *reason = f->msid ? NULL : FLEX_MEDIA_FAILED;
+	if (f->transcript)
+		return media_item_note(it, reason);
+	char *text = xstrdup(f->keys[i].item == 0 ? f->plain[t] : "");
+	if (!reason)
+		return text;
+	char *note = media_item_note(it, reason);
+	char *body = xasprintf("%s%s%s", text, *text ? "\n" : "", note);
+	free(note);
+	free(text);
+	return body;
+}
+
+/* Posts message i (its media, if any, is in msid). */
+static void fjob_post(struct fjob *f, size_t i)
+{
+	char *form = NULL;
+	char *attrs = f->op == FOP_FORWARD
+			      ? flexapi_forward_attributes((long long)f->seq, f->keys[i].item)
+			      : flexapi_turn_attributes((unsigned long long)f->job, f->keys[i].turn,
+							f->keys[i].item);
+	char *body = fjob_body(f, i);
+	const char *author = f->transcript && !f->items[i] ? f->fw->cfg->flex_bot_author
+							    : fjob_author(f, f->turns[f->src[i]].role);
 	form_append(&form, "Author", author);
-	form_append(&form, "Body", *body ? body : "(empty message)");
+	/* A media message may go without text; any other needs some. */
+	if (*body || !f->msid)
+		form_append(&form, "Body", *body ? body : "(empty message)");
+	if (f->items[i] && f->msid) {
+		form_append(&form, "MediaSid", f->msid);
+		f->mtried = true;
+	}
 	form_append(&form, "Attributes", attrs);
 	free(body);
 	free(attrs);
 	fjob_call(f, "POST", fjob_conv_url(f, "/Messages"), form);
+}
+
+static void fjob_media_done(const struct flexmedia_result *r, void *arg)
+{
+	struct fjob *f = arg;
+	const struct media_item *it = f->items[f->mslot];
+	f->mready = true;
+	f->moutcome = r->outcome;
+	free(f->msid);
+	f->msid = r->outcome == FM_ATTACHED ? xstrdup(r->media_sid) : NULL;
+	if (!f->msid) {
+		struct log_ids ids = { .conv = f->conv, .job = f->job };
+		log_emit(LOG_WARN, &ids, "%s (%s) of message %zu.%zu not attached to Flex "
+			 "conversation %s (%s): %s; the agent sees a note instead",
+			 media_kind_word(media_kind_of(it->ctype)), it->ctype ? it->ctype : "no type",
+			 f->keys[f->mslot].turn, f->keys[f->mslot].item, f->ch,
+			 flexmedia_outcome_name(r->outcome), r->reason ? r->reason : "?");
+	}
+	fjob_post(f, f->mslot);
+}
+
+/* The step's next message (FS_INJECT or FS_FORWARD): its media are
+ * fetched and uploaded first, once; then it is posted. */
+static void fjob_write_next(struct fjob *f)
+{
+	size_t i = fjob_next_inject(f);
+	if (i >= f->ninject) {
+		if (f->step == FS_INJECT)
+			fjob_step(f, FS_LIST_PARTICIPANTS);
+		else
+			fjob_finish(f);
+		return;
+	}
+	if (f->items[i] && f->mready && f->mslot == i && f->msid && f->mtried) {
+		/* A message list can lag behind a post: the Media resource
+		 * names the message it went with as soon as it did. */
+		fjob_step(f, FS_CHECK_MEDIA);
+		return;
+	}
+	if (!f->items[i] || (f->mready && f->mslot == i)) {
+		fjob_post(f, i);
+		return;
+	}
+	if (!f->is && !f->is_looked) {
+		f->after_is = f->step;
+		fjob_step(f, FS_FETCH_SERVICE);
+		return;
+	}
+	f->mslot = i;
+	f->mready = false;
+	flexmedia_start(worker_http(f->w), &f->fw->media, f->is, f->items[i], fjob_media_done, f);
+}
+
+/* Message i is in the conversation: the next one starts from scratch. */
+static void fjob_written(struct fjob *f, size_t i)
+{
+	f->injected[i] = true;
+	if (f->mslot == i && f->mready)
+		flexmedia_count(f->moutcome);
+	if (f->mslot == i) {
+		f->mready = false;
+		f->mtried = false;
+		free(f->msid);
+		f->msid = NULL;
+	}
 }
 
 static void fjob_step(struct fjob *f, enum fstep s)
@@ -319,15 +463,17 @@ static void fjob_step(struct fjob *f, enum fstep s)
 		f->pages = 0;
 		fjob_call(f, "GET", fjob_conv_url(f, "/Messages?PageSize=100"), NULL);
 		return;
-	case FS_INJECT: {
-		size_t i = fjob_next_inject(f);
-		if (i >= f->ninject) {
-			fjob_step(f, FS_LIST_PARTICIPANTS);
-			return;
-		}
-		fjob_inject(f, i);
+	case FS_INJECT:
+	case FS_FORWARD:
+		fjob_write_next(f);
 		return;
-	}
+	case FS_FETCH_SERVICE:
+		fjob_call(f, "GET", fjob_conv_url(f, ""), NULL);
+		return;
+	case FS_CHECK_MEDIA:
+		fjob_call(f, "GET", xasprintf("%s/v1/Services/%s/Media/%s", cfg->twilio_mcs_base, f->is,
+					      f->msid), NULL);
+		return;
 	case FS_LIST_PARTICIPANTS:
 		f->pages = 0;
 		fjob_call(f, "GET", fjob_conv_url(f, "/Participants?PageSize=100"), NULL);
@@ -393,15 +539,6 @@ static void fjob_step(struct fjob *f, enum fstep s)
 		/* A retried forward (after a crash or a timeout) may already be there. */
 		fjob_call(f, "GET", fjob_conv_url(f, "/Messages?Order=desc&PageSize=50"), NULL);
 		return;
-	case FS_FORWARD: {
-		char *attrs = flexapi_forward_attributes((long long)f->seq);
-		form_append(&form, "Author", f->customer);
-		form_append(&form, "Body", f->body && *f->body ? f->body : "(empty message)");
-		form_append(&form, "Attributes", attrs);
-		free(attrs);
-		fjob_call(f, "POST", fjob_conv_url(f, "/Messages"), form);
-		return;
-	}
 	}
 }
 
@@ -460,12 +597,14 @@ static void fjob_advance(struct fjob *f, const char *body, size_t len)
 		free(state);
 		free(f->ch);
 		f->ch = sid;
+		free(f->is);
+		f->is_looked = flexapi_parse_service(body, len, &f->is) == 0;
 		fjob_progress(f);
 		fjob_step(f, FS_LIST_MESSAGES);
 		return;
 	case FS_LIST_MESSAGES:
-		if (flexapi_parse_injected(body, len, (unsigned long long)f->job, f->injected,
-					   f->ninject, &next) < 0) {
+		if (flexapi_parse_injected(body, len, (unsigned long long)f->job, f->keys,
+					   f->injected, f->ninject, &next) < 0) {
 			fjob_fail(f, ST_FAILED, 0, "unreadable message list");
 			return;
 		}
@@ -474,9 +613,47 @@ static void fjob_advance(struct fjob *f, const char *body, size_t len)
 		fjob_step(f, FS_INJECT);
 		return;
 	case FS_INJECT:
-		f->injected[fjob_next_inject(f)] = true;
-		fjob_step(f, FS_INJECT);
+	case FS_FORWARD:
+		fjob_written(f, fjob_next_inject(f));
+		fjob_step(f, f->step);
 		return;
+	case FS_FETCH_SERVICE:
+		/* Without a service the media cannot be uploaded: they become
+		 * notes (flexmedia), the messages still go in. */
+		if (flexapi_parse_service(body, len, &f->is) < 0) {
+			struct log_ids ids = { .conv = f->conv, .job = f->job };
+			log_emit(LOG_WARN, &ids, "conversation %s names no chat service: its media "
+				 "cannot be uploaded", f->ch);
+		}
+		f->is_looked = true;
+		fjob_step(f, f->after_is);
+		return;
+	case FS_CHECK_MEDIA: {
+		enum fstep write = f->op == FOP_FORWARD ? FS_FORWARD : FS_INJECT;
+		f->mtried = false;
+		bool attached = flexapi_parse_media_attached(body, len);
+		if (!attached && f->mrefused) {
+			/* Refused for what it carries: the agent gets the note. */
+			struct log_ids ids = { .conv = f->conv, .job = f->job };
+			const struct media_item *it = f->items[f->mslot];
+			log_emit(LOG_WARN, &ids, "Twilio %ld: conversation %s refused the message with "
+				 "%s (%s) %s: the agent sees a note instead", f->mrefused, f->ch,
+				 media_kind_word(media_kind_of(it->ctype)),
+				 it->ctype ? it->ctype : "no type", f->msid);
+			free(f->msid);
+			f->msid = NULL;
+			f->moutcome = FM_REFUSED;
+		}
+		f->mrefused = 0;
+		if (attached) {
+			struct log_ids ids = { .conv = f->conv, .job = f->job };
+			log_emit(LOG_INFO, &ids, "media %s is already in conversation %s: not posted again",
+				 f->msid, f->ch);
+			fjob_written(f, f->mslot);
+		}
+		fjob_step(f, write);
+		return;
+	}
 	case FS_LIST_PARTICIPANTS:
 		if (flexapi_parse_participant(body, len, f->customer, &f->mb, &next) < 0) {
 			fjob_fail(f, ST_FAILED, 0, "unreadable participant list");
@@ -526,16 +703,13 @@ static void fjob_advance(struct fjob *f, const char *body, size_t len)
 		fjob_step(f, FS_MARK);
 		return;
 	case FS_FORWARD_CHECK:
-		if (flexapi_parse_forwarded(body, len, (long long)f->seq))
-			fjob_finish(f);
-		else
-			fjob_step(f, FS_FORWARD);
+		flexapi_parse_forwarded(body, len, (long long)f->seq, f->injected, f->ninject);
+		fjob_step(f, FS_FORWARD);
 		return;
 	case FS_CLOSE_CHANNEL:
 		fjob_step(f, FS_CLOSE_CONV);
 		return;
 	case FS_MARK:
-	case FS_FORWARD:
 	case FS_CLOSE_CONV:
 		fjob_finish(f);
 		return;
@@ -622,6 +796,17 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 		free(msg);
 		return;
 	}
+	if ((f->step == FS_INJECT || f->step == FS_FORWARD) && f->msid && f->mtried) {
+		/* curl sends a POST again by itself when a reused connection
+		 * dies before the answer: a refusal (the MediaSid is attached
+		 * already) may then mean that the first one went. */
+		log_emit(LOG_INFO, &ids, "'%s' refused (%ld %s): checking media %s", fstep_names[f->step],
+			 code, msg, f->msid);
+		free(msg);
+		f->mrefused = code ? code : st;
+		fjob_step(f, FS_CHECK_MEDIA);
+		return;
+	}
 	/* 4xx that are expected on a resumed attempt. */
 	if (f->step == FS_CREATE && (st == 409 || code == 50353)) {
 		free(msg);
@@ -632,6 +817,23 @@ static void fjob_done(const struct httpc_resp *resp, void *arg)
 		free(msg);
 		f->iclose++;
 		fjob_step(f, FS_CLOSE);
+		return;
+	}
+	if (f->step == FS_CHECK_MEDIA) {
+		/* Nothing says the message went: post it (Twilio refuses a
+		 * MediaSid attached twice, so this cannot double it); after a
+		 * refusal, with the note instead, or it would be refused again. */
+		log_emit(LOG_WARN, &ids, "cannot check media %s (%ld %s): posting %s", f->msid, code,
+			 msg, f->mrefused ? "the note" : "it again");
+		free(msg);
+		f->mtried = false;
+		if (f->mrefused) {
+			free(f->msid);
+			f->msid = NULL;
+			f->moutcome = FM_REFUSED;
+			f->mrefused = 0;
+		}
+		fjob_step(f, f->op == FOP_FORWARD ? FS_FORWARD : FS_INJECT);
 		return;
 	}
 	if (f->step == FS_FIND_TASK) {
@@ -688,16 +890,74 @@ static void flexwork_refuse(struct flexwork *fw, struct worker *w, const struct 
 	worker_reply(w, &r);
 }
 
-/* A turn as text for the agent: what the customer typed, then a note per
- * media item, the location or the button (media.h). */
-static char *fjob_turn_text(const char *text, const char *media)
+/* Adds a turn: its text-only view (what the customer typed, then the
+ * location or button and a note per media item: media.h), the same
+ * without the item notes, and its media. A description that does not
+ * parse is left out: the text still goes. */
+static void fjob_add_turn(struct fjob *f, enum env_role role, const char *text, uint64_t ts,
+			  const char *media)
 {
-	struct media_msg m;
-	if (!media || media_from_json(media, &m))
-		return xstrdup(text ? text : "");
-	char *out = media_text_view(text, &m);
-	media_release(&m);
-	return out;
+	size_t n = f->nturns;
+	struct env_turn *t = &f->turns[n];
+	struct media_msg *m = &f->media[n];
+	t->role = role;
+	t->ts = ts;
+	if (media && media_from_json(media, m) < 0) {
+		struct log_ids ids = { .conv = f->conv, .job = f->job };
+		log_emit(LOG_WARN, &ids, "unreadable media description of turn %zu: left out", n);
+		media_release(m);
+	}
+	t->text = media_text_view(text, m);
+	struct media_msg bare = *m;
+	bare.nitems = 0; /* a view of m: not released */
+	f->plain[n] = media_text_view(text, &bare);
+	f->nturns++;
+}
+
+static void fjob_add_slot(struct fjob *f, size_t turn, size_t item, size_t src,
+			  const struct media_item *it)
+{
+	size_t i = f->ninject++;
+	f->keys[i] = (struct flex_slot){ .turn = turn, .item = item };
+	f->src[i] = src;
+	f->items[i] = it;
+}
+
+/* The messages to write: a message per turn, one per media item of a
+ * turn that has several; or the transcript, then one per media item of
+ * the whole history (numbered from 1 as items of message 0). */
+static void fjob_plan(struct fjob *f)
+{
+	size_t max = 1;
+	for (size_t t = 0; t < f->nturns; t++)
+		max += f->media[t].nitems ? f->media[t].nitems : 1;
+	f->keys = xcalloc(max, sizeof(*f->keys));
+	f->items = xcalloc(max, sizeof(*f->items));
+	f->src = xcalloc(max, sizeof(*f->src));
+	f->injected = xcalloc(max, sizeof(bool));
+	if (f->transcript) {
+		if (!f->nturns)
+			return;
+		fjob_add_slot(f, 0, 0, 0, NULL);
+		for (size_t t = 0; t < f->nturns; t++)
+			for (size_t k = 0; k < f->media[t].nitems; k++)
+				fjob_add_slot(f, 0, f->ninject, t, &f->media[t].items[k]);
+		return;
+	}
+	for (size_t t = 0; t < f->nturns; t++) {
+		if (!f->media[t].nitems)
+			fjob_add_slot(f, t, 0, t, NULL);
+		for (size_t k = 0; k < f->media[t].nitems; k++)
+			fjob_add_slot(f, t, k, t, &f->media[t].items[k]);
+	}
+}
+
+static void fjob_alloc_turns(struct fjob *f, size_t n)
+{
+	n = n ? n : 1;
+	f->turns = xcalloc(n, sizeof(*f->turns));
+	f->plain = xcalloc(n, sizeof(*f->plain));
+	f->media = xcalloc(n, sizeof(*f->media));
 }
 
 static char *dup_or_null(const char *s)
@@ -725,7 +985,6 @@ void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
 	f->trigger = dup_or_null(job->trigger);
 	f->reason = dup_or_null(job->reason);
 	f->summary = job->summary && *job->summary ? xstrdup(job->summary) : NULL;
-	f->body = job->body ? fjob_turn_text(job->body, job->media) : NULL;
 	f->ch = job->ch && *job->ch ? xstrdup(job->ch) : NULL;
 	f->seq = job->seq;
 	f->deadline = clock_mono_ms() + (uint64_t)fw->cfg->flex_retry_deadline_ms;
@@ -740,6 +999,9 @@ void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
 		return;
 	}
 	if (f->op == FOP_FORWARD) {
+		fjob_alloc_turns(f, 1);
+		fjob_add_turn(f, ROLE_CUSTOMER, job->body ? job->body : "", job->ts, job->media);
+		fjob_plan(f);
 		if (!f->ch) {
 			fjob_fail(f, ST_FAILED, 0, "no Flex conversation to forward to");
 			return;
@@ -748,16 +1010,12 @@ void flexwork_job(struct worker *w, const struct envelope *job, void *arg)
 		return;
 	}
 	/* The router may send an empty history (a brand-new conversation). */
-	f->turns = xcalloc(job->nturns ? job->nturns : 1, sizeof(*f->turns));
-	for (size_t i = 0; i < job->nturns; i++) {
-		f->turns[i].role = job->turns[i].role;
-		f->turns[i].text = fjob_turn_text(job->turns[i].text, job->turns[i].media);
-		f->turns[i].ts = job->turns[i].ts;
-	}
-	f->nturns = job->nturns;
+	fjob_alloc_turns(f, job->nturns);
+	for (size_t i = 0; i < job->nturns; i++)
+		fjob_add_turn(f, job->turns[i].role, job->turns[i].text, job->turns[i].ts,
+			      job->turns[i].media);
 	f->transcript = fw->cfg->handoff_inject == CONFIG_INJECT_TRANSCRIPT;
-	f->ninject = f->transcript ? (f->nturns ? 1 : 0) : f->nturns;
-	f->injected = xcalloc(f->ninject + 1, sizeof(bool));
+	fjob_plan(f);
 	f->unique = xasprintf("baton-%llu-%llu", (unsigned long long)job->id,
 			      (unsigned long long)job->ts);
 	struct log_ids ids = { .conv = f->conv, .job = f->job };

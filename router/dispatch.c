@@ -33,6 +33,7 @@ struct djob {
 	uint64_t attempt;        /* token of the latest dispatch (or claim), 0 = never */
 	uint64_t uncertain_since; /* wall ms: an attempt's outcome is unknown since then, 0 = none */
 	bool held;               /* its result is received, waiting for a commit */
+	uint64_t answered;       /* the attempt whose result came back, 0 = none */
 	UT_hash_handle hh;
 	struct djob *prev, *next;   /* lane FIFO */
 	struct djob *wprev, *wnext; /* worker's in-flight list */
@@ -272,6 +273,7 @@ void dispatch_hold(struct dispatch *d, uint64_t id)
 	else
 		d->queued[j->lane->kind]--;
 	j->held = true;
+	j->answered = j->attempt;
 	lane_update(d, j->lane, false);
 }
 
@@ -312,6 +314,12 @@ void dispatch_claim(struct dispatch *d, const struct zmqx_peer *peer, uint64_t i
 	HASH_FIND(hh, d->workers, peer->id, peer->len, w);
 	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
 	if (!w || !j || j->worker || j->held || w->kind != j->lane->kind)
+		return;
+	/* A worker claims a job until its result is acknowledged: a HELLO
+	 * sent between the result and the ack claims an attempt that is
+	 * over, and taking it would leave the job with a worker that has
+	 * nothing to run (a failed handoff never retried). */
+	if (attempt && attempt == j->answered)
 		return;
 	if (j != j->lane->jobs) {
 		/* Not its lane's turn: a job behind it cannot have run. */

@@ -59,7 +59,8 @@ void dispatch_set_uncertain(struct dispatch *d, uint64_t id, uint64_t since_wall
 bool dispatch_attempt(const struct dispatch *d, uint64_t id, uint64_t *attempt,
 		      uint64_t *uncertain_since);
 /** A worker (HELLO) holds job id with this attempt: in flight on it, if the
- *  job waits at the head of its lane. Anything else is left as it is. */
+ *  job waits at the head of its lane and that attempt's result has not
+ *  come back already. Anything else is left as it is. */
 void dispatch_claim(struct dispatch *d, const struct zmqx_peer *peer, uint64_t id,
 		    uint64_t attempt);
 /** Whether the job has been sent to a worker and not finished or put back. */

@@ -62,7 +62,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(next);
 	next = NULL;
 	bool done[8] = { false };
-	(void)flexapi_parse_injected(body, len, 7, done, 8, &next);
+	const struct flex_slot slots[8] = { { 0, 0 }, { 1, 0 }, { 1, 1 }, { 1, 2 },
+					    { 2, 0 }, { 3, 0 }, { 3, 1 }, { 4, 0 } };
+	(void)flexapi_parse_injected(body, len, 7, slots, done, 8, &next);
 	free(next);
+	flexapi_parse_forwarded(body, len, 31, done, 8);
+	char *is = NULL, *me = NULL;
+	(void)flexapi_parse_service(body, len, &is);
+	(void)flexapi_parse_media_sid(body, len, &me);
+	(void)flexapi_parse_media_attached(body, len);
+	free(is);
+	free(me);
 	return 0;
 }

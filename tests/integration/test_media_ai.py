@@ -249,7 +249,10 @@ class TestVoiceEscalates(MediaCase):
         self.p.send_media(ANA, MEDIA_OGG)
         wait_for(lambda: self.p.log_contains("router", "handoff done"), 15, what="handoff done")
         self.assertEqual(self.chats(), [], "the model is not asked")
-        self.assertEqual(self.p.media_fetches(MEDIA_OGG), [], "nothing to transcribe with")
+        self.assertEqual(self.p.transcriptions(), [], "nothing to transcribe with")
+        # The one download is the flex-worker's, attaching it for the agent.
+        self.assertEqual(len(self.p.media_fetches(MEDIA_OGG)), 1)
+        self.assertEqual([u["content_type"] for u in self.p.mcs_uploads()], ["audio/ogg"])
         form = self.p.fake_get("twilio", "/_fake/requests?path_contains=/v1/Interactions")[0]["form"]
         attrs = json.loads(form["Routing"][0])["properties"]["attributes"]
         self.assertEqual(attrs["escalationTrigger"], "voice")

@@ -490,6 +490,30 @@ static void test_claim(void **state)
 	assert_int_equal(dispatch_queued(d, JOB_SEND), 0);
 }
 
+/* A HELLO sent after a result and before its ack claims an attempt that
+ * is over: the retried job is not left with that worker. */
+static void test_claim_after_result(void **state)
+{
+	struct dispatch *d = *state;
+	struct zmqx_peer w1 = peer_of("w1");
+	uint64_t att = 0, again = 0;
+	hello(d, "w1", JOB_FLEX, 4, 0);
+	dispatch_add(d, 1, JOB_FLEX, "A", 0);
+	expect_next(d, 0, 1, "w1");
+	assert_true(dispatch_attempt(d, 1, &att, NULL));
+	dispatch_hold(d, 1);     /* its failure came back */
+	dispatch_retry(d, 1, 0); /* committed: to be retried */
+	dispatch_claim(d, &w1, 1, att);
+	assert_false(dispatch_in_flight(d, 1));
+	expect_next(d, 0, 1, "w1");
+	assert_true(dispatch_attempt(d, 1, &again, NULL));
+	assert_true(again != att);
+	/* The new attempt is its own: a restarted router would let it be claimed. */
+	dispatch_retry(d, 1, 0);
+	dispatch_claim(d, &w1, 1, again);
+	assert_true(dispatch_in_flight(d, 1));
+}
+
 /* A held result keeps its job off every worker until done or retried. */
 static void test_hold(void **state)
 {
@@ -565,6 +589,7 @@ int main(void)
 		T(test_hello_updates_capacity),
 		T(test_attempts),
 		T(test_claim),
+		T(test_claim_after_result),
 		T(test_hold),
 		T(test_uncertain),
 		cmocka_unit_test(test_destroy_with_work),

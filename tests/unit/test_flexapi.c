@@ -98,15 +98,16 @@ static void test_parse_participant_conversations(void **state)
 static void test_injected_and_marks(void **state)
 {
 	(void)state;
-	char *a0 = flexapi_turn_attributes(42, 0), *a2 = flexapi_turn_attributes(42, 2);
-	char *other = flexapi_turn_attributes(41, 1);
+	char *a0 = flexapi_turn_attributes(42, 0, 0), *a2 = flexapi_turn_attributes(42, 2, 0);
+	char *other = flexapi_turn_attributes(41, 1, 0);
 	json_t *list = json_pack("{s:[{s:s},{s:s},{s:s},{s:s},{s:s}]}", "messages", "attributes", a0,
 				 "attributes", a2, "attributes", other, "attributes", "{}",
 				 "attributes", "not json");
 	char *body = json_dumps(list, 0);
 	bool done[3] = { false, false, false };
+	const struct flex_slot slots[3] = { { 0, 0 }, { 1, 0 }, { 2, 0 } };
 	char *next = NULL;
-	assert_int_equal(flexapi_parse_injected(body, strlen(body), 42, done, 3, &next), 0);
+	assert_int_equal(flexapi_parse_injected(body, strlen(body), 42, slots, done, 3, &next), 0);
 	assert_true(done[0]);
 	assert_false(done[1]); /* turn 1 belongs to job 41 */
 	assert_true(done[2]);
@@ -131,6 +132,105 @@ static void test_injected_and_marks(void **state)
 	json_decref(conv);
 	const char *plain = "{\"sid\":\"CH1\",\"attributes\":\"{}\"}";
 	assert_int_equal(flexapi_parse_marked(plain, strlen(plain), &out), -1);
+}
+
+/* A turn with several media items is several messages; each is found by
+ * its turn and item, so a retry posts only the missing ones. */
+static void test_injected_items(void **state)
+{
+	(void)state;
+	char *t0 = flexapi_turn_attributes(7, 0, 0);
+	char *t1i0 = flexapi_turn_attributes(7, 1, 0), *t1i2 = flexapi_turn_attributes(7, 1, 2);
+	assert_string_equal(t0, "{\"baton_job\":7,\"baton_turn\":0}");
+	assert_string_equal(t1i2, "{\"baton_job\":7,\"baton_turn\":1,\"baton_item\":2}");
+	json_t *list = json_pack("{s:[{s:s},{s:s},{s:s},{s:s},{s:s}], s:{s:s}}", "messages",
+				 "attributes", t0, "attributes", t1i0, "attributes", t1i2,
+				 "attributes", "{\"baton_job\":7,\"baton_turn\":1,\"baton_item\":-1}",
+				 "attributes", "{\"baton_job\":7,\"baton_turn\":1,\"baton_item\":\"1\"}",
+				 "meta", "next_page_url", "https://conversations.twilio.com/v1/next");
+	char *body = json_dumps(list, 0);
+	/* turn 0 (no media), turn 1 items 0..2, turn 2 */
+	const struct flex_slot slots[5] = { { 0, 0 }, { 1, 0 }, { 1, 1 }, { 1, 2 }, { 2, 0 } };
+	bool done[5] = { false };
+	char *next = NULL;
+	assert_int_equal(flexapi_parse_injected(body, strlen(body), 7, slots, done, 5, &next), 0);
+	assert_true(done[0]);
+	assert_true(done[1]);
+	assert_false(done[2]); /* item 1: a negative and a string index name nothing */
+	assert_true(done[3]);
+	assert_false(done[4]);
+	assert_string_equal(next, "https://conversations.twilio.com/v1/next");
+	free(next);
+	free(body);
+	json_decref(list);
+	free(t0);
+	free(t1i0);
+	free(t1i2);
+	assert_int_equal(flexapi_parse_injected("[]", 2, 7, slots, done, 5, &next), -1);
+}
+
+static void test_forwarded_items(void **state)
+{
+	(void)state;
+	char *f0 = flexapi_forward_attributes(31, 0), *f2 = flexapi_forward_attributes(31, 2);
+	char *other = flexapi_forward_attributes(30, 1);
+	assert_string_equal(f0, "{\"baton_seq\":31}");
+	assert_string_equal(f2, "{\"baton_seq\":31,\"baton_item\":2}");
+	json_t *list = json_pack("{s:[{s:s},{s:s},{s:s},{s:s},{s:s}]}", "messages", "attributes", f2,
+				 "attributes", other, "attributes", f0, "attributes", "{}",
+				 "attributes", "{\"baton_seq\":31,\"baton_item\":9}");
+	char *body = json_dumps(list, 0);
+	bool done[3] = { false, false, false };
+	flexapi_parse_forwarded(body, strlen(body), 31, done, 3);
+	assert_true(done[0]);
+	assert_false(done[1]); /* item 1 is seq 30's */
+	assert_true(done[2]);  /* item 9 is beyond n: ignored, not written */
+	bool none[1] = { false };
+	flexapi_parse_forwarded("not json", 8, 31, none, 1);
+	assert_false(none[0]);
+	free(body);
+	json_decref(list);
+	free(f0);
+	free(f2);
+	free(other);
+}
+
+static void test_service_and_media_sid(void **state)
+{
+	(void)state;
+	const char *conv = "{\"sid\":\"CH1\",\"chat_service_sid\":\"IS0123456789abcdef0123456789abcdef\"}";
+	char *is = NULL;
+	assert_int_equal(flexapi_parse_service(conv, strlen(conv), &is), 0);
+	assert_string_equal(is, "IS0123456789abcdef0123456789abcdef");
+	free(is);
+	const char *noservice = "{\"sid\":\"CH1\",\"chat_service_sid\":null}";
+	assert_int_equal(flexapi_parse_service(noservice, strlen(noservice), &is), -1);
+	assert_null(is);
+
+	const char *mcs = "{\"sid\":\"ME0123456789abcdef0123456789ABCDEF\",\"size\":12,"
+			  "\"content_type\":\"image/jpeg\",\"links\":{}}";
+	char *me = NULL;
+	assert_int_equal(flexapi_parse_media_sid(mcs, strlen(mcs), &me), 0);
+	assert_string_equal(me, "ME0123456789abcdef0123456789ABCDEF");
+	free(me);
+	/* Only an ME SID of the pattern MediaSid takes goes into a message. */
+	const char *bad[] = { "{\"sid\":\"ME123\"}", "{\"sid\":\"IM0123456789abcdef0123456789abcdef\"}",
+			      "{\"sid\":\"ME0123456789abcdef0123456789abcdeg\"}",
+			      "{\"sid\":\"ME0123456789abcdef0123456789abcdef0\"}", "{\"sid\":7}",
+			      "<html>" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(flexapi_parse_media_sid(bad[i], strlen(bad[i]), &me), -1);
+		assert_null(me);
+	}
+
+	/* A Media resource names the message it went with, once it did. */
+	const char *sent = "{\"sid\":\"ME1\",\"message_sid\":\"IM0123456789abcdef0123456789abcdef\","
+			   "\"channel_sid\":\"CH1\"}";
+	const char *unsent = "{\"sid\":\"ME1\",\"message_sid\":null,\"channel_sid\":null}";
+	assert_true(flexapi_parse_media_attached(sent, strlen(sent)));
+	assert_false(flexapi_parse_media_attached(unsent, strlen(unsent)));
+	assert_false(flexapi_parse_media_attached("{\"message_sid\":\"\"}", 17));
+	assert_false(flexapi_parse_media_attached("oops", 4));
 }
 
 static void test_participant_lookup(void **state)
@@ -170,6 +270,9 @@ int main(void)
 		cmocka_unit_test(test_parse_interaction),
 		cmocka_unit_test(test_parse_participant_conversations),
 		cmocka_unit_test(test_injected_and_marks),
+		cmocka_unit_test(test_injected_items),
+		cmocka_unit_test(test_forwarded_items),
+		cmocka_unit_test(test_service_and_media_sid),
 		cmocka_unit_test(test_participant_lookup),
 		cmocka_unit_test(test_transcript),
 	};
