@@ -284,57 +284,63 @@ def b64decode(text):
         return None
 
 
+def content_blocks(req):
+    """(message index, block index, message, block) of every dict block in
+    the messages' content arrays; nothing for any other shape."""
+    msgs = req.get("messages") if isinstance(req, dict) else None
+    if not isinstance(msgs, list):
+        return
+    for i, msg in enumerate(msgs):
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if not isinstance(content, list):
+            continue
+        for j, b in enumerate(content):
+            if isinstance(b, dict):
+                yield i, j, msg, b
+
+
 def media_blocks(path, req):
     """Summary of the image / document blocks of a chat request, in order:
     [{"type": "image"|"document", "media_type", "bytes", "source",
       "message": i, "block": j, "role"}]. "bytes" is the decoded size (None
     when the data is not base64 or the source is a URL); tolerant of any shape."""
     out = []
-    msgs = req.get("messages") if isinstance(req, dict) else None
-    if not isinstance(msgs, list):
-        return out
-    for i, msg in enumerate(msgs):
-        content = msg.get("content") if isinstance(msg, dict) else None
-        if not isinstance(content, list):
-            continue
-        for j, b in enumerate(content):
-            if not isinstance(b, dict):
-                continue
-            kind, mtype, size, source = None, None, None, None
-            if path == ANTHROPIC_PATH and b.get("type") in ("image", "document"):
-                kind = b["type"]
-                src = b.get("source") if isinstance(b.get("source"), dict) else {}
-                source = src.get("type")
-                mtype = src.get("media_type")
-                if source == "base64":
-                    data = b64decode(src.get("data"))
-                    size = None if data is None else len(data)
-                elif source == "text" and isinstance(src.get("data"), str):
-                    size = len(src["data"].encode())
-            elif path == OPENAI_PATH and b.get("type") == "image_url":
-                kind = "image"
-                url = (b.get("image_url") or {}).get("url") if isinstance(b.get("image_url"), dict) \
-                    else None
-                m = DATA_URL_RE.match(url) if isinstance(url, str) else None
-                source = "base64" if m else "url"
-                if m:
-                    mtype = m.group(1)
-                    data = b64decode(m.group(2))
-                    size = None if data is None else len(data)
-            elif path == OPENAI_PATH and b.get("type") == "file":
-                kind, source = "document", "base64"
-                f = b.get("file") if isinstance(b.get("file"), dict) else {}
-                m = DATA_URL_RE.match(f.get("file_data", "")) if isinstance(f.get("file_data"), str) \
-                    else None
-                if m:
-                    mtype = m.group(1)
-                    data = b64decode(m.group(2))
-                    size = None if data is None else len(data)
-                else:
-                    source = "file_id" if f.get("file_id") else None
-            if kind:
-                out.append({"type": kind, "media_type": mtype, "bytes": size, "source": source,
-                            "message": i, "block": j, "role": msg.get("role")})
+    for i, j, msg, b in content_blocks(req):
+        kind, mtype, size, source = None, None, None, None
+        if path == ANTHROPIC_PATH and b.get("type") in ("image", "document"):
+            kind = b["type"]
+            src = b.get("source") if isinstance(b.get("source"), dict) else {}
+            source = src.get("type")
+            mtype = src.get("media_type")
+            if source == "base64":
+                data = b64decode(src.get("data"))
+                size = None if data is None else len(data)
+            elif source == "text" and isinstance(src.get("data"), str):
+                size = len(src["data"].encode())
+        elif path == OPENAI_PATH and b.get("type") == "image_url":
+            kind = "image"
+            url = (b.get("image_url") or {}).get("url") if isinstance(b.get("image_url"), dict) \
+                else None
+            m = DATA_URL_RE.match(url) if isinstance(url, str) else None
+            source = "base64" if m else "url"
+            if m:
+                mtype = m.group(1)
+                data = b64decode(m.group(2))
+                size = None if data is None else len(data)
+        elif path == OPENAI_PATH and b.get("type") == "file":
+            kind, source = "document", "base64"
+            f = b.get("file") if isinstance(b.get("file"), dict) else {}
+            m = DATA_URL_RE.match(f.get("file_data", "")) if isinstance(f.get("file_data"), str) \
+                else None
+            if m:
+                mtype = m.group(1)
+                data = b64decode(m.group(2))
+                size = None if data is None else len(data)
+            else:
+                source = "file_id" if f.get("file_id") else None
+        if kind:
+            out.append({"type": kind, "media_type": mtype, "bytes": size, "source": source,
+                        "message": i, "block": j, "role": msg.get("role")})
     return out
 
 
@@ -344,26 +350,20 @@ def redacted(req):
     if not isinstance(req, dict) or not isinstance(req.get("messages"), list):
         return req
     out = None
-    for i, msg in enumerate(req["messages"]):
-        content = msg.get("content") if isinstance(msg, dict) else None
-        if not isinstance(content, list):
-            continue
-        for j, b in enumerate(content):
-            if not isinstance(b, dict):
-                continue
-            src = b.get("source") if isinstance(b.get("source"), dict) else None
-            iu = b.get("image_url") if isinstance(b.get("image_url"), dict) else None
-            fl = b.get("file") if isinstance(b.get("file"), dict) else None
-            for holder, key in ((src, "data"), (iu, "url"), (fl, "file_data")):
-                v = holder.get(key) if holder else None
-                if isinstance(v, str) and len(v) > 256 and (key == "data" or v.startswith("data:")):
-                    if out is None:
-                        out = copy.deepcopy(req)
-                    target = out["messages"][i]["content"][j]
-                    target = target["source"] if holder is src else \
-                        target["image_url"] if holder is iu else target["file"]
-                    head = v[:v.index(",") + 1] if v.startswith("data:") and "," in v else ""
-                    target[key] = "%s<%d base64 chars>" % (head, len(v) - len(head))
+    for i, j, _msg, b in content_blocks(req):
+        src = b.get("source") if isinstance(b.get("source"), dict) else None
+        iu = b.get("image_url") if isinstance(b.get("image_url"), dict) else None
+        fl = b.get("file") if isinstance(b.get("file"), dict) else None
+        for holder, key in ((src, "data"), (iu, "url"), (fl, "file_data")):
+            v = holder.get(key) if holder else None
+            if isinstance(v, str) and len(v) > 256 and (key == "data" or v.startswith("data:")):
+                if out is None:
+                    out = copy.deepcopy(req)
+                target = out["messages"][i]["content"][j]
+                target = target["source"] if holder is src else \
+                    target["image_url"] if holder is iu else target["file"]
+                head = v[:v.index(",") + 1] if v.startswith("data:") and "," in v else ""
+                target[key] = "%s<%d base64 chars>" % (head, len(v) - len(head))
     return out if out is not None else req
 
 
