@@ -64,7 +64,16 @@ class FlexCase(unittest.TestCase):
         return list(it.values()) if isinstance(it, dict) else it
 
     def wait_handoff(self, timeout=15):
-        wait_for(lambda: self.p.log_contains("router", "handoff done"), timeout, what="handoff done")
+        try:
+            wait_for(lambda: self.p.log_contains("router", "handoff done"), timeout,
+                     what="handoff done")
+        except AssertionError as e:
+            # What the router and the flex-worker said of it: a handoff that
+            # never ends is otherwise a bare timeout.
+            said = [l for name in ("router", "flex-worker")
+                    for l in self.p.log_text(name).splitlines()
+                    if any(w in l for w in ("handoff", "flex", "lease", "job", "attempt"))]
+            raise AssertionError("%s; last lines:\n%s" % (e, "\n".join(said[-40:]))) from None
         return self.conversations(), self.interactions()
 
     def assert_spec_clean(self):
