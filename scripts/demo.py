@@ -12,11 +12,8 @@ agent's Flex thread has the photo attached (uploaded to the Media Content
 Service). Prints who said what and every mode change, stops everything it
 started, and exits 0 on success, 1 if something did not happen.
 
-The photo's two checks (an image block reached the model; the photo is
-attached in Flex) are made when this tree's ai-worker sends images
-(ai-worker/*.c reads ai_images) and its flex-worker uploads media
-(flex-worker/*.c reads twilio_mcs_base); otherwise the demo says the photo
-went as a text note and goes on.
+The photo is checked twice: an image block reached the model, and the
+photo is attached in the agent's Flex thread.
 
     scripts/demo.py [--capture DIR] [--sid-seed S] [--transcript-out FILE]
 
@@ -31,7 +28,6 @@ conversation at the end, to compare with the replay's.
 """
 
 import argparse
-import glob
 import json
 import os
 import signal
@@ -61,20 +57,6 @@ def say(who, color, text):
 
 def note(text):
     print("%s                 · %s%s" % (DIM, text, RESET), flush=True)
-
-
-def sources_read(where, field):
-    """Whether this tree's sources under where/ read a setting's field (a feature is there)."""
-    for path in glob.glob(os.path.join(ROOT, where, "*.c")):
-        with open(path, encoding="utf-8") as f:
-            if field in f.read():
-                return True
-    return False
-
-
-# The photo's path through baton, when this tree has it (see the docstring).
-AI_SEES_IMAGES = sources_read("ai-worker", "ai_images")
-FLEX_ATTACHES_MEDIA = sources_read("flex-worker", "twilio_mcs_base")
 
 
 def attachment(m):
@@ -170,14 +152,10 @@ def main():
             note("ai-worker -> Twilio GET …/Media/%s -> %d (%d bytes, basic auth as the account)"
                  % (MEDIA_JPEG, fetched[0]["status"], fetched[0]["media_bytes"]))
         blocks = [b for b in p.llm_media_blocks("image") if b["seq"] > calls]
-        if AI_SEES_IMAGES:
-            assert blocks, "the model was not shown the photo"
-            assert "photo" in d.last_reply, "the AI did not answer about the photo: " + d.last_reply
-        if blocks:
-            note("ai-worker -> LLM: the photo as an %s block (%s, %d bytes) beside the caption"
-                 % (blocks[0]["type"], blocks[0]["media_type"], blocks[0]["bytes"]))
-        else:
-            note("the model read the photo as a text note (this ai-worker sends no images)")
+        assert blocks, "the model was not shown the photo"
+        assert "photo" in d.last_reply, "the AI did not answer about the photo: " + d.last_reply
+        note("ai-worker -> LLM: the photo as an %s block (%s, %d bytes) beside the caption"
+             % (blocks[0]["type"], blocks[0]["media_type"], blocks[0]["bytes"]))
 
         d.customer("I want to speak with a human", want=0)
         d.mode = "escalating"
@@ -196,15 +174,12 @@ def main():
             note("    %-9s %s" % (who + ":", " ".join(filter(None, [" ".join((m["body"] or "").split())[:80],
                                                                  attachment(m) if m.get("media") else ""]))))
         photos = [x for m in p.conversation_media(ours[0]["sid"]) for x in m["media"]]
-        if FLEX_ATTACHES_MEDIA:
-            rash = len(media_fixture("rash.jpg"))
-            assert [x for x in photos if x["content_type"] == "image/jpeg" and x["size"] == rash], \
-                "the photo is not attached in the agent's Flex thread: %s" % photos
-            uploads = [u for u in p.mcs_uploads() if u["size"] == rash]
-            note("flex-worker -> Media Content Service: %d upload(s), the photo attached as %s"
-                 % (len(uploads), photos[0]["sid"]))
-        elif not photos:
-            note("the agent reads the photo as a text note (this flex-worker attaches no media)")
+        rash = len(media_fixture("rash.jpg"))
+        assert [x for x in photos if x["content_type"] == "image/jpeg" and x["size"] == rash], \
+            "the photo is not attached in the agent's Flex thread: %s" % photos
+        uploads = [u for u in p.mcs_uploads() if u["size"] == rash]
+        note("flex-worker -> Media Content Service: %d upload(s), the photo attached as %s"
+             % (len(uploads), photos[0]["sid"]))
         req = [r for r in p.fake_get("twilio", "/_fake/requests") if r["path"] == "/v1/Interactions"][-1]
         attrs = json.loads(req["form"]["Routing"][0])["properties"]["attributes"]
         note("task attributes: " + json.dumps(attrs, ensure_ascii=False))
