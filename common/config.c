@@ -292,10 +292,12 @@ static const struct config_entry config_table[] = {
 	  false, "a voice note that cannot be transcribed (no transcribe.base_url, or it failed): the "
 	  "AI answers from a note saying so (note), or the conversation goes to a person (escalate)" },
 
-	{ "media.allow_hosts", CT_STR, "api.twilio.com,*.twilio.com,*.twiliocdn.com", 0, 0, NULL,
+	{ "media.allow_hosts", CT_STR, "api.twilio.com,*.twilio.com,*.twiliocdn.com,s3-external-1.amazonaws.com", 0, 0, NULL,
 	  F(media_allow_hosts), false,
-	  "hosts baton fetches customer media from (comma-separated; *.example.com matches its "
-	  "subdomains); a media URL elsewhere is not fetched and the turn goes on as text" },
+	  "hosts baton fetches customer media from, and may be redirected to (comma-separated; "
+	  "*.example.com matches its subdomains; Twilio redirects to mms.twiliocdn.com, media "
+	  "stored before HTTP auth to s3-external-1.amazonaws.com); a media URL elsewhere is not "
+	  "fetched and the turn goes on as text" },
 	{ "media.types", CT_STR,
 	  "image/jpeg,image/png,image/webp,image/gif,audio/ogg,audio/mpeg,audio/mp4,audio/amr,"
 	  "application/pdf", 0, 0, NULL, F(media_types), false,

@@ -189,12 +189,6 @@ int httpc_start(struct httpc *h, const struct httpc_req *req, uint64_t delay_ms,
 		}
 		curl_easy_setopt(e, CURLOPT_MIMEPOST, x->mime);
 	}
-	if (req->follow) {
-		curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-		curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
-		curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-		curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
-	}
 	if (req->method && strcmp(req->method, "GET") == 0)
 		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	else if (req->method && strcmp(req->method, "POST") != 0)
@@ -303,6 +297,9 @@ static void httpc_finish(struct httpc *h, CURL *e, CURLcode code)
 	char *ct = NULL;
 	if (curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK)
 		r.content_type = ct;
+	char *loc = NULL;
+	if (curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK)
+		r.redirect_url = loc;
 	r.body = x->buf ? x->buf : "";
 	r.body_len = x->len;
 	x->done(&r, x->arg);

@@ -43,9 +43,6 @@ struct httpc_req {
 	size_t max_response;      /* 0 = HTTPC_RESPONSE_MAX */
 	const struct httpc_part *parts; /* multipart/form-data instead of body (POST) */
 	size_t nparts;
-	/* Follow up to 5 redirects (media URLs redirect to storage); basic auth
-	 * is never sent on to another host. */
-	bool follow;
 	/* A delayed request asks this (with the done callback's arg) when its
 	 * time comes; false: it is not made, and done gets curl_code
 	 * CURLE_ABORTED_BY_CALLBACK with not_started set. NULL = always. */
@@ -64,6 +61,9 @@ struct httpc_resp {
 	bool not_started;     /* may_start said no: nothing was sent */
 	const char *url;      /* the request's URL (for logs: it holds no secret) */
 	const char *content_type; /* the response's Content-Type, NULL when absent */
+	/* Where a 3xx points, NULL otherwise: redirects are never followed
+	 * here, so a caller can check each hop (mediafetch.h). */
+	const char *redirect_url;
 };
 
 typedef void httpc_done_fn(const struct httpc_resp *resp, void *arg);

@@ -2,6 +2,7 @@
 #include "mediafetch.h"
 
 #include <curl/curl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,8 @@
 #include "metrics.h"
 #include "xalloc.h"
 
-static const char *const mf_names[MF_ERRORS] = {
+/* NULL-terminated: also the metric's label values. */
+static const char *const mf_names[MF_ERRORS + 1] = {
 	[MF_OK] = "ok",		  [MF_HOST] = "host",	     [MF_TYPE] = "type",
 	[MF_HTTP] = "http",	  [MF_TIMEOUT] = "timeout",  [MF_TOO_BIG] = "too_big",
 	[MF_TRANSPORT] = "transport", [MF_MISMATCH] = "mismatch",
@@ -26,15 +28,12 @@ static const char *const mf_texts[MF_ERRORS] = {
 	[MF_MISMATCH] = "its content is not what its type says",
 };
 
-static const char *const mf_outcomes[] = { "ok", "host", "type", "http", "timeout", "too_big",
-					   "transport", "mismatch", NULL };
-
 static const struct metric_def M_FETCHES = {
 	"baton_media_fetches_total", METRIC_COUNTER,
 	"Customer media downloads, by outcome: ok, host (URL not on media.allow_hosts), type "
 	"(not on media.types), http (not 200), timeout, too_big, transport, mismatch (bytes "
 	"not of the declared type).",
-	{ "outcome" }, { mf_outcomes } };
+	{ "outcome" }, { mf_names } };
 
 const char *mediafetch_error_name(enum mediafetch_error err)
 {
@@ -62,8 +61,13 @@ void mediafetch_config(const struct config *cfg, struct mediafetch_cfg *out)
 	out->timeout_ms = cfg->media_timeout_ms;
 }
 
+/* Redirects followed, each hop checked against the host list. */
+#define MF_HOPS_MAX 5
+
 struct mf_call {
 	const struct mediafetch_cfg *cfg;
+	struct httpc *h;
+	unsigned hops;
 	char *declared;
 	mediafetch_done_fn *done;
 	void *arg;
@@ -79,11 +83,44 @@ static void mf_finish(struct mf_call *c, struct mediafetch_result *r)
 	free(c);
 }
 
+static void mf_done(const struct httpc_resp *resp, void *arg);
+
+/* One hop. Credentials go to the webhook's URL only: a redirect points at
+ * a signed storage URL on another host, which must not see them. */
+static int mf_request(struct mf_call *c, const char *url)
+{
+	const struct mediafetch_cfg *cfg = c->cfg;
+	bool first = c->hops == 0;
+	struct httpc_req req = { .method = "GET", .url = url,
+				 .user = first && cfg->user && *cfg->user ? cfg->user : NULL,
+				 .pass = cfg->pass, .timeout_ms = cfg->timeout_ms,
+				 .max_response = cfg->max_bytes };
+	return httpc_start(c->h, &req, 0, mf_done, c);
+}
+
 static void mf_done(const struct httpc_resp *resp, void *arg)
 {
 	struct mf_call *c = arg;
 	struct mediafetch_result r = { .status = resp->status };
 	char why[64];
+
+	if (!resp->curl_code && resp->status >= 300 && resp->status < 400 && resp->redirect_url) {
+		/* Every hop is a URL like the first: on the list, or not fetched. */
+		if (c->hops >= MF_HOPS_MAX) {
+			r.err = MF_HTTP;
+			r.reason = "it could not be downloaded (too many redirects)";
+		} else if (!media_host_allowed(resp->redirect_url, c->cfg->allow_hosts)) {
+			r.err = MF_HOST;
+			r.reason = "it redirects to a host that is not allowed";
+		} else {
+			c->hops++;
+			if (mf_request(c, resp->redirect_url) == 0)
+				return;
+			r.err = MF_TRANSPORT;
+		}
+		mf_finish(c, &r);
+		return;
+	}
 
 	/* The served type is what the bytes claim now; the webhook's is older. */
 	r.ctype = resp->content_type && *resp->content_type ? resp->content_type : c->declared;
@@ -122,14 +159,11 @@ int mediafetch_start(struct httpc *h, const struct mediafetch_cfg *cfg,
 	}
 	struct mf_call *c = xcalloc(1, sizeof(*c));
 	c->cfg = cfg;
+	c->h = h;
 	c->declared = it->ctype ? xstrdup(it->ctype) : NULL;
 	c->done = done;
 	c->arg = arg;
-	struct httpc_req req = { .method = "GET", .url = it->url,
-				 .user = cfg->user && *cfg->user ? cfg->user : NULL,
-				 .pass = cfg->pass, .timeout_ms = cfg->timeout_ms,
-				 .max_response = cfg->max_bytes, .follow = true };
-	if (httpc_start(h, &req, 0, mf_done, c) < 0) {
+	if (mf_request(c, it->url) < 0) {
 		free(c->declared);
 		free(c);
 		return -1;

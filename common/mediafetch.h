@@ -4,9 +4,11 @@
  *
  * Before the request: the URL's host must be in media.allow_hosts and the
  * declared content type in media.types. During it: the Twilio REST
- * credentials as basic auth (Twilio can require it for media URLs; curl
- * never sends them on to a redirect's other host), media.timeout_ms, at
- * most media.max_bytes. After it: a 200, a Content-Type still allowed,
+ * credentials as basic auth (Twilio can require it for media URLs),
+ * media.timeout_ms, at most media.max_bytes. Redirects (Twilio sends a
+ * short-lived URL on mms.twiliocdn.com) are followed up to 5 hops, each
+ * hop's host checked against media.allow_hosts like the first and sent no
+ * credentials; each hop has its own timeout. After it: a 200, a Content-Type still allowed,
  * and bytes whose magic numbers match it for images, OGG and PDF (a
  * content type can lie).
  *

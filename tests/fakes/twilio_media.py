@@ -193,8 +193,11 @@ class MediaStore:
             return 400, {"error": "status must be an integer 100..599"}
         if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
             return 400, {"error": "delay_ms must be a non-negative number"}
+        redirect = obj.get("redirect", False)
+        if not isinstance(redirect, (bool, str)):
+            return 400, {"error": "redirect must be a boolean or the host:port to redirect to"}
         entry = {"content_type": ctype, "data": data, "filename": obj.get("filename"),
-                 "status": status, "delay_ms": delay, "redirect": bool(obj.get("redirect"))}
+                 "status": status, "delay_ms": delay, "redirect": redirect}
         with self._lock:
             self.media[sid] = entry
         return 200, self._describe(sid, entry)
@@ -243,7 +246,9 @@ class MediaStore:
             return status, twilio_error(status, 20404 if status == 404 else status,
                                         f"media {sid} answers {status}"), None, None, {}
         if entry.get("redirect") or config["redirect"]:
-            location = f"http://{host}/cdn/{sid}?Expires={int(time.time()) + 300}&Signature=fake"
+            # redirect may name another host:port (a storage host not on the list).
+            to = entry["redirect"] if isinstance(entry.get("redirect"), str) else host
+            location = f"http://{to}/cdn/{sid}?Expires={int(time.time()) + 300}&Signature=fake"
             record["redirect"] = location
             return 307, None, b"", "text/plain", {"Location": location}
         data = _bytes(entry)

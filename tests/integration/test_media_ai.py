@@ -11,7 +11,7 @@ the fake LLM checks and records the blocks and transcribes Ogg voice notes.
 import json
 import unittest
 
-from baton_harness import (ACCOUNT_SID, MEDIA_CORRUPT_OGG, MEDIA_JPEG, MEDIA_LYING,
+from baton_harness import (ACCOUNT_SID, MEDIA_CORRUPT_OGG, MEDIA_JPEG, MEDIA_LYING, MEDIA_REDIRECT,
                            MEDIA_MISSING, MEDIA_OGG, MEDIA_OVERSIZED, MEDIA_PDF, MEDIA_SLOW,
                            Pipeline, media_fixture, wait_for)
 
@@ -171,6 +171,24 @@ class TestBadMedia(MediaCase):
         self.check([MEDIA_CORRUPT_OGG], UNHEARD, "mismatch")
         self.assertEqual(self.p.transcriptions(), [])
         self.wait_counter("baton_ai_transcriptions_total", outcome="no_audio")
+
+    def test_redirect_to_a_host_not_allowed(self):
+        # Twilio answers a media URL with a redirect to its storage; a hop to
+        # a host off the list is refused like a first URL there would be.
+        sid = self.p.add_media("image/jpeg", media_fixture("rash.jpg"),
+                               redirect="localhost:%d" % self.p.twilio_port)
+        self.check([sid], "[photo (image/jpeg): it redirects to a host that is not allowed]",
+                   "host")
+        self.assertEqual([f for f in self.p.media_fetches(sid) if f.get("media_bytes")], [])
+
+    def test_redirect_on_the_list_is_followed_without_credentials(self):
+        self.p.send_rich(ANA, "image", body="look", media=[MEDIA_REDIRECT])
+        replies = self.wait_replies(1)
+        self.assertTrue(replies[0].startswith(PHOTO_REPLY), replies)
+        blocks = self.p.llm_media_blocks("image")
+        self.assertEqual([b["bytes"] for b in blocks], [len(media_fixture("rash.jpg"))])
+        hops = self.p.media_fetches(MEDIA_REDIRECT)
+        self.assertEqual([h["auth_user"] is not None for h in hops], [True, False], hops)
 
     def test_good_and_bad_items_of_one_message(self):
         self.p.send_rich(ANA, "image", body="look", media=[MEDIA_MISSING, MEDIA_JPEG])

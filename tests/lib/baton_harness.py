@@ -875,7 +875,8 @@ class Pipeline:
 
     def add_media(self, content_type, data, sid=None, status=200, delay_ms=0, filename=None,
                   redirect=False):
-        """Messaging media served by the fake Twilio from now on; returns its SID."""
+        """Messaging media served by the fake Twilio from now on; returns its SID.
+        redirect: True (307 to the fake's own /cdn/) or "host:port" to redirect to."""
         obj = {"content_type": content_type, "data_b64": base64.b64encode(data).decode(),
                "status": status, "delay_ms": delay_ms, "redirect": redirect}
         if sid:
