@@ -372,8 +372,15 @@ static void fjob_media_done(const struct flexmedia_result *r, void *arg)
 
 /* The step's next message (FS_INJECT or FS_FORWARD): its media are
  * fetched and uploaded first, once; then it is posted. */
+static void fjob_written(struct fjob *f, size_t i);
+
 static void fjob_write_next(struct fjob *f)
 {
+	/* A list (after a lost answer) found the slot's message posted: the
+	 * item is done, counted once, and its MediaSid forgotten, or a later
+	 * refusal of another message would be taken for this one's. */
+	if (f->mready && f->injected[f->mslot])
+		fjob_written(f, f->mslot);
 	size_t i = fjob_next_inject(f);
 	if (i >= f->ninject) {
 		if (f->step == FS_INJECT)
