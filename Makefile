@@ -175,7 +175,7 @@ BINARIES := $(BIN)/baton-ingress $(BIN)/baton-router $(BIN)/baton-ai-worker $(BI
 UNIT_TESTS := convlist envelope config form twsig utf8 escalate llm store dispatch twilio webhook backoff rules flexapi hours lathist capture ctl metrics metrics_merge machine media transcribe
 UNIT_BINS  := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
-.PHONY: all check-layers test test-run unit integration demo sandbox install deb run clean deps help fuzz chaos
+.PHONY: all check-layers test test-run unit integration demo sandbox install deb run clean deps help fuzz chaos test-durations
 all: $(BINARIES)
 
 help:
@@ -333,6 +333,12 @@ test:
 	@$(MAKE) --no-print-directory test-run
 test-run: all $(UNIT_BINS) $(TOOLS) check-layers
 	@python3 tests/run.py --build $(BUILD) $(UNIT_BINS)
+# The order a fresh clone's first run starts its tests in (longest first):
+# refresh after adding slow tests, from a normal build's last full run.
+test-durations:
+	@python3 -c 'import json,sys; t=json.load(open("build/test-times.json")); \
+	json.dump({k: round(v, 1) for k, v in sorted(t.items())}, sys.stdout, indent=0); print()' \
+	> tests/durations.json
 
 demo:
 	@scripts/demo

@@ -197,9 +197,12 @@ def main():
     times_path = os.path.join(ROOT, a.build, "test-times.json")
     # A build's first run orders its tests by another build's last one (the
     # same tests, slower or faster alike): the longest still start first.
+    # A fresh clone has none: tests/durations.json, a normal build's times
+    # kept in the repository, stops its longest tests from starting last.
     times = load_times(times_path) or next(
         (t for t in (load_times(os.path.join(ROOT, b, "test-times.json"))
-                     for b in ("build", "build-san", "build-rel") if b != a.build) if t), {})
+                     for b in ("build", "build-san", "build-rel") if b != a.build) if t),
+        None) or load_times(os.path.join(HERE, "durations.json")) or {}
     t0 = time.monotonic()
 
     passed = failed = skipped = 0

@@ -117,15 +117,24 @@ free_port = pgcluster.free_port
 SLOW = float(os.environ.get("BATON_TEST_SLOW", "1") or 1)
 
 
+# Polls start at the caller's interval and slow down to WAIT_MAX_INTERVAL_S:
+# a short wait still answers within a few tens of milliseconds, while a long
+# one stops asking the fakes and batonctl fifty times a second, work that
+# starved the processes under test when the tests run side by side.
+WAIT_MAX_INTERVAL_S = 0.1
+
+
 def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout * SLOW
+    pause = interval
     while True:
         v = pred()
         if v:
             return v
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for " + what)
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = min(pause * 1.5, max(interval, WAIT_MAX_INTERVAL_S))
 
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)')
@@ -357,6 +366,7 @@ class Pipeline:
         self.ingress_port = None
         self.console_port = None
         self.sid_counter = 0
+        self._sent_cache = {}   # sent_messages(): what the fake Twilio returned so far
         # Deterministic SIDs in the fake Twilio (fake_twilio.py --sid-seed); None
         # leaves it to $FAKE_TWILIO_SID_SEED, random when that is unset.
         self.sid_seed = sid_seed
@@ -399,6 +409,7 @@ class Pipeline:
         return port
 
     def start_fakes(self):
+        self._sent_cache.clear()
         if not os.path.isfile(os.path.join(SPECS, "twilio_conversations_v1.json")):
             raise RuntimeError("Twilio's OpenAPI specs are missing from %s" % SPECS)
         specs = ["--specs", SPECS]
@@ -797,6 +808,8 @@ class Pipeline:
 
     def fake_post(self, fake, path, obj):
         port = self.twilio_port if fake == "twilio" else self.llm_port
+        if fake == "twilio" and path.startswith("/_fake/reset"):
+            self._sent_cache.clear()
         st, text, _ = http("POST", "http://127.0.0.1:%d%s" % (port, path),
                            json.dumps(obj).encode(), {"Content-Type": "application/json"})
         assert st == 200, (st, text)
@@ -804,16 +817,23 @@ class Pipeline:
 
     def sent_messages(self, to=None):
         """Messages the fake Twilio accepted (201), in arrival order."""
-        out = []
-        for r in self.fake_get("twilio", "/_fake/requests?path_contains=Messages.json"):
+        # The fake's records never change once numbered, so only the ones
+        # after the last seen are fetched (tests poll this in loops); a reset
+        # or another fake Twilio starts the list again.
+        cache = self._sent_cache
+        if cache.get("port") != self.twilio_port:
+            cache.clear()
+            cache.update(port=self.twilio_port, seq=0, recs=[])
+        for r in self.fake_get("twilio", "/_fake/requests?path_contains=Messages.json&since=%d"
+                               % cache["seq"]):
+            cache["seq"] = max(cache["seq"], r["seq"])
             if r.get("status") != 201:
                 continue
             form = r.get("form") or {}
             rec = {k: v[0] for k, v in form.items()}
             rec["sid"] = (r.get("response") or {}).get("sid")
-            if to is None or rec.get("To") == to:
-                out.append(rec)
-        return out
+            cache["recs"].append(rec)
+        return [dict(rec) for rec in cache["recs"] if to is None or rec.get("To") == to]
 
     def llm_requests(self):
         return self.fake_get("llm", "/_fake/requests")

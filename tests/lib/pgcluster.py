@@ -162,6 +162,14 @@ class PgCluster:
         """Commits wait for a standby from now on (RPO 0)."""
         self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")
         self.psql("SELECT pg_reload_conf()")
+        # Until a standby streams as the synchronous one every commit hangs;
+        # on a loaded machine it can still be catching up when this is called.
+        deadline = time.monotonic() + 60
+        while self.psql("SELECT count(*) FROM pg_stat_replication "
+                        "WHERE state = 'streaming' AND sync_state = 'sync'") == "0":
+            if time.monotonic() > deadline:
+                raise RuntimeError("no synchronous standby streaming after 60 s")
+            time.sleep(0.1)
 
     def start_again(self):
         """After stop: the same data directory and port."""
