@@ -65,6 +65,7 @@ COMMON_SRC := \
 	common/httpc.c \
 	common/form.c \
 	common/media.c \
+	common/mediacheck.c \
 	common/mediafetch.c \
 	common/twsig.c \
 	common/utf8.c \

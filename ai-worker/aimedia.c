@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mediacheck.h"
 #include "metrics.h"
 #include "xalloc.h"
 
@@ -170,7 +171,7 @@ static void am_block(struct aimedia *m, struct am_item *x, const char *data, siz
 	memcpy(x->bytes, data, len);
 	struct llm_item *v = am_view(m, x->turn, x->idx);
 	v->kind = x->kind == MEDIA_PDF ? LLM_ITEM_PDF : LLM_ITEM_IMAGE;
-	v->ctype = sniffed; /* media_sniff's static text: exact, without parameters */
+	v->ctype = sniffed; /* mediacheck_sniff's static text: exact, without parameters */
 	v->data = x->bytes;
 	v->len = len;
 }
@@ -189,7 +190,7 @@ static void am_fetched(const struct mediafetch_result *r, void *arg)
 			return;
 		am_unheard(m, x, "the transcription could not start", "transport");
 	} else {
-		am_block(m, x, r->data, r->len, media_sniff(r->data, r->len));
+		am_block(m, x, r->data, r->len, mediacheck_sniff(r->data, r->len));
 	}
 	am_end(m);
 }

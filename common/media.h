@@ -4,8 +4,9 @@
  * Twilio's webhook names up to ten media items (MediaUrlN with
  * MediaContentTypeN), a location (Latitude, Longitude, Address, Label), a
  * quick-reply button (ButtonText, ButtonPayload) and the MessageType. The
- * bytes stay at Twilio; baton keeps the description and the workers fetch
- * what they need (mediafetch.h).
+ * bytes stay at Twilio; baton keeps the description (read from the form
+ * by webhook_media(), webhook.h) and the workers fetch what they need
+ * (mediafetch.h, with the checks of mediacheck.h).
  *
  * One description travels everywhere (envelope field "media", history
  * records, job turns) as the compact JSON document written by
@@ -24,8 +25,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-
-#include "form.h"
 
 #define MEDIA_ITEMS_MAX 10 /* Twilio sends at most ten media per message */
 #define MEDIA_URL_MAX 2048
@@ -49,15 +48,6 @@ struct media_msg {
 bool media_empty(const struct media_msg *m);
 void media_release(struct media_msg *m);
 
-/**
- * Fill *out from a webhook's form (nmedia = its NumMedia, already checked
- * to be 0..MEDIA_ITEMS_MAX). Returns 0, or -1 with *why (static text) when
- * a field is not valid UTF-8 or is too long: the webhook is then refused.
- * A location whose coordinates are not numbers in range is dropped, not
- * refused (the turn still has its text).
- */
-int media_from_form(const struct form *f, long nmedia, struct media_msg *out, const char **why);
-
 /** The JSON document above; NULL when m is empty. */
 char *media_to_json(const struct media_msg *m);
 /** Parse a media_to_json() document (NULL or "" gives an empty m). 0, or -1 when malformed. */
@@ -66,26 +56,8 @@ int media_from_json(const char *json, struct media_msg *out);
 enum media_kind media_kind_of(const char *ctype);
 /** A customer-facing word for a kind: "photo", "voice note", "PDF document", "video", "file". */
 const char *media_kind_word(enum media_kind k);
-
-/**
- * The content type the bytes' magic numbers say (image/jpeg, image/png,
- * image/gif, image/webp, audio/ogg, application/pdf), or NULL when they
- * match none of these.
- */
-const char *media_sniff(const void *buf, size_t len);
-/**
- * Whether bytes of declared type ctype look like it: images, OGG and PDF
- * are checked by their magic numbers; other types are taken as declared.
- */
-bool media_bytes_match(const char *ctype, const void *buf, size_t len);
-
-/** Whether ctype (parameters like "; codecs=opus" ignored) is in the comma-separated list. */
-bool media_type_allowed(const char *ctype, const char *list);
-/**
- * Whether url is http(s) and its host is in the comma-separated list
- * ("*.example.com" matches any subdomain of example.com, not itself).
- */
-bool media_host_allowed(const char *url, const char *list);
+/** ctype without parameters, lower case, into buf; false when empty or it does not fit. */
+bool media_bare_type(const char *ctype, char *buf, size_t cap);
 
 /**
  * Readable text for what is not an item: "shared a location: Label,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mediacheck.h"
 #include "metrics.h"
 #include "xalloc.h"
 
@@ -109,7 +110,7 @@ static void mf_done(const struct httpc_resp *resp, void *arg)
 		if (c->hops >= MF_HOPS_MAX) {
 			r.err = MF_HTTP;
 			r.reason = "it could not be downloaded (too many redirects)";
-		} else if (!media_host_allowed(resp->redirect_url, c->cfg->allow_hosts)) {
+		} else if (!mediacheck_host_allowed(resp->redirect_url, c->cfg->allow_hosts)) {
 			r.err = MF_HOST;
 			r.reason = "it redirects to a host that is not allowed";
 		} else {
@@ -134,9 +135,9 @@ static void mf_done(const struct httpc_resp *resp, void *arg)
 		r.err = MF_HTTP;
 		snprintf(why, sizeof(why), "it could not be downloaded (HTTP %ld)", resp->status);
 		r.reason = why;
-	} else if (!r.ctype || !media_type_allowed(r.ctype, c->cfg->types)) {
+	} else if (!r.ctype || !mediacheck_type_allowed(r.ctype, c->cfg->types)) {
 		r.err = MF_TYPE;
-	} else if (!media_bytes_match(r.ctype, resp->body, resp->body_len)) {
+	} else if (!mediacheck_bytes_match(r.ctype, resp->body, resp->body_len)) {
 		r.err = MF_MISMATCH;
 	} else {
 		r.data = resp->body;
@@ -149,9 +150,9 @@ int mediafetch_start(struct httpc *h, const struct mediafetch_cfg *cfg,
 		     const struct media_item *it, mediafetch_done_fn *done, void *arg)
 {
 	enum mediafetch_error refused = MF_OK;
-	if (!media_host_allowed(it->url, cfg->allow_hosts))
+	if (!mediacheck_host_allowed(it->url, cfg->allow_hosts))
 		refused = MF_HOST;
-	else if (it->ctype && !media_type_allowed(it->ctype, cfg->types))
+	else if (it->ctype && !mediacheck_type_allowed(it->ctype, cfg->types))
 		refused = MF_TYPE;
 	if (refused != MF_OK) {
 		metrics_inc(&M_FETCHES, mediafetch_error_name(refused), NULL);

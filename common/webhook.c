@@ -7,6 +7,8 @@
  */
 #include "webhook.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +25,79 @@
 static bool webhook_text_ok(const char *s)
 {
 	return s && utf8_valid(s, strlen(s));
+}
+
+/* Longest location or button field kept (WhatsApp's own limits are lower). */
+#define WEBHOOK_MEDIA_FIELD_MAX 1024
+
+static bool webhook_media_field_ok(const char *v, size_t max)
+{
+	size_t n = strlen(v);
+	return n <= max && utf8_valid(v, n);
+}
+
+/* A coordinate Twilio would send: a decimal number within ±limit. */
+static bool webhook_coord_ok(const char *v, double limit)
+{
+	char *end;
+	if (!v || !*v || strlen(v) > 32)
+		return false;
+	double d = strtod(v, &end);
+	return *end == '\0' && isfinite(d) && d >= -limit && d <= limit;
+}
+
+/* An optional field into *dst: absent or empty leaves NULL; bad is an error. */
+static int webhook_media_take(const struct form *f, const char *name, size_t max, char **dst)
+{
+	const char *v = form_get(f, name);
+	if (!v || !*v)
+		return 0;
+	if (!webhook_media_field_ok(v, max))
+		return -1;
+	*dst = xstrdup(v);
+	return 0;
+}
+
+int webhook_media(const struct form *f, long nmedia, struct media_msg *out, const char **why)
+{
+	memset(out, 0, sizeof(*out));
+	if (nmedia < 0 || nmedia > MEDIA_ITEMS_MAX) {
+		*why = "bad NumMedia";
+		return -1;
+	}
+	if (webhook_media_take(f, "MessageType", 32, &out->type))
+		goto bad;
+	for (long i = 0; i < nmedia; i++) {
+		char name[48]; /* room for any long, as gcc -O1 checks */
+		snprintf(name, sizeof(name), "MediaUrl%ld", i);
+		const char *url = form_get(f, name);
+		snprintf(name, sizeof(name), "MediaContentType%ld", i);
+		const char *ct = form_get(f, name);
+		/* NumMedia promised it; a missing one is skipped, the rest kept. */
+		if (!url || !*url)
+			continue;
+		if (!webhook_media_field_ok(url, MEDIA_URL_MAX) || (ct && !webhook_media_field_ok(ct, 128)))
+			goto bad;
+		struct media_item *it = &out->items[out->nitems++];
+		it->url = xstrdup(url);
+		it->ctype = ct && *ct ? xstrdup(ct) : NULL;
+	}
+	const char *lat = form_get(f, "Latitude"), *lon = form_get(f, "Longitude");
+	if (webhook_coord_ok(lat, 90) && webhook_coord_ok(lon, 180)) {
+		out->lat = xstrdup(lat);
+		out->lon = xstrdup(lon);
+		if (webhook_media_take(f, "Address", WEBHOOK_MEDIA_FIELD_MAX, &out->address) ||
+		    webhook_media_take(f, "Label", WEBHOOK_MEDIA_FIELD_MAX, &out->label))
+			goto bad;
+	}
+	if (webhook_media_take(f, "ButtonText", WEBHOOK_MEDIA_FIELD_MAX, &out->button_text) ||
+	    webhook_media_take(f, "ButtonPayload", WEBHOOK_MEDIA_FIELD_MAX, &out->button_payload))
+		goto bad;
+	return 0;
+bad:
+	*why = "media, location or button field is not valid UTF-8 or too long";
+	media_release(out);
+	return -1;
 }
 
 bool webhook_sid(const char *v, const char *p1, const char *p2)
@@ -160,7 +235,7 @@ int webhook_inbound(const struct webhook_cfg *cfg, const char *signature, const 
 	}
 
 	struct media_msg mm;
-	if (media_from_form(&f, media, &mm, why))
+	if (webhook_media(&f, media, &mm, why))
 		goto fail;
 	out->media = media_to_json(&mm);
 	media_release(&mm);

@@ -14,6 +14,7 @@
 
 #include "envelope.h"
 #include "form.h"
+#include "media.h"
 
 struct webhook_cfg {
 	const char *auth_token;
@@ -41,6 +42,16 @@ struct webhook_cfg {
 bool webhook_sid(const char *v, const char *p1, const char *p2);
 /** 0 when the form's AccountSid is ours (or none is configured), else 403 with *why. */
 int webhook_account(const struct webhook_cfg *cfg, const struct form *f, const char **why);
+
+/**
+ * A message webhook's media, location and button fields (media.h).
+ * Fill *out from the form (nmedia = its NumMedia, already checked
+ * to be 0..MEDIA_ITEMS_MAX). Returns 0, or -1 with *why (static text) when
+ * a field is not valid UTF-8 or is too long: the webhook is then refused.
+ * A location whose coordinates are not numbers in range is dropped, not
+ * refused (the turn still has its text).
+ */
+int webhook_media(const struct form *f, long nmedia, struct media_msg *out, const char **why);
 
 /** Validate and convert. Returns 0, or an HTTP status (400, 403) with *why set (static text). */
 int webhook_inbound(const struct webhook_cfg *cfg, const char *signature, const char *body,

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "media.h"
+#include "mediacheck.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -12,14 +13,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *s = strndup((const char *)data, size);
 	struct media_msg m;
 
-	(void)media_sniff(data, size);
-	(void)media_bytes_match("image/jpeg", data, size);
-	(void)media_bytes_match(s, data, size);
+	(void)mediacheck_sniff(data, size);
+	(void)mediacheck_bytes_match("image/jpeg", data, size);
+	(void)mediacheck_bytes_match(s, data, size);
 	(void)media_kind_of(s);
-	(void)media_type_allowed(s, "image/jpeg,audio/ogg, application/pdf");
-	(void)media_type_allowed("image/png", s);
-	(void)media_host_allowed(s, "api.twilio.com,*.twilio.com");
-	(void)media_host_allowed("https://media.twiliocdn.com/x", s);
+	(void)mediacheck_type_allowed(s, "image/jpeg,audio/ogg, application/pdf");
+	(void)mediacheck_type_allowed("image/png", s);
+	(void)mediacheck_host_allowed(s, "api.twilio.com,*.twilio.com");
+	(void)mediacheck_host_allowed("https://media.twiliocdn.com/x", s);
 	if (media_from_json(s, &m) == 0) {
 		/* What parsed writes back and parses the same. */
 		char *again = media_to_json(&m);

@@ -1,8 +1,8 @@
 /*
- * test_media — common/media: the webhook's media, location and button
- * fields into a description, its JSON round trip, magic-number checks,
- * host and type allow-lists, and the text a reader without the media
- * gets.
+ * test_media — the webhook's media, location and button fields into a
+ * description (webhook_media), its JSON round trip and the text a reader
+ * without the media gets (media), magic-number checks and host and type
+ * allow-lists (mediacheck).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +16,8 @@
 
 #include "form.h"
 #include "media.h"
+#include "mediacheck.h"
+#include "webhook.h"
 
 static void parse_form(const char *body, struct form *f)
 {
@@ -32,7 +34,7 @@ static void test_image_and_audio(void **state)
 		   "&MediaUrl0=https%3A%2F%2Fapi.twilio.com%2FMedia%2FME1&MediaContentType0=image%2Fjpeg"
 		   "&MediaUrl1=https%3A%2F%2Fapi.twilio.com%2FMedia%2FME2&MediaContentType1=audio%2Fogg",
 		   &f);
-	assert_int_equal(media_from_form(&f, 2, &m, &why), 0);
+	assert_int_equal(webhook_media(&f, 2, &m, &why), 0);
 	assert_int_equal(m.nitems, 2);
 	assert_string_equal(m.type, "image");
 	assert_string_equal(m.items[0].url, "https://api.twilio.com/Media/ME1");
@@ -68,7 +70,7 @@ static void test_missing_items_are_skipped(void **state)
 	const char *why = NULL;
 	/* NumMedia says 3, only MediaUrl1 came: one item, nothing refused. */
 	parse_form("NumMedia=3&MediaUrl1=https%3A%2F%2Fapi.twilio.com%2Fa", &f);
-	assert_int_equal(media_from_form(&f, 3, &m, &why), 0);
+	assert_int_equal(webhook_media(&f, 3, &m, &why), 0);
 	assert_int_equal(m.nitems, 1);
 	assert_null(m.items[0].ctype);
 	media_release(&m);
@@ -84,7 +86,7 @@ static void test_location_and_button(void **state)
 	parse_form("MessageType=location&Latitude=-23.5614&Longitude=-46.6559"
 		   "&Address=Av.+Paulista+1000&Label=Cl%C3%ADnica+Sol",
 		   &f);
-	assert_int_equal(media_from_form(&f, 0, &m, &why), 0);
+	assert_int_equal(webhook_media(&f, 0, &m, &why), 0);
 	char *t = media_text(&m);
 	assert_string_equal(t, "shared a location: Clínica Sol, Av. Paulista 1000 (-23.5614, -46.6559)");
 	free(t);
@@ -92,7 +94,7 @@ static void test_location_and_button(void **state)
 	form_release(&f);
 
 	parse_form("MessageType=button&ButtonText=Book+Tuesday&ButtonPayload=book_tue", &f);
-	assert_int_equal(media_from_form(&f, 0, &m, &why), 0);
+	assert_int_equal(webhook_media(&f, 0, &m, &why), 0);
 	t = media_text(&m);
 	assert_string_equal(t, "tapped: Book Tuesday");
 	char *json = media_to_json(&m);
@@ -107,7 +109,7 @@ static void test_location_and_button(void **state)
 			      "Latitude=1&Longitude=nan", "Latitude=1", "Latitude=1e400&Longitude=1" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		parse_form(bad[i], &f);
-		assert_int_equal(media_from_form(&f, 0, &m, &why), 0);
+		assert_int_equal(webhook_media(&f, 0, &m, &why), 0);
 		assert_null(m.lat);
 		assert_true(media_empty(&m));
 		assert_null(media_to_json(&m));
@@ -123,14 +125,14 @@ static void test_bad_fields_refused(void **state)
 	struct media_msg m;
 	const char *why = NULL;
 	parse_form("ButtonText=%FF%FE", &f);
-	assert_int_equal(media_from_form(&f, 0, &m, &why), -1);
+	assert_int_equal(webhook_media(&f, 0, &m, &why), -1);
 	assert_non_null(why);
 	form_release(&f);
 	parse_form("NumMedia=1&MediaUrl0=https%3A%2F%2Fx%2F%C3%28", &f);
-	assert_int_equal(media_from_form(&f, 1, &m, &why), -1);
+	assert_int_equal(webhook_media(&f, 1, &m, &why), -1);
 	form_release(&f);
 	parse_form("NumMedia=11", &f);
-	assert_int_equal(media_from_form(&f, 11, &m, &why), -1);
+	assert_int_equal(webhook_media(&f, 11, &m, &why), -1);
 	form_release(&f);
 }
 
@@ -156,53 +158,53 @@ static void test_json_rejects(void **state)
 static void test_sniff(void **state)
 {
 	(void)state;
-	assert_string_equal(media_sniff("\xff\xd8\xff\xe0", 4), "image/jpeg");
-	assert_string_equal(media_sniff("\x89PNG\r\n\x1a\n", 8), "image/png");
-	assert_string_equal(media_sniff("GIF89a", 6), "image/gif");
-	assert_string_equal(media_sniff("RIFF\0\0\0\0WEBPVP8 ", 16), "image/webp");
-	assert_string_equal(media_sniff("OggS\0\2", 6), "audio/ogg");
-	assert_string_equal(media_sniff("%PDF-1.4", 8), "application/pdf");
-	assert_null(media_sniff("<html>", 6));
-	assert_null(media_sniff("\xff\xd8", 2));
-	assert_null(media_sniff("", 0));
+	assert_string_equal(mediacheck_sniff("\xff\xd8\xff\xe0", 4), "image/jpeg");
+	assert_string_equal(mediacheck_sniff("\x89PNG\r\n\x1a\n", 8), "image/png");
+	assert_string_equal(mediacheck_sniff("GIF89a", 6), "image/gif");
+	assert_string_equal(mediacheck_sniff("RIFF\0\0\0\0WEBPVP8 ", 16), "image/webp");
+	assert_string_equal(mediacheck_sniff("OggS\0\2", 6), "audio/ogg");
+	assert_string_equal(mediacheck_sniff("%PDF-1.4", 8), "application/pdf");
+	assert_null(mediacheck_sniff("<html>", 6));
+	assert_null(mediacheck_sniff("\xff\xd8", 2));
+	assert_null(mediacheck_sniff("", 0));
 
-	assert_true(media_bytes_match("image/jpeg", "\xff\xd8\xff\xdb", 4));
-	assert_true(media_bytes_match("IMAGE/JPEG; q=1", "\xff\xd8\xff\xdb", 4));
-	assert_false(media_bytes_match("image/jpeg", "<html>", 6));   /* a lie */
-	assert_false(media_bytes_match("image/png", "\xff\xd8\xff\xdb", 4));
-	assert_true(media_bytes_match("audio/ogg; codecs=opus", "OggS\0", 5));
-	assert_false(media_bytes_match("audio/ogg", "garbage!", 8)); /* corrupt voice note */
-	assert_false(media_bytes_match("application/pdf", "PK\3\4", 4));
-	assert_true(media_bytes_match("audio/mpeg", "ID3", 3)); /* not checked: as declared */
-	assert_false(media_bytes_match(NULL, "x", 1));
+	assert_true(mediacheck_bytes_match("image/jpeg", "\xff\xd8\xff\xdb", 4));
+	assert_true(mediacheck_bytes_match("IMAGE/JPEG; q=1", "\xff\xd8\xff\xdb", 4));
+	assert_false(mediacheck_bytes_match("image/jpeg", "<html>", 6));   /* a lie */
+	assert_false(mediacheck_bytes_match("image/png", "\xff\xd8\xff\xdb", 4));
+	assert_true(mediacheck_bytes_match("audio/ogg; codecs=opus", "OggS\0", 5));
+	assert_false(mediacheck_bytes_match("audio/ogg", "garbage!", 8)); /* corrupt voice note */
+	assert_false(mediacheck_bytes_match("application/pdf", "PK\3\4", 4));
+	assert_true(mediacheck_bytes_match("audio/mpeg", "ID3", 3)); /* not checked: as declared */
+	assert_false(mediacheck_bytes_match(NULL, "x", 1));
 }
 
 static void test_lists(void **state)
 {
 	(void)state;
 	const char *hosts = "api.twilio.com, *.twiliocdn.com";
-	assert_true(media_host_allowed("https://api.twilio.com/2010-04-01/x", hosts));
-	assert_true(media_host_allowed("https://API.twilio.com/x", hosts));
-	assert_true(media_host_allowed("https://media.twiliocdn.com/x", hosts));
-	assert_false(media_host_allowed("https://twiliocdn.com/x", hosts));
-	assert_false(media_host_allowed("https://eviltwiliocdn.com/x", hosts));
-	assert_false(media_host_allowed("https://api.twilio.com.evil.com/x", hosts));
-	assert_false(media_host_allowed("https://evil.com/api.twilio.com", hosts));
-	assert_false(media_host_allowed("https://evil.com#@api.twilio.com/", hosts));
-	assert_false(media_host_allowed("file:///etc/passwd", hosts));
-	assert_false(media_host_allowed("ftp://api.twilio.com/x", hosts));
-	assert_false(media_host_allowed("not a url", hosts));
-	assert_false(media_host_allowed("https://api.twilio.com/x", ""));
-	assert_true(media_host_allowed("http://127.0.0.1:8080/m", "127.0.0.1"));
+	assert_true(mediacheck_host_allowed("https://api.twilio.com/2010-04-01/x", hosts));
+	assert_true(mediacheck_host_allowed("https://API.twilio.com/x", hosts));
+	assert_true(mediacheck_host_allowed("https://media.twiliocdn.com/x", hosts));
+	assert_false(mediacheck_host_allowed("https://twiliocdn.com/x", hosts));
+	assert_false(mediacheck_host_allowed("https://eviltwiliocdn.com/x", hosts));
+	assert_false(mediacheck_host_allowed("https://api.twilio.com.evil.com/x", hosts));
+	assert_false(mediacheck_host_allowed("https://evil.com/api.twilio.com", hosts));
+	assert_false(mediacheck_host_allowed("https://evil.com#@api.twilio.com/", hosts));
+	assert_false(mediacheck_host_allowed("file:///etc/passwd", hosts));
+	assert_false(mediacheck_host_allowed("ftp://api.twilio.com/x", hosts));
+	assert_false(mediacheck_host_allowed("not a url", hosts));
+	assert_false(mediacheck_host_allowed("https://api.twilio.com/x", ""));
+	assert_true(mediacheck_host_allowed("http://127.0.0.1:8080/m", "127.0.0.1"));
 
 	const char *types = "image/jpeg,audio/ogg, application/pdf";
-	assert_true(media_type_allowed("image/jpeg", types));
-	assert_true(media_type_allowed("audio/ogg; codecs=opus", types));
-	assert_true(media_type_allowed("Application/PDF", types));
-	assert_false(media_type_allowed("image/svg+xml", types));
-	assert_false(media_type_allowed("image/jpe", types));
-	assert_false(media_type_allowed(NULL, types));
-	assert_false(media_type_allowed("", types));
+	assert_true(mediacheck_type_allowed("image/jpeg", types));
+	assert_true(mediacheck_type_allowed("audio/ogg; codecs=opus", types));
+	assert_true(mediacheck_type_allowed("Application/PDF", types));
+	assert_false(mediacheck_type_allowed("image/svg+xml", types));
+	assert_false(mediacheck_type_allowed("image/jpe", types));
+	assert_false(mediacheck_type_allowed(NULL, types));
+	assert_false(mediacheck_type_allowed("", types));
 
 	assert_int_equal(media_kind_of("image/webp"), MEDIA_IMAGE);
 	assert_int_equal(media_kind_of("audio/ogg; codecs=opus"), MEDIA_AUDIO);
