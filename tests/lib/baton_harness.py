@@ -354,7 +354,9 @@ class Pipeline:
                  llm_latency_ms=0, keep=False, sid_seed=None, twilio_api_key=None,
                  backend=None, pg_dsn=None, twilio_port=0):
         self.bindir = bindir or os.environ.get("BATON_BIN", os.path.join(ROOT, "build", "bin"))
-        self.dir = tempfile.mkdtemp(prefix="baton-")
+        # tmpfs when there is one: every process rewrites its metrics file ten
+        # times a second here, and each rewrite is a new inode.
+        self.dir = tempfile.mkdtemp(prefix="baton-", dir=pgcluster.scratch_dir())
         self.keep = keep
         self.procs = {}
         self.logs = {}
