@@ -64,6 +64,7 @@ COMMON_SRC := \
 	common/kv.c \
 	common/httpc.c \
 	common/form.c \
+	common/form_encode.c \
 	common/media.c \
 	common/mediacheck.c \
 	common/mediafetch.c \

@@ -1,8 +1,7 @@
-/* form — urlencoded parsing and building; see form.h. */
+/* form — urlencoded parsing; see form.h (building is in form_encode.c). */
 #include "form.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,21 +104,4 @@ const char *form_get(const struct form *f, const char *name)
 		if (strcmp(f->params[i].name, name) == 0)
 			return f->params[i].value;
 	return NULL;
-}
-
-void form_append(char **buf, const char *name, const char *value)
-{
-	char *n = curl_easy_escape(NULL, name, 0);
-	char *v = curl_easy_escape(NULL, value, 0);
-	size_t old = *buf ? strlen(*buf) : 0;
-	size_t add = strlen(n) + strlen(v) + 2;
-
-	*buf = xrealloc(*buf, old + add + 1);
-	if (old)
-		(*buf)[old++] = '&';
-	strcpy(*buf + old, n);
-	strcat(*buf + old, "=");
-	strcat(*buf + old, v);
-	curl_free(n);
-	curl_free(v);
 }

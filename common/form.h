@@ -36,6 +36,7 @@ const char *form_get(const struct form *f, const char *name);
 /**
  * Append name=value (percent-encoded) to *buf, with '&' when not first.
  * *buf is malloc'd/realloc'd; caller frees. Used to build Twilio requests.
+ * Defined in form_encode.c (curl's escaping), linked only where used.
  */
 void form_append(char **buf, const char *name, const char *value);
 
