@@ -44,10 +44,6 @@ void flexmedia_config(const struct config *cfg, struct flexmedia_cfg *out)
 {
 	mediafetch_config(cfg, &out->fetch);
 	out->mcs_base = cfg->twilio_mcs_base;
-	out->user = config_rest_user(cfg);
-	out->pass = config_rest_secret(cfg);
-	/* An upload moves as many bytes as the download did. */
-	out->timeout_ms = cfg->media_timeout_ms;
 }
 
 struct fm_call {
@@ -105,13 +101,13 @@ static void fm_fetched(const struct mediafetch_result *fr, void *arg)
 		fm_fail(c, FM_FETCH_FAILED, fr->reason);
 		return;
 	}
+	const struct mediafetch_cfg *fc = &c->cfg->fetch;
 	char *url = xasprintf("%s/v1/Services/%s/Media", c->cfg->mcs_base, c->is);
 	/* The type the bytes were checked against, not the webhook's older claim. */
 	struct httpc_req req = { .method = "POST", .url = url, .body = fr->data,
 				 .body_len = fr->len, .content_type = fr->ctype,
-				 .headers = fm_headers,
-				 .user = c->cfg->user && *c->cfg->user ? c->cfg->user : NULL,
-				 .pass = c->cfg->pass, .timeout_ms = c->cfg->timeout_ms };
+				 .headers = fm_headers, .user = fc->user && *fc->user ? fc->user : NULL,
+				 .pass = fc->pass, .timeout_ms = fc->timeout_ms };
 	int rc = httpc_start(c->h, &req, 0, fm_uploaded, c);
 	free(url);
 	if (rc < 0)

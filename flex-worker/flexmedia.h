@@ -26,11 +26,11 @@
 #include "media.h"
 #include "mediafetch.h"
 
+/* The upload uses the download's credentials and timeout (fetch.user,
+ * fetch.pass, fetch.timeout_ms): the same account, as many bytes. */
 struct flexmedia_cfg {
 	struct mediafetch_cfg fetch;
 	const char *mcs_base;
-	const char *user, *pass; /* basic auth; user NULL or "": none */
-	long timeout_ms;
 };
 
 enum flexmedia_outcome { FM_ATTACHED, FM_FETCH_FAILED, FM_UPLOAD_FAILED, FM_REFUSED };
