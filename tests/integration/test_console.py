@@ -96,8 +96,6 @@ def basic(user=USER, password=PASSWORD):
     return {"Authorization": "Basic " + cred}
 
 
-
-
 def artifacts_dir():
     return os.environ.get("BATON_TEST_ARTIFACTS") or os.path.join(ROOT, "build", "test-artifacts")
 
@@ -904,16 +902,14 @@ class TestConsoleBrowser(ConsoleCase):
         self.assertEqual(b.js("return document.title"), "baton \u00b7 operator console")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 CAPTION = "This is the rash on my arm"
 TRANSCRIPT = "Hi, this is Ana, the rash on my arm is itchy since Monday."
 
 
 class MediaCase(ConsoleCase):
-    env = {"BATON_CONSOLE_TOKEN": TOKEN}
+    # The AI does not look at photos here: every download of one is the
+    # console's, so counting them tests the console.
+    env = {"BATON_CONSOLE_TOKEN": TOKEN, "BATON_AI_IMAGES": "false"}
 
     def media_turns(self, p, n):
         """The customer turns with media once there are n of them (the conversation document's)."""
@@ -950,6 +946,8 @@ class TestConsoleMedia(MediaCase):
                 by_sid[it["url"].rsplit("/", 1)[1]] = h
         self.assertEqual(set(by_sid), {sid for sid, _ in sent})
         self.assertEqual(by_sid[MEDIA_JPEG]["text"], CAPTION)
+        p.wait_idle(15)
+        self.assertEqual(p.media_fetches(MEDIA_JPEG), [], "nothing downloaded the photo yet")
 
         # The bytes, exactly, with the checked type; private, never sniffed,
         # inert if opened on their own; documents are attachments.
@@ -1131,6 +1129,7 @@ class TestConsoleMediaBrowser(MediaCase):
             b.wait(lambda: [f.attr("data-state") for f in b.find_all(ten)] == ["loaded"] * 10,
                    timeout=20, what="the ten slow photos loaded")
             # The redraws every 2 s keep the same blobs (no new downloads).
+            p.wait_idle(15)
             n = len(p.media_fetches())
             src = b.find(img + " img").attr("src")
             p.send(ANA, "thanks")
@@ -1182,3 +1181,7 @@ class TestConsoleMediaBrowser(MediaCase):
         p.send(ANA, "thanks")
         b.wait(lambda: "thanks" in b.find("#transcript").text, what="a typed turn")
         self.assertEqual(len(b.find_all('#transcript li[data-transcript="true"]')), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()

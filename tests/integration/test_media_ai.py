@@ -112,7 +112,7 @@ class TestAnthropicMedia(MediaCase):
         self.assertEqual((c["model"], c["filename"], c["content_type"], c["status"]),
                          ("whisper-1", "voice.ogg", "audio/ogg", 200))
         self.assertEqual(c["bytes"], len(media_fixture("voice.ogg")))
-        self.assertTrue(c["authorization"], "Bearer transcribe.api_key")
+        self.assertIs(c["authorization"], True, "sent with transcribe.api_key as its Bearer")
         self.assertEqual(self.last_user_text(), "(voice note transcript) " + TRANSCRIPT)
         self.wait_counter("baton_ai_transcriptions_total", outcome="ok")
         # History keeps the transcript as the turn's text, marked.

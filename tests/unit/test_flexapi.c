@@ -229,7 +229,8 @@ static void test_service_and_media_sid(void **state)
 	const char *unsent = "{\"sid\":\"ME1\",\"message_sid\":null,\"channel_sid\":null}";
 	assert_true(flexapi_parse_media_attached(sent, strlen(sent)));
 	assert_false(flexapi_parse_media_attached(unsent, strlen(unsent)));
-	assert_false(flexapi_parse_media_attached("{\"message_sid\":\"\"}", 17));
+	const char *empty = "{\"message_sid\":\"\"}";
+	assert_false(flexapi_parse_media_attached(empty, strlen(empty)));
 	assert_false(flexapi_parse_media_attached("oops", 4));
 }
 

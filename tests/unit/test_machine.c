@@ -192,7 +192,7 @@ struct expect {
 	const char *tl_detail; /* detail of the last one (NULL = not checked) */
 	const char *hist;      /* roles of the history turns added ("" = none) */
 	const char *hist_text; /* in the last turn added (NULL = not checked) */
-	const char *turn1;     /* in history turn 1 after the batch (NULL = not checked) */
+	const char *turn1;     /* history turn 1's text after the batch, exactly (NULL = not checked) */
 	enum tri turn1_transcript; /* turn 1 marked as a voice note's transcript */
 	int pend;              /* customer turns waiting behind the AI job */
 	const char *send;      /* in the body of the first send job added */
@@ -263,7 +263,7 @@ static const struct row rows[] = {
 	{ "ai result: malformed transcripts are ignored, the answer goes on", G_VOICE_BUSY,
 	  .in = AI_TR("Let me check.", "[{\"seq\":\"1\",\"text\":7},{\"seq\":-1}]"),
 	  .ex = { .mode = M_AI, .fx = "DONE:ai ADD:send:ai", .tl = "", .hist = "ai",
-		  .turn1_transcript = ZERO, .ai_job = ZERO } },
+		  .turn1 = "", .turn1_transcript = ZERO, .ai_job = ZERO } },
 	{ "ai result: an answer becomes a send job", G_AI_BUSY, .in = AI_OK("It is at 12 Main St."),
 	  .ex = { .mode = M_AI, .fx = "DONE:ai ADD:send:ai", .tl = "", .hist = "ai",
 		  .hist_text = "12 Main St.", .send = "It is at 12 Main St.", .ai_job = ZERO } },
@@ -1135,7 +1135,7 @@ static void check_added(struct fixture *f, const struct expect *ex, const struct
 		struct hist_rec h;
 		assert_int_equal(mdb_txn_begin(f->st.env, NULL, MDB_RDONLY, &txn), 0);
 		assert_int_equal(store_hist_get(&f->st, txn, KEY, 1, &h), 0);
-		check_has("history turn 1", ex->turn1, h.text ? h.text : "");
+		check_str("history turn 1", ex->turn1, h.text ? h.text : "");
 		check_tri("turn 1 transcript", ex->turn1_transcript, h.transcript);
 		hist_rec_release(&h);
 		mdb_txn_abort(txn);
