@@ -253,8 +253,12 @@ void dispatch_retry(struct dispatch *d, uint64_t id, uint64_t not_before)
 	if (!j)
 		return;
 	if (j->worker || j->held) {
-		if (j->worker)
+		/* Its attempt is over: the worker's HELLOs until the ack still
+		 * name it, and a claim of it must not take the job back. */
+		if (j->worker) {
+			j->answered = j->attempt;
 			worker_unlink(d, j);
+		}
 		j->held = false;
 		d->queued[j->lane->kind]++;
 	}

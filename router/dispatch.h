@@ -44,7 +44,8 @@ void dispatch_add(struct dispatch *d, uint64_t id, enum job_kind kind, const cha
 		  uint64_t not_before);
 /** The job is finished (its result committed): forget it, free its lane. */
 void dispatch_done(struct dispatch *d, uint64_t id);
-/** Put an in-flight job back at the head of its lane, to retry after not_before. */
+/** Put an in-flight job back at the head of its lane, to retry after not_before;
+ *  the attempt it was on is over (a later claim of it is ignored). */
 void dispatch_retry(struct dispatch *d, uint64_t id, uint64_t not_before);
 bool dispatch_known(const struct dispatch *d, uint64_t id);
 /** The job's result waits for a commit: off its worker, its lane blocked. */

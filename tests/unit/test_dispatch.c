@@ -508,10 +508,35 @@ static void test_claim_after_result(void **state)
 	expect_next(d, 0, 1, "w1");
 	assert_true(dispatch_attempt(d, 1, &again, NULL));
 	assert_true(again != att);
-	/* The new attempt is its own: a restarted router would let it be claimed. */
-	dispatch_retry(d, 1, 0);
+	/* The new attempt is its own: a worker written off while running it
+	 * may claim it back. */
+	dispatch_worker_lost(d, &w1);
+	hello(d, "w1", JOB_FLEX, 4, 0);
 	dispatch_claim(d, &w1, 1, again);
 	assert_true(dispatch_in_flight(d, 1));
+}
+
+/* The usual path: the result is applied and committed in one batch (no
+ * hold), the job retried with backoff, and the worker's next HELLO, sent
+ * before the ack reached it, still names the attempt that failed. */
+static void test_claim_after_retry_without_hold(void **state)
+{
+	struct dispatch *d = *state;
+	struct zmqx_peer w1 = peer_of("w1");
+	uint64_t att = 0, again = 0;
+	hello(d, "w1", JOB_FLEX, 4, 0);
+	dispatch_add(d, 1, JOB_FLEX, "A", 0);
+	expect_next(d, 0, 1, "w1");
+	assert_true(dispatch_attempt(d, 1, &att, NULL));
+	dispatch_retry(d, 1, 400); /* its failure committed: retry after the backoff */
+	dispatch_claim(d, &w1, 1, att);
+	assert_false(dispatch_in_flight(d, 1));
+	uint64_t id = 0;
+	struct zmqx_peer p;
+	assert_false(dispatch_next(d, 399, &id, &p)); /* still backing off */
+	expect_next(d, 400, 1, "w1");
+	assert_true(dispatch_attempt(d, 1, &again, NULL));
+	assert_true(again != att);
 }
 
 /* A held result keeps its job off every worker until done or retried. */
@@ -590,6 +615,7 @@ int main(void)
 		T(test_attempts),
 		T(test_claim),
 		T(test_claim_after_result),
+		T(test_claim_after_retry_without_hold),
 		T(test_hold),
 		T(test_uncertain),
 		cmocka_unit_test(test_destroy_with_work),
