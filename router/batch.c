@@ -135,6 +135,15 @@ int job_again(struct batch *b, uint64_t id, const struct job_rec *j)
 	return rc;
 }
 
+/* Whether this batch already put the job back for a retry. */
+static bool batch_retries(const struct batch *b, uint64_t id)
+{
+	for (size_t i = 0; i < b->nfx; i++)
+		if (b->fx[i].type == FX_RETRY && b->fx[i].id == id)
+			return true;
+	return false;
+}
+
 int batch_job_of(struct batch *b, const struct envelope *env, enum job_kind kind,
 		 struct job_rec *j)
 {
@@ -152,14 +161,25 @@ int batch_job_of(struct batch *b, const struct envelope *env, enum job_kind kind
 		return BATCH_STALE;
 	}
 	/* A success is a fact whichever attempt it comes from (a message left,
-	 * an answer was written); a failure only counts from the attempt that
-	 * runs now, or nothing would stop an old attempt's 503 from sending
-	 * the job round again beside the live one. */
-	if (env->status != ST_OK && env->status != ST_PROGRESS && in_flight && env->attempt &&
-	    (uint64_t)env->attempt != attempt) {
+	 * an answer was written); a failure counts once, and only from the
+	 * latest attempt, or an old attempt's 503 would send the job round
+	 * again beside the live one. A worker sends its result again each
+	 * heartbeat until the ack: a commit slower than that (a loaded
+	 * database) brings the same failure twice. */
+	const char *why = NULL;
+	if (env->status != ST_OK && env->status != ST_PROGRESS) {
+		uint64_t sent = env->attempt > 0 ? (uint64_t)env->attempt : 0;
+		if (sent && attempt && sent != attempt)
+			why = in_flight ? "the failure of an earlier attempt; a later one is running"
+					: "the failure of an earlier attempt";
+		else if (dispatch_answered(b->x->disp, env->id, sent))
+			why = "this attempt's failure is recorded already";
+		else if (batch_retries(b, env->id))
+			why = "a failure of this job is in this batch already";
+	}
+	if (why) {
 		job_rec_release(j);
-		log_emit(LOG_INFO, &ids, "dropped a stale %s result (the failure of an earlier "
-			 "attempt; a later one is running)", job_kind_name(kind));
+		log_emit(LOG_INFO, &ids, "dropped a stale %s result (%s)", job_kind_name(kind), why);
 		return BATCH_STALE;
 	}
 	return 0;

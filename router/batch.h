@@ -96,9 +96,9 @@ int job_again(struct batch *b, uint64_t id, const struct job_rec *j);
 
 /**
  * The job a worker's result is for: 0 with *j filled (caller releases),
- * BATCH_STALE when the job is gone, of another kind, or the failure of an
- * attempt that is no longer the one running (logged, to be dropped), or an
- * LMDB error.
+ * BATCH_STALE when the job is gone, of another kind, or the failure is of
+ * an attempt that is not the latest, or was applied already (in an earlier
+ * batch or this one) (logged, to be dropped), or an LMDB error.
  */
 int batch_job_of(struct batch *b, const struct envelope *env, enum job_kind kind,
 		 struct job_rec *j);

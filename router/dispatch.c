@@ -353,6 +353,13 @@ bool dispatch_known(const struct dispatch *d, uint64_t id)
 	return j != NULL;
 }
 
+bool dispatch_answered(const struct dispatch *d, uint64_t id, uint64_t attempt)
+{
+	struct djob *j = NULL;
+	HASH_FIND(hh, d->jobs, &id, sizeof(id), j);
+	return j && attempt && j->answered == attempt && !j->held;
+}
+
 bool dispatch_in_flight(const struct dispatch *d, uint64_t id)
 {
 	struct djob *j = NULL;

@@ -64,6 +64,9 @@ bool dispatch_attempt(const struct dispatch *d, uint64_t id, uint64_t *attempt,
  *  come back already. Anything else is left as it is. */
 void dispatch_claim(struct dispatch *d, const struct zmqx_peer *peer, uint64_t id,
 		    uint64_t attempt);
+/** Whether this attempt's result was applied already (its job put back for a
+ *  retry): the same result sent again is stale. A held result is not. */
+bool dispatch_answered(const struct dispatch *d, uint64_t id, uint64_t attempt);
 /** Whether the job has been sent to a worker and not finished or put back. */
 bool dispatch_in_flight(const struct dispatch *d, uint64_t id);
 

@@ -85,6 +85,8 @@ struct input {
 	int64_t code;
 	bool escalate;
 	bool wrong_attempt; /* a result naming an attempt other than the running one */
+	bool same_attempt;  /* a result naming the job's latest attempt */
+	bool twice;         /* sent twice in one batch (again before the ack came) */
 };
 
 #define MSG(s, t) { .kind = IN_MSG, .sid = s, .from = CUST, .to = BIZ, .body = t, .name = "Ana" }
@@ -107,6 +109,9 @@ struct input {
 #define FLEX_FAIL                                                                            \
 	{ .kind = IN_FLEX, .job = J_HANDOFF, .status = ST_RETRY, .code = 503,                  \
 	  .err = "Service Unavailable" }
+#define FLEX_FAIL_AS(...)                                                                     \
+	{ .kind = IN_FLEX, .job = J_HANDOFF, .status = ST_RETRY, .code = 503,                  \
+	  .err = "Service Unavailable", __VA_ARGS__ }
 #define EV(op_, ...) { .kind = IN_EVENT, .op = op_, __VA_ARGS__ }
 #define TIMER(op_) { .kind = IN_TIMER, .op = op_, .conv = KEY }
 #define ADMIN(op_, ...) EV(op_, .from = CUST, .to = BIZ, __VA_ARGS__)
@@ -224,6 +229,8 @@ static char *conf_closed_queue(void);
 static void prep_old_customer(void *fixture);
 static void prep_dispatch_all(void *fixture);
 static void prep_send_uncertain(void *fixture);
+static void prep_flex_failed_once(void *fixture);
+static void prep_flex_worker_lost(void *fixture);
 
 #define M_ESCALATIONS(trig, n) "baton_router_escalations_total{trigger=\"" trig "\"} " #n
 #define M_HANDBACKS(path, n) "baton_router_handbacks_total{path=\"" path "\"} " #n
@@ -422,6 +429,18 @@ static const struct row rows[] = {
 	  .in = { .kind = IN_FLEX, .job = J_HANDOFF, .status = ST_FAILED, .code = 500,
 		  .wrong_attempt = true },
 	  .ex = { .mode = M_ESC, .fx = "", .tl = "", .hist = "", .stale = true,
+		  .handoff_job = SET } },
+	{ "flex: a failure sent again after its retry committed is stale", G_ESCALATING,
+	  .prep = prep_flex_failed_once, .in = FLEX_FAIL_AS(.same_attempt = true),
+	  .ex = { .mode = M_ESC, .fx = "", .tl = "", .hist = "", .stale = true,
+		  .handoff_job = SET } },
+	{ "flex: the same failure twice in one batch is retried once", G_ESCALATING,
+	  .prep = prep_dispatch_all, .in = FLEX_FAIL_AS(.same_attempt = true, .twice = true),
+	  .ex = { .mode = M_ESC, .fx = "RETRY:flex:handoff#1", .tl = "", .hist = "",
+		  .handoff_job = SET } },
+	{ "flex: the failure of an attempt whose worker was written off counts", G_ESCALATING,
+	  .prep = prep_flex_worker_lost, .in = FLEX_FAIL_AS(.same_attempt = true),
+	  .ex = { .mode = M_ESC, .fx = "RETRY:flex:handoff#1", .tl = "", .hist = "",
 		  .handoff_job = SET } },
 	{ "flex: success of an earlier attempt still counts", G_ESCALATING,
 	  .prep = prep_dispatch_all,
@@ -815,6 +834,12 @@ static void build_item(struct fixture *f, const struct input *in, struct item *i
 			assert_true(attempt != 0);
 			e->attempt = (int64_t)(attempt + 1);
 		}
+		if (in->same_attempt) {
+			uint64_t attempt = 0;
+			dispatch_attempt(f->x.disp, e->id, &attempt, NULL);
+			assert_true(attempt != 0);
+			e->attempt = (int64_t)attempt;
+		}
 	} else {
 		e->id = ++f->next_req;
 		it->from_ingress = in->kind != IN_TIMER;
@@ -986,6 +1011,12 @@ static void apply(struct fixture *f, const struct input *in, bool commit, bool s
 	}
 	int rc = entry_point(&f->b, &it);
 	assert_int_equal(rc, 0);
+	if (in->twice) {
+		struct item again;
+		build_item(f, in, &again);
+		assert_int_equal(entry_point(&f->b, &again), 0);
+		env_release(&again.env);
+	}
 	observe(f, o);
 	if (commit)
 		rc = batch_commit(&f->b);
@@ -1031,6 +1062,29 @@ static void prep_dispatch_all(void *fixture)
 	}
 	while (dispatch_next(f->x.disp, now, &id, &peer))
 		;
+}
+
+/* The handoff's attempt failed and its retry committed; the worker has not
+ * had the ack yet. */
+static void prep_flex_failed_once(void *fixture)
+{
+	struct fixture *f = fixture;
+	const struct input fail = FLEX_FAIL_AS(.same_attempt = true);
+	struct observed o;
+	prep_dispatch_all(f);
+	apply(f, &fail, true, false, &o);
+	assert_string_equal(o.fx, "RETRY:flex:handoff#1");
+}
+
+/* The Flex worker running the handoff went silent and was written off: its
+ * attempt's result is still to come. */
+static void prep_flex_worker_lost(void *fixture)
+{
+	struct fixture *f = fixture;
+	struct zmqx_peer peer = { .len = 6 };
+	prep_dispatch_all(f);
+	memcpy(peer.id, "flex-1", 6);
+	dispatch_worker_lost(f->x.disp, &peer);
 }
 
 /* The queued send's egress died mid-attempt: its outcome is unknown. */
