@@ -24,6 +24,7 @@ struct held {
 	uint64_t attempt;
 	char *frame;
 	size_t len;
+	bool failed;      /* frame is a failure: a new attempt of the job runs again */
 	uint64_t sent_at; /* mono ms of the last send of frame */
 	UT_hash_handle hh;
 };
@@ -149,6 +150,7 @@ int worker_reply(struct worker *w, const struct envelope *result)
 		free(j->frame);
 		j->frame = frame;
 		j->len = len;
+		j->failed = r.status == ST_FAILED || r.status == ST_RETRY;
 		j->sent_at = clock_mono_ms();
 		frame = NULL;
 		if (zmqx_send_frame(w->sock, NULL, j->frame, j->len) < 0)
@@ -225,6 +227,15 @@ static void worker_job(struct worker *w, const struct envelope *env, worker_job_
 {
 	struct log_ids ids = { .conv = env->conv, .job = env->id };
 	struct held *j = worker_held(w, env->id);
+	if (j && j->frame && j->failed && env->attempt > 0 && (uint64_t)env->attempt != j->attempt) {
+		/* The router dispatches a new attempt only once this one is over: it
+		 * recorded the failure and its ack was lost (a dropped connection).
+		 * Sending the failure again would answer an attempt it no longer
+		 * waits for, and leave the new one with a worker that never runs it. */
+		log_emit(LOG_INFO, &ids, "a new attempt of a job that failed here: running it again");
+		worker_forget(w, j);
+		j = NULL;
+	}
 	if (j && j->frame) {
 		log_emit(LOG_INFO, &ids, "job already finished here: sending its result again");
 		j->sent_at = clock_mono_ms();

@@ -16,7 +16,9 @@
  * or finished and unacknowledged) with their attempts, so a restarted
  * router leaves them with this worker instead of running them twice.
  * A job the router sends again while the worker still holds it is not
- * run again (its result is re-sent when it has one).
+ * run again (its result is re-sent when it has one), except a new attempt
+ * of a job whose result here is a failure: the router has recorded that
+ * failure (its ack was lost) and retries, so the job runs again.
  *
  * Stop: when *stop is set the worker says HELLO with no credit (the
  * router sends nothing more), lets the calls in flight finish and their

@@ -17,8 +17,7 @@
 
 #include "config.h"
 #include "confcheck.h"
-
-extern char **environ;
+#include "testenv.h"
 
 struct fixture {
 	char dir[64];
@@ -27,24 +26,10 @@ struct fixture {
 	struct config cfg;
 };
 
-/* Unsets every BATON_* variable (names collected first: unsetenv edits environ). */
+/* No BATON_* variable is left (testenv.h). */
 static void clear_baton_env(void)
 {
-	char *names[512];
-	size_t n = 0;
-	for (char **e = environ; e && *e && n < 512; e++) {
-		if (strncmp(*e, "BATON_", 6) != 0)
-			continue;
-		const char *eq = strchr(*e, '=');
-		size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
-		names[n] = strndup(*e, len);
-		assert_non_null(names[n]);
-		n++;
-	}
-	for (size_t i = 0; i < n; i++) {
-		unsetenv(names[i]);
-		free(names[i]);
-	}
+	testenv_clear_baton();
 	for (char **e = environ; e && *e; e++)
 		assert_false(strncmp(*e, "BATON_", 6) == 0);
 }

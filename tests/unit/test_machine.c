@@ -42,9 +42,8 @@
 #include "core.h"
 #include "clock.h"
 #include "log.h"
+#include "testenv.h"
 #include "xalloc.h"
-
-extern char **environ;
 
 #define CUST "whatsapp:+14155550100"
 #define BIZ "whatsapp:+14155238886"
@@ -641,22 +640,6 @@ struct fixture {
 	size_t njobs;
 	uint64_t next_req;
 };
-
-static void clear_baton_env(void)
-{
-	char *names[512];
-	size_t n = 0;
-	for (char **e = environ; e && *e && n < 512; e++) {
-		if (strncmp(*e, "BATON_", 6) != 0)
-			continue;
-		const char *eq = strchr(*e, '=');
-		names[n++] = xstrndup(*e, eq ? (size_t)(eq - *e) : strlen(*e));
-	}
-	for (size_t i = 0; i < n; i++) {
-		unsetenv(names[i]);
-		free(names[i]);
-	}
-}
 
 /* Day name of wall time ms + days (UTC), as business.hours spells it. */
 static const char *day_after(int days)
@@ -1293,7 +1276,7 @@ int main(void)
 	enum log_level lvl = LOG_ERROR;
 	const char *l = getenv("MACHINE_LOG");
 
-	clear_baton_env();
+	testenv_clear_baton();
 	if (l && !strcmp(l, "debug"))
 		lvl = LOG_DEBUG;
 	else if (l && !strcmp(l, "info"))
