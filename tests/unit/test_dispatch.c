@@ -490,17 +490,24 @@ static void test_claim(void **state)
 	assert_int_equal(dispatch_queued(d, JOB_SEND), 0);
 }
 
+/* Flex job 1 of conversation A dispatched to worker w1: its attempt. */
+static uint64_t flex_job_on_w1(struct dispatch *d)
+{
+	uint64_t att = 0;
+	hello(d, "w1", JOB_FLEX, 4, 0);
+	dispatch_add(d, 1, JOB_FLEX, "A", 0);
+	expect_next(d, 0, 1, "w1");
+	assert_true(dispatch_attempt(d, 1, &att, NULL));
+	return att;
+}
+
 /* A HELLO sent after a result and before its ack claims an attempt that
  * is over: the retried job is not left with that worker. */
 static void test_claim_after_result(void **state)
 {
 	struct dispatch *d = *state;
 	struct zmqx_peer w1 = peer_of("w1");
-	uint64_t att = 0, again = 0;
-	hello(d, "w1", JOB_FLEX, 4, 0);
-	dispatch_add(d, 1, JOB_FLEX, "A", 0);
-	expect_next(d, 0, 1, "w1");
-	assert_true(dispatch_attempt(d, 1, &att, NULL));
+	uint64_t att = flex_job_on_w1(d), again = 0;
 	dispatch_hold(d, 1);     /* its failure came back */
 	dispatch_retry(d, 1, 0); /* committed: to be retried */
 	dispatch_claim(d, &w1, 1, att);
@@ -523,11 +530,7 @@ static void test_claim_after_retry_without_hold(void **state)
 {
 	struct dispatch *d = *state;
 	struct zmqx_peer w1 = peer_of("w1");
-	uint64_t att = 0, again = 0;
-	hello(d, "w1", JOB_FLEX, 4, 0);
-	dispatch_add(d, 1, JOB_FLEX, "A", 0);
-	expect_next(d, 0, 1, "w1");
-	assert_true(dispatch_attempt(d, 1, &att, NULL));
+	uint64_t att = flex_job_on_w1(d), again = 0;
 	dispatch_retry(d, 1, 400); /* its failure committed: retry after the backoff */
 	dispatch_claim(d, &w1, 1, att);
 	assert_false(dispatch_in_flight(d, 1));

@@ -155,24 +155,27 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* Sends job id with this attempt and expects the worker's result for it. */
+static void job_and_result(struct fixture *f, uint64_t id, uint64_t attempt,
+			   uint64_t want_attempt, int want_status)
+{
+	struct envelope r;
+	send_job(f, id, attempt);
+	recv_result(f, &r);
+	assert_int_equal(r.type, ENV_RESULT_FLEX);
+	assert_int_equal(r.id, id);
+	assert_int_equal(r.attempt, want_attempt);
+	assert_int_equal(r.status, want_status);
+	env_release(&r);
+}
+
 /* A failure recorded by the router, its ack lost: the next attempt runs. */
 static void test_failure_then_new_attempt_runs_again(void **state)
 {
 	struct fixture *f = *state;
-	struct envelope r;
 	atomic_store(&f->status, ST_RETRY);
-	send_job(f, 7, 11);
-	recv_result(f, &r);
-	assert_int_equal(r.type, ENV_RESULT_FLEX);
-	assert_int_equal(r.id, 7);
-	assert_int_equal(r.attempt, 11);
-	assert_int_equal(r.status, ST_RETRY);
-	env_release(&r);
-	send_job(f, 7, 12); /* no ack came for attempt 11 */
-	recv_result(f, &r);
-	assert_int_equal(r.id, 7);
-	assert_int_equal(r.attempt, 12);
-	env_release(&r);
+	job_and_result(f, 7, 11, 11, ST_RETRY);
+	job_and_result(f, 7, 12, 12, ST_RETRY); /* no ack came for attempt 11 */
 	assert_int_equal(atomic_load(&f->runs), 2);
 	send_ack(f, 7);
 }
@@ -181,20 +184,9 @@ static void test_failure_then_new_attempt_runs_again(void **state)
 static void test_success_then_new_attempt_is_sent_again(void **state)
 {
 	struct fixture *f = *state;
-	struct envelope r;
 	atomic_store(&f->status, ST_OK);
-	send_job(f, 8, 21);
-	recv_result(f, &r);
-	assert_int_equal(r.id, 8);
-	assert_int_equal(r.attempt, 21);
-	assert_int_equal(r.status, ST_OK);
-	env_release(&r);
-	send_job(f, 8, 22);
-	recv_result(f, &r);
-	assert_int_equal(r.id, 8);
-	assert_int_equal(r.attempt, 21);
-	assert_int_equal(r.status, ST_OK);
-	env_release(&r);
+	job_and_result(f, 8, 21, 21, ST_OK);
+	job_and_result(f, 8, 22, 21, ST_OK);
 	assert_int_equal(atomic_load(&f->runs), 1);
 	send_ack(f, 8);
 }
@@ -203,18 +195,9 @@ static void test_success_then_new_attempt_is_sent_again(void **state)
 static void test_failure_then_same_attempt_is_sent_again(void **state)
 {
 	struct fixture *f = *state;
-	struct envelope r;
 	atomic_store(&f->status, ST_FAILED);
-	send_job(f, 9, 31);
-	recv_result(f, &r);
-	assert_int_equal(r.attempt, 31);
-	env_release(&r);
-	send_job(f, 9, 0);
-	recv_result(f, &r);
-	assert_int_equal(r.id, 9);
-	assert_int_equal(r.attempt, 31);
-	assert_int_equal(r.status, ST_FAILED);
-	env_release(&r);
+	job_and_result(f, 9, 31, 31, ST_FAILED);
+	job_and_result(f, 9, 0, 31, ST_FAILED);
 	assert_int_equal(atomic_load(&f->runs), 1);
 	send_ack(f, 9);
 }
