@@ -149,7 +149,7 @@ int batch_job_of(struct batch *b, const struct envelope *env, enum job_kind kind
 {
 	struct log_ids ids = { .job = env->id, .conv = env->conv };
 	uint64_t attempt = 0;
-	bool in_flight = dispatch_attempt(b->x->disp, env->id, &attempt, NULL);
+	dispatch_attempt(b->x->disp, env->id, &attempt, NULL);
 	int rc = store_job_get(b->st, b->txn, env->id, j);
 	if (rc && rc != MDB_NOTFOUND)
 		return rc;
@@ -170,8 +170,7 @@ int batch_job_of(struct batch *b, const struct envelope *env, enum job_kind kind
 	if (env->status != ST_OK && env->status != ST_PROGRESS) {
 		uint64_t sent = env->attempt > 0 ? (uint64_t)env->attempt : 0;
 		if (sent && attempt && sent != attempt)
-			why = in_flight ? "the failure of an earlier attempt; a later one is running"
-					: "the failure of an earlier attempt";
+			why = "the failure of an earlier attempt";
 		else if (dispatch_answered(b->x->disp, env->id, sent))
 			why = "this attempt's failure is recorded already";
 		else if (batch_retries(b, env->id))
