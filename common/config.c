@@ -292,12 +292,16 @@ static const struct config_entry config_table[] = {
 	  false, "a voice note that cannot be transcribed (no transcribe.base_url, or it failed): the "
 	  "AI answers from a note saying so (note), or the conversation goes to a person (escalate)" },
 
-	{ "media.allow_hosts", CT_STR, "api.twilio.com,*.twilio.com,*.twiliocdn.com,s3-external-1.amazonaws.com", 0, 0, NULL,
+	{ "media.allow_hosts", CT_STR, "api.twilio.com,*.twilio.com,*.twiliocdn.com", 0, 0, NULL,
 	  F(media_allow_hosts), false,
-	  "hosts baton fetches customer media from, and may be redirected to (comma-separated; "
-	  "*.example.com matches its subdomains; Twilio redirects to mms.twiliocdn.com, media "
-	  "stored before HTTP auth to s3-external-1.amazonaws.com); a media URL elsewhere is not "
-	  "fetched and the turn goes on as text" },
+	  "hosts baton fetches customer media from, with the Twilio credentials (comma-separated; "
+	  "*.example.com matches its subdomains); a media URL elsewhere is not fetched and the "
+	  "turn goes on as text" },
+	{ "media.redirect_hosts", CT_STR, "*.twiliocdn.com,s3-external-1.amazonaws.com", 0, 0, NULL,
+	  F(media_redirect_hosts), false,
+	  "hosts a media download may also be redirected to, never sent credentials, never a "
+	  "first URL (Twilio redirects to mms.twiliocdn.com, media stored before HTTP auth to "
+	  "s3-external-1.amazonaws.com, a host every S3 bucket shares)" },
 	{ "media.types", CT_STR,
 	  "image/jpeg,image/png,image/webp,image/gif,audio/ogg,audio/mpeg,audio/mp4,audio/amr,"
 	  "application/pdf", 0, 0, NULL, F(media_types), false,

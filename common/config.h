@@ -131,6 +131,7 @@ struct config {
 
 	/* media: what customers send beyond text (common/media.h) */
 	char *media_allow_hosts;
+	char *media_redirect_hosts;
 	char *media_types;
 	long media_max_bytes;
 	int media_timeout_ms;

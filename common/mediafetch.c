@@ -31,8 +31,8 @@ static const char *const mf_texts[MF_ERRORS] = {
 
 static const struct metric_def M_FETCHES = {
 	"baton_media_fetches_total", METRIC_COUNTER,
-	"Customer media downloads, by outcome: ok, host (URL not on media.allow_hosts), type "
-	"(not on media.types), http (not 200), timeout, too_big, transport, mismatch (bytes "
+	"Customer media downloads, by outcome: ok, host (URL not on media.allow_hosts, or a "
+	"redirect on neither host list), type (not on media.types), http (not 200), timeout, too_big, transport, mismatch (bytes "
 	"not of the declared type).",
 	{ "outcome" }, { mf_names } };
 
@@ -57,6 +57,7 @@ void mediafetch_config(const struct config *cfg, struct mediafetch_cfg *out)
 	out->user = config_rest_user(cfg);
 	out->pass = config_rest_secret(cfg);
 	out->allow_hosts = cfg->media_allow_hosts;
+	out->redirect_hosts = cfg->media_redirect_hosts;
 	out->types = cfg->media_types;
 	out->max_bytes = (size_t)cfg->media_max_bytes;
 	out->timeout_ms = cfg->media_timeout_ms;
@@ -106,11 +107,12 @@ static void mf_done(const struct httpc_resp *resp, void *arg)
 	char why[64];
 
 	if (!resp->curl_code && resp->status >= 300 && resp->status < 400 && resp->redirect_url) {
-		/* Every hop is a URL like the first: on the list, or not fetched. */
+		/* Every hop is on a list, or not fetched. */
 		if (c->hops >= MF_HOPS_MAX) {
 			r.err = MF_HTTP;
 			r.reason = "it could not be downloaded (too many redirects)";
-		} else if (!mediacheck_host_allowed(resp->redirect_url, c->cfg->allow_hosts)) {
+		} else if (!mediacheck_host_allowed(resp->redirect_url, c->cfg->allow_hosts) &&
+			   !mediacheck_host_allowed(resp->redirect_url, c->cfg->redirect_hosts)) {
 			r.err = MF_HOST;
 			r.reason = "it redirects to a host that is not allowed";
 		} else {

@@ -7,7 +7,8 @@
  * credentials as basic auth (Twilio can require it for media URLs),
  * media.timeout_ms, at most media.max_bytes. Redirects (Twilio sends a
  * short-lived URL on mms.twiliocdn.com) are followed up to 5 hops, each
- * hop's host checked against media.allow_hosts like the first and sent no
+ * hop's host on media.allow_hosts or media.redirect_hosts (shared storage
+ * hosts: never a first URL, which gets the credentials), sent no
  * credentials; each hop has its own timeout. After it: a 200, a Content-Type still allowed,
  * and bytes whose magic numbers match it for images, OGG and PDF (a
  * content type can lie).
@@ -39,6 +40,7 @@ enum mediafetch_error {
 struct mediafetch_cfg {
 	const char *user, *pass; /* basic auth; user NULL or "": none */
 	const char *allow_hosts;
+	const char *redirect_hosts; /* hops after the first only */
 	const char *types;
 	size_t max_bytes;
 	long timeout_ms;

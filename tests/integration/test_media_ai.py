@@ -201,6 +201,31 @@ class TestBadMedia(MediaCase):
         self.wait_counter("baton_media_fetches_total", outcome="http")
 
 
+
+class TestRedirectHosts(MediaCase):
+    """media.redirect_hosts: where a download may be sent on to (shared storage,
+    no credentials), never where a first URL, which gets them, may point."""
+    env = {"BATON_MEDIA_REDIRECT_HOSTS": "localhost"}
+    check = TestBadMedia.check
+
+    def test_a_redirect_there_is_followed_without_credentials(self):
+        sid = self.p.add_media("image/jpeg", media_fixture("rash.jpg"),
+                               redirect="localhost:%d" % self.p.twilio_port)
+        self.p.send_rich(ANA, "image", body="look", media=[sid])
+        replies = self.wait_replies(1)
+        self.assertTrue(replies[0].startswith(PHOTO_REPLY), replies)
+        hops = self.p.media_fetches(sid)
+        self.assertEqual([h["auth_user"] is not None for h in hops], [True, False], hops)
+        self.assertEqual([b["bytes"] for b in self.p.llm_media_blocks("image")],
+                         [len(media_fixture("rash.jpg"))])
+
+    def test_a_first_url_there_is_not_fetched(self):
+        url = self.p.media_url(MEDIA_JPEG).replace("127.0.0.1", "localhost")
+        self.assertIn("//localhost:", url)
+        self.check([(url, "image/jpeg")],
+                   "[photo (image/jpeg): its URL is not on an allowed host]", "host")
+        self.assertEqual(self.p.media_fetches(MEDIA_JPEG), [])
+
 class TestMediaTimeout(MediaCase):
     env = {"BATON_MEDIA_TIMEOUT_MS": "300"}
 
