@@ -204,10 +204,6 @@ def main():
         os.environ["PATH"] = shim + os.pathsep + os.environ.get("PATH", "")
     except OSError:
         pass
-    # Every "python3" the tests start (the fakes' fork server, scripts/baton)
-    # is this interpreter, found first on PATH: the same version, and not a
-    # version manager's shim, which cost 0.15 CPU seconds an exec.
-    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     # Deadlines for something to happen stretch when tests share the cores
     # (and under the sanitizers); what must not happen is not affected.
     slow = (3.0 if a.jobs > 1 else 1.0) * (2.0 if "san" in a.build else 1.0)
