@@ -9,9 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include "utf8.h"
 #include "xalloc.h"
 
 bool media_empty(const struct media_msg *m)

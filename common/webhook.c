@@ -8,6 +8,7 @@
 #include "webhook.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,21 +20,14 @@
 #include "utf8.h"
 #include "xalloc.h"
 
-/* WhatsApp allows at most 10 media per message; more is not Twilio. */
-#define WEBHOOK_MEDIA_MAX MEDIA_ITEMS_MAX
-
-static bool webhook_text_ok(const char *s)
-{
-	return s && utf8_valid(s, strlen(s));
-}
-
 /* Longest location or button field kept (WhatsApp's own limits are lower). */
 #define WEBHOOK_MEDIA_FIELD_MAX 1024
 
-static bool webhook_media_field_ok(const char *v, size_t max)
+/* A field present, valid UTF-8, at most max bytes. */
+static bool webhook_field_ok(const char *s, size_t max)
 {
-	size_t n = strlen(v);
-	return n <= max && utf8_valid(v, n);
+	size_t n = s ? strlen(s) : 0;
+	return s && n <= max && utf8_valid(s, n);
 }
 
 /* A coordinate Twilio would send: a decimal number within ±limit. */
@@ -52,7 +46,7 @@ static int webhook_media_take(const struct form *f, const char *name, size_t max
 	const char *v = form_get(f, name);
 	if (!v || !*v)
 		return 0;
-	if (!webhook_media_field_ok(v, max))
+	if (!webhook_field_ok(v, max))
 		return -1;
 	*dst = xstrdup(v);
 	return 0;
@@ -76,7 +70,7 @@ int webhook_media(const struct form *f, long nmedia, struct media_msg *out, cons
 		/* NumMedia promised it; a missing one is skipped, the rest kept. */
 		if (!url || !*url)
 			continue;
-		if (!webhook_media_field_ok(url, MEDIA_URL_MAX) || (ct && !webhook_media_field_ok(ct, 128)))
+		if (!webhook_field_ok(url, MEDIA_URL_MAX) || (ct && !webhook_field_ok(ct, 128)))
 			goto bad;
 		struct media_item *it = &out->items[out->nitems++];
 		it->url = xstrdup(url);
@@ -216,10 +210,12 @@ int webhook_inbound(const struct webhook_cfg *cfg, const char *signature, const 
 		*why = "missing Body";
 		goto fail;
 	}
-	if (!webhook_text_ok(text) || !webhook_text_ok(from) || !webhook_text_ok(to) ||
-	    (name && !webhook_text_ok(name)) || !webhook_text_ok(sid)) {
-		*why = "text is not valid UTF-8";
-		goto fail;
+	const char *const texts[] = { text, from, to, sid, name }; /* name is optional */
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		if (texts[i] && !webhook_field_ok(texts[i], SIZE_MAX)) {
+			*why = "text is not valid UTF-8";
+			goto fail;
+		}
 	}
 	if ((status = webhook_identity(cfg, &f, why)) != 0)
 		goto fail;
@@ -228,7 +224,8 @@ int webhook_inbound(const struct webhook_cfg *cfg, const char *signature, const 
 	if (nmedia) {
 		char *end;
 		media = strtol(nmedia, &end, 10);
-		if (end == nmedia || *end || media < 0 || media > WEBHOOK_MEDIA_MAX) {
+		/* Its range is webhook_media's to check. */
+		if (end == nmedia || *end) {
 			*why = "bad NumMedia";
 			goto fail;
 		}
