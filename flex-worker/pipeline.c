@@ -370,10 +370,10 @@ static void fjob_media_done(const struct flexmedia_result *r, void *arg)
 	fjob_post(f, f->mslot);
 }
 
-/* The step's next message (FS_INJECT or FS_FORWARD): its media are
- * fetched and uploaded first, once; then it is posted. */
 static void fjob_written(struct fjob *f, size_t i);
 
+/* The step's next message (FS_INJECT or FS_FORWARD): its media are
+ * fetched and uploaded first, once; then it is posted. */
 static void fjob_write_next(struct fjob *f)
 {
 	/* A list (after a lost answer) found the slot's message posted: the

@@ -83,10 +83,9 @@ class TestSlowClients(unittest.TestCase):
         print("slow loris: %d connections tried in %.1f s, %d open" %
               (4200, time.monotonic() - t0, len(loris.socks)))
         lat, statuses = [], []
-        deadline = time.monotonic() + 4   # about 80 probes
-        n = 0
-        while time.monotonic() < deadline:
-            n += 1
+        # 160 probes in about 4 s: their p99 is the second slowest, not the
+        # slowest (one scheduling hiccup on a shared host is not starvation).
+        for n in range(1, 161):
             c = http.client.HTTPConnection("127.0.0.1", p.ingress_port, timeout=5,
                                            source_address=("127.0.0.2", 0))
             t0 = time.monotonic()
@@ -107,7 +106,7 @@ class TestSlowClients(unittest.TestCase):
                 statuses.append(str(e))
             lat.append(time.monotonic() - t0)
             c.close()
-            time.sleep(0.05)    # the probes' pace, not a wait for anything
+            time.sleep(0.02)    # the probes' pace, not a wait for anything
         self.assertEqual(set(statuses), {200}, statuses[:20])
         self.assertLess(percentile(lat, 0.99), 0.1, "p99 %.3f s" % percentile(lat, 0.99))
         log = p.log_text("ingress")
