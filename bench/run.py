@@ -724,8 +724,7 @@ def stage_console(work, res, secs, quick):
         out["webhook_with_consoles"] = median_run(withc)
         out["webhook_p99_runs_ms"] = {"alone": [r["p99_ms"] for r in alone],
                                       "with_consoles": [r["p99_ms"] for r in withc]}
-        pollers = pollers_all
-        during = sorted(ms for pl in pollers for _, ms in pl.times)
+        during = sorted(ms for pl in pollers_all for _, ms in pl.times)
         # Enough pages for a p99: three consoles polling back to back.
         rounds = 60 if not quick else 20
         pollers = [ConsolePoller(cport, key, 0) for _ in range(3)]

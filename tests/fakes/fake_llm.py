@@ -347,8 +347,6 @@ def media_blocks(path, req):
 def redacted(req):
     """The request for the record: base64 payloads of images and documents
     replaced by "<N base64 chars>" (records stay small; media_blocks has sizes)."""
-    if not isinstance(req, dict) or not isinstance(req.get("messages"), list):
-        return req
     out = None
     for i, j, _msg, b in content_blocks(req):
         src = b.get("source") if isinstance(b.get("source"), dict) else None
