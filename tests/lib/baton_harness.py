@@ -14,6 +14,7 @@ two fresh writes), then asserts; it never sleeps a fixed time.
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import re
@@ -367,7 +368,10 @@ class Pipeline:
         self.llm_latency_ms = llm_latency_ms
         self.ingress_port = None
         self.console_port = None
-        self.sid_counter = 0
+        # MessageSids: senders on many threads each get their own (next() on a
+        # count is one step under the GIL; += then a read was two, and two
+        # customers once shared a SID, the second acknowledged as a duplicate).
+        self._sids = itertools.count(1)
         self._sent_cache = {}   # sent_messages(): what the fake Twilio returned so far
         # Deterministic SIDs in the fake Twilio (fake_twilio.py --sid-seed); None
         # leaves it to $FAKE_TWILIO_SID_SEED, random when that is unset.
@@ -710,10 +714,13 @@ class Pipeline:
         self.close()
 
     # --- traffic ---
+    def new_sid(self, prefix):
+        """A SID no other message of this run has: the time (ms) and a count."""
+        return "%s%016x%016x" % (prefix, int(time.time() * 1000), next(self._sids))
+
     def webhook_params(self, customer, body, sid=None, to=BUSINESS, name="Ana", extra=None):
         if sid is None:
-            self.sid_counter += 1
-            sid = "SM%032x" % (int(time.time() * 1000) * 1000 + self.sid_counter)
+            sid = self.new_sid("SM")
         params = [
             ("SmsMessageSid", sid), ("NumMedia", "0"), ("ProfileName", name),
             ("MessageType", "text"), ("SmsSid", sid), ("WaId", customer.split("+")[-1]),
@@ -748,8 +755,7 @@ class Pipeline:
         if len(media) > 10:
             raise ValueError("Twilio sends at most 10 media")
         if sid is None and media:
-            self.sid_counter += 1
-            sid = "MM%032x" % (int(time.time() * 1000) * 1000 + self.sid_counter)
+            sid = self.new_sid("MM")
         params = self.webhook_params(customer, body, sid=sid, to=to, name=name)
         msid = dict(params)["MessageSid"]
         params = [(k, str(len(media)) if k == "NumMedia" else
