@@ -32,6 +32,7 @@
     detail: null,         // its last data
     sig: {},              // last rendered data per section, to skip identical redraws
     busy: false,
+    session: 0,           // counts sign-outs: what a refresh brings back after one is dropped
     skew: 0,              // server clock - this browser's clock, ms
     escalations: null,    // key -> at_ms of the queue last seen (null before the first)
     mine: {},             // keys this operator escalated: not news to them
@@ -183,6 +184,7 @@
     $("token").value = "";
     $("token").focus();
     state.escalations = null;
+    state.session++;
     document.title = TITLE;
   }
 
@@ -743,11 +745,13 @@
   function refresh() {
     if (state.busy) return;
     state.busy = true;
-    var path = listPath();
+    var path = listPath(), session = state.session;
     Promise.all([
       api(path),
       api("conversations?limit=100&mode=queue")
     ]).then(function (rs) {
+      // Signed out while this was on its way: nothing of it is shown.
+      if (session !== state.session) throw { gone: true };
       if (rs[0].status === 401 || rs[1].status === 401) throw { auth: true };
       if (rs[0].status !== 200 || rs[1].status !== 200)
         throw { status: rs[0].status !== 200 ? rs[0].status : rs[1].status, data: rs[0].data || rs[1].data };
@@ -770,6 +774,7 @@
         $("status").removeAttribute("data-stale");
       }
     }).catch(function (err) {
+      if (err && err.gone) return;
       if (err && err.auth) { state.busy = false; unauthorized(); return; }
       var r = $("refreshed");
       r.textContent = "not refreshing";
