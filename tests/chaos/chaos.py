@@ -257,8 +257,6 @@ class Chaos:
                 # Which send it was, to find it in egress's log (kept with the state).
                 print("chaos: %s: Twilio has %s, not recorded (history has %s)"
                       % (c, sid, ",".join(recorded[-3:]) or "none"))
-        if self.args.reconcile and self.stats["duplicate_sends"]:
-            problems.append("%d duplicate sends with reconciliation on" % self.stats["duplicate_sends"])
             # 5. one Flex interaction per escalation that reached Flex. A
             # flex-worker killed between creating the Interaction and marking
             # the conversation can make a second one on retry: the known
@@ -269,6 +267,8 @@ class Chaos:
                 self.stats["duplicate_interactions"] = self.stats.get("duplicate_interactions", 0) + n - created
             elif n != created:
                 problems.append("%s: %d interactions for %d tasks created" % (c, n, created))
+        if self.args.reconcile and self.stats["duplicate_sends"]:
+            problems.append("%d duplicate sends with reconciliation on" % self.stats["duplicate_sends"])
         self.stats["duplicates_suppressed"] = self.p.log_text("router").count("duplicate delivery")
         self.stats["escalations"] = sum(1 for _ in self.p.log_text("router").split("escalating:")) - 1
         return problems

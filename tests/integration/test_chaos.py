@@ -15,6 +15,10 @@ def run_chaos(reconcile):
         pace=0.5, strict=False, reconcile=reconcile))
     try:
         problems = c.run()
+        if problems:
+            # The logs say which send or handoff it was: keep them.
+            c.p.keep = True
+            print("chaos: state and logs kept in %s" % c.p.dir)
     finally:
         c.stop_killer.set()
         c.p.close()
