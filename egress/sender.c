@@ -62,6 +62,7 @@ struct sendcall {
 	bool can_list;      /* the router sent what to exclude (a reconcile job) */
 	uint64_t doubt_at;  /* wall ms since when */
 	unsigned pages;     /* list pages read in this reconciliation */
+	uint64_t look_deadline; /* mono ms: an unreadable list is read again until then */
 };
 
 static const char *const sender_headers[] = { "Accept: application/json", NULL };
@@ -147,6 +148,18 @@ static int sender_list(struct sendcall *c, const char *url, uint64_t delay)
 }
 
 /*
+ * Starts a reconciliation: the list's first page in delay ms. A list Twilio
+ * cannot serve for a moment is read again for egress.retry_deadline_ms from
+ * that first look: the settle wait before it does not use up the time.
+ */
+static int sender_look(struct sendcall *c, uint64_t delay)
+{
+	c->pages = 0;
+	c->look_deadline = clock_mono_ms() + delay + (uint64_t)c->s->cfg->egress_retry_deadline_ms;
+	return sender_list(c, NULL, delay);
+}
+
+/*
  * Before sending again after a doubtful attempt: wait until Twilio lists
  * what it accepted (egress.reconcile_settle_ms after the doubt began),
  * then look for the message.
@@ -154,8 +167,7 @@ static int sender_list(struct sendcall *c, const char *url, uint64_t delay)
 static int sender_reconcile(struct sendcall *c)
 {
 	uint64_t now = clock_wall_ms(), ready = c->doubt_at + (uint64_t)c->s->cfg->egress_reconcile_settle_ms;
-	c->pages = 0;
-	return sender_list(c, NULL, ready > now ? ready - now : 0);
+	return sender_look(c, ready > now ? ready - now : 0);
 }
 
 static void sender_send_now(struct sendcall *c)
@@ -186,12 +198,12 @@ static void sender_listed(const struct httpc_resp *resp, void *arg)
 	}
 	c->pages++;
 	/* Twilio busy for a moment: look again (from the first page) while the
-	 * job's retry deadline allows, rather than risk a second copy. */
+	 * reconciliation's deadline allows, rather than risk a second copy. */
 	bool transient = resp->curl_code || resp->status == 429 || resp->status >= 500;
 	if (found == TWL_ERROR && transient) {
 		uint64_t d = backoff_ms(++c->attempt, SENDER_BACKOFF_BASE_MS, SENDER_BACKOFF_CAP_MS,
 					resp->retry_after_ms);
-		if (clock_mono_ms() + d < c->deadline) {
+		if (clock_mono_ms() + d < c->look_deadline) {
 			log_emit(LOG_WARN, &ids, "cannot read what Twilio sent (%s): looking again in "
 				 "%llu ms", next ? next : "no detail", (unsigned long long)d);
 			free(next);
@@ -313,12 +325,10 @@ static void sender_done(const struct httpc_resp *resp, void *arg)
 				 now = clock_wall_ms();
 			if (settle > now && settle - now > d)
 				d = settle - now;
-			int rc = c->doubt && s->cfg->egress_reconcile ? sender_list(c, NULL, d)
+			int rc = c->doubt && s->cfg->egress_reconcile ? sender_look(c, d)
 								      : sender_start(c, d);
-			if (rc == 0) {
-				c->pages = 0;
+			if (rc == 0)
 				return;
-			}
 			tr.message = xstrdup("cannot restart the call");
 		}
 	}

@@ -386,6 +386,22 @@ class TestSendWindow(unittest.TestCase):
         sent = p.show(who)["history"][-1].get("sent_sids")
         self.assertEqual(sent, self.created(p, who)[0]["sid"], "the SID Twilio has is recorded")
 
+    def test_a_list_refused_after_a_long_settle_wait_is_read_again_not_skipped(self):
+        # The settle wait is longer than the retry deadline (the chaos test's
+        # settings on a loaded machine): the list's own retries still get
+        # their whole deadline, counted from the first look.
+        p = self.pipeline(BATON_EGRESS_RECONCILE_SETTLE_MS="3000",
+                          BATON_EGRESS_RETRY_DEADLINE_MS="2000")
+        who = customers(1, 704)[0]
+        self.kill_egress_after_twilio_accepted(p, who)
+        p.fake_post("twilio", "/_fake/fail", {"path_contains": "Messages.json", "method": "GET",
+                                               "status": 429, "code": 20429, "count": 1})
+        wait_for(lambda: p.log_contains("egress", "Twilio already has this message"), 20,
+                 what="the new egress to find the message after the 429")
+        self.assertIn("cannot read what Twilio sent", p.log_text("egress"), "the 429 was met")
+        p.wait_idle()  # a second send would have been made by now
+        self.assertEqual(len(self.created(p, who)), 1)
+
     def test_without_reconciliation_the_same_kill_sends_twice(self):
         p = self.pipeline(BATON_EGRESS_RECONCILE="false")
         who = customers(1, 701)[0]
