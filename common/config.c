@@ -423,7 +423,9 @@ static const struct config_entry config_table[] = {
 	{ "egress.timeout_ms", CT_INT, "15000", 100, 120000, NULL, F(egress_timeout_ms), false,
 	  "timeout of one Twilio Messages call" },
 	{ "egress.retry_deadline_ms", CT_INT, "60000", 0, 3600000, NULL, F(egress_retry_deadline_ms),
-	  false, "how long egress retries 429/5xx before handing the job back to the router" },
+	  false, "how long egress retries 429/5xx before handing the job back to the router; "
+		 "a reconciliation reads an unreadable list again this long from its first look, "
+		 "then sends" },
 	{ "egress.reconcile", CT_BOOL, "true", 0, 0, NULL, F(egress_reconcile), false,
 	  "before sending again a message whose earlier attempt may have reached Twilio (a worker "
 	  "died, a timeout), list what Twilio already sent and record that instead of sending twice" },
