@@ -65,21 +65,40 @@ def available():
     return None
 
 
-
-
 class Element:
-    def __init__(self, browser, eid):
+    """A found element. One found by a selector is found again when the page
+    has redrawn it (the console redraws on every refresh): a test reading
+    "#x .clock" means whatever is there now, not the node of a moment ago."""
+
+    STALE = "stale element reference"
+
+    def __init__(self, browser, eid, locate=None):
         self.b = browser
         self.id = eid
+        self.locate = locate   # () -> a fresh element id, or None: no second look
 
     def _path(self, tail=""):
         return "/element/%s%s" % (self.id, tail)
 
+    def _fresh(self, fn):
+        for attempt in range(5):
+            try:
+                return fn()
+            except WebDriverError as e:
+                if e.error != self.STALE or self.locate is None or attempt == 4:
+                    raise
+                self.id = self.locate()
+
+    def _el(self, method, tail, body=None):
+        return self._fresh(lambda: self.b._cmd(method, self._path(tail), body))
+
     def click(self):
         # Centred first: WebDriver's own scroll puts it at an edge, where a
         # sticky header may cover it.
-        self.b.js("arguments[0].scrollIntoView({block: 'center', inline: 'nearest'})", self.ref)
-        self.b._cmd("POST", self._path("/click"), {})
+        def centred_click():
+            self.b.js("arguments[0].scrollIntoView({block: 'center', inline: 'nearest'})", self.ref)
+            self.b._cmd("POST", self._path("/click"), {})
+        self._fresh(centred_click)
         return self
 
     @property
@@ -88,38 +107,39 @@ class Element:
         return {ELEMENT: self.id}
 
     def clear(self):
-        self.b._cmd("POST", self._path("/clear"), {})
+        self._el("POST", "/clear", {})
         return self
 
     def send_keys(self, text):
-        self.b._cmd("POST", self._path("/value"), {"text": text})
+        self._el("POST", "/value", {"text": text})
         return self
 
     @property
     def text(self):
-        return self.b._cmd("GET", self._path("/text"))
+        return self._el("GET", "/text")
 
     def attr(self, name):
-        return self.b._cmd("GET", self._path("/attribute/" + name))
+        return self._el("GET", "/attribute/" + name)
 
     def prop(self, name):
-        return self.b._cmd("GET", self._path("/property/" + name))
+        return self._el("GET", "/property/" + name)
 
     @property
     def displayed(self):
         # Not in the W3C spec, but chromedriver implements it (the spec's own atom).
-        return self.b._cmd("GET", self._path("/displayed"))
+        return self._el("GET", "/displayed")
 
     @property
     def enabled(self):
-        return self.b._cmd("GET", self._path("/enabled"))
+        return self._el("GET", "/enabled")
 
     def find(self, css):
-        v = self.b._cmd("POST", self._path("/element"), {"using": "css selector", "value": css})
-        return Element(self.b, v[ELEMENT])
+        def locate():
+            return self._el("POST", "/element", {"using": "css selector", "value": css})[ELEMENT]
+        return Element(self.b, locate(), locate)
 
     def find_all(self, css):
-        vs = self.b._cmd("POST", self._path("/elements"), {"using": "css selector", "value": css})
+        vs = self._el("POST", "/elements", {"using": "css selector", "value": css})
         return [Element(self.b, v[ELEMENT]) for v in vs]
 
 
@@ -197,8 +217,9 @@ class Browser:
         return self._cmd("GET", "/url")
 
     def find(self, css):
-        v = self._cmd("POST", "/element", {"using": "css selector", "value": css})
-        return Element(self, v[ELEMENT])
+        def locate():
+            return self._cmd("POST", "/element", {"using": "css selector", "value": css})[ELEMENT]
+        return Element(self, locate(), locate)
 
     def find_all(self, css):
         vs = self._cmd("POST", "/elements", {"using": "css selector", "value": css})
