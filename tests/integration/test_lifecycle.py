@@ -212,6 +212,23 @@ class TestReviewRaces(LifeCase):
         self.assertEqual(r["routed"], "messaging", "the customer is not left bound to an orphan")
         wait_for(lambda: self.wa()[-1].startswith("Clínica Sol is at"), 10, what="AI again")
 
+    def test_an_agent_faster_than_the_interactions_answer_is_recorded(self):
+        # An agent who auto-accepts (a Flex plugin does that) takes the task
+        # and greets while baton still waits for the Interaction's 201: the
+        # reservation and the greeting reach baton before the task's SID.
+        self.p.agent(**dict(AGENT, accept_after_ms=0))
+        self.p.fake_post("twilio", "/_fake/fail", {"path_contains": "/v1/Interactions",
+                                                   "method": "POST", "answer_delay_ms": 1500,
+                                                   "count": 1})
+        self.escalate()
+        self.wait_wa(GREETING)
+        self.wait_mode("human")
+        wait_for(lambda: {"task_created", "accepted", "first_agent_reply"} <= set(self.events()),
+                 15, what="the acceptance and the first reply in the timeline")
+        agent_turns = [t for t in self.p.show(ANA)["history"] if t["role"] == "agent"]
+        self.assertEqual([t["text"] for t in agent_turns], [GREETING])
+        self.assertEqual(self.p.show(ANA)["escalation"]["agent"], "Gonzalo")
+
     def test_an_old_task_event_does_not_end_a_new_handoff(self):
         self.escalate()
         self.wait_wa(GREETING)

@@ -3,12 +3,16 @@ through a whole handoff and hand-back. Everything it does goes through the
 real processes (signed webhooks into ingress, the simulated Flex agent's
 TaskRouter and Conversations webhooks back)."""
 
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import time
 import unittest
+import urllib.request
 
 import webdriver
 from baton_harness import ROOT, free_port
@@ -30,6 +34,38 @@ class TestSandboxPage(unittest.TestCase):
         m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         self.assertTrue(m, line + self.proc.stdout.read() if not m else "")
         self.url = "http://127.0.0.1:%s/" % m.group(1)
+        d = re.search(r"state in (\S+);", line)
+        self.state_dir = d.group(1) if d else None
+
+    def keep_logs(self):
+        """On a failure: the processes' logs to the artifacts, and what baton
+        refused or ignored to the output (CI shows nothing else)."""
+        if not self.state_dir or not os.path.isdir(self.state_dir):
+            return
+        kept = os.path.join(ARTIFACTS, "sandbox-failed-logs")
+        os.makedirs(kept, exist_ok=True)
+        for name in sorted(os.listdir(self.state_dir)):
+            if not name.endswith(".log"):
+                continue
+            shutil.copy(os.path.join(self.state_dir, name), kept)
+            with open(os.path.join(self.state_dir, name), errors="replace") as f:
+                for line in f:
+                    if re.search(r'"level":"(warn|error)"|ignored|refused', line) and \
+                            "SANDBOX MODE" not in line:
+                        print("%s: %s" % (name, line.rstrip()[:400]))
+        # What the simulated Flex sent baton, and what baton answered.
+        try:
+            with open(os.path.join(self.state_dir, "fake_twilio.out")) as f:
+                port = json.loads(f.readline())["port"]
+            with urllib.request.urlopen("http://127.0.0.1:%d/_fake/webhooks" % port, timeout=10) as r:
+                for w in json.loads(r.read()):
+                    params = w.get("params") or {}
+                    print("webhook %s %s %s -> %s %s" % (
+                        time.strftime("%H:%M:%S", time.localtime(w.get("time", 0))), w.get("path"),
+                        params.get("EventType", ""), w.get("status"), w.get("error") or ""))
+        except (OSError, ValueError, KeyError) as e:
+            print("sandbox: no webhook record (%s)" % e)
+        print("sandbox logs: " + kept)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -57,6 +93,7 @@ class TestSandboxPage(unittest.TestCase):
                 print("sandbox failure: " + b.screenshot(os.path.join(ARTIFACTS, "sandbox-failed.png")))
             except Exception:
                 pass
+            self.keep_logs()
             raise
 
     def drive(self, b):
