@@ -187,6 +187,10 @@ static const struct config_entry config_table[] = {
 	  "address ingress listens on" },
 	{ "http.port", CT_INT, "18080", 0, 65535, NULL, F(http_port), false,
 	  "port ingress listens on (0 = any free port, logged when ready)" },
+	{ "http.share_port", CT_BOOL, "false", 0, 0, NULL, F(http_share_port), false,
+	  "several baton-ingress processes listen on http.port together (SO_REUSEPORT; scripts/baton "
+	  "and baton-ingress@ set it). Off, a second process on the port fails to start instead of "
+	  "silently taking part of the webhooks" },
 	{ "http.public_url", CT_URL, "http://127.0.0.1:18080", 0, 0, NULL, F(public_url), false,
 	  "base URL Twilio is configured to call (scheme://host[:port]); signatures are checked against it" },
 	{ "http.max_body", CT_LONG, "65536", 1024, 16 * 1024 * 1024, NULL, F(http_max_body), false,
@@ -1296,6 +1300,7 @@ static const struct {
 				CONF_CONSOLE },
 	{ "http.bind", CONF_INGRESS | CONF_CTL | CONF_REPLAY },
 	{ "http.port", CONF_INGRESS | CONF_CTL | CONF_REPLAY },
+	{ "http.share_port", CONF_INGRESS },
 	{ "http.public_url", CONF_INGRESS | CONF_REPLAY },
 	{ "http.ack_timeout_ms", CONF_INGRESS | CONF_REPLAY | CONF_CONSOLE },
 	{ "http.max_params", CONF_INGRESS | CONF_REPLAY },

@@ -80,6 +80,7 @@ struct config {
 	/* ingress */
 	char *http_bind;
 	int http_port;
+	bool http_share_port;
 	char *public_url;
 	long http_max_body;
 	int http_ack_timeout_ms;

@@ -245,7 +245,6 @@ static int web_start(struct web *w)
 					  MHD_USE_ERROR_LOG,
 				  0, NULL, NULL, web_handle, w,
 				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-				  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)WEB_TIMEOUT_S,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)WEB_CONNECTIONS,
 				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)WEB_PER_IP,

@@ -517,10 +517,18 @@ static int server_start(struct server *s)
 		limit = nofile > 2 * SERVER_FD_RESERVE ? (unsigned)(nofile - SERVER_FD_RESERVE) : 16;
 	log_info("HTTP: at most %u connections (open files limit %ld), %d per address, %d s for a "
 		 "request head", limit, nofile, s->cfg->http_per_ip_limit, s->cfg->http_head_timeout_s);
+	/* SO_REUSEPORT only when asked: the kernel spreads connections over
+	 * every socket on the port that set it, so a stray process sharing it
+	 * would take some of the webhooks and answer them for another state. */
+	struct MHD_OptionItem share[] = {
+		{ s->cfg->http_share_port ? MHD_OPTION_LISTENING_ADDRESS_REUSE : MHD_OPTION_END, 1,
+		  NULL },
+		{ MHD_OPTION_END, 0, NULL },
+	};
 	s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
 				  0, NULL, NULL, server_handle, s,
 				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-				  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+				  MHD_OPTION_ARRAY, share,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->cfg->http_conn_timeout_s,
 				  MHD_OPTION_CONNECTION_LIMIT, limit,
 				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)s->cfg->http_per_ip_limit,
@@ -529,8 +537,12 @@ static int server_start(struct server *s)
 				  MHD_OPTION_NOTIFY_COMPLETED, server_completed, s,
 				  MHD_OPTION_END);
 	if (!s->mhd)
-		return log_err("cannot start HTTP server on %s:%d: %s", s->cfg->http_bind,
-			       s->cfg->http_port, strerror(errno));
+		return log_err("cannot start HTTP server on %s:%d: %s%s", s->cfg->http_bind,
+			       s->cfg->http_port, strerror(errno),
+			       errno == EADDRINUSE && !s->cfg->http_share_port
+				       ? " (another process has the port; several ingress processes "
+					 "share it only with http.share_port = true)"
+				       : "");
 	return 0;
 }
 

@@ -5,6 +5,7 @@ import http.client
 import os
 import resource
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -425,3 +426,23 @@ class TestTwilioApiKey(unittest.TestCase):
         self.assertEqual({r["auth_user"] for r in rest}, {key[0]})
         for name in ("egress", "flex-worker", "ingress"):
             self.assertNotIn(key[1], p.log_text(name))
+
+
+class TestOnePortOneIngress(unittest.TestCase):
+    def test_a_second_ingress_on_a_taken_port_fails_instead_of_taking_webhooks(self):
+        # With SO_REUSEPORT on every ingress, a stray one (another instance,
+        # an old one left running) would get part of the webhooks and answer
+        # them for its own state. Sharing is asked for by every process on
+        # the port (http.share_port), and this first one did not.
+        p = Pipeline()
+        self.addCleanup(p.close)
+        p.start_all()
+        for share in ("false", "true"):
+            env = p.env()
+            env.update(BATON_HTTP_PORT=str(p.ingress_port), BATON_HTTP_SHARE_PORT=share)
+            r = subprocess.run([os.path.join(p.bindir, "baton-ingress")], env=env,
+                               capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(r.returncode, 0, "share_port=%s: %s" % (share, r.stderr[-500:]))
+            self.assertIn("cannot start HTTP server on 127.0.0.1:%d" % p.ingress_port,
+                          r.stdout + r.stderr)
+        self.assertEqual(p.send("whatsapp:+5511955554444", "Where is the clinic?")[0], 200)
