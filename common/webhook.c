@@ -23,11 +23,11 @@
 /* Longest location or button field kept (WhatsApp's own limits are lower). */
 #define WEBHOOK_MEDIA_FIELD_MAX 1024
 
-/* A field present, valid UTF-8, at most max bytes. */
+/* A field (not NULL) in valid UTF-8, at most max bytes. */
 static bool webhook_field_ok(const char *s, size_t max)
 {
-	size_t n = s ? strlen(s) : 0;
-	return s && n <= max && utf8_valid(s, n);
+	size_t n = strlen(s);
+	return n <= max && utf8_valid(s, n);
 }
 
 /* A coordinate Twilio would send: a decimal number within ±limit. */

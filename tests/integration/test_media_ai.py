@@ -201,7 +201,6 @@ class TestBadMedia(MediaCase):
         self.wait_counter("baton_media_fetches_total", outcome="http")
 
 
-
 class TestRedirectHosts(MediaCase):
     """media.redirect_hosts: where a download may be sent on to (shared storage,
     no credentials), never where a first URL, which gets them, may point."""
@@ -225,6 +224,7 @@ class TestRedirectHosts(MediaCase):
         self.check([(url, "image/jpeg")],
                    "[photo (image/jpeg): its URL is not on an allowed host]", "host")
         self.assertEqual(self.p.media_fetches(MEDIA_JPEG), [])
+
 
 class TestMediaTimeout(MediaCase):
     env = {"BATON_MEDIA_TIMEOUT_MS": "300"}
