@@ -15,7 +15,7 @@ import unittest
 import urllib.request
 
 import webdriver
-from baton_harness import ROOT, free_port
+from baton_harness import ROOT
 
 ARTIFACTS = os.environ.get("BATON_TEST_ARTIFACTS", os.path.join(ROOT, "build", "test-artifacts"))
 
@@ -23,11 +23,10 @@ ARTIFACTS = os.environ.get("BATON_TEST_ARTIFACTS", os.path.join(ROOT, "build", "
 @unittest.skipIf(webdriver.available(), "browser test: %s" % webdriver.available())
 class TestSandboxPage(unittest.TestCase):
     def setUp(self):
-        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
         env["BATON_BIN"] = os.environ.get("BATON_BIN", os.path.join(ROOT, "build", "bin"))
         self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "sandbox.py"),
-                                      "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                                      "--port", "0"], env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.addCleanup(self.stop)
         line = self.proc.stdout.readline()

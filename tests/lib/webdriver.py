@@ -16,6 +16,7 @@ the window's size, screenshots and the browser's console log.
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +24,6 @@ import time
 import urllib.error
 import urllib.request
 
-from baton_harness import free_port
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C element reference key
 
@@ -148,12 +148,16 @@ class Browser:
         why = available()
         if why:
             raise RuntimeError(why)
-        self.port = free_port()
-        self.base = "http://127.0.0.1:%d" % self.port
+        # Port 0: chromedriver binds a free port itself and says which. A
+        # port picked here and bound later could be taken meanwhile (the
+        # tests run side by side and open thousands of connections).
+        self.port = None
+        self.base = None
         self.timeout = timeout
         self.profile = tempfile.mkdtemp(prefix="baton-chromium-")
-        self.log = open(os.path.join(self.profile, "chromedriver.log"), "w")
-        self.proc = subprocess.Popen([find_chromedriver(), "--port=%d" % self.port],
+        self.log_path = os.path.join(self.profile, "chromedriver.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([find_chromedriver(), "--port=0"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.session = None
         try:
@@ -198,8 +202,14 @@ class Browser:
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError("chromedriver exited with %s" % self.proc.returncode)
+            if self.port is None:
+                with open(self.log_path, errors="replace") as f:
+                    m = re.search(r"started successfully on port (\d+)", f.read())
+                if m:
+                    self.port = int(m.group(1))
+                    self.base = "http://127.0.0.1:%d" % self.port
             try:
-                v = self._req("GET", "/status", timeout=2)
+                v = self.port and self._req("GET", "/status", timeout=2)
                 if v and v.get("ready"):
                     return
             except (OSError, WebDriverError):
